@@ -1,0 +1,65 @@
+"""One error hierarchy. Every message says what went wrong and what to do next."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class DeployBenchError(Exception):
+    """Base of every error deploybench raises on purpose (user errors, exit code 2)."""
+
+    exit_code = 2
+
+
+class UnknownNameError(DeployBenchError):
+    """A name (model, format, runtime, target) that no registry knows."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str], hint: str = "") -> None:
+        self.kind, self.name, self.choices = kind, name, sorted(set(choices))
+        close = difflib.get_close_matches(name, self.choices, n=3, cutoff=0.5)
+        parts = [f"unknown {kind} {name!r}"]
+        if close:
+            parts.append(f"did you mean {', '.join(repr(c) for c in close)}?")
+        if len(self.choices) <= 25:
+            parts.append(f"valid: {', '.join(self.choices)}")
+        if hint:
+            parts.append(hint)
+        super().__init__("; ".join(parts))
+
+
+class ModelSpecError(DeployBenchError):
+    """A model spec that cannot be resolved (malformed, missing file, factory failed)."""
+
+
+class MissingDependencyError(DeployBenchError):
+    """An optional library a plugin needs is not installed."""
+
+    def __init__(self, what: str, package: str, extra: str | None = None) -> None:
+        install = f"pip install 'deploybench[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{what} needs the '{package}' package, which is not installed; run: {install}")
+        self.package, self.extra = package, extra
+
+
+class UnsupportedError(DeployBenchError):
+    """A format/precision/device combination a plugin does not support."""
+
+
+class ExportError(DeployBenchError):
+    """The exporter or the check that loads its result back failed."""
+
+
+class RuntimeLoadError(DeployBenchError):
+    """A runtime could not load an artifact (missing, corrupt, wrong device)."""
+
+
+class CacheError(DeployBenchError):
+    """The artifact cache is unusable (unwritable folder, corrupted entry)."""
+
+
+class ResultsError(DeployBenchError):
+    """A results file that cannot be read (missing, malformed, incompatible schema)."""
+
+
+class UsageError(DeployBenchError):
+    """Malformed command-line input (batch lists, shapes, options)."""

@@ -1,0 +1,53 @@
+"""Real images as model inputs: calibration sets, parity inputs and ImageFolder datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deploybench.errors import UsageError
+from deploybench.models import InputSpec, normalize
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image below ``folder``, sorted so runs are reproducible."""
+    if not folder.is_dir():
+        raise UsageError(f"image folder {str(folder)!r} does not exist; pass a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}")
+    return files
+
+
+def load_image(path: Path, input_spec: InputSpec) -> np.ndarray:
+    """One image resized to the input's height and width, CHW, scaled into its value range."""
+    from PIL import Image
+
+    channels, height, width = input_spec.shape
+    with Image.open(path) as img:
+        img = img.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
+        array = np.asarray(img, dtype=np.float32) / 255.0
+    array = array.reshape(height, width, -1).transpose(2, 0, 1)
+    lo, hi = input_spec.value_range
+    return array * (hi - lo) + lo
+
+
+def load_images(paths: list[Path], input_spec: InputSpec) -> np.ndarray:
+    """An NCHW batch, normalised as the model expects."""
+    return normalize(np.stack([load_image(p, input_spec) for p in paths]), input_spec)
+
+
+def image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:
+    """An ImageFolder layout (one sub-folder per class): files, labels, class names."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not classes:
+        raise UsageError(f"{root} is not an ImageFolder dataset; it needs one sub-folder of images per class")
+    files, labels = [], []
+    for index, name in enumerate(classes):
+        for path in image_files(root / name):
+            files.append(path)
+            labels.append(index)
+    return files, labels, classes

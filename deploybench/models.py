@@ -1,0 +1,254 @@
+"""The model zoo: resolve what a user typed into a ModelSpec.
+
+A spec string is handed to the registered model sources (timm, Ultralytics, a user's
+``module:factory``, an ``.onnx`` file); the first that claims it builds the ModelSpec.
+Weights default to a seeded random initialisation so that runs are reproducible offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from deploybench import registry
+from deploybench.errors import ModelSpecError, UnknownNameError
+
+# Short names people type -> the spec the sources understand.
+ALIASES: dict[str, str] = {
+    "vit_b16": "timm:vit_base_patch16_224",
+    "vit_s16": "timm:vit_small_patch16_224",
+    "vit_t16": "timm:vit_tiny_patch16_224",
+    "deit_s": "timm:deit_small_patch16_224",
+    "mobilenetv4": "timm:mobilenetv4_conv_small",
+    "mobilenetv3": "timm:mobilenetv3_large_100",
+    "mobilenetv2": "timm:mobilenetv2_100",
+    "resnet18": "timm:resnet18",
+    "resnet50": "timm:resnet50",
+    "efficientnet_b0": "timm:efficientnet_b0",
+    "convnext_t": "timm:convnext_tiny",
+    "swin_t": "timm:swin_tiny_patch4_window7_224",
+    "regnety_8gf": "timm:regnety_080",
+    "yolov8n": "ultralytics:yolov8n",
+    "yolov8s": "ultralytics:yolov8s",
+    "yolo11n": "ultralytics:yolo11n",
+    "yolo11s": "ultralytics:yolo11s",
+}
+
+TASKS = ("classification", "detection", "other")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Everything needed to rebuild the same model in another process (plain data)."""
+
+    spec: str
+    pretrained: bool = False
+    checkpoint: str | None = None
+    trust_checkpoint: bool = False
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One image input, without the batch dimension."""
+
+    name: str = "input"
+    shape: tuple[int, ...] = (3, 224, 224)
+    dtype: str = "float32"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+    def with_batch(self, batch: int) -> tuple[int, ...]:
+        return (batch, *self.shape)
+
+
+@dataclass
+class ModelSpec:
+    """A resolved model: how to build it and what it eats."""
+
+    name: str
+    ref: ModelRef
+    source: str
+    task: str
+    input: InputSpec
+    library: str
+    library_version: str
+    weights: str
+    factory: Callable[[], Any] | None = None
+    # Deployment-only rewrites applied after the parameter count (e.g. Conv+BN fusion).
+    prepare: Callable[[Any], Any] | None = None
+    parameters: int | None = None
+    onnx_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    _module: Any = field(default=None, repr=False)
+
+    @property
+    def has_module(self) -> bool:
+        return self.factory is not None
+
+    def build(self) -> Any:
+        """The torch module in eval mode, built once per spec (seeded, weights loaded)."""
+        if self.factory is None:
+            raise ModelSpecError(f"{self.name} is an ONNX file; it has no PyTorch module to export or run")
+        if self._module is None:
+            import torch
+
+            torch.manual_seed(self.ref.seed)
+            module = self.factory()
+            if self.ref.checkpoint:
+                load_checkpoint(module, Path(self.ref.checkpoint), trust=self.ref.trust_checkpoint)
+            self.parameters = count_parameters(module)  # as the library builds it
+            if self.prepare is not None:
+                module = self.prepare(module)
+            self._module = module.eval()
+        return self._module
+
+    def identity(self) -> dict[str, Any]:
+        """What determines architecture and weights, known without building the model."""
+        weights: Any = "pretrained" if self.ref.pretrained else f"random(seed={self.ref.seed})"
+        if self.ref.checkpoint:
+            weights = {"checkpoint_sha256": file_sha256(Path(self.ref.checkpoint))}
+        if self.onnx_path is not None:
+            weights = {"onnx_sha256": file_sha256(self.onnx_path)}
+        return {"source": self.source, "name": self.name, "library": self.library,
+                "library_version": self.library_version, "weights": weights,
+                "input": list(self.input.shape)}
+
+    def identity_hash(self) -> str:
+        import json
+
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def module_hash(module: Any) -> str:
+    """Hash of a module's architecture (its repr) and every parameter and buffer."""
+    digest = hashlib.sha256(repr(module).encode())
+    for key, tensor in module.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_checkpoint(module: Any, path: Path, trust: bool = False) -> None:
+    """Load safetensors or a state dict into ``module``; pickled code is refused unless trusted."""
+    import torch
+
+    if not path.is_file():
+        raise ModelSpecError(f"checkpoint {str(path)!r} does not exist; pass the path of a .safetensors or state-dict file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=not trust)
+    except Exception as exc:  # unpickling errors come in many types
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise ModelSpecError(
+                f"checkpoint {path.name} contains pickled code, which is refused for safety; "
+                "re-save it as a state dict or safetensors, or pass --trust-checkpoint if you trust its author") from exc
+        raise ModelSpecError(f"checkpoint {path.name} could not be read ({type(exc).__name__}: {exc}); "
+                             "pass a .safetensors file or a torch.save()d state dict") from exc
+    for key in ("state_dict", "model_state_dict", "model", "ema"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ModelSpecError(f"checkpoint {path.name} holds a {type(state).__name__}, not a state dict; "
+                             "save model.state_dict() instead")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing and len(missing) == len(module.state_dict()):
+        raise ModelSpecError(f"checkpoint {path.name} matches none of the model's weights "
+                             f"(first keys: {list(state)[:3]}); is it for this architecture?")
+
+
+def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:
+    """Resolve a spec string (or ModelRef) through the registered model sources."""
+    ref = spec if isinstance(spec, ModelRef) else ModelRef(spec=spec.strip(), **weights)
+    if not ref.spec:
+        raise ModelSpecError("empty model spec; name a model such as resnet50, yolov8n or timm:<name>")
+    if ref.pretrained and ref.checkpoint:
+        raise ModelSpecError("choose either --pretrained or --checkpoint, not both")
+    text = ALIASES.get(ref.spec, ref.spec)
+    candidates = sorted((registry.sources.get(n) for n in registry.sources.names()), key=lambda c: c.priority)
+    for source_cls in candidates:
+        source = source_cls()
+        if source.claims(text):
+            registry.sources.require(source_cls.name)
+            model = source.resolve(text, ref)
+            if ref.spec in ALIASES:
+                model.notes.append(f"alias {ref.spec!r} -> {text}")
+            if not ref.pretrained and not ref.checkpoint and model.has_module:
+                model.notes.append("random initialisation (seeded); pass --pretrained or --checkpoint PATH for real weights")
+            return model
+    raise UnknownNameError("model", ref.spec, list(ALIASES))
+
+
+def list_models(pattern: str | None = None) -> list[dict[str, str]]:
+    """Aliases, plus the names each source can list, filtered by a glob pattern."""
+    import fnmatch
+
+    rows = [{"name": alias, "resolves_to": target, "source": target.split(":", 1)[0]}
+            for alias, target in ALIASES.items()]
+    for name in registry.sources.names():
+        source = registry.sources.get(name)()
+        if registry.sources.availability(name).ok and pattern:
+            rows += [{"name": n, "resolves_to": f"{name}:{n}", "source": name} for n in source.list_names(pattern)]
+    if pattern:
+        rows = [r for r in rows if fnmatch.fnmatch(r["name"], pattern) or fnmatch.fnmatch(r["resolves_to"], pattern)]
+    seen, unique = set(), []
+    for row in rows:
+        if row["resolves_to"] not in seen:
+            seen.add(row["resolves_to"])
+            unique.append(row)
+    return unique
+
+
+def count_parameters(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_flops(module: Any, input_spec: InputSpec) -> int:
+    """FLOPs of one image's forward pass, counted by torch's FlopCounterMode (2 per MAC)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    example = torch.zeros(input_spec.with_batch(1), dtype=getattr(torch, input_spec.dtype))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        module(example)
+    return int(counter.get_total_flops())
+
+
+def example_batch(input_spec: InputSpec, batch: int, seed: int = 0) -> "Any":
+    """Seeded random inputs inside the input's value range, normalised like the model expects."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lo, hi = input_spec.value_range
+    return normalize(rng.uniform(lo, hi, size=input_spec.with_batch(batch)), input_spec)
+
+
+def normalize(pixels: "Any", input_spec: InputSpec) -> "Any":
+    """Scale NCHW pixels (already in the input's value range) by the model's mean and std."""
+    import numpy as np
+
+    data = np.asarray(pixels, dtype=np.float32)
+    if input_spec.mean is not None and input_spec.std is not None:
+        mean = np.asarray(input_spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(input_spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        data = (data - mean) / std
+    return data.astype(input_spec.dtype)

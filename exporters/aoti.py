@@ -1,0 +1,34 @@
+"""torch.export + AOTInductor: a compiled ``.pt2`` package for CPU or CUDA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
+from deploybench.models import ModelSpec
+from deploybench.torch_utils import module_for, torch_dtype
+
+
+class AotiExporter(Exporter):
+    name = "aoti"
+    aliases = ("aotinductor", "pt2", "torch-export")
+    suffix = ".pt2"
+    requires = ("torch",)
+    devices = ("cpu", "cuda")
+    precisions = ("fp32", "fp16", "bf16")
+    check_runtime = "aoti"
+
+    def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
+        import torch
+
+        module = module_for(model.build(), options.device, options.precision)
+        example = example_inputs(model, trace_batch(options)).to(options.device, torch_dtype(options.precision))
+        dynamic = None
+        if options.batch.dynamic:
+            dynamic = ({0: torch.export.Dim("batch", min=options.batch.min, max=options.batch.max)},)
+        with torch.no_grad():
+            program = torch.export.export(module, (example,), dynamic_shapes=dynamic)
+            path = out_dir / "model.pt2"
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+        return path.name, {}

@@ -1,0 +1,162 @@
+"""Exporter base: a template method that validates, exports, checks and records.
+
+Subclasses declare their capabilities as class attributes and implement ``_export``;
+the base refuses unsupported combinations up front, times the export, loads the result
+back once through the format's own runtime and runs one batch, then writes the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+from deploybench import registry
+from deploybench.artifact import Artifact, BatchRange, TensorInfo
+from deploybench.env import library_versions
+from deploybench.errors import DeployBenchError, ExportError, UnsupportedError
+from deploybench.models import ModelSpec, example_batch, module_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything a user can ask of an export. Exporters read the fields they understand."""
+
+    precision: str = "fp32"
+    device: str = "cpu"
+    batch: BatchRange = BatchRange(1, 1, 64)
+    opset: int | None = None
+    simplify: bool = False
+    script: bool = False  # TorchScript: script instead of trace
+    calib_data: str | None = None  # folder of images for INT8 calibration
+    calib_size: int = 64
+    workspace_gb: float = 4.0
+    timing_cache: str | None = None  # TensorRT; the cache folder fills this in
+
+
+class Exporter(ABC):
+    """One deployable format."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    suffix: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    dynamic_batch: ClassVar[bool] = True
+    # The runtime that loads the result back once after export.
+    check_runtime: ClassVar[str | None] = None
+    # ExportOptions fields that change this format's artifact (the cache key uses them).
+    key_options: ClassVar[tuple[str, ...]] = ("precision", "device", "batch")
+    # Libraries whose versions change the artifact.
+    key_libraries: ClassVar[tuple[str, ...]] = ("torch",)
+    needs_module: ClassVar[bool] = True
+
+    # -- the template method ---------------------------------------------------------
+    def validate(self, model: ModelSpec, options: ExportOptions) -> None:
+        """Refuse what this format cannot do, listing what it can."""
+        registry.exporters.require(self.name)
+        if options.precision not in self.precisions:
+            raise UnsupportedError(f"{self.name} does not support precision {options.precision!r}; "
+                                   f"supported: {', '.join(self.precisions)}")
+        if options.device not in self.devices:
+            raise UnsupportedError(f"{self.name} does not export for device {options.device!r}; "
+                                   f"supported: {', '.join(self.devices)}")
+        if options.batch.dynamic and not self.dynamic_batch:
+            raise UnsupportedError(f"{self.name} artifacts have a static batch; pass one batch size")
+        if self.needs_module and not model.has_module:
+            raise UnsupportedError(f"{self.name} exports from a PyTorch module; {model.name} is only an ONNX file")
+
+    def export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> Artifact:
+        """Export ``model`` into ``out_dir`` (an empty folder) and return the checked artifact."""
+        self.validate(model, options)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        try:
+            main_file, extra_manifest = self._export(model, options, out_dir)
+        except DeployBenchError:
+            raise
+        except Exception as exc:  # the library's own message is the useful part
+            raise ExportError(f"{self.name} export of {model.name} failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+        seconds = time.perf_counter() - started
+        artifact = Artifact(
+            format=self.name, path=out_dir, main_file=main_file, precision=options.precision,
+            device=options.device, batch=options.batch if self.dynamic_batch else BatchRange(options.batch.opt, options.batch.opt, options.batch.opt),
+            inputs=[TensorInfo(model.input.name, ["batch", *model.input.shape], model.input.dtype)], model=model)
+        artifact.outputs = self._check(artifact, model)
+        artifact.record_files()
+        artifact.manifest.update({
+            "model": model.name, "model_ref": model.ref.to_dict(), "source_identity": model.identity(),
+            "source_hash": module_hash(model.build()) if model.has_module else model.identity()["weights"],
+            "exporter": self.name, "exporter_class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "libraries": {k: v for k, v in library_versions().items() if v},
+            "options": _jsonable(asdict(options)), "export_seconds": round(seconds, 3),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "size_bytes": 0, **extra_manifest,
+        })
+        artifact.manifest["size_bytes"] = artifact.size_bytes()
+        artifact.save()
+        return artifact
+
+    def _check(self, artifact: Artifact, model: ModelSpec) -> list[TensorInfo]:
+        """Load the artifact back once and run one batch; returns the output descriptions."""
+        if self.check_runtime is None or not registry.runtimes.availability(self.check_runtime).ok:
+            artifact.manifest["checked_with"] = None
+            return []
+        from deploybench.runtimes.base import RuntimeOptions
+
+        runtime_cls = registry.runtimes.get(self.check_runtime)
+        batch = example_batch(model.input, artifact.batch.opt)
+        try:
+            with runtime_cls(RuntimeOptions(device=artifact.device, precision=artifact.precision)).load(artifact) as rt:
+                outputs = rt.run(batch)
+        except DeployBenchError as exc:
+            raise ExportError(f"{self.name} artifact for {model.name} was written but does not load: {exc}") from exc
+        except Exception as exc:
+            raise ExportError(f"{self.name} artifact for {model.name} was written but does not load "
+                              f"in {self.check_runtime}: {type(exc).__name__}: {_first_line(exc)}") from exc
+        artifact.manifest["checked_with"] = self.check_runtime
+        return [TensorInfo(f"output{i}" if len(outputs) > 1 else "output", ["batch", *o.shape[1:]], str(o.dtype))
+                for i, o in enumerate(outputs)]
+
+    def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
+        versions = library_versions()
+        return {"format": self.name, "options": {k: _jsonable(getattr(options, k)) for k in self.key_options},
+                "libraries": {k: versions.get(k) for k in self.key_libraries}}
+
+    @abstractmethod
+    def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
+        """Write the artifact into ``out_dir``; return the main file's name and manifest extras."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BatchRange):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def trace_batch(options: ExportOptions) -> int:
+    """The batch to trace with: at least 2 for dynamic artifacts, so tracing does not specialise on 1."""
+    return max(2, options.batch.opt) if options.batch.dynamic else options.batch.opt
+
+
+def example_inputs(model: ModelSpec, batch: int, dtype: Any = None) -> Any:
+    """A torch tensor of seeded example inputs for tracing and export."""
+    import torch
+
+    tensor = torch.from_numpy(example_batch(model.input, batch))
+    return tensor.to(dtype) if dtype is not None else tensor

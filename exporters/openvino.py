@@ -1,0 +1,60 @@
+"""OpenVINO IR: convert_model + save_model, FP32/FP16 weights, INT8 by NNCF post-training quantization."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
+from deploybench.models import ModelSpec, example_batch
+
+
+class OpenVinoExporter(Exporter):
+    name = "openvino"
+    aliases = ("ov", "openvino-ir")
+    suffix = ".xml"
+    requires = ("torch", "openvino")
+    extra = "openvino"
+    devices = ("cpu", "gpu")
+    precisions = ("fp32", "fp16", "int8")
+    check_runtime = "openvino"
+    key_options = ("precision", "batch", "calib_data", "calib_size")
+    key_libraries = ("torch", "openvino", "nncf")
+
+    def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
+        import openvino as ov
+
+        ov_model = ov.convert_model(model.build(), example_input=example_inputs(model, trace_batch(options)))
+        low, high = (options.batch.min, options.batch.max) if options.batch.dynamic else (options.batch.opt,) * 2
+        ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([ov.Dimension(low, high), *model.input.shape])})
+        ov_model.inputs[0].get_tensor().set_names({model.input.name})
+        extra: dict[str, Any] = {}
+        if options.precision == "int8":
+            ov_model, extra = self._quantize(ov_model, model, options)
+        path = out_dir / "model.xml"
+        # INT8 keeps its FP32 scales; FP16 compresses the weights only (compute precision is the runtime's).
+        ov.save_model(ov_model, str(path), compress_to_fp16=options.precision == "fp16")
+        return path.name, extra
+
+    @staticmethod
+    def _quantize(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tuple[Any, dict[str, Any]]:
+        import nncf
+
+        samples, origin = calibration_samples(model, options)
+        dataset = nncf.Dataset([sample[None] for sample in samples])
+        quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples))
+        return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf"}
+
+
+def calibration_samples(model: ModelSpec, options: ExportOptions) -> tuple[np.ndarray, str]:
+    """Calibration images from ``--calib-data``, or seeded synthetic inputs flagged as such."""
+    if options.calib_data:
+        from deploybench.images import image_files, load_images
+
+        files = image_files(Path(options.calib_data))[: options.calib_size]
+        return load_images(files, model.input), f"images:{options.calib_data}"
+    # Synthetic calibration sets scales from uniform noise: it runs anywhere but is only a
+    # stand-in for real data, so the manifest says so and accuracy should be checked.
+    return example_batch(model.input, options.calib_size, seed=7), "synthetic (uniform noise; pass --calib-data DIR for real images)"

@@ -1,0 +1,36 @@
+"""TorchScript: trace (default) or script, then freeze.
+
+``optimize_for_inference`` is applied by the runtime after loading: its MKLDNN-converted
+constants do not survive ``torch.jit.save``/``load``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from deploybench.exporters.base import ExportOptions, Exporter, example_inputs
+from deploybench.models import ModelSpec
+from deploybench.torch_utils import module_for, torch_dtype
+
+
+class TorchScriptExporter(Exporter):
+    name = "torchscript"
+    aliases = ("ts", "jit")
+    suffix = ".pt"
+    requires = ("torch",)
+    devices = ("cpu", "cuda")
+    precisions = ("fp32", "fp16", "bf16")
+    check_runtime = "torchscript"
+    key_options = ("precision", "device", "script")
+
+    def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
+        import torch
+
+        module = module_for(model.build(), options.device, options.precision)
+        example = example_inputs(model, options.batch.opt).to(options.device, torch_dtype(options.precision))
+        with torch.no_grad():
+            graph = torch.jit.script(module) if options.script else torch.jit.trace(module, example, check_trace=False)
+            frozen = torch.jit.freeze(graph.eval())
+        torch.jit.save(frozen, str(out_dir / "model.pt"))
+        return "model.pt", {"method": "script" if options.script else "trace"}

@@ -1,0 +1,70 @@
+"""Shared body of the torch-family runtimes: a callable fed torch tensors on a device."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+
+from deploybench.artifact import Artifact
+from deploybench.errors import RuntimeLoadError
+from deploybench.runtimes.base import Runtime
+from deploybench.torch_utils import synchronize, to_numpy, torch_dtype
+
+
+class TorchRuntimeBase(Runtime):
+    devices = ("cpu", "cuda")
+    precisions = ("fp32", "fp16", "bf16")
+    requires = ("torch",)
+    timed_region = "device-resident inputs; forward under inference_mode + device synchronize; outputs left on device"
+
+    def _load(self, artifact: Artifact) -> None:
+        import torch
+
+        threads = self.options.resolved_threads()
+        torch.set_num_threads(threads)
+        precision = self._compute_precision(artifact)
+        self._dtype = torch_dtype(precision)
+        self._result: Any = None
+        self.info.update(threads=threads, precision_used=precision, torch=torch.__version__)
+        try:
+            self._callable = self._open(artifact)
+        except (RuntimeError, OSError, ValueError) as exc:  # corrupt or foreign file: the library says which
+            name = artifact.file.name if artifact.path else artifact.format
+            raise RuntimeLoadError(f"{name} could not be loaded by {self.name} "
+                                   f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); export it again") from exc
+
+    def _compute_precision(self, artifact: Artifact) -> str:
+        return artifact.precision
+
+    @abstractmethod
+    def _open(self, artifact: Artifact) -> Any:
+        """The callable to run: a module, a scripted module, a compiled package."""
+
+    def _unload(self) -> None:
+        self._callable = self._result = None
+
+    def prepare(self, batch: np.ndarray) -> Any:
+        import torch
+
+        return torch.from_numpy(batch).to(self.options.device, self._dtype)
+
+    def infer(self, feeds: Any) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self._result = self._callable(feeds)
+
+    def synchronize(self) -> None:
+        synchronize(self.options.device)
+
+    def outputs(self) -> list[np.ndarray]:
+        return to_numpy(self._result)
+
+    def device_memory_peak(self) -> int | None:
+        if not self.options.device.startswith("cuda"):
+            return None
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())

@@ -1,0 +1,27 @@
+"""torch.compile with inductor. Compilation happens on the first call of each batch size,
+so the harness's first-inference time is the compile time, reported apart from steady state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploybench.runtimes.torch_eager import TorchEagerRuntime
+
+COMPILE_MODES = ("default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+
+class TorchCompileRuntime(TorchEagerRuntime):
+    name = "torch-compile"
+    aliases = ("compile", "inductor")
+    timed_region = "device-resident inputs; compiled forward + device synchronize; outputs left on device"
+
+    def _wrap(self, module: Any) -> Any:
+        import torch
+
+        from deploybench.errors import UsageError
+
+        mode = self.options.compile_mode
+        if mode not in COMPILE_MODES:
+            raise UsageError(f"unknown torch.compile mode {mode!r}; choose from {', '.join(COMPILE_MODES)}")
+        self.info.update(compile_mode=mode, backend="inductor", compile_time="first inference of each batch size")
+        return torch.compile(module, mode=mode, backend="inductor", dynamic=False)
