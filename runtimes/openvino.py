@@ -67,9 +67,12 @@ class OpenVinoRuntime(Runtime):
             config[hints.inference_precision] = getattr(ov.Type, hint)
         compiled = self._core.compile_model(self._model, self._device, config)
         used = compiled.get_property(hints.inference_precision).get_type_name()
+        float_compute = TYPE_NAMES.get(used, used)
+        # An INT8 IR runs its quantized layers in int8; the hint only governs the float rest.
+        quantized = self.artifact is not None and self.artifact.precision == "int8"
         requests = 1 if mode == "latency" else int(compiled.get_property(props.optimal_number_of_infer_requests))
-        self.info.update(mode=mode, precision_used=TYPE_NAMES.get(used, used), infer_requests=requests,
-                         streams=int(compiled.get_property(props.num_streams)))
+        self.info.update(mode=mode, precision_used="int8" if quantized else float_compute, float_compute=float_compute,
+                         infer_requests=requests, streams=int(compiled.get_property(props.num_streams)))
         self._compiled[mode] = (compiled, requests)
         return self._compiled[mode]
 

@@ -1,0 +1,149 @@
+"""One cell: load an artifact in a runtime, time it at one batch size, check its parity.
+
+``run_cell`` does the work in the current process; ``deploybench.isolation`` runs it in a
+fresh worker process so memory figures are clean and a crash only ends its own row.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploybench import registry
+from deploybench.artifact import Artifact
+from deploybench.errors import DeployBenchError
+from deploybench.harness import MeasurePolicy, measure
+from deploybench.memory import MemorySampler
+from deploybench.models import ModelRef
+from deploybench.results import Row
+from deploybench.runtimes.base import RuntimeOptions
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Plain data, so it crosses into a worker process as JSON."""
+
+    model: ModelRef
+    model_name: str
+    task: str
+    format: str
+    runtime: str
+    batch: int
+    device: str = "cpu"
+    precision: str = "fp32"
+    artifact_dir: str | None = None  # None: the in-memory PyTorch module
+    reference: str | None = None  # .npz with parity inputs and reference outputs
+    runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    policy: MeasurePolicy = field(default_factory=MeasurePolicy)
+    tolerance: dict[str, float] = field(default_factory=dict)
+    plugin_modules: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return "|".join(str(v) for v in (self.model_name, self.format, self.runtime, self.device, self.precision, self.batch))
+
+    def empty_row(self) -> Row:
+        return Row(model=self.model_name, format=self.format, runtime=self.runtime, device=self.device,
+                   precision=self.precision, batch=self.batch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Cell":
+        data = dict(data)
+        data["model"] = ModelRef(**data["model"])
+        data["runtime_options"] = RuntimeOptions(**data["runtime_options"])
+        data["policy"] = MeasurePolicy(**data["policy"])
+        data["plugin_modules"] = tuple(data.get("plugin_modules", ()))
+        return cls(**data)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "failed to allocate" in text or "bad_alloc" in text
+
+
+def _load_artifact(cell: Cell) -> Artifact:
+    if cell.artifact_dir is not None:
+        return Artifact.load(Path(cell.artifact_dir))
+    from deploybench.models import resolve
+
+    return Artifact.from_module(resolve(cell.model), precision=cell.precision, device=cell.device)
+
+
+def _tile(inputs: np.ndarray, batch: int) -> np.ndarray:
+    """``batch`` images taken cyclically from ``inputs``."""
+    return np.ascontiguousarray(inputs[np.arange(batch) % len(inputs)])
+
+
+def run_in_chunks(runtime: Any, inputs: np.ndarray, batch: int) -> list[np.ndarray]:
+    """Run ``inputs`` through ``runtime`` ``batch`` at a time (the last chunk padded)."""
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, len(inputs), batch):
+        part = inputs[start:start + batch]
+        outputs = runtime.run(_tile(part, batch))
+        chunks.append([o[: len(part)] for o in outputs])
+    return [np.concatenate(parts) for parts in zip(*chunks)]
+
+
+def run_cell(cell: Cell) -> Row:
+    """Measure one cell in this process. Failures become the row's status, never an exception."""
+    from deploybench.compare import compare
+
+    row = cell.empty_row()
+    try:
+        registry.import_plugin_modules(list(cell.plugin_modules))
+        runtime_cls = registry.runtimes.require(cell.runtime)
+        reference = np.load(cell.reference) if cell.reference else None
+        artifact = _load_artifact(cell)
+        with MemorySampler() as memory:
+            started = time.perf_counter()
+            runtime = runtime_cls(cell.runtime_options).load(artifact)
+            with runtime:
+                inputs = reference["inputs"] if reference is not None else None
+                if inputs is None:
+                    from deploybench.models import example_batch, resolve
+
+                    inputs = example_batch(resolve(cell.model).input, cell.batch)
+                feeds = runtime.prepare(_tile(inputs, cell.batch))  # compiles for runtimes that compile per shape
+                row.load_seconds = time.perf_counter() - started
+                result = measure(runtime, feeds, cell.batch, cell.policy)
+                del feeds
+                if reference is not None:
+                    candidate = run_in_chunks(runtime, reference["inputs"], cell.batch)
+                    expected = [reference[f"output{i}"] for i in range(int(reference["n_outputs"]))]
+                    used = str(runtime.info.get("precision_used") or cell.precision)
+                    row.parity = compare(expected, candidate, cell.task, used, cell.tolerance).to_dict()
+                device_peak = runtime.device_memory_peak()
+                row.runtime_info = dict(runtime.info)
+        _fill_measurement(row, result)
+        row.precision_used = row.runtime_info.get("precision_used")
+        row.threads = row.runtime_info.get("threads")
+        mem = memory.report(device_peak)
+        row.memory = {"baseline_rss_mb": round(mem.baseline_rss_mb, 1), "peak_rss_mb": round(mem.peak_rss_mb, 1),
+                      "rss_growth_mb": round(mem.rss_growth_mb, 1), "peak_device_mb": mem.peak_device_mb}
+        if artifact.path is not None:
+            row.artifact = {"path": str(artifact.path), "size_mb": round(artifact.size_bytes() / 2**20, 3),
+                            "export_seconds": artifact.manifest.get("export_seconds")}
+    except Exception as exc:  # every failure is a status on this row, never the end of a sweep
+        row.status = "oom" if is_out_of_memory(exc) else "error"
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        row.message = message if isinstance(exc, DeployBenchError) else f"{type(exc).__name__}: {message}"
+    return row
+
+
+def _fill_measurement(row: Row, result: Any) -> None:
+    row.stats = asdict(result.stats)
+    row.samples_ms = [round(s, 5) for s in result.samples_ms]
+    row.ms_per_image = result.ms_per_image
+    row.throughput = result.throughput
+    row.items_per_call = result.items_per_call
+    row.window_seconds = result.window_seconds
+    row.first_inference_ms = result.first_inference_ms
+    row.timed_region = result.timed_region
+    row.warnings = list(result.warnings)

@@ -1,0 +1,244 @@
+"""``deploybench bench`` (one model, one runtime, full statistics) and ``deploybench compare``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deploybench.cli.options import cache_option, split_list, weights_options
+
+
+def _progress(message: str) -> None:
+    click.echo(f"  {message}", err=True)
+
+
+def _parse_tolerance(items: tuple[str, ...]) -> dict[str, float]:
+    from deploybench.compare import Tolerance
+    from deploybench.errors import UsageError
+
+    valid = list(Tolerance.__dataclass_fields__)
+    result = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in valid or not value:
+            raise UsageError(f"malformed tolerance {item!r}; write KEY=VALUE with KEY one of {', '.join(valid)}")
+        try:
+            result[key] = float(value)
+        except ValueError:
+            raise UsageError(f"tolerance {item!r} needs a number after '='") from None
+    return result
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM ends a sweep like Ctrl-C: the current cell stops, finished rows stay saved."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def common_run_options(func: Any) -> Any:
+    for option in reversed([
+        click.option("--batch", "batch", default=None, help="Batch sizes, e.g. 1,8,32, or 'auto'."),
+        click.option("--device", default=None, help="cpu or cuda (default: the target's)."),
+        click.option("--threads", type=int, help="CPU threads for every runtime (default: all usable cores)."),
+        click.option("--quick", is_flag=True, help="Short warm-up and timed window (smoke runs)."),
+        click.option("--min-iters", type=int, help="Timed iterations at least (default 50)."),
+        click.option("--min-seconds", type=float, help="Timed seconds at least (default 3)."),
+        click.option("--no-isolate", is_flag=True, help="Run cells in this process (debugging)."),
+        click.option("--timeout", type=float, default=600, show_default=True, help="Seconds per cell."),
+        click.option("--tolerance", multiple=True, help="Override a parity tolerance, e.g. max_norm_error=1e-2."),
+        click.option("--images", type=click.Path(file_okay=False), help="Real images for parity instead of seeded noise."),
+        click.option("--mode", default="auto", show_default=True, help="OpenVINO hint: auto, latency, throughput."),
+        click.option("--compile-mode", default="default", show_default=True, help="torch.compile mode."),
+    ]):
+        func = option(func)
+    return func
+
+
+def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, formats: tuple[str, ...] | None,
+                 precisions: tuple[str, ...] | None, target: Any, batch: str | None, device: str | None,
+                 threads: int | None, quick: bool, min_iters: int | None, min_seconds: float | None,
+                 no_isolate: bool, timeout: float, tolerance: tuple[str, ...], images: str | None, mode: str,
+                 compile_mode: str, weights: dict[str, Any], **extra: Any) -> Any:
+    from deploybench.harness import MeasurePolicy
+    from deploybench.runtimes.base import RuntimeOptions
+    from deploybench.sweep import SweepConfig, parse_batches
+
+    policy = MeasurePolicy.quick() if quick else MeasurePolicy()
+    if min_iters is not None:
+        policy = replace(policy, min_iters=min_iters)
+    if min_seconds is not None:
+        policy = replace(policy, min_seconds=min_seconds)
+    return SweepConfig(
+        models=models, runtimes=runtimes or target.runtimes, formats=formats,
+        precisions=precisions or target.precisions, batches=parse_batches(batch) if batch else target.batches,
+        device=device or target.device, threads=threads if threads is not None else target.threads,
+        policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images,
+        tolerance=_parse_tolerance(tolerance), runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode),
+        pretrained=weights.get("pretrained", False), checkpoint=weights.get("checkpoint"),
+        trust_checkpoint=weights.get("trust_checkpoint", False), **extra)
+
+
+def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Path | None, argv: list[str]) -> Any:
+    """Run the sweep; rows are saved as they finish when there is an output folder."""
+    from deploybench.cache import ArtifactCache
+    from deploybench.env import fingerprint
+    from deploybench.results import Results
+    from deploybench.sweep import Sweep
+
+    results_path = None
+    results = Results(config={"argv": argv, "models": list(config.models), "runtimes": list(config.runtimes),
+                              "precisions": list(config.precisions), "batches": config.batches,
+                              "device": config.device, "threads": config.threads, "shard": list(config.shard)},
+                      environment=fingerprint())
+    if resume is not None:
+        results_path = resume / "results.json"
+        if results_path.is_file():
+            previous = Results.load(results_path)
+            previous.config, previous.environment = results.config, results.environment
+            results = previous
+            _progress(f"resuming: {len(results.rows)} rows already in {results_path}")
+    elif out_dir is not None:
+        results_path = out_dir / "results.json"
+        _ensure_writable(out_dir)
+    sweep = Sweep(config, ArtifactCache(Path(cache_dir) if cache_dir else None), results, results_path,
+                  work_dir=(out_dir or resume) / "references" if (out_dir or resume) else None, progress=_progress)
+    _terminate_as_interrupt()
+    sweep.run()
+    for reason in sweep.skipped:
+        _progress(f"skipped {reason}")
+    return sweep
+
+
+def _ensure_writable(folder: Path) -> None:
+    from deploybench.errors import UsageError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".deploybench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"output folder {folder} is not writable ({exc.strerror}); pass another --out") from exc
+
+
+def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
+    from deploybench.artifact import write_text_atomic
+    from deploybench.report.table import render_csv, render_markdown
+
+    if out_dir is not None:
+        results.save(out_dir / "results.json")
+        write_text_atomic(out_dir / "results.csv", render_csv(results))
+        write_text_atomic(out_dir / "results.md", render_markdown(results))
+        click.echo(f"results: {out_dir / 'results.json'} (+ .csv, .md)", err=True)
+    if html:
+        from deploybench.report.html import render_html
+
+        write_text_atomic(Path(html), render_html(results))
+        click.echo(f"html report: {html}", err=True)
+
+
+@click.command("compare")
+@click.option("--models", required=True, help="Models, comma-separated (aliases, timm names, yolo names, files).")
+@click.option("--runtimes", help="Runtimes, comma-separated (default: the target's).")
+@click.option("--formats", help="Only these formats (ts, onnx, ov, trt, aoti, torch).")
+@click.option("--precisions", help="Precisions, comma-separated (default: the target's, e.g. fp32,int8).")
+@click.option("--target", default="cpu", show_default=True, help="cpu, a100, h100, edge or auto.")
+@click.option("--target-file", type=click.Path(dir_okay=False), help="A target TOML file of your own.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results.json/.csv/.md.")
+@click.option("--html", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report.")
+@click.option("--resume", type=click.Path(file_okay=False), help="Finish the missing cells of an earlier --out folder.")
+@click.option("--shard", default="1/1", show_default=True, help="Run slice I of N of the cells (I/N).")
+@click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
+@click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
+@common_run_options
+@cache_option
+@weights_options
+def compare_command(models: str, runtimes: str | None, formats: str | None, precisions: str | None, target: str,
+                    target_file: str | None, out_dir: str | None, html: str | None, resume: str | None, shard: str,
+                    allow_mismatch: bool, calib_data: str | None, cache_dir: str | None, pretrained: bool,
+                    checkpoint: str | None, trust_checkpoint: bool, **run: Any) -> int:
+    """Export, run and check every model x format x runtime; print the comparison table."""
+    from deploybench.exporters.base import ExportOptions
+    from deploybench.report.table import render_table
+    from deploybench.targets import load_target, parse_shard
+
+    tgt = load_target(target, target_file)
+    config = build_config(split_list(models) or (), split_list(runtimes), split_list(formats), split_list(precisions),
+                          tgt, weights={"pretrained": pretrained, "checkpoint": checkpoint,
+                                        "trust_checkpoint": trust_checkpoint},
+                          shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data), **run)
+    out = Path(resume or out_dir) if (resume or out_dir) else None
+    click.echo(f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
+               f"precisions {', '.join(config.precisions)}, batches {config.batches}", err=True)
+    sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv)
+    results = sweep.results
+    click.echo(render_table(results))
+    write_outputs(results, out, html)
+    failed_parity = [r for r in results.rows if r.parity_verdict == "fail"]
+    failed_cells = [r for r in results.rows if r.status != "ok"]
+    if failed_parity and not allow_mismatch:
+        click.echo(f"{len(failed_parity)} rows failed parity (pass --allow-mismatch to exit 0 anyway)", err=True)
+        return 1
+    return 1 if failed_cells else 0
+
+
+@click.command("bench")
+@click.argument("model")
+@click.option("--runtime", required=True, help="One runtime (torch, torch-compile, torchscript, onnxruntime, openvino, aoti, tensorrt).")
+@click.option("--format", "fmt", help="Artifact format (default: the one the runtime loads).")
+@click.option("--precision", default="fp32", show_default=True)
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the results document here.")
+@common_run_options
+@cache_option
+@weights_options
+def bench_command(model: str, runtime: str, fmt: str | None, precision: str, json_file: str | None,
+                  cache_dir: str | None, pretrained: bool, checkpoint: str | None, trust_checkpoint: bool,
+                  **run: Any) -> int:
+    """Time MODEL in one RUNTIME: full statistics, memory and the timed region."""
+    from deploybench.targets import load_target
+
+    run["batch"] = run["batch"] or "1"
+    config = build_config((model,), (runtime,), (fmt,) if fmt else None, (precision,), load_target("cpu", None),
+                          weights={"pretrained": pretrained, "checkpoint": checkpoint,
+                                   "trust_checkpoint": trust_checkpoint}, **run)
+    sweep = execute(config, cache_dir, None, None, sys.argv)
+    for reason in sweep.skipped:
+        from deploybench.errors import UnsupportedError
+
+        raise UnsupportedError(reason)
+    results = sweep.results
+    click.echo(render_stats(results))
+    if json_file:
+        results.save(Path(json_file))
+    return 0 if all(r.status == "ok" for r in results.rows) else 1
+
+
+def render_stats(results: Any) -> str:
+    from tabulate import tabulate
+
+    lines, notes = [], []
+    for r in results.rows:
+        if r.status != "ok":
+            lines.append([r.runtime, r.batch, r.status, r.message] + [""] * 13)
+            continue
+        s = r.stats
+        lines.append([r.runtime, r.batch, r.precision_used or r.precision, r.threads, *(f"{s[k]:.3f}" for k in (
+            "min", "mean", "median", "p90", "p95", "p99", "max", "std")), f"{s['cv']:.1%}", f"{r.ms_per_image:.3f}",
+            f"{r.throughput:.1f}", f"{r.first_inference_ms:.1f}", f"{r.memory['peak_rss_mb']:.0f} (+{r.memory['rss_growth_mb']:.0f})",
+            r.parity_verdict or "-"])
+        notes.append(f"b{r.batch}: {s['n']} iterations in {r.window_seconds:.2f} s; timed region: {r.timed_region}")
+        if r.runtime_info:
+            notes.append(f"b{r.batch}: runtime used " + ", ".join(f"{k}={v}" for k, v in r.runtime_info.items()))
+    headers = ["runtime", "batch", "precision", "threads", "min", "mean", "p50", "p90", "p95", "p99", "max", "std",
+               "cv", "ms/img", "img/s", "first ms", "host MB (growth)", "parity"]
+    return tabulate(lines, headers=headers, disable_numparse=True) + "\n" + "\n".join(notes)
+
+
+COMMANDS = [compare_command, bench_command]

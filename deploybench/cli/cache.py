@@ -1,0 +1,43 @@
+"""``deploybench cache list|clear``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deploybench.cli.options import cache_option
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """Inspect or empty the artifact cache."""
+
+
+@cache_group.command("list")
+@cache_option
+def cache_list(cache_dir: str | None) -> None:
+    """Every cached artifact with its size, options and age."""
+    from tabulate import tabulate
+
+    from deploybench.cache import ArtifactCache
+
+    cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
+    rows = [[a.manifest.get("model"), a.format, a.precision, a.device, f"{a.batch.min}:{a.batch.opt}:{a.batch.max}",
+             f"{a.size_bytes() / 2**20:.2f}", a.manifest.get("export_seconds"), a.manifest.get("created"), a.path.name]
+            for a in cache.entries()]
+    click.echo(f"cache: {cache.root}")
+    click.echo(tabulate(rows, headers=["model", "format", "precision", "device", "batch", "MB", "export s", "created", "folder"]))
+
+
+@cache_group.command("clear")
+@cache_option
+def cache_clear(cache_dir: str | None) -> None:
+    """Remove every cached artifact."""
+    from deploybench.cache import ArtifactCache
+
+    cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
+    click.echo(f"removed {cache.clear()} artifacts from {cache.root}")
+
+
+COMMANDS = [cache_group]

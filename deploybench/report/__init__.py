@@ -1,0 +1,1 @@
+"""Renderers for a Results document: console table, CSV, Markdown, HTML."""

@@ -1,0 +1,114 @@
+"""Result rows and the versioned results document (JSON that loads back exactly)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from deploybench.artifact import write_json_atomic
+from deploybench.errors import ResultsError
+
+SCHEMA_VERSION = 1
+# Statuses a row can end in; anything but "ok" carries a message.
+STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "export-failed", "interrupted")
+
+
+@dataclass
+class Row:
+    """One (model, format, runtime, device, precision, batch) cell and everything measured for it."""
+
+    model: str
+    format: str
+    runtime: str
+    device: str
+    precision: str
+    batch: int
+    status: str = "ok"
+    message: str = ""
+    precision_used: str | None = None
+    timed_region: str = ""
+    threads: int | None = None
+    stats: dict[str, float] | None = None
+    samples_ms: list[float] = field(default_factory=list)
+    ms_per_image: float | None = None
+    throughput: float | None = None
+    items_per_call: int | None = None
+    window_seconds: float | None = None
+    first_inference_ms: float | None = None
+    load_seconds: float | None = None
+    memory: dict[str, float | None] = field(default_factory=dict)
+    artifact: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] | None = None
+    runtime_info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return "|".join(str(v) for v in (self.model, self.format, self.runtime, self.device, self.precision, self.batch))
+
+    @property
+    def parity_verdict(self) -> str | None:
+        return self.parity["verdict"] if self.parity else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Row":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Results:
+    """A run: its configuration, the machine it ran on, and its rows."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": self.schema_version, "created": self.created, "config": self.config,
+                "environment": self.environment, "rows": [r.to_dict() for r in self.rows]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Results":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ResultsError(f"results schema version {version!r} is not supported (this deploybench reads "
+                               f"version {SCHEMA_VERSION}); re-run the comparison with this version")
+        return cls(config=data.get("config", {}), environment=data.get("environment", {}),
+                   rows=[Row.from_dict(r) for r in data.get("rows", [])], created=data["created"],
+                   schema_version=version)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Results":
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: Path) -> "Results":
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ResultsError(f"cannot read results file {path} ({exc.strerror}); check the path") from exc
+        except ValueError as exc:
+            raise ResultsError(f"{path} is not a results JSON document ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ResultsError(f"{path} is not a results JSON document")
+        return cls.from_dict(data)
+
+    def save(self, path: Path) -> None:
+        """Atomic: a reader (or a crash) never sees a half-written document."""
+        write_json_atomic(Path(path), self.to_dict())
+
+    def upsert(self, row: Row) -> None:
+        """Add a row, replacing an earlier row for the same cell (resume, retries)."""
+        self.rows = [r for r in self.rows if r.key != row.key] + [row]
