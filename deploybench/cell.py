@@ -93,7 +93,7 @@ def run_in_chunks(runtime: Any, inputs: np.ndarray, batch: int) -> list[np.ndarr
 
 def run_cell(cell: Cell) -> Row:
     """Measure one cell in this process. Failures become the row's status, never an exception."""
-    from deploybench.compare import compare
+    from deploybench.compare import compare, dataset_accuracy
 
     row = cell.empty_row()
     try:
@@ -119,6 +119,10 @@ def run_cell(cell: Cell) -> Row:
                     expected = [reference[f"output{i}"] for i in range(int(reference["n_outputs"]))]
                     used = str(runtime.info.get("precision_used") or cell.precision)
                     row.parity = compare(expected, candidate, cell.task, used, cell.tolerance).to_dict()
+                    if "dataset_inputs" in reference.files:
+                        scores = run_in_chunks(runtime, reference["dataset_inputs"], cell.batch)[0]
+                        row.parity["accuracy"] = dataset_accuracy(scores, reference["dataset_labels"],
+                                                                  reference["dataset_reference"])
                 device_peak = runtime.device_memory_peak()
                 row.runtime_info = dict(runtime.info)
         _fill_measurement(row, result)

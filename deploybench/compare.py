@@ -57,6 +57,7 @@ class Parity:
     outputs: list[OutputParity]
     task: dict[str, float] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    accuracy: dict[str, float] | None = None  # with --dataset
 
     @property
     def passed(self) -> bool:
@@ -105,6 +106,20 @@ def classification_agreement(reference: np.ndarray, candidate: np.ndarray) -> di
     top1 = float(np.mean(ref_top[:, 0] == cand_top[:, 0]))
     overlap = float(np.mean([len(set(r) & set(c)) / k for r, c in zip(ref_top, cand_top)]))
     return {"top1_agreement": top1, "top5_overlap": overlap}
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Top-1 and top-5 accuracy of (N, classes) scores against integer labels."""
+    k = min(5, scores.shape[1])
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return {"top1": float(np.mean(top[:, 0] == labels)), "top5": float(np.mean((top == labels[:, None]).any(axis=1)))}
+
+
+def dataset_accuracy(scores: np.ndarray, labels: np.ndarray, reference_scores: np.ndarray) -> dict[str, float]:
+    """Task accuracy of a candidate beside the reference's, with the top-1 delta."""
+    mine, ref = topk_accuracy(scores, labels), topk_accuracy(reference_scores, labels)
+    return {**mine, "reference_top1": ref["top1"], "reference_top5": ref["top5"],
+            "delta_top1": mine["top1"] - ref["top1"], "images": float(len(labels))}
 
 
 # -- detection -------------------------------------------------------------------------

@@ -59,6 +59,8 @@ class SweepConfig:
     timeout_s: float = isolation.DEFAULT_TIMEOUT_S
     parity_images: int = 8
     images_dir: str | None = None
+    dataset_dir: str | None = None  # ImageFolder layout: adds top-1/top-5 accuracy per row
+    dataset_limit: int = 1000
     tolerance: dict[str, float] = field(default_factory=dict)
     pretrained: bool = False
     checkpoint: str | None = None
@@ -126,13 +128,28 @@ def parity_inputs(spec: ModelSpec, config: SweepConfig) -> np.ndarray:
     return example_batch(spec.input, config.parity_images, seed=1234)
 
 
-def build_reference(spec: ModelSpec, inputs: np.ndarray, path: Path) -> Path:
-    """PyTorch eager FP32 (TF32 off) outputs on ``inputs``, saved beside them as .npz."""
+def dataset_arrays(spec: ModelSpec, config: SweepConfig) -> dict[str, np.ndarray]:
+    """``--dataset DIR`` (ImageFolder) as inputs and labels, or nothing."""
+    if not config.dataset_dir:
+        return {}
+    from deploybench.images import image_folder, load_images
+
+    files, labels, _ = image_folder(Path(config.dataset_dir))
+    files, labels = files[: config.dataset_limit], labels[: config.dataset_limit]
+    return {"dataset_inputs": load_images(files, spec.input), "dataset_labels": np.asarray(labels)}
+
+
+def build_reference(spec: ModelSpec, inputs: np.ndarray, path: Path,
+                    dataset: dict[str, np.ndarray] | None = None) -> Path:
+    """PyTorch eager FP32 (TF32 off) outputs on ``inputs`` (and the dataset), saved beside them as .npz."""
     runtime = registry.runtimes.get("torch")(RuntimeOptions(device="cpu", precision="fp32"))
+    arrays: dict[str, np.ndarray] = dict(dataset or {})
     with runtime.load(Artifact.from_module(spec)):
         outputs = run_in_chunks(runtime, inputs, min(len(inputs), 8))
+        if dataset:
+            arrays["dataset_reference"] = run_in_chunks(runtime, dataset["dataset_inputs"], 32)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"output{i}": o for i, o in enumerate(outputs)}
+    arrays.update({f"output{i}": o for i, o in enumerate(outputs)})
     np.savez(path, inputs=inputs, n_outputs=len(outputs), **arrays)
     return path
 
@@ -188,7 +205,8 @@ class Sweep:
                                            for b in batches)]
         if not todo:
             return
-        reference = build_reference(spec, parity_inputs(spec, config), self.work_dir / f"{spec.identity_hash()[:16]}.npz")
+        reference = build_reference(spec, parity_inputs(spec, config), self.work_dir / f"{spec.identity_hash()[:16]}.npz",
+                                    dataset_arrays(spec, config))
         for item in todo:
             artifact_dir, export_info = self._artifact(spec, item)
             for batch in batches:

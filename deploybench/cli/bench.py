@@ -54,6 +54,7 @@ def common_run_options(func: Any) -> Any:
         click.option("--timeout", type=float, default=600, show_default=True, help="Seconds per cell."),
         click.option("--tolerance", multiple=True, help="Override a parity tolerance, e.g. max_norm_error=1e-2."),
         click.option("--images", type=click.Path(file_okay=False), help="Real images for parity instead of seeded noise."),
+        click.option("--dataset", type=click.Path(file_okay=False), help="ImageFolder dataset: adds top-1/top-5 accuracy per row."),
         click.option("--mode", default="auto", show_default=True, help="OpenVINO hint: auto, latency, throughput."),
         click.option("--compile-mode", default="default", show_default=True, help="torch.compile mode."),
     ]):
@@ -64,7 +65,8 @@ def common_run_options(func: Any) -> Any:
 def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, formats: tuple[str, ...] | None,
                  precisions: tuple[str, ...] | None, target: Any, batch: str | None, device: str | None,
                  threads: int | None, quick: bool, min_iters: int | None, min_seconds: float | None,
-                 no_isolate: bool, timeout: float, tolerance: tuple[str, ...], images: str | None, mode: str,
+                 no_isolate: bool, timeout: float, tolerance: tuple[str, ...], images: str | None,
+                 dataset: str | None, mode: str,
                  compile_mode: str, weights: dict[str, Any], **extra: Any) -> Any:
     from deploybench.harness import MeasurePolicy
     from deploybench.runtimes.base import RuntimeOptions
@@ -79,7 +81,7 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
         models=models, runtimes=runtimes or target.runtimes, formats=formats,
         precisions=precisions or target.precisions, batches=parse_batches(batch) if batch else target.batches,
         device=device or target.device, threads=threads if threads is not None else target.threads,
-        policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images,
+        policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
         tolerance=_parse_tolerance(tolerance), runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode),
         pretrained=weights.get("pretrained", False), checkpoint=weights.get("checkpoint"),
         trust_checkpoint=weights.get("trust_checkpoint", False), **extra)

@@ -22,7 +22,11 @@ def _parity(row: Row) -> str:
     from deploybench.compare import Parity
 
     parity = Parity.from_dict(row.parity)
-    return f"{parity.verdict} ({parity.key_figure()})"
+    text = f"{parity.verdict} ({parity.key_figure()})"
+    accuracy = row.parity.get("accuracy")
+    if accuracy:
+        text += f", acc {accuracy['top1']:.1%} ({accuracy['delta_top1']:+.1%})"
+    return text
 
 
 def eager_baseline(results: Results) -> dict[tuple[str, str, int], float]:

@@ -1,0 +1,27 @@
+"""INT8 calibration inputs shared by the exporters that quantize (OpenVINO/NNCF, TensorRT)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deploybench.models import ModelSpec, example_batch
+
+if TYPE_CHECKING:
+    from deploybench.exporters.base import ExportOptions
+
+SYNTHETIC = "synthetic (uniform noise; pass --calib-data DIR for real images)"
+
+
+def calibration_samples(model: ModelSpec, options: "ExportOptions") -> tuple[np.ndarray, str]:
+    """Calibration images from ``--calib-data``, or seeded synthetic inputs flagged as such."""
+    if options.calib_data:
+        from deploybench.images import image_files, load_images
+
+        files = image_files(Path(options.calib_data))[: options.calib_size]
+        return load_images(files, model.input), f"images:{options.calib_data}"
+    # Synthetic calibration sets scales from uniform noise: it runs anywhere but is only a
+    # stand-in for real data, so the manifest says so and accuracy should be checked.
+    return example_batch(model.input, options.calib_size, seed=7), SYNTHETIC

@@ -1,0 +1,240 @@
+"""The regression gate: compare a current run with a baseline, cell by cell.
+
+Pure functions over :class:`~deploybench.results.Results`; nothing here runs a model,
+reads a file or prints. Cells are matched by their key (model, format, runtime, device,
+precision, batch).
+
+The rule, per matching cell:
+
+* **Status**: ``ok`` in the baseline and anything else now (crashed, oom, error, ...) is a
+  regression.
+* **Parity**: a verdict of ``fail`` now where the baseline did not fail is always a
+  regression, whatever the timings say.
+* **Speed**: with ``change = (current median - baseline median) / baseline median`` of the
+  per-call latency, the cell regresses when ``change > max_slowdown`` **and**
+  ``change > noise_k * noise``, where ``noise = sqrt(rb**2 + rc**2)`` combines the relative
+  spreads of the two runs. A run's spread is a robust standard deviation of its raw
+  ``samples_ms`` (1.4826 x the median absolute deviation, so a few outliers do not widen it),
+  falling back to ``stats["std"]`` when the samples were not kept. The spread of single
+  iterations is used rather than the standard error of the median on purpose: the standard
+  error shrinks with the sample count and ignores run-to-run variation (clocks, placement,
+  thermal state), which is what makes two honest runs differ; a noisy cell therefore needs a
+  proportionally larger slowdown before it fails the gate, a quiet one is held to
+  ``max_slowdown``. A history baseline adds the night-to-night spread of its medians.
+* **Memory**: host peak RSS (and device peak, where both runs have it) growing by more than
+  ``max_memory_growth`` is a regression.
+* Cells only in the baseline are reported as missing (a failure only with
+  ``fail_on_missing``); cells only in the current run are reported as new.
+
+Two results are comparable only when they come from the same CPU model, the same GPUs and
+the same versions of the libraries that decide the numbers; :func:`incompatibilities`
+names every field that differs, and :func:`compare` refuses unless forced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploybench.errors import DeployBenchError, UsageError
+from deploybench.results import Results, Row
+
+DEFAULT_MAX_SLOWDOWN = 0.05
+DEFAULT_MAX_MEMORY_GROWTH = 0.10
+DEFAULT_NOISE_K = 2.0
+# Libraries whose version changes the numbers; a baseline must match them.
+COMPARED_LIBRARIES = ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt")
+MAD_TO_SIGMA = 1.4826  # the MAD of a normal distribution times this is its standard deviation
+MIN_SAMPLES_FOR_MAD = 5
+
+REGRESSED, IMPROVED, UNCHANGED, FAILING, MISSING, NEW = "regressed", "improved", "ok", "failing", "missing", "new"
+
+
+class IncompatibleBaselineError(DeployBenchError):
+    """A baseline measured on other hardware or other library versions."""
+
+    def __init__(self, differences: list[str], what: str = "baseline") -> None:
+        self.differences = differences
+        super().__init__(f"the {what} comes from a different machine or library set ({'; '.join(differences)}); "
+                         "compare runs of the same setup, or pass --force to compare anyway")
+
+
+def parse_fraction(text: str | float, name: str = "value") -> float:
+    """``5%`` or ``0.05`` -> 0.05. Negative values are refused."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise UsageError(f"malformed {name} {text!r}; write a percentage like 5% or a fraction like 0.05") from None
+    if value < 0 or math.isnan(value):
+        raise UsageError(f"{name} {text!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_slowdown: float = DEFAULT_MAX_SLOWDOWN
+    max_memory_growth: float = DEFAULT_MAX_MEMORY_GROWTH
+    noise_k: float = DEFAULT_NOISE_K
+    fail_on_missing: bool = False
+
+
+def comparable_fields(environment: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint fields a baseline must share with the current run, flattened."""
+    libraries = environment.get("libraries") or {}
+    fields = {"cpu.model": (environment.get("cpu") or {}).get("model"),
+              "gpus": sorted(g.get("name", "?") for g in environment.get("gpus") or [])}
+    fields.update({f"libraries.{name}": libraries.get(name) for name in COMPARED_LIBRARIES})
+    return fields
+
+
+def incompatibilities(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Each differing field as ``name: baseline value vs current value``; empty when comparable."""
+    old, new = comparable_fields(baseline), comparable_fields(current)
+    return [f"{name}: {old[name]!r} vs {new[name]!r}" for name in old if old[name] != new[name]]
+
+
+def robust_spread_ms(row: Row) -> float:
+    """A standard deviation of one iteration's latency that a few outliers cannot inflate."""
+    samples = row.samples_ms
+    if len(samples) >= MIN_SAMPLES_FOR_MAD:
+        center = _median(samples)
+        mad = _median([abs(s - center) for s in samples])
+        if mad > 0:
+            return MAD_TO_SIGMA * mad
+    return float((row.stats or {}).get("std") or 0.0)
+
+
+def _median(values: list[float]) -> float:
+    data = sorted(values)
+    middle = len(data) // 2
+    return data[middle] if len(data) % 2 else (data[middle - 1] + data[middle]) / 2
+
+
+def _median_ms(row: Row | None) -> float | None:
+    if row is None or row.status != "ok" or not row.stats:
+        return None
+    value = row.stats.get("median")
+    return float(value) if value else None
+
+
+def _growth(old: float | None, new: float | None) -> float | None:
+    if old is None or new is None or old <= 0:
+        return None
+    return (new - old) / old
+
+
+@dataclass
+class CellDelta:
+    """One cell's comparison: the two rows, the figures derived from them, and the verdict."""
+
+    key: str
+    baseline: Row | None
+    current: Row | None
+    verdict: str = UNCHANGED
+    reasons: list[str] = field(default_factory=list)
+    change: float | None = None  # relative change of the median latency (+ is slower)
+    noise: float | None = None  # combined relative spread of the two runs
+    memory_growth: float | None = None  # relative change of host peak RSS
+    device_memory_growth: float | None = None
+
+    @property
+    def row(self) -> Row:
+        """The row that names the cell (current if present)."""
+        return self.current or self.baseline  # type: ignore[return-value]
+
+
+@dataclass
+class RegressionReport:
+    deltas: list[CellDelta]
+    thresholds: Thresholds
+    notes: list[str] = field(default_factory=list)
+
+    def with_verdict(self, *verdicts: str) -> list[CellDelta]:
+        return [d for d in self.deltas if d.verdict in verdicts]
+
+    @property
+    def regressions(self) -> list[CellDelta]:
+        return self.with_verdict(REGRESSED)
+
+    @property
+    def missing(self) -> list[CellDelta]:
+        return self.with_verdict(MISSING)
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions and not (self.thresholds.fail_on_missing and self.missing)
+
+    def summary(self) -> str:
+        counts = {v: len(self.with_verdict(v)) for v in (REGRESSED, IMPROVED, UNCHANGED, FAILING, MISSING, NEW)}
+        text = ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "no cells"
+        return f"{'PASS' if self.passed else 'FAIL'}: {text} ({len(self.deltas)} cells compared)"
+
+
+def compare_cell(baseline: Row | None, current: Row | None, thresholds: Thresholds) -> CellDelta:
+    """The verdict for one cell; see the module docstring for the rule."""
+    delta = CellDelta(key=(current or baseline).key, baseline=baseline, current=current)  # type: ignore[union-attr]
+    if current is None:
+        delta.verdict, delta.reasons = MISSING, ["not in the current run"]
+        return delta
+    if baseline is None:
+        delta.verdict, delta.reasons = NEW, ["not in the baseline"]
+        return delta
+    if baseline.status != "ok" or current.status != "ok":
+        if baseline.status == "ok":
+            delta.verdict = REGRESSED
+            delta.reasons.append(f"status ok -> {current.status}: {current.message[:80]}".rstrip(": "))
+        elif current.status == "ok":
+            delta.verdict, delta.reasons = IMPROVED, [f"status {baseline.status} -> ok"]
+        else:
+            delta.verdict, delta.reasons = FAILING, [f"status {baseline.status} -> {current.status}"]
+        return delta
+
+    improved = []
+    if current.parity_verdict == "fail" and baseline.parity_verdict != "fail":
+        delta.reasons.append(f"parity {baseline.parity_verdict or 'unchecked'} -> fail")
+    elif baseline.parity_verdict == "fail" and current.parity_verdict == "pass":
+        improved.append("parity fail -> pass")
+
+    old_ms, new_ms = _median_ms(baseline), _median_ms(current)
+    if old_ms and new_ms:
+        delta.change = (new_ms - old_ms) / old_ms
+        delta.noise = math.hypot(robust_spread_ms(baseline) / old_ms, robust_spread_ms(current) / new_ms)
+        band = max(thresholds.max_slowdown, thresholds.noise_k * delta.noise)
+        if delta.change > band:
+            delta.reasons.append(f"slower by {delta.change:.1%} (limit {thresholds.max_slowdown:.0%}, "
+                                 f"noise {thresholds.noise_k:g}x{delta.noise:.1%})")
+        elif -delta.change > band:
+            improved.append(f"faster by {-delta.change:.1%}")
+
+    delta.memory_growth = _growth(baseline.memory.get("peak_rss_mb"), current.memory.get("peak_rss_mb"))
+    delta.device_memory_growth = _growth(baseline.memory.get("peak_device_mb"), current.memory.get("peak_device_mb"))
+    for label, growth in (("host", delta.memory_growth), ("device", delta.device_memory_growth)):
+        if growth is not None and growth > thresholds.max_memory_growth:
+            delta.reasons.append(f"{label} memory +{growth:.1%} (limit {thresholds.max_memory_growth:.0%})")
+
+    if delta.reasons:
+        delta.verdict = REGRESSED
+    elif improved:
+        delta.verdict, delta.reasons = IMPROVED, improved
+    return delta
+
+
+def compare(baseline: Results, current: Results, thresholds: Thresholds = Thresholds(),
+            force: bool = False) -> RegressionReport:
+    """Every cell of ``current`` against ``baseline``.
+
+    Raises :class:`IncompatibleBaselineError` when the environments differ, unless ``force``;
+    then the differences are kept as notes on the report.
+    """
+    differences = incompatibilities(baseline.environment, current.environment)
+    if differences and not force:
+        raise IncompatibleBaselineError(differences)
+    notes = [f"compared despite differing {d} (--force)" for d in differences]
+    old = {row.key: row for row in baseline.rows}
+    new = {row.key: row for row in current.rows}
+    keys = list(new) + [key for key in old if key not in new]
+    deltas = [compare_cell(old.get(key), new.get(key), thresholds) for key in keys]
+    return RegressionReport(deltas=deltas, thresholds=thresholds, notes=notes)
+

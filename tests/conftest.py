@@ -1,0 +1,104 @@
+"""Shared fixtures: one cache per test session, tiny models, artifacts exported once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from deploybench import registry
+from deploybench.cache import ArtifactCache
+from deploybench.exporters.base import ExportOptions
+from deploybench.models import ModelSpec, resolve
+
+TINY = "test_resnet"  # timm's 160x160 test model: exports in seconds
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> ArtifactCache:
+    return ArtifactCache(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep every test (and every CLI call) away from the user's real cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DEPLOYBENCH_CACHE", str(tmp_path_factory.mktemp("default-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny() -> ModelSpec:
+    return resolve(TINY)
+
+
+class ArtifactStore:
+    """Exports on first request, then hands out the same artifact for the whole session."""
+
+    def __init__(self, cache: ArtifactCache, model: ModelSpec) -> None:
+        self.cache, self.model = cache, model
+        self._made: dict = {}
+
+    def get(self, fmt: str, precision: str = "fp32"):
+        key = (fmt, precision)
+        if key not in self._made:
+            exporter = registry.exporters.get(fmt)()
+            artifact, _ = self.cache.get_or_export(exporter, self.model, ExportOptions(precision=precision))
+            self._made[key] = artifact
+        return self._made[key]
+
+
+@pytest.fixture(scope="session")
+def artifacts(cache: ArtifactCache, tiny: ModelSpec) -> ArtifactStore:
+    return ArtifactStore(cache, tiny)
+
+
+def available_exporters() -> list:
+    """Every registered exporter; unavailable ones skip with their reason."""
+    params = []
+    for name in registry.exporters.names():
+        try:
+            ok = registry.exporters.availability(name)
+            needs_gpu = "cpu" not in registry.exporters.get(name).devices
+        except Exception as exc:  # a plugin that fails to import is reported, not hidden
+            params.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name}: {exc}")))
+            continue
+        if not ok.ok:
+            params.append(pytest.param(name, marks=pytest.mark.skip(reason=ok.reason)))
+        elif needs_gpu:
+            params.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name} exports for GPUs only; no GPU in CI")))
+        else:
+            params.append(name)
+    return params
+
+
+def cpu_runtimes() -> list:
+    params = []
+    for name in registry.runtimes.names():
+        try:
+            cls = registry.runtimes.get(name)
+            ok = registry.runtimes.availability(name)
+        except Exception as exc:
+            params.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name}: {exc}")))
+            continue
+        if not ok.ok:
+            params.append(pytest.param(name, marks=pytest.mark.skip(reason=ok.reason)))
+        elif "cpu" not in cls.devices:
+            params.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name} runs on GPUs only; no GPU in CI")))
+        else:
+            params.append(name)
+    return params
+
+
+@pytest.fixture
+def sample_factory_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A user's own model module on sys.path, as ``module:factory`` users would write."""
+    (tmp_path / "my_models.py").write_text(
+        "import torch\n"
+        "def small_net():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5))\n"
+        "not_callable = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_models"

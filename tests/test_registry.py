@@ -1,0 +1,76 @@
+"""The plugin registries: entry points, aliases, availability, programmatic registration."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploybench import registry
+from deploybench.errors import MissingDependencyError, UnknownNameError
+from deploybench.runtimes.base import Runtime
+
+BUILTIN_EXPORTERS = {"torchscript", "onnx", "openvino", "tensorrt", "aoti"}
+BUILTIN_RUNTIMES = {"torch", "torch-compile", "torchscript", "onnxruntime", "openvino", "tensorrt", "aoti"}
+
+
+def test_builtins_come_from_entry_points() -> None:
+    assert BUILTIN_EXPORTERS <= set(registry.exporters.names())
+    assert BUILTIN_RUNTIMES <= set(registry.runtimes.names())
+    assert {"timm", "ultralytics", "python", "onnx"} <= set(registry.sources.names())
+
+
+@pytest.mark.parametrize("alias, name", [("ts", "torchscript"), ("ov", "openvino"), ("trt", "tensorrt"), ("pt2", "aoti")])
+def test_short_format_names(alias: str, name: str) -> None:
+    assert registry.exporters.canonical(alias) == name
+
+
+def test_unknown_name_lists_choices_and_closest_match() -> None:
+    with pytest.raises(UnknownNameError) as info:
+        registry.runtimes.get("onnxruntim")
+    message = str(info.value)
+    assert "did you mean 'onnxruntime'" in message
+    assert "valid:" in message and "openvino" in message
+
+
+class _NeedsMissingLibrary(Runtime):
+    name = "needs-missing"
+    formats = ("onnx",)
+    requires = ("no_such_library_xyz",)
+    extra = "special"
+
+    def _load(self, artifact):  # pragma: no cover - never loads
+        raise AssertionError
+
+    def prepare(self, batch):  # pragma: no cover
+        raise AssertionError
+
+    def infer(self, feeds):  # pragma: no cover
+        raise AssertionError
+
+    def outputs(self):  # pragma: no cover
+        raise AssertionError
+
+
+@pytest.fixture
+def missing_plugin():
+    registry.runtimes.register(_NeedsMissingLibrary)
+    yield _NeedsMissingLibrary
+    registry.runtimes.unregister(_NeedsMissingLibrary.name)
+
+
+def test_missing_library_is_unavailable_with_the_extra_named(missing_plugin) -> None:
+    availability = registry.runtimes.availability("needs-missing")
+    assert not availability.ok
+    assert "deploybench[special]" in availability.reason
+    with pytest.raises(MissingDependencyError, match=r"pip install 'deploybench\[special\]'"):
+        registry.runtimes.require("needs-missing")
+
+
+def test_registered_plugins_are_remembered_for_workers(missing_plugin) -> None:
+    assert __name__ in registry.dynamic_plugin_modules()
+
+
+def test_every_plugin_declares_its_capabilities() -> None:
+    for cls in registry.exporters:
+        assert cls.name and cls.suffix and cls.precisions and cls.devices
+    for cls in registry.runtimes:
+        assert cls.name and cls.formats and cls.precisions and cls.devices and cls.timed_region
