@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import median
 from typing import Any
 
 from deploybench.errors import DeployBenchError, UsageError
@@ -99,17 +100,11 @@ def robust_spread_ms(row: Row) -> float:
     """A standard deviation of one iteration's latency that a few outliers cannot inflate."""
     samples = row.samples_ms
     if len(samples) >= MIN_SAMPLES_FOR_MAD:
-        center = _median(samples)
-        mad = _median([abs(s - center) for s in samples])
+        center = median(samples)
+        mad = median([abs(s - center) for s in samples])
         if mad > 0:
             return MAD_TO_SIGMA * mad
     return float((row.stats or {}).get("std") or 0.0)
-
-
-def _median(values: list[float]) -> float:
-    data = sorted(values)
-    middle = len(data) // 2
-    return data[middle] if len(data) % 2 else (data[middle - 1] + data[middle]) / 2
 
 
 def _median_ms(row: Row | None) -> float | None:
