@@ -13,7 +13,7 @@ import math
 import shlex
 from collections import defaultdict
 from html import escape
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from deploybench.report import svg
 from deploybench.report.table import COLUMNS, FASTEST_MARK, table_rows
@@ -32,8 +32,9 @@ CSS = """
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1a1a1a;
        margin: 0 auto; padding: 20px 28px 48px; max-width: 1600px; background: #fafafa; }
-h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 10px; border-bottom: 1px solid var(--line);
-     padding-bottom: 4px; } h3 { font-size: 15px; margin: 18px 0 6px; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 18px; margin: 28px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
 .muted { color: var(--muted); }
 .summary span { display: inline-block; margin-right: 14px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 12px; }
@@ -49,6 +50,7 @@ table.results { font-size: 13px; } table.results th, table.results td { padding:
 table.results td { white-space: nowrap; } table.results a { color: inherit; }
 table.results td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.results td.status { white-space: normal; min-width: 8em; max-width: 24em; }
+table.results td.model { white-space: normal; overflow-wrap: anywhere; max-width: 16em; }
 tr.fastest { background: var(--fast); font-weight: 600; }
 tr.parity-fail { background: var(--fail); }
 tr.not-ok { background: var(--bad); color: #555; }
@@ -59,16 +61,20 @@ td.parity-pass { color: var(--pass-ink); }
          border: 1px solid var(--line); }
 .badge.on { background: #e6f4ea; border-color: #9fd3ab; } .badge.off { color: #999; text-decoration: line-through; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 12px; }
+.charts svg.scatter-chart { grid-column: 1 / -1; max-width: 1100px; }
 .charts svg { width: 100%; height: auto; background: #fff; border: 1px solid var(--line); border-radius: 6px; }
 .note { color: var(--muted); font-size: 13px; margin: 4px 0 10px; }
 details { background: #fff; border: 1px solid var(--line); border-radius: 6px; margin: 6px 0; padding: 4px 12px; }
 details.parity-fail { border-left: 5px solid var(--fail-ink); } details.not-ok { border-left: 5px solid #e0a100; }
 details summary { cursor: pointer; font-weight: 600; }
+details .card.wide { grid-column: 1 / -1; } .card.wide table.kv { width: auto; min-width: 40%; }
 details .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 10px; margin: 8px 0; }
 pre { white-space: pre-wrap; word-break: break-word; background: #f6f6f6; padding: 6px 8px; margin: 4px 0;
       font-size: 12px; }
 ul.reasons { margin: 4px 0; color: var(--fail-ink); }
 """
+
+STAR = "<span class=\"star\" title=\"fastest row that passed parity for this model and batch size\">★</span>"
 
 # No scripts, nothing fetched: inline styles and data: images only.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -157,8 +163,9 @@ def _table(results: Results) -> str:
                 classes += ["status"] + (["status-bad"] if row.status != "ok" else [])
             text = escape(str(value))
             if col == 0 and fastest:
-                text = "<span class=\"star\" title=\"fastest row that passed parity for this model and batch\">★</span>"
+                text = STAR
             if col == model_col:  # the model name links to the row's details
+                classes.append("model")
                 text = f"<a href=\"#row-{index}\" title=\"details\">{text}</a>"
             tds.append(f"<td class=\"{' '.join(classes)}\">{text}</td>" if classes else f"<td>{text}</td>")
         lines.append(f"<tr class=\"{' '.join(tr_classes)}\">{''.join(tds)}</tr>")
@@ -191,13 +198,12 @@ def series_name(row: Row) -> str:
 
 
 def parity_error(row: Row) -> float | None:
-    """The largest normalised error over the row's outputs; NaN when one is non-finite; None without parity."""
+    """The largest normalised error over the row's outputs; NaN when one is not finite; None without parity."""
     outputs = (row.parity or {}).get("outputs") or []
-    errors = [o.get("norm_error") for o in outputs if o.get("norm_error") is not None]
+    errors = [float(o["norm_error"]) for o in outputs if o.get("norm_error") is not None]
     if not errors:
         return None
-    errors = [float(e) for e in errors]
-    return math.nan if any(math.isnan(e) for e in errors) else max(errors)
+    return max(errors) if all(math.isfinite(e) for e in errors) else math.nan
 
 
 def _charts(results: Results, models: list[str]) -> str:
@@ -224,7 +230,7 @@ def _batch_axis(rows: list[Row]) -> svg.Axis:
     return svg.Axis("batch size", max(lo, 1e-3), hi, [float(b) for b in batches], log=True)
 
 
-def _speed_series(rows: list[Row], value: Any, unit: str) -> list[svg.Series]:
+def _speed_series(rows: list[Row], value: Callable[[Row], float | None], unit: str) -> list[svg.Series]:
     groups: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         groups[series_name(row)].append(row)
@@ -296,7 +302,8 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
             label += f" ({row.format})"
         plotted = nan_at if math.isnan(error) else max(error, floor)
         error_text = "NaN/Inf" if math.isnan(error) else f"{error:.2e}"
-        tooltip = f"{series_name(row)} batch {row.batch}: {row.ms_per_image:.4g} ms/image, error {error_text}, {verdict}"
+        tooltip = (f"{series_name(row)} batch {row.batch}: {row.ms_per_image:.4g} ms/image, "
+                   f"error {error_text}, {verdict}")
         points.append(svg.Point(row.ms_per_image, plotted, label, verdict, tooltip))  # type: ignore[arg-type]
     verdicts = _unique(p.group for p in points)
     colours = {v: VERDICT_COLOURS.get(v, svg.PALETTE[-2]) for v in ("pass", "fail", "not checked") if v in verdicts}
@@ -343,9 +350,10 @@ def _row_detail(index: int, row: Row) -> str:
                    + (f"<h4>Warnings</h4><ul>{''.join(f'<li>{escape(w)}</li>' for w in row.warnings)}</ul>"
                       if row.warnings else ""))]
     if row.stats:
-        cards.append(_card("Latency (ms per call)", _kv_table({k: row.stats.get(k) for k in STAT_KEYS if k in row.stats})))
+        stats = {key: row.stats[key] for key in STAT_KEYS if key in row.stats}
+        cards.append(_card("Latency (ms per call)", _kv_table(stats)))
     if row.parity:
-        cards.append(_card(f"Parity: {verdict}", _parity_detail(row.parity)))
+        cards.append(_card(f"Parity: {verdict}", _parity_detail(row.parity), wide=True))
     if row.runtime_info:
         cards.append(_card("Runtime", _kv_table(row.runtime_info)))
     if row.memory or row.artifact:
@@ -362,7 +370,8 @@ def _parity_detail(parity: dict[str, Any]) -> str:
         parts.append("<ul class=\"reasons\">" + "".join(f"<li>{escape(str(r))}</li>" for r in reasons) + "</ul>")
     outputs = parity.get("outputs") or []
     if outputs:
-        keys = ["name", "shape", "norm_error", "max_abs_error", "mean_abs_error", "max_rel_error", "cosine", "nonfinite"]
+        keys = ["name", "shape", "norm_error", "max_abs_error", "mean_abs_error", "max_rel_error", "cosine",
+                "nonfinite"]
         head = "".join(f"<th>{escape(k.replace('_', ' '))}</th>" for k in keys)
         body = "".join("<tr>" + "".join(f"<td>{_value(o.get(k))}</td>" for k in keys) + "</tr>" for o in outputs)
         parts.append(f"<div class=\"results-wrap\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
@@ -373,8 +382,8 @@ def _parity_detail(parity: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _card(title: str, content: str) -> str:
-    return f"<div class=\"card\"><h3>{escape(title)}</h3>{content}</div>"
+def _card(title: str, content: str, wide: bool = False) -> str:
+    return f"<div class=\"card{' wide' if wide else ''}\"><h3>{escape(title)}</h3>{content}</div>"
 
 
 def _kv_table(mapping: dict[str, Any]) -> str:
@@ -395,6 +404,8 @@ def _value(value: Any) -> str:
     if isinstance(value, (dict, list)):
         if isinstance(value, list) and all(isinstance(v, (int, float, str)) for v in value):
             return escape(", ".join(str(v) for v in value))
+        if isinstance(value, dict) and value and all(isinstance(v, (int, float, str, bool)) for v in value.values()):
+            return _kv_table(value)
         return f"<pre>{escape(json.dumps(value, indent=1, default=str))}</pre>"
     return escape(str(value))
 

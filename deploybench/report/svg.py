@@ -17,7 +17,8 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#1
 # After the palette runs out, series repeat its colours with these dash patterns.
 DASHES = ("", "6 3", "2 3", "8 3 2 3")
 
-WIDTH, HEIGHT = 720, 380
+WIDTH, HEIGHT = 720, 380  # line charts; the scatter chart is wider so its point labels find room
+SCATTER_WIDTH, SCATTER_HEIGHT = 1100, 480
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 76, 16, 34, 52
 LEGEND_MIN, LEGEND_MAX = 150, 250  # the legend takes what its longest entry needs, within these
 LEGEND_CHARS = 30  # longer legend entries are clipped with an ellipsis
@@ -144,21 +145,23 @@ class HLine:
 class _Frame:
     """The plot area, its scales, axes and legend; charts add their marks in between."""
 
-    def __init__(self, title: str, x: Axis, y: Axis, legend: list[tuple[str, str, str]], caption: str = "") -> None:
+    def __init__(self, title: str, x: Axis, y: Axis, legend: list[tuple[str, str, str]], caption: str = "",
+                 size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
         self.title, self.x_axis, self.y_axis, self.legend, self.caption = title, x, y, legend, caption
+        self.width, self.height = size
         self.left, self.top = MARGIN_LEFT, MARGIN_TOP
         longest = max([len(_clip(name, LEGEND_CHARS)) for name, _, _ in legend] + [0])
         self.legend_width = min(LEGEND_MAX, max(LEGEND_MIN, round(48 + longest * CHAR_PX)))
-        self.right = WIDTH - MARGIN_RIGHT - self.legend_width
-        self.bottom = HEIGHT - MARGIN_BOTTOM
+        self.right = self.width - MARGIN_RIGHT - self.legend_width
+        self.bottom = self.height - MARGIN_BOTTOM
         self.x = Scale(x.lo, x.hi, self.left, self.right, x.log)
         self.y = Scale(y.lo, y.hi, self.bottom, self.top, y.log)
 
     def open(self, kind: str) -> list[str]:
-        parts = [f'<svg class="chart {kind}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        parts = [f'<svg class="chart {kind}" viewBox="0 0 {self.width} {self.height}" '
                  f'role="img" aria-label="{escape(self.title)}" font-family="sans-serif" font-size="{FONT_PX}">',
                  f"<title>{escape(self.title)}</title>",
-                 f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
+                 f'<rect x="0" y="0" width="{self.width}" height="{self.height}" fill="#fff"/>',
                  f'<text class="chart-title" x="{self.left}" y="{self.top - 14}" font-size="14" '
                  f'font-weight="bold">{escape(self.title)}</text>']
         parts += self._grid_and_axes()
@@ -184,7 +187,7 @@ class _Frame:
                          f"{escape(self.y_axis.text(tick))}</text>")
         parts.append("</g>")
         middle_x, middle_y = (self.left + self.right) / 2, (self.top + self.bottom) / 2
-        parts.append(f'<text class="x-label" x="{middle_x:.0f}" y="{HEIGHT - 14}" text-anchor="middle">'
+        parts.append(f'<text class="x-label" x="{middle_x:.0f}" y="{self.height - 14}" text-anchor="middle">'
                      f"{escape(self.x_axis.label)}</text>")
         parts.append(f'<text class="y-label" x="16" y="{middle_y:.0f}" text-anchor="middle" '
                      f'transform="rotate(-90 16 {middle_y:.0f})">{escape(self.y_axis.label)}</text>')
@@ -247,7 +250,7 @@ def scatter_chart(title: str, points: list[Point], colours: dict[str, str], x: A
                   lines: list[HLine] = (), caption: str = "") -> str:  # type: ignore[assignment]
     """Labelled points coloured by group, optional dashed reference lines, and a legend of groups."""
     legend = [(group, colour, "") for group, colour in colours.items()]
-    frame = _Frame(title, x, y, legend, caption)
+    frame = _Frame(title, x, y, legend, caption, (SCATTER_WIDTH, SCATTER_HEIGHT))
     parts = frame.open("scatter-chart")
     for line in lines:
         py = frame.y(line.y)
@@ -262,33 +265,41 @@ def scatter_chart(title: str, points: list[Point], colours: dict[str, str], x: A
         parts.append(f'<g class="point" data-group="{escape(point.group)}">'
                      f'<circle cx="{px:.1f}" cy="{py:.1f}" r="5" fill="{colour}" fill-opacity="0.85" stroke="#fff">'
                      f"<title>{escape(point.tooltip or point.label)}</title></circle>")
-        label_x, label_y, anchor = _place_label(point.label, px, py, frame, placed)
+        label_x, label_y, anchor, leader = _place_label(point.label, px, py, frame, placed)
+        if leader:  # a label moved away from its marker gets a thin line back to it
+            parts.append(f'<line class="leader" x1="{px:.1f}" y1="{py:.1f}" x2="{label_x:.1f}" y2="{label_y - 4:.1f}" '
+                         f'stroke="#aaa" stroke-width="0.8"/>')
         parts.append(f'<text class="point-label" x="{label_x:.1f}" y="{label_y:.1f}" text-anchor="{anchor}" '
                      f'font-size="11" fill="#222">{escape(point.label)}</text></g>')
     return "\n".join(parts + frame.close())
 
 
+# Spots tried around a marker, nearest first: (dx, baseline dy, text-anchor).
+_LABEL_SPOTS = [(dx, dy, anchor) for dy in (4, -8, 16, -20, 28, -32, 40, -44, 52)
+                for dx, anchor in ((8, "start"), (-8, "end"))]
+_LEADER_FROM_DY = 20  # labels this far above or below their marker get a leader line
+
+
 def _place_label(label: str, px: float, py: float, frame: _Frame,
-                 placed: list[tuple[float, float, float, float]]) -> tuple[float, float, str]:
-    """The first spot around a point where its label overlaps no earlier label and stays in the plot."""
+                 placed: list[tuple[float, float, float, float]]) -> tuple[float, float, str, bool]:
+    """(x, baseline, anchor, needs a leader) of the nearest spot where the label overlaps nothing placed."""
     width, height = len(label) * CHAR_PX * 11 / FONT_PX, 12.0
-    candidates = [(8, 4, "start"), (-8, 4, "end"), (8, -8, "start"), (8, 16, "start"), (-8, -8, "end"),
-                  (-8, 16, "end"), (8, -20, "start"), (8, 28, "start"), (-8, -20, "end"), (-8, 28, "end")]
     fallback = None
-    for dx, dy, anchor in candidates:
+    for dx, dy, anchor in _LABEL_SPOTS:
         x, baseline = px + dx, py + dy
         box = (x if anchor == "start" else x - width, baseline - height + 2, width, height)
         inside = frame.left <= box[0] and box[0] + width <= frame.right and frame.top <= box[1] \
             and box[1] + height <= frame.bottom
         if not inside:
             continue
-        fallback = fallback or (x, baseline, anchor, box)
+        fallback = fallback or (x, baseline, anchor, box, abs(dy) >= _LEADER_FROM_DY)
         if not any(_overlaps(box, other) for other in placed):
             placed.append(box)
-            return x, baseline, anchor
-    x, baseline, anchor, box = fallback or (px + 8, py + 4, "start", (px + 8, py - 6, width, height))
+            return x, baseline, anchor, abs(dy) >= _LEADER_FROM_DY
+    # Nowhere free: overlap at the nearest spot rather than drop the label (the tooltip has it too).
+    x, baseline, anchor, box, leader = fallback or (px + 8, py + 4, "start", (px + 8, py - 6, width, height), False)
     placed.append(box)
-    return x, baseline, anchor
+    return x, baseline, anchor, leader
 
 
 def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
