@@ -91,8 +91,8 @@ def test_a_failed_export_leaves_nothing_in_the_cache(tmp_path: Path, faults: Non
 
 
 def compare_cli(tmp_path: Path, runtimes: str, *extra: str) -> int:
-    return main(["compare", "--models", TINY_NET, "--runtimes", runtimes, "--batch", "1", "--quick",
-                 "--no-isolate", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), *extra])
+    return main(["compare", "--models", TINY_NET, "--runtimes", runtimes, "--precisions", "fp32", "--batch", "1",
+                 "--quick", "--no-isolate", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), *extra])
 
 
 def test_exit_code_is_zero_when_every_cell_passes(tmp_path: Path, faults: None) -> None:

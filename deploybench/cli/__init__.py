@@ -15,6 +15,8 @@ import click
 from deploybench import __version__
 from deploybench.errors import DeployBenchError
 
+INTERRUPTED = "interrupted; finished rows are kept in results.json under --out; compare --resume DIR runs the rest"
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug logging.")
@@ -51,12 +53,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # Click turns Ctrl-C (and SIGTERM, which the sweep raises as one) into Abort.
+        interrupted = isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt)
+        click.echo(INTERRUPTED if interrupted else "aborted", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted; finished rows are kept in the results file", err=True)
-        return 130
