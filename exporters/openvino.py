@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from deploybench.calibration import calibration_samples
 from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
-from deploybench.models import ModelSpec, example_batch
+from deploybench.models import ModelSpec
 
 
 class OpenVinoExporter(Exporter):
@@ -46,15 +45,3 @@ class OpenVinoExporter(Exporter):
         dataset = nncf.Dataset([sample[None] for sample in samples])
         quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples))
         return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf"}
-
-
-def calibration_samples(model: ModelSpec, options: ExportOptions) -> tuple[np.ndarray, str]:
-    """Calibration images from ``--calib-data``, or seeded synthetic inputs flagged as such."""
-    if options.calib_data:
-        from deploybench.images import image_files, load_images
-
-        files = image_files(Path(options.calib_data))[: options.calib_size]
-        return load_images(files, model.input), f"images:{options.calib_data}"
-    # Synthetic calibration sets scales from uniform noise: it runs anywhere but is only a
-    # stand-in for real data, so the manifest says so and accuracy should be checked.
-    return example_batch(model.input, options.calib_size, seed=7), "synthetic (uniform noise; pass --calib-data DIR for real images)"

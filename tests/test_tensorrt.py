@@ -1,0 +1,189 @@
+"""TensorRT: registration, refusals and install hints everywhere; engines and parity where a GPU and TensorRT exist."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploybench import registry
+from deploybench.artifact import Artifact, BatchRange
+from deploybench.cache import ArtifactCache, default_cache_dir
+from deploybench.cli import main
+from deploybench.compare import output_metrics, tolerance_for
+from deploybench.errors import RuntimeLoadError, UnsupportedError
+from deploybench.exporters.base import ExportOptions
+from deploybench.exporters.tensorrt import PRECISION_FLAGS, TIMING_CACHE_NAME, TensorRTExporter, timing_cache_path
+from deploybench.models import example_batch
+from deploybench.runtimes.base import RuntimeOptions
+from deploybench.runtimes.tensorrt import TensorRTRuntime, foreign_engine_problem
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+needs_no_tensorrt = pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed; this checks the hint shown without it")
+INSTALL_HINT = "pip install 'deploybench[tensorrt]'"
+
+
+# -- everywhere: registration, hints, capability tables ------------------------------------
+
+def test_registered_under_name_and_alias() -> None:
+    assert registry.exporters.get("trt") is TensorRTExporter
+    assert registry.runtimes.get("trt") is TensorRTRuntime
+    assert registry.exporters.canonical("trt") == registry.runtimes.canonical("trt") == "tensorrt"
+    assert TensorRTExporter.check_runtime == "tensorrt" and TensorRTRuntime.formats == ("tensorrt",)
+    assert TensorRTExporter.precisions == TensorRTRuntime.precisions == tuple(PRECISION_FLAGS)
+
+
+@needs_no_tensorrt
+@pytest.mark.parametrize("kind", ["exporters", "runtimes"])
+def test_list_shows_tensorrt_unavailable_with_install_hint(kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", kind]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("tensorrt "))
+    assert "no: 'tensorrt' is not installed" in row and INSTALL_HINT in row
+
+
+@needs_no_tensorrt
+def test_cli_export_without_tensorrt_prints_one_line_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "test_resnet", "--to", "trt"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note:")]
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ") and "tensorrt" in err[0] and INSTALL_HINT in err[0]
+
+
+def test_runtime_capability_table_refuses_cpu_and_other_formats() -> None:
+    assert TensorRTRuntime.supports("tensorrt", "cuda", "int8") is None
+    cpu = TensorRTRuntime.supports("tensorrt", "cpu", "fp32")
+    assert cpu is not None and "cuda" in cpu and "cpu" in cpu
+    other = TensorRTRuntime.supports("onnx", "cuda", "fp32")
+    assert other is not None and "tensorrt" in other
+    assert "int8" in (TensorRTRuntime.supports("tensorrt", "cuda", "int4") or "")
+
+
+@pytest.fixture
+def requirements_met(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend tensorrt is installed, so validation reaches the checks behind the package check."""
+    monkeypatch.setattr(registry.exporters, "require", lambda name: registry.exporters.get(name))
+
+
+def test_exporter_refuses_cpu_listing_supported_devices(tiny, requirements_met) -> None:
+    with pytest.raises(UnsupportedError, match=r"device 'cpu'; supported: cuda"):
+        TensorRTExporter().validate(tiny, ExportOptions(device="cpu"))
+
+
+def test_exporter_refuses_unknown_precision_listing_supported(tiny, requirements_met) -> None:
+    with pytest.raises(UnsupportedError, match=r"fp32, tf32, fp16, bf16, int8"):
+        TensorRTExporter().validate(tiny, ExportOptions(device="cuda", precision="int4"))
+
+
+def test_exporter_without_gpu_says_a_cuda_gpu_is_needed(tiny, requirements_met) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present; this checks the message shown without one")
+    with pytest.raises(UnsupportedError, match="no CUDA GPU"):
+        TensorRTExporter().validate(tiny, ExportOptions(device="cuda"))
+
+
+def test_timing_cache_defaults_to_the_cache_folder_and_honours_the_option(tmp_path: Path) -> None:
+    assert timing_cache_path(ExportOptions()) == default_cache_dir() / TIMING_CACHE_NAME
+    mine = tmp_path / "mine.cache"
+    assert timing_cache_path(ExportOptions(timing_cache=str(mine))) == mine
+
+
+def test_workspace_is_part_of_the_cache_key(tiny, tmp_path: Path) -> None:
+    cache, exporter = ArtifactCache(tmp_path), TensorRTExporter()
+    small, large = ExportOptions(device="cuda", workspace_gb=1), ExportOptions(device="cuda", workspace_gb=8)
+    assert cache.key(exporter, tiny, small) != cache.key(exporter, tiny, large)
+    assert cache.key(exporter, tiny, small) == cache.key(exporter, tiny, ExportOptions(device="cuda", workspace_gb=1))
+
+
+def test_engines_from_another_tensorrt_or_gpu_are_refused() -> None:
+    here = {"tensorrt": "10.3.0", "compute_capability": "8.9"}
+    assert foreign_engine_problem({"tensorrt": "10.3.0", "compute_capability": "8.9"}, here) is None
+    other_gpu = foreign_engine_problem({"tensorrt": "10.3.0", "compute_capability": "9.0"}, here)
+    assert other_gpu is not None and "compute capability 9.0" in other_gpu and "8.9" in other_gpu
+    other_trt = foreign_engine_problem({"tensorrt": "10.1.0", "compute_capability": "8.9"}, here)
+    assert other_trt is not None and "TensorRT 10.1.0" in other_trt and "rebuild" in other_trt
+
+
+# -- with TensorRT and a CUDA GPU: real engines ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def gpu_cache(tmp_path_factory: pytest.TempPathFactory) -> ArtifactCache:
+    pytest.importorskip("tensorrt", reason="tensorrt is not installed (pip install 'deploybench[tensorrt]')")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT needs a CUDA GPU and torch sees none")
+    return ArtifactCache(tmp_path_factory.mktemp("trt-cache"))
+
+
+def _export(gpu_cache: ArtifactCache, tiny, precision: str, **options) -> Artifact:
+    settings = {"device": "cuda", "batch": BatchRange(1, 2, 4), "workspace_gb": 1.0, **options}
+    artifact, _ = gpu_cache.get_or_export(TensorRTExporter(), tiny, ExportOptions(precision=precision, **settings))
+    return artifact
+
+
+def _reference(tiny, batch: np.ndarray) -> list[np.ndarray]:
+    with registry.runtimes.get("torch")().load(Artifact.from_module(tiny)) as rt:
+        return rt.run(batch)
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_engine_matches_pytorch(gpu_cache: ArtifactCache, tiny, precision: str) -> None:
+    artifact = _export(gpu_cache, tiny, precision)
+    manifest = artifact.manifest
+    assert manifest["checked_with"] == "tensorrt" and artifact.file.suffix == ".engine"
+    assert manifest["compute_capability"] and manifest["tensorrt"]
+    assert manifest["profile"]["min"] == 1 and manifest["profile"]["max"] == 4
+    assert Path(manifest["timing_cache"]).is_file()
+    assert set(manifest["files"]) == {"model.engine"}  # the intermediate ONNX graph is not kept
+    batch = example_batch(tiny.input, 3, seed=5)  # 3: inside the profile, not its opt
+    with TensorRTRuntime(RuntimeOptions(device="cuda", precision=precision)).load(Artifact.load(artifact.path)) as rt:
+        candidate = rt.run(batch)
+        assert rt.info["precision_used"] == precision and rt.info["profile_batch"] == {"min": 1, "opt": 2, "max": 4}
+        assert rt.device_memory_peak() > 0
+        with pytest.raises(UnsupportedError, match="batch 1 to 4"):
+            rt.prepare(example_batch(tiny.input, 5))
+    tolerance = tolerance_for(precision)
+    metrics = output_metrics("output", _reference(tiny, batch)[0], candidate[0])
+    assert metrics.shape == [3, 1000] and metrics.nonfinite == 0
+    assert metrics.norm_error <= tolerance.max_norm_error and metrics.cosine >= tolerance.min_cosine, metrics
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_second_build_reuses_the_timing_cache(gpu_cache: ArtifactCache, tiny, tmp_path: Path) -> None:
+    timing = tmp_path / "timing.cache"
+    first = _export(gpu_cache, tiny, "fp32", timing_cache=str(timing), workspace_gb=0.5)
+    assert timing.is_file() and first.manifest["timing_cache_reused"] is False
+    second = _export(gpu_cache, tiny, "fp32", timing_cache=str(timing), workspace_gb=0.75)  # another cache entry
+    assert second.path != first.path and second.manifest["timing_cache_reused"] is True
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_int8_calibrates_or_says_why_not(gpu_cache: ArtifactCache, tiny) -> None:
+    import tensorrt as trt
+
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        with pytest.raises(UnsupportedError, match="implicit INT8 calibration"):
+            _export(gpu_cache, tiny, "int8", calib_size=8)
+        return
+    artifact = _export(gpu_cache, tiny, "int8", calib_size=9)  # 9 samples, opt batch 2: 8 are used
+    assert artifact.manifest["calibration_samples"] == 8 and artifact.manifest["calibration"].startswith("synthetic")
+    with TensorRTRuntime(RuntimeOptions(device="cuda", precision="int8")).load(artifact) as rt:
+        out = rt.run(example_batch(tiny.input, 2))
+    assert out[0].shape == (2, 1000) and np.isfinite(out[0]).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_engine_from_another_gpu_is_refused_at_load(gpu_cache: ArtifactCache, tiny) -> None:
+    artifact = Artifact.load(_export(gpu_cache, tiny, "fp32").path)
+    artifact.manifest["compute_capability"] = "1.0"
+    with pytest.raises(RuntimeLoadError, match="rebuild"):
+        TensorRTRuntime(RuntimeOptions(device="cuda")).load(artifact)
