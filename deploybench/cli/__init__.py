@@ -31,9 +31,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def _register_commands() -> None:
     # Imported here so that `deploybench --help` stays fast and backend-free.
-    from deploybench.cli import bench, cache, catalog, export, report
+    from deploybench.cli import bench, cache, catalog, export, fleet, report
 
-    for module in (catalog, export, bench, report, cache):
+    for module in (catalog, export, bench, report, cache, fleet):
         for command in module.COMMANDS:
             cli.add_command(command)
 

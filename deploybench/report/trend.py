@@ -1,0 +1,63 @@
+"""Renderings of the run history: a trend table per cell, and an SVG line chart of them all."""
+
+from __future__ import annotations
+
+from deploybench.history import TrendPoint
+from deploybench.report import svg
+
+SVG_NAMESPACE = "http://www.w3.org/2000/svg"
+MAX_X_LABELS = 8  # more run dates than this and only every k-th is written under the axis
+
+
+def cell_label(key: str) -> str:
+    """``model|format|runtime|device|precision|batch`` -> ``model format/runtime device precision bN``."""
+    model, fmt, runtime, device, precision, batch = key.split("|")
+    return f"{model} {fmt}/{runtime} {device} {precision} b{batch}"
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def render_trend_text(series: dict[str, list[TrendPoint]]) -> str:
+    """One table per cell: date, run, status, ms/image, its change from the first run, img/s, parity."""
+    from tabulate import tabulate
+
+    blocks = []
+    for key, points in series.items():
+        first = next((p.ms_per_image for p in points if p.ms_per_image), None)
+        lines = []
+        for p in points:
+            change = f"{p.ms_per_image / first - 1:+.1%}" if first and p.ms_per_image else "-"
+            lines.append([p.created.replace("T", " ")[:16], p.run_id, p.status, _fmt(p.ms_per_image, 3), change,
+                          _fmt(p.throughput, 1), _fmt(p.peak_rss_mb, 0), p.parity or "-"])
+        table = tabulate(lines, headers=["date", "run", "status", "ms/img", "vs first", "img/s", "host MB", "parity"],
+                         disable_numparse=True)
+        blocks.append(f"{cell_label(key)}\n{table}")
+    return "\n\n".join(blocks)
+
+
+def render_trend_svg(series: dict[str, list[TrendPoint]], title: str) -> str:
+    """A standalone SVG: ms/image per run, one line per cell; hollow points failed parity."""
+    runs = sorted({(p.created, p.run_id) for points in series.values() for p in points})
+    position = {run: index for index, run in enumerate(runs)}
+    lines = []
+    for key, points in series.items():
+        ok = [p for p in points if p.status == "ok" and p.ms_per_image]
+        if ok:
+            lines.append(svg.Series(
+                name=cell_label(key),
+                points=[(float(position[(p.created, p.run_id)]), float(p.ms_per_image)) for p in ok],  # type: ignore[arg-type]
+                tooltips=[f"{cell_label(key)}, run {p.run_id} ({p.created}): {p.ms_per_image:.3f} ms/img, "
+                          f"parity {p.parity or '-'}" for p in ok],
+                hollow=[p.parity == "fail" for p in ok]))
+    values = [y for line in lines for _, y in line.points] or [1.0]
+    lo, hi, ticks = svg.linear_domain_from_zero(values)
+    step = max(1, -(-len(runs) // MAX_X_LABELS))
+    x_ticks = [float(i) for i in range(0, len(runs), step)]
+    x = svg.Axis("run (date recorded)", -0.5, max(len(runs) - 0.5, 0.5), x_ticks,
+                 tick_labels={float(i): runs[i][0][:10] for i in range(len(runs))})
+    y = svg.Axis("median ms per image (lower is better)", lo, hi, ticks)
+    chart = svg.line_chart(title, lines, x, y, caption="hollow points: parity failed in that run")
+    # Inline SVG in HTML needs no namespace; a file opened on its own does.
+    return chart.replace("<svg ", f'<svg xmlns="{SVG_NAMESPACE}" ', 1) + "\n"
