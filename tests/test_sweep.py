@@ -1,0 +1,117 @@
+"""A whole comparison through the API: isolated cells, parity beside speed, exact JSON round trip."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from deploybench.artifact import Artifact
+from deploybench.cell import Cell, run_cell
+from deploybench.harness import MeasurePolicy
+from deploybench.report.table import FASTEST_MARK, fastest_faithful, render_csv, render_markdown, render_table
+from deploybench.results import Results
+from deploybench.sweep import SweepConfig, Sweep, build_reference, parity_inputs, parse_batches, plan
+
+
+@pytest.fixture(scope="module")
+def swept(cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    config = SweepConfig(models=("test_resnet",), runtimes=("torch", "onnxruntime", "openvino"),
+                         precisions=("fp32", "int8"), batches=(1, 2), policy=MeasurePolicy.quick())
+    results = Results(config={"test": True}, environment={"cpu": {"model": "test"}})
+    sweep = Sweep(config, cache, results, out / "results.json", work_dir=out / "refs")
+    sweep.run()
+    return sweep, out
+
+
+def test_every_planned_cell_is_a_row(swept) -> None:
+    sweep, _ = swept
+    cells = {(r.runtime, r.precision, r.batch) for r in sweep.results.rows}
+    assert cells == {(rt, "fp32", b) for rt in ("torch", "onnxruntime", "openvino") for b in (1, 2)} | \
+        {("openvino", "int8", 1), ("openvino", "int8", 2)}
+    assert all(r.status == "ok" for r in sweep.results.rows), [r.message for r in sweep.results.rows]
+    assert any("torch int8" in reason for reason in sweep.skipped)
+
+
+def test_rows_carry_speed_memory_parity_and_setting(swept) -> None:
+    for row in swept[0].results.rows:
+        assert row.stats["median"] > 0 and len(row.samples_ms) == row.stats["n"] >= 5
+        assert row.ms_per_image == pytest.approx(row.stats["median"] / row.items_per_call)
+        assert row.memory["peak_rss_mb"] >= row.memory["baseline_rss_mb"] > 0
+        assert row.threads and row.precision_used and row.timed_region
+        assert row.parity["verdict"] == "pass", row.parity["reasons"]
+    int8 = [r for r in swept[0].results.rows if r.precision == "int8"]
+    assert all(r.precision_used == "int8" and r.artifact["size_mb"] > 0 for r in int8)
+
+
+def test_results_file_round_trips_exactly(swept) -> None:
+    sweep, out = swept
+    loaded = Results.load(out / "results.json")
+    assert loaded.to_dict() == json.loads(json.dumps(sweep.results.to_dict()))
+    assert Results.from_json(loaded.to_json()).to_dict() == loaded.to_dict()
+
+
+def test_renderers(swept) -> None:
+    results = swept[0].results
+    table = render_table(results)
+    assert table.count("test_resnet") == len(results.rows)
+    assert sum(line.startswith(FASTEST_MARK) and "test_resnet" in line for line in table.splitlines()) == len(fastest_faithful(results)) == 2
+    assert "1.00x" in table  # the eager row is its own baseline
+    csv_lines = render_csv(results).strip().splitlines()
+    assert len(csv_lines) == len(results.rows) + 1
+    assert render_markdown(results).count("| test_resnet") == len(results.rows)
+
+
+def test_perturbed_artifact_fails_parity(cache, tiny, artifacts, tmp_path) -> None:
+    """A broken export (noise on the stem convolution every output depends on) must fail parity."""
+    folder = tmp_path / "perturbed"
+    shutil.copytree(artifacts.get("onnx").path, folder)
+    model = onnx.load(str(folder / "model.onnx"))
+    # Not a residual-branch weight: timm zero-initialises those branches' last norm, hiding changes.
+    stem = next(t for t in model.graph.initializer if t.name == "conv1.0.weight")
+    weights = numpy_helper.to_array(stem)
+    noise = np.random.default_rng(0).normal(scale=0.2 * weights.std(), size=weights.shape).astype(weights.dtype)
+    stem.CopyFrom(numpy_helper.from_array(weights + noise, stem.name))
+    onnx.save(model, str(folder / "model.onnx"))
+    artifact = Artifact.load(folder)
+    artifact.record_files()
+    artifact.save()
+    config = SweepConfig(models=("test_resnet",))
+    reference = build_reference(tiny, parity_inputs(tiny, config), tmp_path / "ref.npz")
+    row = run_cell(Cell(model=tiny.ref, model_name=tiny.name, task="classification", format="onnx",
+                        runtime="onnxruntime", batch=2, artifact_dir=str(folder), reference=str(reference),
+                        policy=MeasurePolicy.quick()))
+    assert row.status == "ok"
+    assert row.parity["verdict"] == "fail" and row.parity["reasons"]
+
+
+def test_plan_explains_skips() -> None:
+    cells, skipped = plan(SweepConfig(models=("m",), runtimes=("onnxruntime", "openvino"), precisions=("bf16",)), "m")
+    assert [(c.runtime, c.artifact_precision) for c in cells] == [("openvino", "fp32")]  # bf16 compute on an FP32 IR
+    assert skipped and "onnxruntime" in skipped[0] and "bf16" in skipped[0]
+
+
+def test_parse_batches() -> None:
+    assert parse_batches("1,8,32") == (1, 8, 32)
+    assert parse_batches("auto") == "auto"
+    for bad in ("1,x", "0", ""):
+        with pytest.raises(Exception, match="malformed batch list"):
+            parse_batches(bad)
+
+
+def test_auto_batch_grows_until_throughput_stops_improving(cache, tmp_path) -> None:
+    config = SweepConfig(models=("test_resnet",), runtimes=("onnxruntime",), precisions=("fp32",), batches="auto",
+                         policy=MeasurePolicy.quick(), isolate=False)
+    sweep = Sweep(config, cache, Results(), work_dir=tmp_path)
+    sweep.run()
+    rows = sweep.results.rows
+    assert [r.batch for r in rows] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512][: len(rows)]
+    assert len(rows) >= 2
+    if len(rows) < 10:  # it stopped early: the last step gained under 5 %
+        best_before = max(r.throughput for r in rows[:-1])
+        assert rows[-1].throughput < best_before * 1.05
