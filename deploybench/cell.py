@@ -20,6 +20,7 @@ from deploybench.harness import MeasurePolicy, measure
 from deploybench.memory import MemorySampler
 from deploybench.models import ModelRef
 from deploybench.results import Row
+from deploybench.tegrastats import TegrastatsSampler
 from deploybench.runtimes.base import RuntimeOptions
 
 
@@ -41,6 +42,7 @@ class Cell:
     policy: MeasurePolicy = field(default_factory=MeasurePolicy)
     tolerance: dict[str, float] = field(default_factory=dict)
     plugin_modules: tuple[str, ...] = ()
+    sample: tuple[str, ...] = ()  # samplers beside RSS during the timed loop, e.g. "tegrastats"
 
     @property
     def key(self) -> str:
@@ -60,6 +62,7 @@ class Cell:
         data["runtime_options"] = RuntimeOptions(**data["runtime_options"])
         data["policy"] = MeasurePolicy(**data["policy"])
         data["plugin_modules"] = tuple(data.get("plugin_modules", ()))
+        data["sample"] = tuple(data.get("sample", ()))
         return cls(**data)
 
 
@@ -112,7 +115,8 @@ def run_cell(cell: Cell) -> Row:
                     inputs = example_batch(resolve(cell.model).input, cell.batch)
                 feeds = runtime.prepare(_tile(inputs, cell.batch))  # compiles for runtimes that compile per shape
                 row.load_seconds = time.perf_counter() - started
-                result = measure(runtime, feeds, cell.batch, cell.policy)
+                with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power:  # no-op off Jetson
+                    result = measure(runtime, feeds, cell.batch, cell.policy)
                 del feeds
                 if reference is not None:
                     candidate = run_in_chunks(runtime, reference["inputs"], cell.batch)
@@ -125,6 +129,8 @@ def run_cell(cell: Cell) -> Row:
                                                                   reference["dataset_reference"])
                 device_peak = runtime.device_memory_peak()
                 row.runtime_info = dict(runtime.info)
+                if power.samples:
+                    row.runtime_info["tegrastats"] = power.summary()
         _fill_measurement(row, result)
         row.precision_used = row.runtime_info.get("precision_used")
         row.threads = row.runtime_info.get("threads")

@@ -59,7 +59,11 @@ CREATE INDEX IF NOT EXISTS cells_by_model ON cells (model, runtime);
 
 
 class HistoryError(DeployBenchError):
-    """A history database that cannot be used, or one with nothing to offer."""
+    """A history database that cannot be used."""
+
+
+class NoBaselineError(HistoryError):
+    """The history holds no earlier run to compare with (a first night)."""
 
 
 def default_history_path() -> Path:
@@ -186,7 +190,7 @@ class History:
                       if current is None or (r["created"], r["hostname"]) !=
                       (current.created, current.environment.get("hostname"))]
         if not candidates:
-            raise HistoryError(f"history {self.path} holds no earlier run to build a baseline from; "
+            raise NoBaselineError(f"history {self.path} holds no earlier run to build a baseline from; "
                                "record runs with 'deploybench compare ... --history' first")
         if current is not None and not force:
             wanted = _fingerprint(current.environment)

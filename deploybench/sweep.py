@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RUNTIMES = ("torch", "torchscript", "onnxruntime", "openvino", "aoti")
 AUTO_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 PYTORCH_FORMAT = "pytorch"
+NO_GPU = "needs a CUDA GPU and there is no CUDA GPU on this machine; run it on a GPU machine or use --target cpu"
 
 
 def parse_batches(text: str) -> tuple[int, ...] | str:
@@ -68,6 +69,7 @@ class SweepConfig:
     export: ExportOptions = field(default_factory=ExportOptions)
     runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
     shard: tuple[int, int] = (1, 1)  # this shard (1-based) of N
+    sample: tuple[str, ...] = ("rss",)  # what to sample during a run (a target's "sample"): rss, nvml, tegrastats
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,12 @@ def format_of(runtime: str, wanted: tuple[str, ...] | None) -> str | None:
 
 def plan(config: SweepConfig, model: str) -> tuple[list[PlannedCell], list[str]]:
     """The cells worth running for one model, and why the others are skipped."""
+    from deploybench.env import has_cuda
+
     cells, skipped = [], []
+    # GPU targets (a100, h100, edge) on a machine without one: refuse every cell up front, with
+    # the reason, rather than fail late in each worker.
+    no_gpu = config.device.startswith("cuda") and not has_cuda()
     wanted = tuple(registry.exporters.canonical(f) if f not in (PYTORCH_FORMAT, "torch") else f
                    for f in config.formats) if config.formats else None
     for name in config.runtimes:
@@ -101,7 +108,7 @@ def plan(config: SweepConfig, model: str) -> tuple[list[PlannedCell], list[str]]
             continue
         available = registry.runtimes.availability(runtime)
         for precision in config.precisions:
-            why = runtime_cls.supports(fmt, config.device, precision)
+            why = NO_GPU if no_gpu else runtime_cls.supports(fmt, config.device, precision)
             artifact_precision = precision
             if why is None and fmt != PYTORCH_FORMAT:
                 exporter = registry.exporters.get(fmt)
@@ -247,7 +254,7 @@ class Sweep:
                     runtime_options=replace(config.runtime_options, device=config.device, precision=item.precision,
                                             threads=config.threads),
                     policy=config.policy, tolerance=config.tolerance,
-                    plugin_modules=tuple(registry.dynamic_plugin_modules()))
+                    plugin_modules=tuple(registry.dynamic_plugin_modules()), sample=config.sample)
         label = f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}"
         if "error" in export_info:
             row = cell.empty_row()

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from deploybench.cli.fleet import history_option, record_run
 from deploybench.cli.options import cache_option, split_list, weights_options
 
 
@@ -99,6 +100,8 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
                               "precisions": list(config.precisions), "batches": config.batches,
                               "device": config.device, "threads": config.threads, "shard": list(config.shard)},
                       environment=fingerprint())
+    cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
+    cache.ensure_writable()  # refuse now, not after the first cells have run
     if resume is not None:
         results_path = resume / "results.json"
         if results_path.is_file():
@@ -106,10 +109,11 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
             previous.config, previous.environment = results.config, results.environment
             results = previous
             _progress(f"resuming: {len(results.rows)} rows already in {results_path}")
+        _ensure_writable(resume)
     elif out_dir is not None:
         results_path = out_dir / "results.json"
         _ensure_writable(out_dir)
-    sweep = Sweep(config, ArtifactCache(Path(cache_dir) if cache_dir else None), results, results_path,
+    sweep = Sweep(config, cache, results, results_path,
                   work_dir=(out_dir or resume) / "references" if (out_dir or resume) else None, progress=_progress)
     _terminate_as_interrupt()
     sweep.run()
@@ -159,12 +163,15 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--shard", default="1/1", show_default=True, help="Run slice I of N of the cells (I/N).")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
+@history_option("Record this run in the history database (PATH, or the default one in the user's data "
+                "directory when given alone). Not recorded without this option.")
 @common_run_options
 @cache_option
 @weights_options
 def compare_command(models: str, runtimes: str | None, formats: str | None, precisions: str | None, target: str,
                     target_file: str | None, out_dir: str | None, html: str | None, resume: str | None, shard: str,
-                    allow_mismatch: bool, calib_data: str | None, cache_dir: str | None, pretrained: bool,
+                    allow_mismatch: bool, calib_data: str | None, history_path: str | None,
+                    cache_dir: str | None, pretrained: bool,
                     checkpoint: str | None, trust_checkpoint: bool, **run: Any) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench.exporters.base import ExportOptions
@@ -175,7 +182,8 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
     config = build_config(split_list(models) or (), split_list(runtimes), split_list(formats), split_list(precisions),
                           tgt, weights={"pretrained": pretrained, "checkpoint": checkpoint,
                                         "trust_checkpoint": trust_checkpoint},
-                          shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data), **run)
+                          shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data),
+                          sample=tgt.sample, **run)
     out = Path(resume or out_dir) if (resume or out_dir) else None
     click.echo(f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
                f"precisions {', '.join(config.precisions)}, batches {config.batches}", err=True)
@@ -183,6 +191,8 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
     results = sweep.results
     click.echo(render_table(results))
     write_outputs(results, out, html)
+    if history_path is not None:
+        record_run(results, history_path)
     failed_parity = [r for r in results.rows if r.parity_verdict == "fail"]
     failed_cells = [r for r in results.rows if r.status != "ok"]
     if failed_parity and not allow_mismatch:

@@ -22,6 +22,15 @@ def _open_history(path: str | None) -> Any:
     return History(Path(path) if path else None)
 
 
+def record_run(results: Any, path: str) -> None:
+    """``compare --history``: store the finished run ("" = the default database)."""
+    if not results.rows:
+        click.echo("history: nothing measured, nothing recorded", err=True)
+        return
+    history = _open_history(path)
+    click.echo(f"recorded run {history.record(results)} in {history.path}", err=True)
+
+
 @click.command("regress")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False), metavar="[BASELINE.json] CURRENT.json")
 @click.option("--max-slowdown", default=f"{DEFAULT_MAX_SLOWDOWN:.0%}", show_default=True,
@@ -35,10 +44,13 @@ def _open_history(path: str | None) -> Any:
 @history_option("History database for --baseline-history (default: the user's data directory).")
 @click.option("--force", is_flag=True, help="Compare even when machine or library versions differ.")
 @click.option("--fail-on-missing", is_flag=True, help="Also fail when a baseline cell is missing now.")
+@click.option("--no-baseline-ok", is_flag=True,
+              help="With --baseline-history: pass, with a note, when the history holds no earlier compatible run "
+                   "(a first night, or the first after a library upgrade).")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the verdict and table as Markdown.")
 def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth: str, noise_k: float,
                     baseline_runs: int | None, history_path: str | None, force: bool, fail_on_missing: bool,
-                    markdown: str | None) -> int:
+                    no_baseline_ok: bool, markdown: str | None) -> int:
     """Compare CURRENT with BASELINE (or the history) cell by cell; exit 1 on any regression.
 
     A cell regresses when its median latency slowed by more than --max-slowdown and by more
@@ -47,7 +59,8 @@ def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth
     """
     from deploybench.artifact import write_text_atomic
     from deploybench.errors import UsageError
-    from deploybench.regress import Thresholds, compare, parse_fraction
+    from deploybench.history import NoBaselineError
+    from deploybench.regress import IncompatibleBaselineError, Thresholds, compare, parse_fraction
     from deploybench.report.delta import render_deltas, render_markdown
     from deploybench.results import Results
 
@@ -61,7 +74,16 @@ def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth
     current = Results.load(Path(files[-1]))
     if baseline_runs is not None:
         history = _open_history(history_path)
-        baseline = history.baseline(baseline_runs, current, force=force)
+        try:
+            baseline = history.baseline(baseline_runs, current, force=force)
+        except (NoBaselineError, IncompatibleBaselineError) as exc:
+            if not no_baseline_ok:
+                raise
+            note = f"no baseline: {exc}"
+            click.echo(note)
+            if markdown:
+                write_text_atomic(Path(markdown), f"## Regression check: no baseline yet\n\n{note}\n")
+            return 0
         source = f"the last {len(baseline.config['runs'])} compatible run(s) in {history.path}"
     else:
         baseline, source = Results.load(Path(files[0])), files[0]
