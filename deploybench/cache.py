@@ -42,7 +42,8 @@ class ArtifactCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root).expanduser() if root else default_cache_dir()
 
-    def _ensure_writable(self) -> None:
+    def ensure_writable(self) -> None:
+        """Create the cache folder, or say which folder to use instead."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / ".locks").mkdir(exist_ok=True)
@@ -87,7 +88,8 @@ class ArtifactCache:
     def get_or_export(self, exporter: "Exporter", model: "ModelSpec", options: "ExportOptions",
                       force: bool = False) -> tuple[Artifact, bool]:
         """The cached artifact (hit=True) or a fresh export moved into the cache (hit=False)."""
-        self._ensure_writable()
+        self.ensure_writable()
+        options = exporter.bind_cache(options, self.root)
         folder = self.folder(exporter, model, options)
         with self._lock(folder):
             if not force and (artifact := self.lookup(folder)) is not None:

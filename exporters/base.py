@@ -126,6 +126,10 @@ class Exporter(ABC):
         return [TensorInfo(f"output{i}" if len(outputs) > 1 else "output", ["batch", *o.shape[1:]], str(o.dtype))
                 for i, o in enumerate(outputs)]
 
+    def bind_cache(self, options: ExportOptions, cache_root: Path) -> ExportOptions:
+        """Options completed with files that live in the cache folder (e.g. a timing cache)."""
+        return options
+
     def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
         versions = library_versions()
         return {"format": self.name, "options": {k: _jsonable(getattr(options, k)) for k in self.key_options},

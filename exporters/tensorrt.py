@@ -10,7 +10,6 @@ under the TensorRT version and GPU architecture that built it, so the manifest r
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from deploybench import registry
+from deploybench.artifact import write_bytes_atomic
 from deploybench.calibration import calibration_samples
 from deploybench.env import has_cuda
 from deploybench.errors import ExportError, UnsupportedError
@@ -59,6 +59,12 @@ class TensorRTExporter(Exporter):
     def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
         # Engines are specific to the GPU architecture: one built elsewhere is a different entry.
         return {**super().cache_identity(options), "compute_capability": compute_capability()}
+
+    def bind_cache(self, options: ExportOptions, cache_root: Path) -> ExportOptions:
+        """Keep the timing cache beside the artifacts, in whichever cache folder is in use."""
+        if options.timing_cache:
+            return options
+        return replace(options, timing_cache=str(cache_root / TIMING_CACHE_NAME))
 
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
         trt = import_tensorrt()
@@ -250,21 +256,7 @@ def _save_timing_cache(config: Any, path: Path) -> None:
     if cache is None:
         return
     try:
-        _write_bytes_atomic(path, memoryview(cache.serialize()))
+        write_bytes_atomic(path, memoryview(cache.serialize()))
     except OSError as exc:
         log.warning("cannot save TensorRT timing cache to %s (%s)", path, exc.strerror)
 
-
-def _write_bytes_atomic(path: Path, data: Any) -> None:
-    """Write bytes through a temporary file in the same folder and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
