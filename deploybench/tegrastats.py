@@ -54,10 +54,10 @@ class TegraSample:
 
 
 def _clock(text: str | None) -> int | None:
-    """``1300`` or ``611,0`` (one clock per GPC: the running ones agree, idle ones read 0)."""
+    """``1300`` or ``611,0`` (one clock per GPC: the running ones agree, power-gated ones read 0)."""
     if not text:
         return None
-    return max(int(v) for v in text.split(",") if v)
+    return max(int(v) for v in text.split(",") if v) or None  # all GPCs gated: no clock to report
 
 
 def parse_line(line: str) -> TegraSample:
