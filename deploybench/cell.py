@@ -149,6 +149,7 @@ def run_cell(cell: Cell) -> Row:
 
 def _fill_measurement(row: Row, result: Any) -> None:
     row.stats = asdict(result.stats)
+    row.device_stats = asdict(result.device_stats) if result.device_stats else None
     row.samples_ms = [round(s, 5) for s in result.samples_ms]
     row.ms_per_image = result.ms_per_image
     row.throughput = result.throughput

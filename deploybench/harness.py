@@ -84,9 +84,14 @@ class Measurement:
     timed_region: str
     stats: Stats = field(init=False)
     warnings: list[str] = field(default_factory=list)
+    # GPU time of each iteration from CUDA events on the runtime's stream, when it shows one.
+    device_samples_ms: list[float] = field(default_factory=list)
+    device_stats: Stats | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.stats = Stats.from_samples(self.samples_ms)
+        if self.device_samples_ms:
+            self.device_stats = Stats.from_samples(self.device_samples_ms)
 
     @property
     def ms_per_image(self) -> float:
@@ -104,11 +109,39 @@ class Measurement:
 
 
 Clock = Callable[[], int]
+EventFactory = Callable[[], Any]
+
+
+def cuda_event() -> Any:
+    import torch
+
+    return torch.cuda.Event(enable_timing=True)
+
+
+class _DeviceTimer:
+    """Start/stop CUDA events recorded on the runtime's stream around each iteration."""
+
+    def __init__(self, stream: Any, make_event: EventFactory) -> None:
+        self.stream, self.start, self.end = stream, make_event(), make_event()
+
+    def begin(self) -> None:
+        self.start.record(self.stream)
+
+    def finish(self) -> None:
+        self.end.record(self.stream)
+
+    def elapsed_ms(self) -> float:
+        """Valid once the host synchronized with the stream."""
+        return float(self.start.elapsed_time(self.end))
 
 
 def measure(runtime: Runtime, feeds: Any, batch: int, policy: MeasurePolicy = MeasurePolicy(),
-            clock: Clock = time.perf_counter_ns) -> Measurement:
-    """Warm up, then time ``infer`` + ``synchronize`` until the policy's stop rule holds."""
+            clock: Clock = time.perf_counter_ns, make_event: EventFactory = cuda_event) -> Measurement:
+    """Warm up, then time ``infer`` + ``synchronize`` until the policy's stop rule holds.
+
+    Host wall time per iteration is always recorded; where the runtime exposes its CUDA
+    stream, CUDA events on that stream also give the GPU time of each iteration.
+    """
     start = clock()
     runtime.infer(feeds)
     runtime.synchronize()
@@ -122,20 +155,29 @@ def measure(runtime: Runtime, feeds: Any, batch: int, policy: MeasurePolicy = Me
         if (clock() - warm_start) / 1e9 > policy.max_seconds:
             break
 
+    stream = runtime.cuda_stream()
+    timer = _DeviceTimer(stream, make_event) if stream is not None else None
     samples: list[float] = []
+    device_samples: list[float] = []
     window_start = clock()
     elapsed = 0.0
     while not should_stop(len(samples), elapsed, policy):
         t0 = clock()
+        if timer:
+            timer.begin()
         runtime.infer(feeds)
+        if timer:
+            timer.finish()
         runtime.synchronize()
         t1 = clock()
         samples.append((t1 - t0) / 1e6)
+        if timer:  # read after the timestamp: elapsed_time is a host call outside the timed region
+            device_samples.append(timer.elapsed_ms())
         elapsed = (t1 - window_start) / 1e9
 
     result = Measurement(batch=batch, items_per_call=runtime.items_per_call(batch), samples_ms=samples,
                          window_seconds=elapsed, first_inference_ms=first_ms, warmup_iters=warm_iters,
-                         timed_region=runtime.timed_region)
+                         timed_region=runtime.timed_region, device_samples_ms=device_samples)
     if result.stats.cv > policy.cv_warning:
         result.warnings.append(f"noisy: coefficient of variation {result.stats.cv:.0%} > {policy.cv_warning:.0%}")
     return result

@@ -33,6 +33,7 @@ class Row:
     threads: int | None = None
     stats: dict[str, float] | None = None
     samples_ms: list[float] = field(default_factory=list)
+    device_stats: dict[str, float] | None = None  # CUDA-event GPU time, where the stream is visible
     ms_per_image: float | None = None
     throughput: float | None = None
     items_per_call: int | None = None
@@ -100,9 +101,11 @@ class Results:
         except OSError as exc:
             raise ResultsError(f"cannot read results file {path} ({exc.strerror}); check the path") from exc
         except ValueError as exc:
-            raise ResultsError(f"{path} is not a results JSON document ({exc})") from exc
+            raise ResultsError(f"{path} is not a results JSON document ({exc}); pass the results.json "
+                               "that deploybench compare --out wrote") from exc
         if not isinstance(data, dict):
-            raise ResultsError(f"{path} is not a results JSON document")
+            raise ResultsError(f"{path} is not a results JSON document; pass the results.json "
+                               "that deploybench compare --out wrote")
         return cls.from_dict(data)
 
     def save(self, path: Path) -> None:

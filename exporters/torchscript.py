@@ -6,6 +6,7 @@ constants do not survive ``torch.jit.save``/``load``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ class TorchScriptExporter(Exporter):
 
         module = module_for(model.build(), options.device, options.precision)
         example = example_inputs(model, options.batch.opt).to(options.device, torch_dtype(options.precision))
-        with torch.no_grad():
+        # TorchScript is deprecated upstream (FutureWarning on every call); users chose it knowingly.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
             graph = torch.jit.script(module) if options.script else torch.jit.trace(module, example, check_trace=False)
             frozen = torch.jit.freeze(graph.eval())
         torch.jit.save(frozen, str(out_dir / "model.pt"))

@@ -114,6 +114,10 @@ class Runtime(ABC):
     def synchronize(self) -> None:
         """Wait for queued device work; CPU runtimes return from ``infer`` when done."""
 
+    def cuda_stream(self) -> Any:
+        """The CUDA stream the runtime launches on, for event timing; None when unseen or on CPU."""
+        return None
+
     def device_memory_peak(self) -> int | None:
         """Peak device memory in bytes as the runtime's allocator saw it, when it can tell."""
         return None

@@ -186,6 +186,9 @@ class TensorRTRuntime(Runtime):
     def synchronize(self) -> None:
         self._stream.synchronize()
 
+    def cuda_stream(self) -> Any:
+        return self._stream
+
     def outputs(self) -> list[np.ndarray]:
         if self._bound is None:
             return []

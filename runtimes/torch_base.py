@@ -62,6 +62,13 @@ class TorchRuntimeBase(Runtime):
     def outputs(self) -> list[np.ndarray]:
         return to_numpy(self._result)
 
+    def cuda_stream(self) -> Any:
+        if not self.options.device.startswith("cuda"):
+            return None
+        import torch
+
+        return torch.cuda.current_stream()
+
     def device_memory_peak(self) -> int | None:
         if not self.options.device.startswith("cuda"):
             return None

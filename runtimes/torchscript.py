@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from deploybench.artifact import Artifact
@@ -17,7 +18,9 @@ class TorchScriptRuntime(TorchRuntimeBase):
     def _open(self, artifact: Artifact) -> Any:
         import torch
 
-        module = torch.jit.load(str(artifact.file), map_location=self.options.device)
-        # Done here, not at export: its MKLDNN constants cannot be serialized.
-        self.info["optimize_for_inference"] = True
-        return torch.jit.optimize_for_inference(module)
+        with warnings.catch_warnings():  # TorchScript's deprecation notice, on every call
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(artifact.file), map_location=self.options.device)
+            # Done here, not at export: its MKLDNN constants cannot be serialized.
+            self.info["optimize_for_inference"] = True
+            return torch.jit.optimize_for_inference(module)

@@ -117,3 +117,47 @@ def test_noisy_rows_are_flagged() -> None:
                                                                        min_iters=20, min_seconds=0), clock=clock)
     assert m.stats.cv > 0.5
     assert m.warnings and "noisy" in m.warnings[0]
+
+
+class FakeEvent:
+    """Stands in for torch.cuda.Event: records the fake clock on ``record``."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock, self.at, self.streams = clock, None, []
+
+    def record(self, stream) -> None:
+        self.streams.append(stream)
+        self.at = self.clock.now
+
+    def elapsed_time(self, end: "FakeEvent") -> float:
+        return (end.at - self.at) / 1e6
+
+
+def test_device_time_comes_from_events_on_the_runtimes_stream() -> None:
+    clock = FakeClock()
+    events: list[FakeEvent] = []
+
+    class GpuLike(ScriptedRuntime):
+        def cuda_stream(self):
+            return "stream-7"
+
+        def synchronize(self) -> None:  # the host waits 1 ms longer than the GPU works
+            super().synchronize()
+            self.clock.now += 1_000_000
+
+    def make_event() -> FakeEvent:
+        events.append(FakeEvent(clock))
+        return events[-1]
+
+    m = measure(GpuLike(clock, cost_ns=3_000_000), None, batch=1, policy=MeasurePolicy.quick(), clock=clock,
+                make_event=make_event)
+    assert m.stats.median == pytest.approx(4.0)  # host: launch + wait
+    assert m.device_stats is not None and m.device_stats.median == pytest.approx(3.0)  # GPU: the work alone
+    assert len(m.device_samples_ms) == len(m.samples_ms)
+    assert {s for e in events for s in e.streams} == {"stream-7"}
+
+
+def test_cpu_runtimes_have_no_device_samples() -> None:
+    clock = FakeClock()
+    m = measure(ScriptedRuntime(clock, 1_000_000), None, batch=1, policy=MeasurePolicy.quick(), clock=clock)
+    assert m.device_samples_ms == [] and m.device_stats is None
