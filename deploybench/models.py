@@ -157,12 +157,13 @@ def load_checkpoint(module: Any, path: Path, trust: bool = False) -> None:
         else:
             state = torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:  # unpickling errors come in many types
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # weights_only=True names a global it will not import; corrupt bytes fail differently.
+        if "Unsupported global" in str(exc):
             raise ModelSpecError(
                 f"checkpoint {path.name} contains pickled code, which is refused for safety; "
                 "re-save it as a state dict or safetensors, or pass --trust-checkpoint if you trust its author") from exc
-        raise ModelSpecError(f"checkpoint {path.name} could not be read ({type(exc).__name__}: {exc}); "
-                             "pass a .safetensors file or a torch.save()d state dict") from exc
+        raise ModelSpecError(f"checkpoint {path.name} could not be read ({type(exc).__name__}: {_load_failure(exc)}); "
+                             "it is corrupt or not a checkpoint: pass a .safetensors file or a torch.save()d state dict") from exc
     for key in ("state_dict", "model_state_dict", "model", "ema"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -173,6 +174,14 @@ def load_checkpoint(module: Any, path: Path, trust: bool = False) -> None:
     if missing and len(missing) == len(module.state_dict()):
         raise ModelSpecError(f"checkpoint {path.name} matches none of the model's weights "
                              f"(first keys: {list(state)[:3]}); is it for this architecture?")
+
+
+def _load_failure(exc: Exception) -> str:
+    """The line of a checkpoint-loading error that names the problem (torch's run to paragraphs)."""
+    text = str(exc)
+    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:

@@ -166,7 +166,8 @@ class PythonSource(ModelSource):
             raise ModelSpecError(f"cannot import {module_name!r} ({exc}); is it on PYTHONPATH?") from exc
         factory = getattr(module, attr, None)
         if not callable(factory):
-            raise ModelSpecError(f"{module_name} has no callable {attr!r}")
+            raise ModelSpecError(f"{module_name} has no callable {attr!r}; name a function in it that returns "
+                                 "a torch.nn.Module, as package.module:factory")
         input_spec = getattr(factory, "input_spec", None) or InputSpec()
         task = getattr(factory, "task", "classification")
         return ModelSpec(name=target, ref=ref, source=self.name, task=task, input=input_spec,

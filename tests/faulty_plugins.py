@@ -99,6 +99,25 @@ class NanRuntime(_FaultyEager):
         return [np.full_like(out, np.nan) for out in super().outputs()]
 
 
+MISSING_MODULE = "deploybench_fault_no_such_module"
+MISSING_EXTRA = "fault-extra"
+
+
+class NeedsMissingRuntime(_FaultyEager):
+    """Needs a library that is not installed, which the extra named here would install."""
+
+    name = "fault-needs-missing"
+    requires = ("torch", MISSING_MODULE)
+    extra = MISSING_EXTRA
+
+
+class NeedsMissingExporter(TorchScriptExporter):
+    name = "fault-needs-missing"
+    aliases = ()
+    requires = ("torch", MISSING_MODULE)
+    extra = MISSING_EXTRA
+
+
 class BrokenExporter(TorchScriptExporter):
     """A format whose export raises inside the library call."""
 
@@ -170,8 +189,9 @@ def _touch(path: str) -> str:
     return path
 
 
-RUNTIMES = (SegfaultRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime, BrokenFormatRuntime)
-EXPORTERS = (BrokenExporter, PartialExporter, SlowExporter)
+RUNTIMES = (SegfaultRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime, BrokenFormatRuntime,
+            NeedsMissingRuntime)
+EXPORTERS = (BrokenExporter, PartialExporter, SlowExporter, NeedsMissingExporter)
 
 
 def register_all() -> None:

@@ -47,6 +47,7 @@ def export_command(model: str, formats: str, precision: str, batch: str, device:
     for note in spec.notes:
         click.echo(f"note: {note}", err=True)
     cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
+    cache.ensure_writable()
     for exporter in exporters:
         click.echo(f"{spec.name} -> {exporter.name} {precision} ...", err=True)
         started = time.perf_counter()
