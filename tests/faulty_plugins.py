@@ -64,6 +64,16 @@ class SegfaultRuntime(_FaultyEager):
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
+class KilledRuntime(_FaultyEager):
+    """Dies the way the kernel's out-of-memory killer ends a process: SIGKILL, no cleanup."""
+
+    name = "fault-killed"
+
+    def infer(self, feeds: Any) -> None:
+        _refuse_in_host("SIGKILL")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class HangRuntime(_FaultyEager):
     name = "fault-hang"
 
@@ -189,7 +199,7 @@ def _touch(path: str) -> str:
     return path
 
 
-RUNTIMES = (SegfaultRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime, BrokenFormatRuntime,
+RUNTIMES = (SegfaultRuntime, KilledRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime, BrokenFormatRuntime,
             NeedsMissingRuntime)
 EXPORTERS = (BrokenExporter, PartialExporter, SlowExporter, NeedsMissingExporter)
 

@@ -119,7 +119,7 @@ CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
     "unwritable output folder": (lambda f: compare(f, "--runtimes", "torch", "--out", UNWRITABLE),
                                  ("output folder /dev/null/sub is not writable", "another --out")),
     "unwritable resume folder": (lambda f: compare(f, "--runtimes", "torch", "--resume", UNWRITABLE),
-                                 ("/dev/null/sub is not writable",)),
+                                 ("/dev/null/sub is not writable", "pass another --resume")),
     "unwritable cache folder (export)": (lambda f: ["export", TINY_NET, "--to", "ts", "--cache", UNWRITABLE],
                                          ("cache folder /dev/null/sub is not writable", "--cache DIR")),
     "unwritable cache folder (compare)": (lambda f: compare(f, "--runtimes", "torch,onnxruntime", "--out", f.out)

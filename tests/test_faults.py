@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Iterator
 
+import psutil
 import pytest
 
 import faulty_plugins
@@ -20,7 +21,7 @@ from deploybench.sweep import Sweep, SweepConfig
 
 # Long enough for a healthy worker to import torch and finish on a busy 2-core runner,
 # short enough that the hanging cell does not dominate the suite.
-HANG_TIMEOUT_S = 20.0
+HANG_TIMEOUT_S = 15.0
 
 
 @pytest.fixture
@@ -47,17 +48,27 @@ def assert_measured(row: Row) -> None:
     assert row.parity_verdict == "pass"
 
 
-def test_segfault_and_hang_become_rows_and_the_healthy_cell_is_measured(tmp_path: Path, faults: None) -> None:
-    rows = run_sweep(tmp_path, ("fault-segfault", "torch", "fault-hang"), isolate=True, timeout_s=HANG_TIMEOUT_S)
-    assert set(rows) == {"fault-segfault", "torch", "fault-hang"}
+def workers_alive() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True)
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "deploybench.worker" in " ".join(p.cmdline())]
+
+
+def test_crashes_and_hangs_become_rows_and_the_healthy_cell_is_measured(tmp_path: Path, faults: None) -> None:
+    runtimes = ("fault-segfault", "torch", "fault-killed", "fault-hang")
+    rows = run_sweep(tmp_path, runtimes, isolate=True, timeout_s=HANG_TIMEOUT_S)
+    assert set(rows) == set(runtimes)
     assert_measured(rows["torch"])
     crashed = rows["fault-segfault"]
     assert crashed.status == "crashed"
     assert "SIGSEGV" in crashed.message
+    killed = rows["fault-killed"]
+    assert killed.status == "crashed"
+    assert "SIGKILL" in killed.message and "out-of-memory killer" in killed.message
     hung = rows["fault-hang"]
     assert hung.status == "timeout"
     assert f"{HANG_TIMEOUT_S:.0f} s" in hung.message and "--timeout" in hung.message
-    for row in (crashed, hung):
+    assert workers_alive() == []  # the hung worker was killed, not left behind
+    for row in (crashed, killed, hung):
         assert not row.samples_ms and row.stats is None
 
 

@@ -109,7 +109,7 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
             previous.config, previous.environment = results.config, results.environment
             results = previous
             _progress(f"resuming: {len(results.rows)} rows already in {results_path}")
-        _ensure_writable(resume)
+        _ensure_writable(resume, "--resume")
     elif out_dir is not None:
         results_path = out_dir / "results.json"
         _ensure_writable(out_dir)
@@ -135,7 +135,7 @@ def require_cells(sweep: Any) -> None:
     raise UnsupportedError(f"nothing to run: {why}")
 
 
-def _ensure_writable(folder: Path) -> None:
+def _ensure_writable(folder: Path, option: str = "--out") -> None:
     from deploybench.errors import UsageError
 
     try:
@@ -144,7 +144,7 @@ def _ensure_writable(folder: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"output folder {folder} is not writable ({exc.strerror}); pass another --out") from exc
+        raise UsageError(f"output folder {folder} is not writable ({exc.strerror}); pass another {option}") from exc
 
 
 def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
