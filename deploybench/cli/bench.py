@@ -122,17 +122,14 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
     return sweep
 
 
-def require_cells(sweep: Any) -> None:
-    """A whole sweep with no cell to run was asked for combinations nothing supports: say which."""
+def nothing_to_run(config: Any, sweep: Any) -> str | None:
+    """Why an unsharded sweep ran no cell at all, or None when it ran some."""
     from deploybench import registry
-    from deploybench.errors import UnsupportedError
 
-    config = sweep.config
     if sweep.results.rows or config.shard != (1, 1):
-        return
+        return None
     loads = ", ".join(f"{name} loads {'/'.join(registry.runtimes.get(name).formats)}" for name in config.runtimes)
-    why = "; ".join(sweep.skipped) or f"no runtime loads {', '.join(config.formats or ())} ({loads})"
-    raise UnsupportedError(f"nothing to run: {why}")
+    return "; ".join(sweep.skipped) or f"no runtime loads {', '.join(config.formats or ())} ({loads})"
 
 
 def _ensure_writable(folder: Path, option: str = "--out") -> None:
@@ -201,7 +198,11 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
     click.echo(f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
                f"precisions {', '.join(config.precisions)}, batches {config.batches}", err=True)
     sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv)
-    require_cells(sweep)
+    # Skipped cells were listed as they were planned; a --formats filter that left nothing was not.
+    if config.formats and not sweep.skipped and (why := nothing_to_run(config, sweep)):
+        from deploybench.errors import UnsupportedError
+
+        raise UnsupportedError(f"nothing to run: {why}")
     results = sweep.results
     click.echo(render_table(results))
     write_outputs(results, out, html)
@@ -235,7 +236,10 @@ def bench_command(model: str, runtime: str, fmt: str | None, precision: str, jso
                           weights={"pretrained": pretrained, "checkpoint": checkpoint,
                                    "trust_checkpoint": trust_checkpoint}, **run)
     sweep = execute(config, cache_dir, None, None, sys.argv)
-    require_cells(sweep)
+    if why := nothing_to_run(config, sweep):
+        from deploybench.errors import UnsupportedError
+
+        raise UnsupportedError(f"nothing to run: {why}")
     results = sweep.results
     click.echo(render_stats(results))
     if json_file:
