@@ -61,8 +61,8 @@ def run_args(files: Files, *args: str) -> list[str]:
     return [*args, "--quick", "--no-isolate", "--cache", files.cache]
 
 
-def compare(files: Files, *args: str) -> list[str]:
-    return run_args(files, "compare", "--models", TINY_NET, "--precisions", "fp32", "--batch", "1", *args)
+def compare(files: Files, *args: str, model: str = TINY_NET) -> list[str]:
+    return run_args(files, "compare", "--models", model, "--precisions", "fp32", "--batch", "1", *args)
 
 
 SCHEMA_999 = json.dumps({"schema_version": 999, "created": "2020-01-01T00:00:00+00:00", "rows": []})
@@ -70,6 +70,8 @@ SCHEMA_999 = json.dumps({"schema_version": 999, "created": "2020-01-01T00:00:00+
 # name -> (the command line, text the one error line must hold)
 CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
     "unknown model": (lambda f: ["info", "test_resnett"], ("unknown model 'test_resnett'", "did you mean", "'test_resnet'")),
+    "unknown model in a compare": (lambda f: compare(f, "--runtimes", "torch", "--out", f.out, model="resnet5O"),
+                                   ("unknown model 'resnet5O'", "did you mean")),
     "unknown model alias": (lambda f: ["info", "resnet5O"], ("did you mean", "'resnet50'")),
     "unknown runtime": (lambda f: run_args(f, "bench", TINY_NET, "--runtime", "onnxrt"), ("did you mean 'onnxruntime'",)),
     "unknown format": (lambda f: ["export", TINY_NET, "--to", "onx"], ("unknown format 'onx'", "did you mean 'onnx'")),

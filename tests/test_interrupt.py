@@ -78,6 +78,13 @@ def start_compare(tmp_path: Path, batches: str, *extra: str) -> tuple[subprocess
     return proc, log
 
 
+def children(proc: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:  # it has just ended; wait_until reports that
+        return []
+
+
 @pytest.fixture
 def killer() -> Iterator[list[subprocess.Popen]]:
     """Processes a test started; any still running at the end are killed."""
@@ -101,8 +108,8 @@ def test_sigint_keeps_finished_rows_and_resume_runs_only_the_rest(tmp_path: Path
     results = tmp_path / "out" / "results.json"
     wait_until(lambda: len(saved_rows(results)) >= 1, proc, "the first row", log)
     # Interrupt while the next cell's worker process is running.
-    wait_until(lambda: bool(psutil.Process(proc.pid).children(recursive=True)), proc, "the next worker", log)
-    workers = psutil.Process(proc.pid).children(recursive=True)
+    wait_until(lambda: bool(children(proc)), proc, "the next worker", log)
+    workers = children(proc)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert "interrupted; finished rows are kept" in log.read_text()
