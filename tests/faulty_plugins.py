@@ -199,8 +199,8 @@ def _touch(path: str) -> str:
     return path
 
 
-RUNTIMES = (SegfaultRuntime, KilledRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime, BrokenFormatRuntime,
-            NeedsMissingRuntime)
+RUNTIMES = (SegfaultRuntime, KilledRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime,
+            BrokenFormatRuntime, NeedsMissingRuntime)
 EXPORTERS = (BrokenExporter, PartialExporter, SlowExporter, NeedsMissingExporter)
 
 

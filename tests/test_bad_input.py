@@ -67,74 +67,99 @@ def compare(files: Files, *args: str, model: str = TINY_NET) -> list[str]:
 
 SCHEMA_999 = json.dumps({"schema_version": 999, "created": "2020-01-01T00:00:00+00:00", "rows": []})
 
+def bench(files: Files, *args: str) -> list[str]:
+    return run_args(files, "bench", TINY_NET, *args)
+
+
 # name -> (the command line, text the one error line must hold)
 CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
-    "unknown model": (lambda f: ["info", "test_resnett"], ("unknown model 'test_resnett'", "did you mean", "'test_resnet'")),
-    "unknown model in a compare": (lambda f: compare(f, "--runtimes", "torch", "--out", f.out, model="resnet5O"),
-                                   ("unknown model 'resnet5O'", "did you mean")),
+    "unknown model": (
+        lambda f: ["info", "test_resnett"], ("unknown model 'test_resnett'", "did you mean", "'test_resnet'")),
+    "unknown model in a compare": (
+        lambda f: compare(f, "--runtimes", "torch", "--out", f.out, model="resnet5O"),
+        ("unknown model 'resnet5O'", "did you mean")),
     "unknown model alias": (lambda f: ["info", "resnet5O"], ("did you mean", "'resnet50'")),
-    "unknown runtime": (lambda f: run_args(f, "bench", TINY_NET, "--runtime", "onnxrt"), ("did you mean 'onnxruntime'",)),
+    "unknown runtime": (lambda f: bench(f, "--runtime", "onnxrt"), ("did you mean 'onnxruntime'",)),
     "unknown format": (lambda f: ["export", TINY_NET, "--to", "onx"], ("unknown format 'onx'", "did you mean 'onnx'")),
-    "unknown target": (lambda f: ["compare", "--models", TINY_NET, "--target", "h200"], ("valid: a100", "--target-file")),
-    "malformed module:factory": (lambda f: ["info", "my.models:build-net"],
-                                 ("malformed model spec", "package.module:factory")),
-    "module:factory not importable": (lambda f: ["info", "no_such_pkg_xyz.models:net"], ("cannot import", "PYTHONPATH")),
-    "module:factory without the factory": (lambda f: ["info", "faulty_plugins:no_such_factory"],
-                                           ("has no callable 'no_such_factory'", "package.module:factory")),
+    "unknown target": (
+        lambda f: ["compare", "--models", TINY_NET, "--target", "h200"], ("valid: a100", "--target-file")),
+    "malformed module:factory": (
+        lambda f: ["info", "my.models:build-net"], ("malformed model spec", "package.module:factory")),
+    "module:factory not importable": (
+        lambda f: ["info", "no_such_pkg_xyz.models:net"], ("cannot import", "PYTHONPATH")),
+    "module:factory without the factory": (
+        lambda f: ["info", "faulty_plugins:no_such_factory"],
+        ("has no callable 'no_such_factory'", "package.module:factory")),
     "missing .onnx": (lambda f: ["info", f.missing("model.onnx")], ("does not exist", "check the path")),
-    "corrupt .onnx (info)": (lambda f: ["info", f.garbage("model.onnx")], ("not a readable ONNX model", "re-export")),
-    "corrupt .onnx (bench)": (lambda f: run_args(f, "bench", f.garbage("model.onnx"), "--runtime", "onnxruntime"),
-                              ("not a readable ONNX model", "re-export")),
-    "missing checkpoint": (lambda f: ["info", TINY_NET, "--checkpoint", f.missing("w.pt")],
-                           ("does not exist", ".safetensors")),
-    "corrupt checkpoint": (lambda f: ["info", TINY_NET, "--checkpoint", f.garbage("w.pt")],
-                           ("could not be read", "corrupt", ".safetensors")),
-    "corrupt safetensors": (lambda f: ["info", TINY_NET, "--checkpoint", f.garbage("w.safetensors")],
-                            ("could not be read", "SafetensorError")),
-    "precision the format lacks": (lambda f: ["export", TINY_NET, "--to", "onnx", "--precision", "int8", "--cache", f.cache],
-                                   ("onnx does not support precision 'int8'", "supported: fp32, fp16")),
-    "device the format lacks": (lambda f: ["export", TINY_NET, "--to", "ts", "--device", "tpu", "--cache", f.cache],
-                                ("does not export for device 'tpu'", "supported: cpu, cuda")),
-    "precision the runtime lacks": (lambda f: run_args(f, "bench", TINY_NET, "--runtime", "onnxruntime", "--precision", "bf16"),
-                                    ("onnxruntime supports precisions fp32, fp16, not bf16",)),
-    "device the runtime lacks": (lambda f: run_args(f, "bench", TINY_NET, "--runtime", "torch", "--device", "tpu"),
-                                 ("torch runs on cpu, cuda, not tpu",)),
-    "format the runtime does not load": (lambda f: run_args(f, "bench", TINY_NET, "--runtime", "onnxruntime", "--format", "ts"),
-                                         ("nothing to run", "onnxruntime loads onnx")),
-    "formats no runtime of a compare loads": (lambda f: compare(f, "--runtimes", "torch,onnxruntime", "--formats", "ov"),
-                                              ("nothing to run", "onnxruntime loads onnx", "torch loads pytorch")),
-    "malformed batch list": (lambda f: run_args(f, "bench", TINY_NET, "--runtime", "torch", "--batch", "1,x"),
-                             ("malformed batch list '1,x'", "1,8,32")),
-    "batch size zero": (lambda f: run_args(f, "bench", TINY_NET, "--runtime", "torch", "--batch", "0"),
-                        ("positive integers",)),
-    "malformed batch range": (lambda f: ["export", TINY_NET, "--to", "ts", "--batch", "1:x"],
-                              ("malformed batch range '1:x'", "MIN:OPT:MAX")),
-    "batch range out of order": (lambda f: ["export", TINY_NET, "--to", "ts", "--batch", "8:2"],
-                                 ("1 <= MIN <= OPT <= MAX",)),
-    "malformed tolerance": (lambda f: compare(f, "--runtimes", "torch", "--tolerance", "cosine=high"),
-                            ("malformed tolerance", "max_norm_error")),
-    "malformed shard": (lambda f: compare(f, "--runtimes", "torch", "--shard", "3/2"), ("malformed shard '3/2'",)),
-    "missing optional dependency (runtime)": (lambda f: run_args(f, "bench", TINY_NET, "--runtime", "fault-needs-missing"),
-                                              (f"pip install 'deploybench[{MISSING_EXTRA}]'",)),
-    "missing optional dependency (exporter)": (lambda f: ["export", TINY_NET, "--to", "fault-needs-missing"],
-                                               (f"pip install 'deploybench[{MISSING_EXTRA}]'",)),
-    "unwritable output folder": (lambda f: compare(f, "--runtimes", "torch", "--out", UNWRITABLE),
-                                 ("output folder /dev/null/sub is not writable", "another --out")),
-    "unwritable resume folder": (lambda f: compare(f, "--runtimes", "torch", "--resume", UNWRITABLE),
-                                 ("/dev/null/sub is not writable", "pass another --resume")),
-    "unwritable cache folder (export)": (lambda f: ["export", TINY_NET, "--to", "ts", "--cache", UNWRITABLE],
-                                         ("cache folder /dev/null/sub is not writable", "--cache DIR")),
-    "unwritable cache folder (compare)": (lambda f: compare(f, "--runtimes", "torch,onnxruntime", "--out", f.out)
-                                          + ["--cache", UNWRITABLE],  # the last --cache wins
-                                          ("cache folder /dev/null/sub is not writable", "--cache DIR")),
-    "results from another schema version (report)": (lambda f: ["report", f.results(SCHEMA_999) + "/results.json"],
-                                                     ("schema version 999 is not supported", "re-run")),
-    "results from another schema version (resume)": (lambda f: compare(f, "--runtimes", "torch", "--resume",
-                                                                       f.results(SCHEMA_999)),
-                                                     ("schema version 999 is not supported",)),
-    "malformed results file": (lambda f: ["report", f.results('{"schema_version": 1, "rows": [') + "/results.json"],
-                               ("not a results JSON document", "compare --out")),
-    "missing results file": (lambda f: ["report", f.missing("results.json")], ("cannot read results file", "check the path")),
+    "corrupt .onnx (info)": (
+        lambda f: ["info", f.garbage("model.onnx")], ("not a readable ONNX model", "re-export")),
+    "corrupt .onnx (bench)": (
+        lambda f: run_args(f, "bench", f.garbage("model.onnx"), "--runtime", "onnxruntime"),
+        ("not a readable ONNX model", "re-export")),
+    "missing checkpoint": (
+        lambda f: ["info", TINY_NET, "--checkpoint", f.missing("w.pt")], ("does not exist", ".safetensors")),
+    "corrupt checkpoint": (
+        lambda f: ["info", TINY_NET, "--checkpoint", f.garbage("w.pt")],
+        ("could not be read", "corrupt", ".safetensors")),
+    "corrupt safetensors": (
+        lambda f: ["info", TINY_NET, "--checkpoint", f.garbage("w.safetensors")],
+        ("could not be read", "SafetensorError")),
+    "precision the format lacks": (
+        lambda f: ["export", TINY_NET, "--to", "onnx", "--precision", "int8", "--cache", f.cache],
+        ("onnx does not support precision 'int8'", "supported: fp32, fp16")),
+    "device the format lacks": (
+        lambda f: ["export", TINY_NET, "--to", "ts", "--device", "tpu", "--cache", f.cache],
+        ("does not export for device 'tpu'", "supported: cpu, cuda")),
+    "precision the runtime lacks": (
+        lambda f: bench(f, "--runtime", "onnxruntime", "--precision", "bf16"),
+        ("onnxruntime supports precisions fp32, fp16, not bf16",)),
+    "device the runtime lacks": (
+        lambda f: bench(f, "--runtime", "torch", "--device", "tpu"), ("torch runs on cpu, cuda, not tpu",)),
+    "format the runtime does not load": (
+        lambda f: bench(f, "--runtime", "onnxruntime", "--format", "ts"), ("nothing to run", "onnxruntime loads onnx")),
+    "formats no runtime of a compare loads": (
+        lambda f: compare(f, "--runtimes", "torch,onnxruntime", "--formats", "ov"),
+        ("nothing to run", "onnxruntime loads onnx", "torch loads pytorch")),
+    "malformed batch list": (
+        lambda f: bench(f, "--runtime", "torch", "--batch", "1,x"), ("malformed batch list '1,x'", "1,8,32")),
+    "batch size zero": (lambda f: bench(f, "--runtime", "torch", "--batch", "0"), ("positive integers",)),
+    "malformed batch range": (
+        lambda f: ["export", TINY_NET, "--to", "ts", "--batch", "1:x"], ("malformed batch range '1:x'", "MIN:OPT:MAX")),
+    "batch range out of order": (
+        lambda f: ["export", TINY_NET, "--to", "ts", "--batch", "8:2"], ("1 <= MIN <= OPT <= MAX",)),
+    "malformed tolerance": (
+        lambda f: compare(f, "--runtimes", "torch", "--tolerance", "cosine=high"),
+        ("malformed tolerance", "max_norm_error")),
+    "malformed shard": (
+        lambda f: compare(f, "--runtimes", "torch", "--shard", "3/2"), ("malformed shard '3/2'",)),
+    "missing optional dependency (runtime)": (
+        lambda f: bench(f, "--runtime", "fault-needs-missing"), (f"pip install 'deploybench[{MISSING_EXTRA}]'",)),
+    "missing optional dependency (exporter)": (
+        lambda f: ["export", TINY_NET, "--to", "fault-needs-missing"],
+        (f"pip install 'deploybench[{MISSING_EXTRA}]'",)),
+    "unwritable output folder": (
+        lambda f: compare(f, "--runtimes", "torch", "--out", UNWRITABLE),
+        ("output folder /dev/null/sub is not writable", "another --out")),
+    "unwritable resume folder": (
+        lambda f: compare(f, "--runtimes", "torch", "--resume", UNWRITABLE),
+        ("/dev/null/sub is not writable", "pass another --resume")),
+    "unwritable cache folder (export)": (
+        lambda f: ["export", TINY_NET, "--to", "ts", "--cache", UNWRITABLE],
+        ("cache folder /dev/null/sub is not writable", "--cache DIR")),
+    "unwritable cache folder (compare)": (
+        lambda f: compare(f, "--runtimes", "torch,onnxruntime", "--out", f.out) + ["--cache", UNWRITABLE],  # last wins
+        ("cache folder /dev/null/sub is not writable", "--cache DIR")),
+    "results from another schema version (report)": (
+        lambda f: ["report", f.results(SCHEMA_999) + "/results.json"],
+        ("schema version 999 is not supported", "re-run")),
+    "results from another schema version (resume)": (
+        lambda f: compare(f, "--runtimes", "torch", "--resume", f.results(SCHEMA_999)),
+        ("schema version 999 is not supported",)),
+    "malformed results file": (
+        lambda f: ["report", f.results('{"schema_version": 1, "rows": [') + "/results.json"],
+        ("not a results JSON document", "compare --out")),
+    "missing results file": (
+        lambda f: ["report", f.missing("results.json")], ("cannot read results file", "check the path")),
 }
 
 

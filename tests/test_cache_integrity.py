@@ -149,7 +149,8 @@ print("hit" if hit else "exported", artifact.path, flush=True)
 def test_two_processes_sharing_a_cache_export_once_and_agree(tmp_path: Path) -> None:
     root, log = tmp_path / "cache", tmp_path / "exports.log"
     env = {k: v for k, v in os.environ.items() if k != faulty_plugins.GUARD_ENV}
-    env.update(PYTHONPATH=os.pathsep.join(p for p in (TESTS_DIR, env.get("PYTHONPATH")) if p), **{EXPORT_LOG_ENV: str(log)})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS_DIR, env.get("PYTHONPATH")) if p)
+    env[EXPORT_LOG_ENV] = str(log)
     procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_EXPORT, str(root)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) for _ in range(2)]
     try:

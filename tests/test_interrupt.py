@@ -113,7 +113,8 @@ def test_sigint_keeps_finished_rows_and_resume_runs_only_the_rest(tmp_path: Path
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert "interrupted; finished rows are kept" in log.read_text()
-    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), "a worker outlived the sweep"
+    alive = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], "a worker outlived the sweep"
 
     kept = saved_rows(results)
     assert 1 <= len(kept) < 3
