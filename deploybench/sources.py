@@ -138,6 +138,9 @@ def _prepare_yolo_for_export(model: Any) -> Any:
         if type(module).__name__ in ("Detect", "v10Detect"):
             module.export = True  # the head then returns one tensor instead of (y, feature maps)
             module.format = "onnx"
+            # Recompute anchors every call instead of comparing cached shapes: that comparison
+            # guards on the batch size and makes torch.export specialise it away.
+            module.dynamic = True
     return model
 
 

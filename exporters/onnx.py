@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from deploybench.errors import ExportError
 from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
 from deploybench.models import ModelSpec
 from deploybench.torch_utils import flatten_outputs, module_for, torch_dtype
@@ -40,6 +41,8 @@ class OnnxExporter(Exporter):
         large = sum(p.numel() * p.element_size() for p in module.parameters()) > EXTERNAL_DATA_BYTES
         try:
             self._dynamo_export(module, example, model.input.name, output_names, options, path, large)
+            if options.batch.dynamic and not _batch_is_symbolic(path):
+                raise ExportError("the dynamo exporter specialised the batch axis to a constant")
             exporter = "dynamo"
         except Exception as exc:  # the dynamo path does not cover every model yet
             log.warning("dynamo ONNX export failed for %s (%s); falling back to the TorchScript exporter",
@@ -82,3 +85,12 @@ class OnnxExporter(Exporter):
 
         slim = onnxslim.slim(onnx.load(str(path)))
         onnx.save(slim, str(path), save_as_external_data=large, location=f"{path.name}.data" if large else None)
+
+
+def _batch_is_symbolic(path: Path) -> bool:
+    """Whether the first input's leading axis is a named dimension rather than a number."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    first = graph.input[0].type.tensor_type.shape.dim[0]
+    return bool(first.dim_param) and not first.HasField("dim_value")
