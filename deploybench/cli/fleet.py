@@ -126,7 +126,7 @@ def history_command(model: str | None, runtime: str | None, device: str | None, 
         return 0
     click.echo(render_trend_text(series))
     if plot:
-        title = f"deploybench history{': ' + model if model else ''}"
+        title = "deploybench history: ms per image"
         write_text_atomic(Path(plot), render_trend_svg(series, title))
         click.echo(f"plot: {plot}", err=True)
     return 0

@@ -15,6 +15,23 @@ def cell_label(key: str) -> str:
     return f"{model} {fmt}/{runtime} {device} {precision} b{batch}"
 
 
+def legend_labels(keys: list[str]) -> tuple[dict[str, str], str]:
+    """Short legend labels (runtime, precision, batch, plus whatever else varies) and the shared rest.
+
+    The chart's legend has room for about 30 characters, so fields every plotted cell shares
+    (usually the model and the device) move to the title.
+    """
+    fields = [key.split("|") for key in keys]  # model, format, runtime, device, precision, batch
+    varies = [len({f[i] for f in fields}) > 1 for i in range(6)]
+    shared = [fields[0][i] for i in (0, 3) if fields and not varies[i]]
+    labels = {}
+    for key, (model, _, runtime, device, precision, batch) in zip(keys, fields):
+        parts = [model] if varies[0] else []
+        parts += [runtime] + ([device] if varies[3] else []) + [precision, f"b{batch}"]
+        labels[key] = " ".join(parts)
+    return labels, ", ".join(shared)
+
+
 def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
@@ -41,12 +58,13 @@ def render_trend_svg(series: dict[str, list[TrendPoint]], title: str) -> str:
     """A standalone SVG: ms/image per run, one line per cell; hollow points failed parity."""
     runs = sorted({(p.created, p.run_id) for points in series.values() for p in points})
     position = {run: index for index, run in enumerate(runs)}
+    labels, shared = legend_labels(list(series))
     lines = []
     for key, points in series.items():
         ok = [p for p in points if p.status == "ok" and p.ms_per_image]
         if ok:
             lines.append(svg.Series(
-                name=cell_label(key),
+                name=labels[key],
                 points=[(float(position[(p.created, p.run_id)]), float(p.ms_per_image)) for p in ok],  # type: ignore[arg-type]
                 tooltips=[f"{cell_label(key)}, run {p.run_id} ({p.created}): {p.ms_per_image:.3f} ms/img, "
                           f"parity {p.parity or '-'}" for p in ok],
@@ -56,8 +74,9 @@ def render_trend_svg(series: dict[str, list[TrendPoint]], title: str) -> str:
     step = max(1, -(-len(runs) // MAX_X_LABELS))
     x_ticks = [float(i) for i in range(0, len(runs), step)]
     x = svg.Axis("run (date recorded)", -0.5, max(len(runs) - 0.5, 0.5), x_ticks,
-                 tick_labels={float(i): runs[i][0][:10] for i in range(len(runs))})
+                 tick_labels={float(i): runs[i][0][5:16].replace("T", " ") for i in range(len(runs))})
     y = svg.Axis("median ms per image (lower is better)", lo, hi, ticks)
-    chart = svg.line_chart(title, lines, x, y, caption="hollow points: parity failed in that run")
+    chart = svg.line_chart(f"{title} ({shared})" if shared else title, lines, x, y,
+                           caption="hollow points: parity failed in that run")
     # Inline SVG in HTML needs no namespace; a file opened on its own does.
     return chart.replace("<svg ", f'<svg xmlns="{SVG_NAMESPACE}" ', 1) + "\n"
