@@ -39,13 +39,15 @@ def tolerance_for(precision: str, overrides: dict[str, float] | None = None) -> 
 
 @dataclass
 class OutputParity:
+    """Error figures of one output; None where NaN/Inf made them meaningless (strict JSON has no NaN)."""
+
     name: str
     shape: list[int]
-    max_abs_error: float
-    mean_abs_error: float
-    max_rel_error: float
-    norm_error: float
-    cosine: float
+    max_abs_error: float | None
+    mean_abs_error: float | None
+    max_rel_error: float | None
+    norm_error: float | None
+    cosine: float | None
     nonfinite: int
 
 
@@ -69,7 +71,10 @@ class Parity:
             return f"top1 {self.task['top1_agreement']:.0%}"
         if "recall" in self.task:
             return f"recall {self.task['recall']:.0%}"
-        return f"cos {min(o.cosine for o in self.outputs):.5f}" if self.outputs else ""
+        cosines = [o.cosine for o in self.outputs if o.cosine is not None]
+        if len(cosines) < len(self.outputs):
+            return "NaN/Inf"
+        return f"cos {min(cosines):.5f}" if cosines else ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,8 +91,7 @@ def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> O
     cand = np.asarray(candidate, dtype=np.float64)
     nonfinite = int(np.count_nonzero(~np.isfinite(cand)))
     if nonfinite:
-        nan = float("nan")
-        return OutputParity(name, list(cand.shape), nan, nan, nan, nan, nan, nonfinite)
+        return OutputParity(name, list(cand.shape), None, None, None, None, None, nonfinite)
     diff = np.abs(ref - cand)
     scale = float(np.max(np.abs(ref))) or 1.0
     denom = np.linalg.norm(ref) * np.linalg.norm(cand)

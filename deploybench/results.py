@@ -13,7 +13,7 @@ from deploybench.errors import ResultsError
 
 SCHEMA_VERSION = 1
 # Statuses a row can end in; anything but "ok" carries a message.
-STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "export-failed", "interrupted")
+STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "export-failed")
 
 
 @dataclass

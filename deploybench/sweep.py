@@ -184,7 +184,7 @@ class Sweep:
         self.config, self.cache, self.results = config, cache, results
         self.results_path, self.progress = results_path, progress
         self.work_dir = work_dir or cache.root / "references"
-        self.done = {row.key for row in results.rows if row.status != "interrupted"}
+        self.done = {row.key for row in results.rows}  # --resume finishes missing cells, it does not retry
         self.skipped: list[str] = []
 
     def _record(self, row: Row) -> None:

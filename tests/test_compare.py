@@ -30,7 +30,11 @@ def test_nan_and_inf_always_fail_even_with_loose_tolerance() -> None:
     parity = compare(ref, [cand], "classification", "int8")
     assert parity.verdict == "fail"
     assert parity.outputs[0].nonfinite == 2
-    assert "NaN/Inf" in parity.reasons[0]
+    assert "NaN/Inf" in parity.reasons[0] and parity.key_figure() == "NaN/Inf"
+    # Strict JSON (no bare NaN) so any parser reads the results file.
+    import json
+
+    json.dumps(parity.to_dict(), allow_nan=False)
 
 
 def test_identical_outputs_pass_with_perfect_figures() -> None:

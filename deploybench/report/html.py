@@ -200,6 +200,8 @@ def series_name(row: Row) -> str:
 def parity_error(row: Row) -> float | None:
     """The largest normalised error over the row's outputs; NaN when one is not finite; None without parity."""
     outputs = (row.parity or {}).get("outputs") or []
+    if any(o.get("nonfinite") for o in outputs):
+        return math.nan
     errors = [float(o["norm_error"]) for o in outputs if o.get("norm_error") is not None]
     if not errors:
         return None
