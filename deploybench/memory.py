@@ -6,6 +6,7 @@ import os
 import resource
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -22,6 +23,21 @@ class MemoryReport:
 
 def _rss_bytes(process: Any) -> int:
     return process.memory_info().rss
+
+
+def _kernel_peak_rss_bytes() -> int:
+    """This process's own RSS high-water mark.
+
+    VmHWM from /proc where there is one: getrusage's ru_maxrss survives execve, so a worker
+    started by a large parent would report the parent's peak as its own.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 class MemorySampler:
@@ -57,8 +73,8 @@ class MemorySampler:
         self._stop.set()
         self._thread.join()
         self._sample()
-        # The kernel's own high-water mark catches spikes between samples (Linux reports KiB).
-        self.peak = max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        # The kernel's own high-water mark catches spikes between samples.
+        self.peak = max(self.peak, _kernel_peak_rss_bytes())
         self._nvml.close()
 
     def report(self, allocator_peak: int | None = None) -> MemoryReport:

@@ -255,3 +255,19 @@ def test_regress_cli_refuses_another_machine_unless_forced(stored_run: Path, tmp
 def test_regress_cli_needs_two_files_without_history(stored_run: Path, capsys: pytest.CaptureFixture) -> None:
     code, out = run_cli(capsys, str(stored_run))
     assert code == 2 and "BASELINE.json CURRENT.json" in out
+
+
+def test_a_workers_peak_rss_is_its_own_not_its_parents() -> None:
+    """The memory rule compares peak RSS of isolated workers; a fork+exec child must not inherit the parent's."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])  # touch every page so it is resident
+    code = ("from deploybench.memory import MemorySampler\n"
+            "with MemorySampler() as m:\n    pass\n"
+            "print(m.report().peak_rss_mb)")
+    child_peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                      check=True).stdout)
+    assert child_peak < 300, child_peak
+    del ballast
