@@ -181,3 +181,13 @@ def test_compare_records_into_the_history(tmp_path: Path, capsys: pytest.Capture
     assert f"recorded run 1 in {db}" in capsys.readouterr().err
     (points,) = History(db).trend("test_resnet").values()
     assert points[0].status == "ok" and points[0].ms_per_image > 0
+
+
+def test_history_cli_records_a_stored_results_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """How a sharded sweep gets into the history: merge the shards, then record the merged file."""
+    merged = tmp_path / "merged.json"
+    night(1, row(2.0), row(30.0, runtime="torch")).save(merged)
+    db = tmp_path / "h.sqlite"
+    assert main(["history", "--record", str(merged), "--history", str(db)]) == 0
+    assert main(["history", "--record", str(merged), "--history", str(db)]) == 0  # twice: still one run
+    assert [r["cells"] for r in History(db).runs()] == [2]

@@ -104,10 +104,12 @@ def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth
 @click.option("--last", type=int, help="Only the last N recorded runs.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write an SVG line chart of ms/image per cell.")
 @click.option("--runs", "list_runs", is_flag=True, help="List the recorded runs instead.")
+@click.option("--record", "record_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Record this results file (e.g. a merged sharded sweep) instead; repeatable.")
 @history_option("History database (default: the user's data directory).")
 def history_command(model: str | None, runtime: str | None, device: str | None, precision: str | None,
                     batch: int | None, last: int | None, plot: str | None, list_runs: bool,
-                    history_path: str | None) -> int:
+                    record_files: tuple[str, ...], history_path: str | None) -> int:
     """Show the trend of every recorded cell (optionally of one MODEL): date, ms/image, throughput, parity."""
     from tabulate import tabulate
 
@@ -115,6 +117,12 @@ def history_command(model: str | None, runtime: str | None, device: str | None, 
     from deploybench.report.trend import render_trend_svg, render_trend_text
 
     history = _open_history(history_path)
+    if record_files:
+        from deploybench.results import Results
+
+        for name in record_files:
+            click.echo(f"{name}: recorded run {history.record(Results.load(Path(name)))} in {history.path}", err=True)
+        return 0
     if list_runs:
         click.echo(tabulate([[r["id"], r["created"], r["hostname"], r["cells"]] for r in history.runs()],
                             headers=["run", "created", "host", "cells"]))
