@@ -114,6 +114,11 @@ def _median_ms(row: Row | None) -> float | None:
     return float(value) if value else None
 
 
+def _pct(value: float) -> str:
+    """0.05 -> '5%', 0.125 -> '12.5%'."""
+    return f"{value:.1%}".replace(".0%", "%")
+
+
 def _growth(old: float | None, new: float | None) -> float | None:
     if old is None or new is None or old <= 0:
         return None
@@ -198,16 +203,16 @@ def compare_cell(baseline: Row | None, current: Row | None, thresholds: Threshol
         delta.noise = math.hypot(robust_spread_ms(baseline) / old_ms, robust_spread_ms(current) / new_ms)
         band = max(thresholds.max_slowdown, thresholds.noise_k * delta.noise)
         if delta.change > band:
-            delta.reasons.append(f"slower by {delta.change:.1%} (limit {thresholds.max_slowdown:.0%}, "
-                                 f"noise {thresholds.noise_k:g}x{delta.noise:.1%})")
+            delta.reasons.append(f"slower by {_pct(delta.change)} (limit {_pct(thresholds.max_slowdown)}, "
+                                 f"noise {thresholds.noise_k:g}x{_pct(delta.noise)})")
         elif -delta.change > band:
-            improved.append(f"faster by {-delta.change:.1%}")
+            improved.append(f"faster by {_pct(-delta.change)}")
 
     delta.memory_growth = _growth(baseline.memory.get("peak_rss_mb"), current.memory.get("peak_rss_mb"))
     delta.device_memory_growth = _growth(baseline.memory.get("peak_device_mb"), current.memory.get("peak_device_mb"))
     for label, growth in (("host", delta.memory_growth), ("device", delta.device_memory_growth)):
         if growth is not None and growth > thresholds.max_memory_growth:
-            delta.reasons.append(f"{label} memory +{growth:.1%} (limit {thresholds.max_memory_growth:.0%})")
+            delta.reasons.append(f"{label} memory +{_pct(growth)} (limit {_pct(thresholds.max_memory_growth)})")
 
     if delta.reasons:
         delta.verdict = REGRESSED

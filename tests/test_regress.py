@@ -122,7 +122,7 @@ def test_memory_growth_beyond_the_limit_regresses() -> None:
     base = results(make_row(seed=1, batch=1, rss=500), make_row(seed=1, batch=2, rss=500))
     now = results(make_row(seed=2, batch=1, rss=600), make_row(seed=2, batch=2, rss=520))
     got = {d.row.batch: d for d in compare(base, now, Thresholds(max_memory_growth=0.10)).deltas}
-    assert got[1].verdict == REGRESSED and "host memory +20.0%" in got[1].reasons[0]
+    assert got[1].verdict == REGRESSED and "host memory +20% (limit 10%)" in got[1].reasons[0]
     assert got[2].verdict == UNCHANGED
 
 
