@@ -107,7 +107,8 @@ class History:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise HistoryError(f"history {self.path} has schema version {version}, newer than this "
-                                       f"deploybench reads ({SCHEMA_VERSION}); upgrade deploybench or pass another --history")
+                                       f"deploybench reads ({SCHEMA_VERSION}); upgrade deploybench or pass "
+                                       "another --history")
                 conn.executescript(SCHEMA)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
@@ -152,8 +153,8 @@ class History:
     def runs(self) -> list[dict[str, Any]]:
         """Every recorded run, oldest first: id, created, hostname, cell count."""
         with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT r.id, r.created, r.hostname, COUNT(c.key) FROM runs r "
-                                "LEFT JOIN cells c ON c.run_id = r.id GROUP BY r.id ORDER BY r.created, r.id").fetchall()
+            rows = conn.execute("SELECT r.id, r.created, r.hostname, COUNT(c.key) FROM runs r LEFT JOIN cells c "
+                                "ON c.run_id = r.id GROUP BY r.id ORDER BY r.created, r.id").fetchall()
         return [{"id": i, "created": c, "hostname": h, "cells": n} for i, c, h, n in rows]
 
     def trend(self, model: str | None = None, runtime: str | None = None, device: str | None = None,

@@ -3,10 +3,10 @@
 # it against a baseline. Installs nothing: the image (or venv) it runs in has deploybench.
 #
 # Environment (all optional):
-#   TARGET         cpu | a100 | h100 | edge | auto            (default: auto)
-#   MODELS         comma-separated models                      (default: mobilenetv4,resnet50,efficientnet_b0,vit_b16,yolov8n)
+#   TARGET         cpu | a100 | h100 | edge | auto  (default: auto)
+#   MODELS         comma-separated models  (default: mobilenetv4,resnet50,efficientnet_b0,vit_b16,yolov8n)
 #   RUNTIMES, PRECISIONS, BATCHES   override the target's own defaults
-#   OUT            output folder                               (default: nightly-out)
+#   OUT            output folder  (default: nightly-out)
 #   BASELINE       a results JSON to gate against; without it, the last BASELINE_RUNS
 #                  compatible runs in the history are the baseline (none yet: no gate)
 #   BASELINE_RUNS  how many recorded nights make the history baseline (default: 7)
@@ -17,7 +17,7 @@
 #   DEPLOYBENCH    the command to run (default: deploybench)
 #
 # Writes to OUT: results.json/.csv/.md, report.html, compare.log, regress.txt, regress.md and
-# verdict.txt (PASS, FAIL or NO-BASELINE). The Markdown goes to $GITHUB_STEP_SUMMARY when set.
+# verdict.txt (PASS, FAIL, NO-BASELINE, or ERROR when the check itself could not run). The Markdown goes to $GITHUB_STEP_SUMMARY when set.
 # Exit status: 0 when the gate passes (or there is no baseline yet), 1 on a regression,
 # the compare's own status when it could not produce results (2: bad options, 130: interrupted).
 set -euo pipefail

@@ -65,7 +65,7 @@ def render_trend_svg(series: dict[str, list[TrendPoint]], title: str) -> str:
         if ok:
             lines.append(svg.Series(
                 name=labels[key],
-                points=[(float(position[(p.created, p.run_id)]), float(p.ms_per_image)) for p in ok],  # type: ignore[arg-type]
+                points=[(float(position[(p.created, p.run_id)]), float(p.ms_per_image or 0)) for p in ok],
                 tooltips=[f"{cell_label(key)}, run {p.run_id} ({p.created}): {p.ms_per_image:.3f} ms/img, "
                           f"parity {p.parity or '-'}" for p in ok],
                 hollow=[p.parity == "fail" for p in ok]))
