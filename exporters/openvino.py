@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,5 +45,7 @@ class OpenVinoExporter(Exporter):
 
         samples, origin = calibration_samples(model, options)
         dataset = nncf.Dataset([sample[None] for sample in samples])
-        quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples))
+        # NNCF draws progress bars on stdout, which belongs to deploybench's tables.
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples))
         return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf"}
