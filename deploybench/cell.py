@@ -94,10 +94,22 @@ def run_in_chunks(runtime: Any, inputs: np.ndarray, batch: int) -> list[np.ndarr
     return [np.concatenate(parts) for parts in zip(*chunks)]
 
 
-def run_cell(cell: Cell) -> Row:
-    """Measure one cell in this process. Failures become the row's status, never an exception."""
+def check_parity(runtime: Any, reference: Any, cell: Cell) -> dict[str, Any]:
+    """The runtime's outputs on the reference inputs, judged at the precision it really used."""
     from deploybench.compare import compare, dataset_accuracy
 
+    candidate = run_in_chunks(runtime, reference["inputs"], cell.batch)
+    expected = [reference[f"output{i}"] for i in range(int(reference["n_outputs"]))]
+    used = str(runtime.info.get("precision_used") or cell.precision)
+    parity = compare(expected, candidate, cell.task, used, cell.tolerance).to_dict()
+    if "dataset_inputs" in reference.files:
+        scores = run_in_chunks(runtime, reference["dataset_inputs"], cell.batch)[0]
+        parity["accuracy"] = dataset_accuracy(scores, reference["dataset_labels"], reference["dataset_reference"])
+    return parity
+
+
+def run_cell(cell: Cell) -> Row:
+    """Measure one cell in this process. Failures become the row's status, never an exception."""
     row = cell.empty_row()
     try:
         registry.import_plugin_modules(list(cell.plugin_modules))
@@ -119,14 +131,7 @@ def run_cell(cell: Cell) -> Row:
                     result = measure(runtime, feeds, cell.batch, cell.policy)
                 del feeds
                 if reference is not None:
-                    candidate = run_in_chunks(runtime, reference["inputs"], cell.batch)
-                    expected = [reference[f"output{i}"] for i in range(int(reference["n_outputs"]))]
-                    used = str(runtime.info.get("precision_used") or cell.precision)
-                    row.parity = compare(expected, candidate, cell.task, used, cell.tolerance).to_dict()
-                    if "dataset_inputs" in reference.files:
-                        scores = run_in_chunks(runtime, reference["dataset_inputs"], cell.batch)[0]
-                        row.parity["accuracy"] = dataset_accuracy(scores, reference["dataset_labels"],
-                                                                  reference["dataset_reference"])
+                    row.parity = check_parity(runtime, reference, cell)
                 device_peak = runtime.device_memory_peak()
                 row.runtime_info = dict(runtime.info)
                 if power.samples:

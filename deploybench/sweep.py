@@ -161,6 +161,12 @@ def build_reference(spec: ModelSpec, inputs: np.ndarray, path: Path,
     return path
 
 
+def _export_batch_range(batches: tuple[int, ...]) -> BatchRange:
+    """The export default (1:1:64) unless the sweep needs more, so `export` and `compare` share artifacts."""
+    default = ExportOptions().batch
+    return replace(default, max=max(default.max, *batches))
+
+
 def shard_of(key: str, shards: int) -> int:
     """A stable 1-based shard for a cell key (the same on every machine and Python).
 
@@ -238,7 +244,7 @@ class Sweep:
         exporter = registry.exporters.get(item.format)()
         batches = AUTO_BATCHES if self.config.batches == "auto" else self.config.batches
         options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device,
-                          batch=BatchRange(1, min(batches), max(max(batches), 2)))
+                          batch=_export_batch_range(batches))
         self.progress(f"{spec.name}: export {item.format} {item.artifact_precision} ...")
         try:
             artifact, hit = self.cache.get_or_export(exporter, spec, options)
