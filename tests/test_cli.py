@@ -125,3 +125,14 @@ def test_user_errors_are_one_line_and_exit_2(capsys, argv, fragment) -> None:
 def test_verbose_shows_the_traceback(capsys) -> None:
     code, _, err = run(capsys, "-v", "info", "resnet5O")
     assert code == 2 and "Traceback" in err
+
+
+def test_bench_defaults_to_the_runtimes_own_device(capsys) -> None:
+    """TensorRT runs on CUDA only: bench must not ask it for the CPU, but say what is missing here."""
+    from deploybench.env import has_cuda
+
+    code, _, err = run(capsys, "bench", "test_resnet", "--runtime", "tensorrt", "--quick")
+    if has_cuda():
+        pytest.skip("a GPU is present; the tensorrt tests cover this path")
+    assert code == 2
+    assert "needs a CUDA GPU" in err and "not cpu" not in err

@@ -229,9 +229,12 @@ def bench_command(model: str, runtime: str, fmt: str | None, precision: str, jso
                   cache_dir: str | None, pretrained: bool, checkpoint: str | None, trust_checkpoint: bool,
                   **run: Any) -> int:
     """Time MODEL in one RUNTIME: full statistics, memory and the timed region."""
+    from deploybench import registry
     from deploybench.targets import load_target
 
     run["batch"] = run["batch"] or "1"
+    devices = registry.runtimes.get(runtime).devices
+    run["device"] = run["device"] or ("cpu" if "cpu" in devices else devices[0])  # tensorrt: cuda
     config = build_config((model,), (runtime,), (fmt,) if fmt else None, (precision,), load_target("cpu", None),
                           weights={"pretrained": pretrained, "checkpoint": checkpoint,
                                    "trust_checkpoint": trust_checkpoint}, **run)
