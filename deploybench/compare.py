@@ -33,7 +33,9 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 
 
 def tolerance_for(precision: str, overrides: dict[str, float] | None = None) -> Tolerance:
-    base = DEFAULT_TOLERANCES.get(precision, DEFAULT_TOLERANCES["fp32"])
+    """The default tolerance of ``precision``; a mix such as ``int8+fp16`` gets its loosest part's."""
+    parts = [DEFAULT_TOLERANCES.get(p, DEFAULT_TOLERANCES["fp32"]) for p in precision.split("+")]
+    base = max(parts, key=lambda t: t.max_norm_error)
     return replace(base, **(overrides or {}))
 
 

@@ -106,7 +106,11 @@ class Results:
         if not isinstance(data, dict):
             raise ResultsError(f"{path} is not a results JSON document; pass the results.json "
                                "that deploybench compare --out wrote")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError) as exc:  # a missing field or a row of the wrong shape
+            raise ResultsError(f"{path} is not a complete results document ({type(exc).__name__}: {exc}); "
+                               "pass the results.json that deploybench compare --out wrote") from exc
 
     def save(self, path: Path) -> None:
         """Atomic: a reader (or a crash) never sees a half-written document."""

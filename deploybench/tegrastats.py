@@ -119,7 +119,11 @@ class TegrastatsSampler:
     def __exit__(self, *exc: object) -> None:
         if self._proc is not None:
             self._proc.terminate()
-            self._proc.wait(timeout=5)
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # a sampler must never outlive, or fail, the cell
+                self._proc.kill()
+                self._proc.wait()
             if self._reader is not None:
                 self._reader.join(timeout=5)
 

@@ -76,7 +76,7 @@ class TensorRTExporter(Exporter):
             onnx_artifact = registry.exporters.get("onnx")().export(model, onnx_options, Path(scratch))
             plan, build_info = build_engine(trt, onnx_artifact.file, model, options, cache_file)
         path = out_dir / "model.engine"
-        path.write_bytes(plan)
+        write_bytes_atomic(path, plan)
         onnx_info = {k: onnx_artifact.manifest.get(k) for k in ("opset", "onnx_exporter", "checked_with")}
         return path.name, {**engine_fingerprint(), **build_info, "onnx": onnx_info}
 
@@ -107,11 +107,11 @@ def builder_flags(trt: Any, precision: str) -> list[Any]:
 
 
 def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOptions,
-                 cache_file: Path) -> tuple[bytes, dict[str, Any]]:
+                 cache_file: Path) -> tuple[memoryview, dict[str, Any]]:
     """Parse ``onnx_file``, configure the builder from ``options``, build; returns the plan and manifest extras."""
     logger = _python_logger(trt)  # must outlive the builder, network and parser
     builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(trt))
+    network = builder.create_network(0)  # explicit batch is the only mode from TensorRT 10 on
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_file)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -148,8 +148,6 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
         # is deprecated in TensorRT 10 and reported to fail there (Ultralytics skips it too).
         calibrator = _entropy_calibrator(trt, samples, batch.opt)
         config.int8_calibrator = calibrator
-        if _major(trt) < 10:
-            config.set_calibration_profile(profile)
         info.update(calibration=origin, calibration_samples=calibrator.used, calibrator="IInt8EntropyCalibrator2")
 
     info["timing_cache_reused"] = _attach_timing_cache(config, cache_file)
@@ -160,16 +158,7 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
                           "if it mentions memory, raise --workspace-gb")
     _save_timing_cache(config, cache_file)
     info["timing_cache"] = str(cache_file)
-    return bytes(memoryview(plan)), info
-
-
-def _major(trt: Any) -> int:
-    return int(str(trt.__version__).split(".", 1)[0])
-
-
-def _network_flags(trt: Any) -> int:
-    # Explicit batch is the only mode from TensorRT 10 on (the flag is deprecated there).
-    return 0 if _major(trt) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return memoryview(plan), info  # no copy: engines of large models are hundreds of MB
 
 
 def _python_logger(trt: Any) -> Any:

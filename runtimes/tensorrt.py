@@ -112,7 +112,9 @@ class TensorRTRuntime(Runtime):
         self._stream = torch.cuda.Stream()
         self._bound: _Bindings | None = None
         self._describe_io(trt, torch)
-        self.info.update(tensorrt=trt.__version__, precision_used=artifact.precision,
+        # What the builder was allowed to use (INT8 engines also allow FP16 for layers without INT8 kernels).
+        flags = [flag.lower() for flag in artifact.manifest.get("builder_flags") or ()]
+        self.info.update(tensorrt=trt.__version__, precision_used="+".join(flags) or "fp32",
                          builder_flags=artifact.manifest.get("builder_flags"),
                          profile_batch=dict(zip(("min", "opt", "max"), self._batch_range)),
                          compute_capability=here["compute_capability"], gpu=here["gpu"],

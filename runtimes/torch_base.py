@@ -34,6 +34,8 @@ class TorchRuntimeBase(Runtime):
             name = artifact.file.name if artifact.path else artifact.format
             raise RuntimeLoadError(f"{name} could not be loaded by {self.name} "
                                    f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); export it again") from exc
+        if self.options.device.startswith("cuda"):  # the peak is this cell's, not earlier ones' in the process
+            torch.cuda.reset_peak_memory_stats()
 
     def _compute_precision(self, artifact: Artifact) -> str:
         return artifact.precision

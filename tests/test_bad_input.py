@@ -280,3 +280,13 @@ def test_a_corrupt_artifact_file_fails_to_load_with_advice(fmt: str, damage: str
     message = str(caught.value)
     assert "\n" not in message
     assert artifact.main_file in message and "export it again" in message
+
+
+def test_a_results_file_missing_fields_is_a_one_line_error(capsys, tmp_path) -> None:
+    from deploybench.cli import main
+
+    path = tmp_path / "partial.json"
+    path.write_text('{"schema_version": 1, "rows": [{"model": "m"}]}')
+    code = main(["report", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "complete results document" in err

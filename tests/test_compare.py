@@ -123,3 +123,8 @@ def test_default_tolerances_loosen_with_precision() -> None:
     order = ["fp32", "fp16", "bf16", "int8"]
     errors = [tolerance_for(p).max_norm_error for p in order]
     assert errors == sorted(errors)
+
+
+def test_mixed_precision_gets_its_loosest_parts_tolerance() -> None:
+    assert tolerance_for("int8+fp16") == tolerance_for("int8")
+    assert tolerance_for("fp16+fp32") == tolerance_for("fp16")

@@ -247,3 +247,12 @@ def test_degenerate_results_render_finite_charts(rows: list[Row]) -> None:
     for chart in charts:
         for circle in chart.iter("circle"):
             assert math.isfinite(float(circle.get("cx"))) and math.isfinite(float(circle.get("cy")))
+
+
+def test_a_crafted_verdict_cannot_break_out_of_an_attribute() -> None:
+    row = Row(model="m", format="onnx", runtime="onnxruntime", device="cpu", precision="fp32", batch=1,
+              stats={"median": 1.0}, ms_per_image=1.0, throughput=1000.0,
+              parity={"verdict": 'x"><img src=x onerror=alert(1)>', "precision": "fp32", "tolerance": {},
+                      "outputs": [], "task": {}, "reasons": []})
+    page = render_html(Results(rows=[row]))
+    assert "<img" not in page and 'onerror=alert(1)>' not in page.replace("&gt;", "")

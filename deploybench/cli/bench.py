@@ -92,13 +92,19 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
     """Run the sweep; rows are saved as they finish when there is an output folder."""
     from deploybench.cache import ArtifactCache
     from deploybench.env import fingerprint
+    from deploybench.harness import MeasurePolicy
     from deploybench.results import Results
     from deploybench.sweep import Sweep
 
     results_path = None
+    policy = config.policy
     results = Results(config={"argv": argv, "models": list(config.models), "runtimes": list(config.runtimes),
                               "precisions": list(config.precisions), "batches": config.batches,
-                              "device": config.device, "threads": config.threads, "shard": list(config.shard)},
+                              "device": config.device, "threads": config.threads, "shard": list(config.shard),
+                              # Runs measured under different policies are not comparable (regress, history).
+                              "policy": {"quick": policy == MeasurePolicy.quick(), "min_iters": policy.min_iters,
+                                         "min_seconds": policy.min_seconds, "warmup_iters": policy.warmup_iters,
+                                         "warmup_seconds": policy.warmup_seconds}},
                       environment=fingerprint())
     cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
     cache.ensure_writable()  # refuse now, not after the first cells have run

@@ -157,7 +157,7 @@ def _table(results: Results) -> str:
             classes = []
             if COLUMNS[col] in NUMERIC_COLUMNS:
                 classes.append("num")
-            if col == parity_col and row.parity_verdict:
+            if col == parity_col and row.parity_verdict in ("pass", "fail"):  # never raw file text in markup
                 classes.append(f"parity-{row.parity_verdict}")
             if col == status_col:
                 classes += ["status"] + (["status-bad"] if row.status != "ok" else [])

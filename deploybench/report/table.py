@@ -9,6 +9,7 @@ from deploybench.results import Results, Row
 COLUMNS = ["", "model", "format", "runtime", "device", "precision", "batch", "parity", "p50 ms", "ms/img",
            "img/s", "host MB", "dev MB", "artifact MB", "vs eager", "status"]
 FASTEST_MARK = "*"
+FOOTNOTE = f"{FASTEST_MARK} fastest row that passed parity, per model and batch size"
 
 
 def _precision(row: Row) -> str:
@@ -72,7 +73,7 @@ def render_table(results: Results, fmt: str = "simple") -> str:
     from tabulate import tabulate
 
     text = tabulate(table_rows(results), headers=COLUMNS, tablefmt=fmt, disable_numparse=True)
-    return text + f"\n{FASTEST_MARK} fastest row that passed parity, per model and batch size"
+    return f"{text}\n{FOOTNOTE}"
 
 
 def render_csv(results: Results) -> str:
@@ -94,10 +95,19 @@ def render_csv(results: Results) -> str:
     return buffer.getvalue()
 
 
+def _markdown_cell(value: Any) -> Any:
+    """A cell that cannot end its Markdown table cell early (messages may contain '|')."""
+    return value.replace("|", "\\|") if isinstance(value, str) else value
+
+
 def render_markdown(results: Results) -> str:
     env = results.environment
     cpu = env.get("cpu", {})
     head = [f"# deploybench results ({results.created})", "",
             f"Machine: {cpu.get('model', '?')}, {cpu.get('usable_cores', '?')} cores; "
             f"GPUs: {', '.join(g['name'] for g in env.get('gpus', [])) or 'none'}.", ""]
-    return "\n".join(head) + render_table(results, fmt="github") + "\n"
+    from tabulate import tabulate
+
+    rows = [[_markdown_cell(cell) for cell in line] for line in table_rows(results)]
+    table = tabulate(rows, headers=COLUMNS, tablefmt="github", disable_numparse=True)
+    return "\n".join(head) + f"{table}\n\n{FOOTNOTE}\n"
