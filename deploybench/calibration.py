@@ -21,7 +21,7 @@ def calibration_samples(model: ModelSpec, options: "ExportOptions") -> tuple[np.
         from deploybench.images import image_files, load_images
 
         files = image_files(Path(options.calib_data))[: options.calib_size]
-        return load_images(files, model.input), f"images:{options.calib_data}"
+        return load_images(files, model.input, model.preprocess), f"images:{options.calib_data}"
     # Synthetic calibration sets scales from uniform noise: it runs anywhere but is only a
     # stand-in for real data, so the manifest says so and accuracy should be checked.
     return example_batch(model.input, options.calib_size, seed=7), SYNTHETIC

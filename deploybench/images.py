@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -35,9 +36,18 @@ def load_image(path: Path, input_spec: InputSpec) -> np.ndarray:
     return array * (hi - lo) + lo
 
 
-def load_images(paths: list[Path], input_spec: InputSpec) -> np.ndarray:
-    """An NCHW batch, normalised as the model expects."""
-    return normalize(np.stack([load_image(p, input_spec) for p in paths]), input_spec)
+def load_images(paths: list[Path], input_spec: InputSpec, preprocess: Callable[[Any], Any] | None = None) -> np.ndarray:
+    """An NCHW batch as the model expects it: through the library's own preprocessing when
+    there is one, else resized to the input and normalised by its mean and std."""
+    if preprocess is None:
+        return normalize(np.stack([load_image(p, input_spec) for p in paths]), input_spec)
+    from PIL import Image
+
+    def one(path: Path) -> np.ndarray:
+        with Image.open(path) as img:
+            return np.asarray(preprocess(img.convert("RGB")), dtype=input_spec.dtype)
+
+    return np.stack([one(p) for p in paths])
 
 
 def image_folder(root: Path) -> tuple[list[Path], list[int], list[str]]:

@@ -83,6 +83,8 @@ class ModelSpec:
     factory: Callable[[], Any] | None = None
     # Deployment-only rewrites applied after the parameter count (e.g. Conv+BN fusion).
     prepare: Callable[[Any], Any] | None = None
+    # The library's own image preprocessing: PIL image -> normalised CHW array. None: resize + normalise.
+    preprocess: Callable[[Any], Any] | None = None
     parameters: int | None = None
     onnx_path: Path | None = None
     notes: list[str] = field(default_factory=list)

@@ -208,9 +208,22 @@ class TimmSource(ModelSource):
 
         return ModelSpec(name=name, ref=ref, source=self.name, task="classification", input=input_spec,
                          library="timm", library_version=_version("timm"),
-                         weights="pretrained" if ref.pretrained else "random", factory=build)
+                         weights="pretrained" if ref.pretrained else "random", factory=build,
+                         preprocess=_timm_preprocess(cfg))
 
     def list_names(self, pattern: str) -> list[str]:
         import timm
 
         return list(timm.list_models(pattern))
+
+
+def _timm_preprocess(pretrained_cfg: dict[str, Any]) -> Any:
+    """timm's own evaluation transform (resize, centre crop, normalise) for this model's config."""
+
+    def preprocess(image: Any) -> Any:
+        from timm.data import create_transform, resolve_data_config
+
+        transform = create_transform(**resolve_data_config({}, pretrained_cfg=pretrained_cfg))
+        return transform(image).numpy()
+
+    return preprocess

@@ -131,7 +131,7 @@ def parity_inputs(spec: ModelSpec, config: SweepConfig) -> np.ndarray:
     if config.images_dir:
         from deploybench.images import image_files, load_images
 
-        return load_images(image_files(Path(config.images_dir))[: config.parity_images], spec.input)
+        return load_images(image_files(Path(config.images_dir))[: config.parity_images], spec.input, spec.preprocess)
     return example_batch(spec.input, config.parity_images, seed=1234)
 
 
@@ -143,7 +143,7 @@ def dataset_arrays(spec: ModelSpec, config: SweepConfig) -> dict[str, np.ndarray
 
     files, labels, _ = image_folder(Path(config.dataset_dir))
     files, labels = files[: config.dataset_limit], labels[: config.dataset_limit]
-    return {"dataset_inputs": load_images(files, spec.input), "dataset_labels": np.asarray(labels)}
+    return {"dataset_inputs": load_images(files, spec.input, spec.preprocess), "dataset_labels": np.asarray(labels)}
 
 
 def build_reference(spec: ModelSpec, inputs: np.ndarray, path: Path,
