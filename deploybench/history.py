@@ -197,7 +197,8 @@ class History:
             wanted = _fingerprint(current.environment)
             matching = [r for r in candidates if r["fingerprint"] == wanted]
             if not matching:
-                raise IncompatibleBaselineError(incompatibilities(candidates[0]["environment"], current.environment),
+                latest = Results(environment=candidates[0]["environment"])
+                raise IncompatibleBaselineError(incompatibilities(latest, current),
                                                 what="latest run in the history")
             candidates = matching
         chosen = candidates[:last]

@@ -42,7 +42,7 @@ def _check_together(documents: Sequence[Results], force: bool) -> None:
             details = "; ".join(f"{k}: {old.get(k)!r} vs {new.get(k)!r}" for k in differing)
             raise MergeError(f"document {index} was run with another configuration than document 1 ({details}); "
                              "only shards of one sweep can be merged")
-        differences = incompatibilities(first.environment, other.environment)
+        differences = incompatibilities(first, other)
         if differences and not force:
             raise IncompatibleBaselineError(differences, what=f"document {index} (against document 1)")
 

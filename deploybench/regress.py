@@ -27,7 +27,8 @@ The rule, per matching cell:
   ``fail_on_missing``); cells only in the current run are reported as new.
 
 Two results are comparable only when they come from the same CPU model, the same GPUs and
-the same versions of the libraries that decide the numbers; :func:`incompatibilities`
+GPU driver, the same versions of the libraries that decide the numbers, and (where both
+documents record them) the same measurement policy and thread count; :func:`incompatibilities`
 names every field that differs, and :func:`compare` refuses unless forced.
 """
 
@@ -45,7 +46,10 @@ DEFAULT_MAX_SLOWDOWN = 0.05
 DEFAULT_MAX_MEMORY_GROWTH = 0.10
 DEFAULT_NOISE_K = 2.0
 # Libraries whose version changes the numbers; a baseline must match them.
-COMPARED_LIBRARIES = ("torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt")
+COMPARED_LIBRARIES = ("torch", "torchvision", "timm", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt")
+# Run settings that change the numbers: a quick smoke run is not comparable with a full night.
+# Compared only when both documents record them (older documents lack the policy).
+COMPARED_CONFIG = ("policy", "threads")
 MAD_TO_SIGMA = 1.4826  # the MAD of a normal distribution times this is its standard deviation
 MIN_SAMPLES_FOR_MAD = 5
 
@@ -57,20 +61,36 @@ class IncompatibleBaselineError(DeployBenchError):
 
     def __init__(self, differences: list[str], what: str = "baseline") -> None:
         self.differences = differences
-        super().__init__(f"the {what} comes from a different machine or library set ({'; '.join(differences)}); "
-                         "compare runs of the same setup, or pass --force to compare anyway")
+        super().__init__(f"the {what} comes from a different machine, library set or measurement policy "
+                         f"({'; '.join(differences)}); compare runs of the same setup, or pass --force to compare "
+                         "anyway")
 
 
 def parse_fraction(text: str | float, name: str = "value") -> float:
-    """``5%`` or ``0.05`` -> 0.05. Negative values are refused."""
+    """``5%`` or ``0.05`` -> 0.05. Negative, non-finite and bare numbers above 1 are refused.
+
+    A bare ``5`` is far more likely a percentage without its sign than a 500 % limit, so it
+    is refused rather than guessed; ``500%`` still says 500 % explicitly.
+    """
     raw = str(text).strip()
+    percent = raw.endswith("%")
     try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        value = float(raw[:-1]) / 100 if percent else float(raw)
     except ValueError:
         raise UsageError(f"malformed {name} {text!r}; write a percentage like 5% or a fraction like 0.05") from None
-    if value < 0 or math.isnan(value):
+    if not math.isfinite(value):
+        raise UsageError(f"{name} {text!r} is not a finite number; write a percentage like 5% or a fraction like 0.05")
+    if value < 0:
         raise UsageError(f"{name} {text!r} must not be negative")
+    if not percent and value > 1:
+        raise UsageError(f"{name} {text!r} would be {format_percent(value)}; did you mean {raw}%? "
+                         "Write a percentage like 5% or a fraction like 0.05")
     return value
+
+
+def format_percent(value: float, signed: bool = False) -> str:
+    """0.05 -> '5%', 0.125 -> '12.5%'; ``signed``: '+5%', '-12.5%'."""
+    return f"{value:{'+' if signed else ''}.1%}".replace(".0%", "%")
 
 
 @dataclass(frozen=True)
@@ -81,19 +101,31 @@ class Thresholds:
     fail_on_missing: bool = False
 
 
-def comparable_fields(environment: dict[str, Any]) -> dict[str, Any]:
-    """The fingerprint fields a baseline must share with the current run, flattened."""
+def comparable_fields(environment: dict[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields a baseline must share with the current run, flattened.
+
+    Machine and library fields are always present (None when unknown); the config fields of
+    :data:`COMPARED_CONFIG` only where ``config`` records them.
+    """
     libraries = environment.get("libraries") or {}
+    gpus = environment.get("gpus") or []
     fields = {"cpu.model": (environment.get("cpu") or {}).get("model"),
-              "gpus": sorted(g.get("name", "?") for g in environment.get("gpus") or [])}
+              "gpus": sorted(g.get("name", "?") for g in gpus),
+              "gpus.driver": sorted({str(g.get("driver")) for g in gpus}),
+              "gpus.cuda_driver": sorted({str(g.get("cuda_driver")) for g in gpus})}
     fields.update({f"libraries.{name}": libraries.get(name) for name in COMPARED_LIBRARIES})
+    fields.update({f"config.{name}": (config or {})[name] for name in COMPARED_CONFIG if name in (config or {})})
     return fields
 
 
-def incompatibilities(baseline: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Each differing field as ``name: baseline value vs current value``; empty when comparable."""
-    old, new = comparable_fields(baseline), comparable_fields(current)
-    return [f"{name}: {old[name]!r} vs {new[name]!r}" for name in old if old[name] != new[name]]
+def incompatibilities(baseline: Results, current: Results) -> list[str]:
+    """Each differing field as ``name: baseline value vs current value``; empty when comparable.
+
+    A config field recorded by only one of the two documents is not compared.
+    """
+    old = comparable_fields(baseline.environment, baseline.config)
+    new = comparable_fields(current.environment, current.config)
+    return [f"{name}: {old[name]!r} vs {new[name]!r}" for name in old if name in new and old[name] != new[name]]
 
 
 def robust_spread_ms(row: Row) -> float:
@@ -112,11 +144,6 @@ def _median_ms(row: Row | None) -> float | None:
         return None
     value = row.stats.get("median")
     return float(value) if value else None
-
-
-def _pct(value: float) -> str:
-    """0.05 -> '5%', 0.125 -> '12.5%'."""
-    return f"{value:.1%}".replace(".0%", "%")
 
 
 def _growth(old: float | None, new: float | None) -> float | None:
@@ -203,16 +230,18 @@ def compare_cell(baseline: Row | None, current: Row | None, thresholds: Threshol
         delta.noise = math.hypot(robust_spread_ms(baseline) / old_ms, robust_spread_ms(current) / new_ms)
         band = max(thresholds.max_slowdown, thresholds.noise_k * delta.noise)
         if delta.change > band:
-            delta.reasons.append(f"slower by {_pct(delta.change)} (limit {_pct(thresholds.max_slowdown)}, "
-                                 f"noise {thresholds.noise_k:g}x{_pct(delta.noise)})")
+            delta.reasons.append(f"slower by {format_percent(delta.change)} "
+                                 f"(limit {format_percent(thresholds.max_slowdown)}, "
+                                 f"noise {thresholds.noise_k:g}x{format_percent(delta.noise)})")
         elif -delta.change > band:
-            improved.append(f"faster by {_pct(-delta.change)}")
+            improved.append(f"faster by {format_percent(-delta.change)}")
 
     delta.memory_growth = _growth(baseline.memory.get("peak_rss_mb"), current.memory.get("peak_rss_mb"))
     delta.device_memory_growth = _growth(baseline.memory.get("peak_device_mb"), current.memory.get("peak_device_mb"))
     for label, growth in (("host", delta.memory_growth), ("device", delta.device_memory_growth)):
         if growth is not None and growth > thresholds.max_memory_growth:
-            delta.reasons.append(f"{label} memory +{_pct(growth)} (limit {_pct(thresholds.max_memory_growth)})")
+            delta.reasons.append(f"{label} memory {format_percent(growth, signed=True)} "
+                                 f"(limit {format_percent(thresholds.max_memory_growth)})")
 
     if delta.reasons:
         delta.verdict = REGRESSED
@@ -225,10 +254,10 @@ def compare(baseline: Results, current: Results, thresholds: Thresholds = Thresh
             force: bool = False) -> RegressionReport:
     """Every cell of ``current`` against ``baseline``.
 
-    Raises :class:`IncompatibleBaselineError` when the environments differ, unless ``force``;
+    Raises :class:`IncompatibleBaselineError` when the setups differ, unless ``force``;
     then the differences are kept as notes on the report.
     """
-    differences = incompatibilities(baseline.environment, current.environment)
+    differences = incompatibilities(baseline, current)
     if differences and not force:
         raise IncompatibleBaselineError(differences)
     notes = [f"compared despite differing {d} (--force)" for d in differences]

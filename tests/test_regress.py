@@ -12,7 +12,8 @@ from deploybench.cli import main
 from deploybench.errors import UsageError
 from deploybench.harness import MeasurePolicy, Stats
 from deploybench.regress import (FAILING, IMPROVED, MISSING, NEW, REGRESSED, UNCHANGED, IncompatibleBaselineError,
-                                 Thresholds, compare, incompatibilities, parse_fraction, robust_spread_ms)
+                                 Thresholds, compare, format_percent, incompatibilities, parse_fraction,
+                                 robust_spread_ms)
 from deploybench.results import Results, Row
 
 ENV = {"hostname": "box", "cpu": {"model": "Test CPU"}, "gpus": [],
@@ -42,23 +43,33 @@ def with_samples(row: Row, samples: list[float]) -> Row:
     return row
 
 
-def results(*rows: Row, env: dict | None = None) -> Results:
-    return Results(config={"models": ["test_resnet"]}, environment=env or ENV, rows=list(rows))
+def results(*rows: Row, env: dict | None = None, **config: object) -> Results:
+    return Results(config={"models": ["test_resnet"], **config}, environment=env or ENV, rows=list(rows))
 
 
 def verdicts(report) -> dict[str, str]:
     return {d.key: d.verdict for d in report.deltas}
 
 
-@pytest.mark.parametrize("text, value", [("5%", 0.05), ("0.05", 0.05), (" 12.5% ", 0.125), ("0", 0.0)])
+@pytest.mark.parametrize("text, value", [("5%", 0.05), ("0.05", 0.05), (" 12.5% ", 0.125), ("0", 0.0), ("1", 1.0),
+                                         ("500%", 5.0)])
 def test_percent_arguments_accept_percent_or_fraction(text: str, value: float) -> None:
     assert parse_fraction(text) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("text", ["five", "%", "-3%"])
-def test_malformed_percent_is_a_usage_error(text: str) -> None:
-    with pytest.raises(UsageError, match="--max-slowdown"):
+@pytest.mark.parametrize("text, why", [("five", "malformed"), ("%", "malformed"), ("-3%", "must not be negative"),
+                                       ("5", "would be 500%; did you mean 5%"), ("1.5", "did you mean 1.5%"),
+                                       ("nan", "not a finite number"), ("inf%", "not a finite number")])
+def test_malformed_percent_is_a_usage_error(text: str, why: str) -> None:
+    with pytest.raises(UsageError, match="--max-slowdown") as info:
         parse_fraction(text, "--max-slowdown")
+    assert why in str(info.value)
+
+
+@pytest.mark.parametrize("value, signed, text", [(0.05, False, "5%"), (0.125, False, "12.5%"), (0.1, True, "+10%"),
+                                                 (-0.034, True, "-3.4%"), (5.0, False, "500%")])
+def test_format_percent(value: float, signed: bool, text: str) -> None:
+    assert format_percent(value, signed=signed) == text
 
 
 def test_same_distribution_is_not_a_regression() -> None:
@@ -137,7 +148,7 @@ def test_missing_and_new_cells_are_reported() -> None:
 
 def test_other_hardware_or_libraries_are_refused_with_the_fields_named() -> None:
     other = dict(ENV, cpu={"model": "Other CPU"}, libraries=dict(ENV["libraries"], torch="2.6.0"))
-    assert incompatibilities(ENV, ENV) == []
+    assert incompatibilities(results(), results()) == []
     with pytest.raises(IncompatibleBaselineError) as info:
         compare(results(make_row(seed=1)), results(make_row(seed=2), env=other))
     message = str(info.value)
@@ -147,10 +158,35 @@ def test_other_hardware_or_libraries_are_refused_with_the_fields_named() -> None
     assert len(forced.notes) == 2
 
 
-def test_gpu_names_are_compared() -> None:
-    a100 = dict(ENV, gpus=[{"name": "NVIDIA A100-SXM4-80GB"}])
-    h100 = dict(ENV, gpus=[{"name": "NVIDIA H100 80GB HBM3"}])
-    assert [d.split(":")[0] for d in incompatibilities(a100, h100)] == ["gpus"]
+def differing(old: dict, new: dict, old_config: dict | None = None, new_config: dict | None = None) -> list[str]:
+    """The names of the fields that make two documents incomparable."""
+    return [d.split(":")[0] for d in incompatibilities(results(env=old, **(old_config or {})),
+                                                         results(env=new, **(new_config or {})))]
+
+
+def test_gpu_names_and_driver_are_compared() -> None:
+    a100 = dict(ENV, gpus=[{"name": "NVIDIA A100-SXM4-80GB", "driver": "550.54", "cuda_driver": "12.4"}])
+    h100 = dict(ENV, gpus=[{"name": "NVIDIA H100 80GB HBM3", "driver": "550.54", "cuda_driver": "12.4"}])
+    assert differing(a100, h100) == ["gpus"]
+    upgraded = dict(ENV, gpus=[{"name": "NVIDIA A100-SXM4-80GB", "driver": "560.28", "cuda_driver": "12.6"}])
+    assert differing(a100, upgraded) == ["gpus.driver", "gpus.cuda_driver"]
+
+
+def test_timm_and_torchvision_versions_are_compared() -> None:
+    old = dict(ENV, libraries=dict(ENV["libraries"], timm="1.0.9", torchvision="0.20.0"))
+    new = dict(ENV, libraries=dict(ENV["libraries"], timm="1.0.11", torchvision="0.21.0"))
+    assert differing(old, new) == ["libraries.torchvision", "libraries.timm"]
+
+
+def test_measurement_policy_and_threads_are_compared_where_both_record_them() -> None:
+    full = {"quick": False, "min_iters": 50, "min_seconds": 3.0, "warmup_iters": 10, "warmup_seconds": 1.0}
+    quick = {"quick": True, "min_iters": 5, "min_seconds": 0.2, "warmup_iters": 2, "warmup_seconds": 0.0}
+    assert differing(ENV, ENV, {"policy": full, "threads": None}, {"policy": quick, "threads": None}) == \
+        ["config.policy"]
+    assert differing(ENV, ENV, {"policy": full, "threads": 4}, {"policy": full, "threads": 8}) == ["config.threads"]
+    assert differing(ENV, ENV, {"threads": 4}, {"policy": quick, "threads": 4}) == []  # an older document: no policy
+    with pytest.raises(IncompatibleBaselineError, match="measurement policy"):
+        compare(results(make_row(seed=1), policy=full), results(make_row(seed=2), policy=quick))
 
 
 def test_robust_spread_ignores_a_few_outliers() -> None:
@@ -255,19 +291,3 @@ def test_regress_cli_refuses_another_machine_unless_forced(stored_run: Path, tmp
 def test_regress_cli_needs_two_files_without_history(stored_run: Path, capsys: pytest.CaptureFixture) -> None:
     code, out = run_cli(capsys, str(stored_run))
     assert code == 2 and "BASELINE.json CURRENT.json" in out
-
-
-def test_a_workers_peak_rss_is_its_own_not_its_parents() -> None:
-    """The memory rule compares peak RSS of isolated workers; a fork+exec child must not inherit the parent's."""
-    import subprocess
-    import sys
-
-    ballast = bytearray(400 * 2**20)
-    ballast[::4096] = b"\1" * len(ballast[::4096])  # touch every page so it is resident
-    code = ("from deploybench.memory import MemorySampler\n"
-            "with MemorySampler() as m:\n    pass\n"
-            "print(m.report().peak_rss_mb)")
-    child_peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                      check=True).stdout)
-    assert child_peak < 300, child_peak
-    del ballast
