@@ -2,12 +2,13 @@
 
 One ``runs`` row per results document, one ``cells`` row per result row (its key figures
 as columns for queries, the whole row as JSON less its raw samples). Recording the same
-document twice is a no-op. The default database lives in the user's data directory
-(``$XDG_DATA_HOME/deploybench/history.sqlite``, else ``~/.local/share/...``);
-``$DEPLOYBENCH_HISTORY`` or an explicit path overrides it.
+document twice is a no-op, also when two processes record it at once. The default database
+lives in the user's data directory (``$XDG_DATA_HOME/deploybench/history.sqlite``, else
+``~/.local/share/...``); ``$DEPLOYBENCH_HISTORY`` or an explicit path overrides it. Readers
+(trends, baselines) may open it read-only, so a history on a read-only share can be gated against.
 
-:meth:`History.baseline` turns the last N compatible runs into a synthetic baseline for
-the regression gate: per cell, the median of the runs' medians.
+:meth:`History.baseline` turns the last N comparable earlier runs into a synthetic baseline
+for the regression gate: per cell, the median of the runs' medians.
 """
 
 from __future__ import annotations
@@ -17,20 +18,23 @@ import json
 import math
 import os
 import sqlite3
-from contextlib import closing
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, Iterator, Sequence
+from urllib.parse import quote
 
 from deploybench.errors import DeployBenchError
-from deploybench.regress import (MAD_TO_SIGMA, IncompatibleBaselineError, comparable_fields, incompatibilities,
+from deploybench.regress import (COMPARED_CONFIG, MAD_TO_SIGMA, IncompatibleBaselineError, incompatibilities,
                                  robust_spread_ms)
 from deploybench.results import Results, Row
 
 HISTORY_ENV = "DEPLOYBENCH_HISTORY"
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30  # generous: the shards or jobs of one night may record into the same file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -39,7 +43,7 @@ CREATE TABLE IF NOT EXISTS runs (
     created TEXT NOT NULL,            -- when the run started (the document's own timestamp)
     recorded TEXT NOT NULL,
     hostname TEXT,
-    fingerprint TEXT NOT NULL,        -- JSON of the fields a baseline must share (regress.comparable_fields)
+    fingerprint TEXT NOT NULL,        -- unused: comparability is decided from environment and config when read
     environment TEXT NOT NULL,
     config TEXT NOT NULL
 );
@@ -56,14 +60,16 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE INDEX IF NOT EXISTS cells_by_model ON cells (model, runtime);
 """
-
-
 class HistoryError(DeployBenchError):
     """A history database that cannot be used."""
 
 
 class NoBaselineError(HistoryError):
     """The history holds no earlier run to compare with (a first night)."""
+
+
+class MissingHistoryError(NoBaselineError):
+    """Nothing was ever recorded at this path (opened read-only, so it is not created)."""
 
 
 def default_history_path() -> Path:
@@ -92,48 +98,127 @@ def _digest(results: Results) -> str:
     return hashlib.sha256(json.dumps(results.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _fingerprint(environment: dict[str, Any]) -> str:
-    return json.dumps(comparable_fields(environment), sort_keys=True)
+def _instant(created: str) -> datetime:
+    """A document's ``created`` as an aware datetime (naive timestamps are taken as UTC)."""
+    try:
+        moment = datetime.fromisoformat(created)
+    except (TypeError, ValueError):
+        raise HistoryError(f"run timestamp {created!r} is not an ISO 8601 time; record documents that "
+                           "deploybench compare wrote") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def refuse_shard(shard: Sequence[int] | None, what: str) -> None:
+    """One shard of a sweep is not a night: recorded, a partial run would become part of later baselines."""
+    index, count = shard or (1, 1)
+    if count > 1:
+        raise HistoryError(f"{what} is shard {index}/{count} of a sweep, and a shard is not recorded in the history; "
+                           "run the shards without --record, merge them ('deploybench merge SHARD.json ... -o "
+                           "all.json'), then 'deploybench history --record all.json'")
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the database to WAL (persistent): readers never wait for a writer, a writer only for another.
+
+    The switch needs the database to itself and SQLite answers "locked" at once rather than
+    waiting, so two processes creating the same history retry here until the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class History:
-    """A history database; opening one creates it (and its folder) when missing."""
+    """A history database.
 
-    def __init__(self, path: Path | str | None = None) -> None:
+    Opened for writing (the default), it is created with its folder when missing and
+    migrated when older than this deploybench. Opened ``read_only``, nothing is written: a
+    missing or never-initialised file raises :class:`MissingHistoryError`.
+    """
+
+    def __init__(self, path: Path | str | None = None, read_only: bool = False) -> None:
         self.path = Path(path).expanduser() if path else default_history_path()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(self._connect()) as conn, conn:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise HistoryError(f"history {self.path} has schema version {version}, newer than this "
-                                       f"deploybench reads ({SCHEMA_VERSION}); upgrade deploybench or pass "
-                                       "another --history")
-                conn.executescript(SCHEMA)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except (OSError, sqlite3.Error) as exc:
-            raise HistoryError(f"cannot open history database {self.path} ({exc}); "
-                               "pass --history PATH to a writable file") from exc
+        self.read_only = read_only
+        if read_only and not self.path.is_file():
+            raise MissingHistoryError(f"no history at {self.path} yet; record runs with "
+                                      "'deploybench compare ... --record' first, or pass --history PATH")
+        # A WAL reader needs the -shm file beside the database; where there is none and none can be
+        # created (a read-only share nobody writes to), SQLite reads the file only when told it is immutable.
+        shm = Path(f"{self.path}-shm")
+        self._immutable = read_only and not shm.exists() and not os.access(self.path.parent, os.W_OK)
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HistoryError(f"cannot create the folder of history {self.path} ({exc.strerror}); "
+                                   "pass --history PATH to a writable file") from exc
+            with self._connect() as conn:
+                _use_wal(conn)
+        with self._connect(write=not read_only) as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise HistoryError(f"history {self.path} has schema version {version}, newer than this "
+                                   f"deploybench reads ({SCHEMA_VERSION}); upgrade deploybench or pass "
+                                   "another --history")
+            if version < SCHEMA_VERSION:
+                if read_only:
+                    raise MissingHistoryError(f"history {self.path} holds no runs recorded by this deploybench; "
+                                              "record one first ('deploybench history --record RESULTS.json')")
+                self._migrate(conn)
 
-    def _connect(self) -> sqlite3.Connection:
-        # A generous timeout: several shards of one nightly may record into the same file.
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.execute("PRAGMA foreign_keys = ON")
-        return conn
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION` inside the caller's transaction."""
+        for statement in SCHEMA.split(";"):  # executescript would commit the open transaction
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection; with ``write``, inside one ``BEGIN IMMEDIATE`` transaction (committed on success).
+
+        Every SQLite failure (a locked or corrupt file, a full disk) becomes one :class:`HistoryError`.
+        """
+        mode = "ro" if self.read_only else "rwc"
+        uri = f"file:{quote(str(self.path))}?mode={mode}" + ("&immutable=1" if self._immutable else "")
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                conn.execute("PRAGMA foreign_keys = ON")
+                if write:
+                    # Take the write lock before reading, so a check-then-insert cannot race another writer.
+                    conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                if write:
+                    conn.execute("COMMIT")
+            finally:
+                conn.close()  # closing with the transaction still open rolls it back
+        except sqlite3.Error as exc:
+            raise HistoryError(f"history {self.path} cannot be used ({exc}); if another deploybench is writing "
+                               "to it, retry when it is done, else pass --history PATH to another file") from exc
 
     def record(self, results: Results) -> int:
         """Store a run in one transaction; returns its id (the existing one if already recorded)."""
+        if self.read_only:
+            raise HistoryError(f"history {self.path} was opened read-only; open it for writing to record")
+        refuse_shard(results.config.get("shard"), "the document")
         digest = _digest(results)
-        with closing(self._connect()) as conn, conn:
+        with self._connect(write=True) as conn:
             found = conn.execute("SELECT id FROM runs WHERE digest = ?", (digest,)).fetchone()
             if found:
                 return int(found[0])
             cursor = conn.execute(
                 "INSERT INTO runs (digest, created, recorded, hostname, fingerprint, environment, config) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, '', ?, ?)",
                 (digest, results.created, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 results.environment.get("hostname"), _fingerprint(results.environment),
-                 json.dumps(results.environment, default=str), json.dumps(results.config, default=str)))
+                 results.environment.get("hostname"), json.dumps(results.environment, default=str),
+                 json.dumps(results.config, default=str)))
             run_id = int(cursor.lastrowid)
             conn.executemany(
                 "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -152,7 +237,7 @@ class History:
 
     def runs(self) -> list[dict[str, Any]]:
         """Every recorded run, oldest first: id, created, hostname, cell count."""
-        with closing(self._connect()) as conn:
+        with self._connect() as conn:
             rows = conn.execute("SELECT r.id, r.created, r.hostname, COUNT(c.key) FROM runs r LEFT JOIN cells c "
                                 "ON c.run_id = r.id GROUP BY r.id ORDER BY r.created, r.id").fetchall()
         return [{"id": i, "created": c, "hostname": h, "cells": n} for i, c, h, n in rows]
@@ -172,49 +257,55 @@ class History:
                  "c.peak_rss_mb, c.parity FROM cells c JOIN runs r ON r.id = c.run_id "
                  + (f"WHERE {' AND '.join(where)} " if where else "") + "ORDER BY c.key, r.created, r.id")
         series: dict[str, list[TrendPoint]] = {}
-        with closing(self._connect()) as conn:
+        with self._connect() as conn:
             for key, *values in conn.execute(query, params):
                 series.setdefault(key, []).append(TrendPoint(*values))
         return series
 
     def baseline(self, last: int, current: Results | None = None, force: bool = False) -> Results:
-        """A baseline from the last ``last`` runs that match ``current``'s machine and libraries.
+        """A baseline from the last ``last`` runs before ``current`` that are comparable with it.
 
-        The run that produced ``current`` (same start time and host) is never its own baseline.
+        Only runs that started before ``current`` count (re-gating an old file never looks at
+        later nights, and the run that produced ``current`` is never its own baseline).
+        Comparable means :func:`~deploybench.regress.incompatibilities` finds nothing: the same
+        machine and library versions, and the same measurement policy and thread count where
+        both runs record them; it is decided now, from each run's stored environment and config.
         Per cell: median of the runs' median latencies, ms/image, throughput and peak RSS;
         spread = sqrt(typical within-run spread^2 + spread of the medians across runs^2), so
         night-to-night variation widens the noise band; parity and status from the latest run.
         """
         if last < 1:
             raise HistoryError(f"--baseline-history needs at least 1 run, got {last}")
-        candidates = [r for r in self._run_records()
-                      if current is None or (r["created"], r["hostname"]) !=
-                      (current.created, current.environment.get("hostname"))]
+        candidates = self._run_records()
+        if current is not None:
+            before = _instant(current.created)
+            candidates = [(i, run) for i, run in candidates if _instant(run.created) < before]
         if not candidates:
             raise NoBaselineError(f"history {self.path} holds no earlier run to build a baseline from; "
-                               "record runs with 'deploybench compare ... --history' first")
+                                  "record runs with 'deploybench compare ... --record' first")
         if current is not None and not force:
-            wanted = _fingerprint(current.environment)
-            matching = [r for r in candidates if r["fingerprint"] == wanted]
+            matching = [(i, run) for i, run in candidates if not incompatibilities(run, current)]
             if not matching:
-                latest = Results(environment=candidates[0]["environment"])
-                raise IncompatibleBaselineError(incompatibilities(latest, current),
-                                                what="latest run in the history")
+                raise IncompatibleBaselineError(incompatibilities(candidates[0][1], current),
+                                                what="latest earlier run in the history")
             candidates = matching
         chosen = candidates[:last]
-        observations = self._observations([r["id"] for r in chosen])
-        rows = [_baseline_row(points) for points in observations.values()]
-        return Results(config={"baseline": "history", "history": str(self.path), "last": last,
-                               "runs": [r["id"] for r in chosen]},
-                       environment=chosen[0]["environment"], rows=rows, created=chosen[0]["created"])
+        run_ids = [run_id for run_id, _ in chosen]
+        rows = [_baseline_row(points) for points in self._observations(run_ids).values()]
+        latest = chosen[0][1]
+        # The settings the chosen runs share travel with the baseline, so compare() checks them too.
+        shared = {name: latest.config[name] for name in COMPARED_CONFIG if name in latest.config}
+        return Results(config={"baseline": "history", "history": str(self.path), "last": last, "runs": run_ids,
+                               **shared},
+                       environment=latest.environment, rows=rows, created=latest.created)
 
-    def _run_records(self) -> list[dict[str, Any]]:
-        """Runs newest first, with their environments decoded."""
-        with closing(self._connect()) as conn:
-            rows = conn.execute("SELECT id, created, hostname, fingerprint, environment FROM runs "
+    def _run_records(self) -> list[tuple[int, Results]]:
+        """(id, the run as a document without rows), newest first."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT id, created, environment, config FROM runs "
                                 "ORDER BY created DESC, id DESC").fetchall()
-        return [{"id": i, "created": c, "hostname": h, "fingerprint": f, "environment": json.loads(e)}
-                for i, c, h, f, e in rows]
+        return [(run_id, Results(config=json.loads(config), environment=json.loads(environment), created=created))
+                for run_id, created, environment, config in rows]
 
     def _observations(self, run_ids: list[int]) -> dict[str, list[tuple[Row, float | None]]]:
         """Per cell key, (row, spread_ms) of each chosen run, newest first."""
@@ -222,7 +313,7 @@ class History:
         query = (f"SELECT c.key, c.row, c.spread_ms FROM cells c JOIN runs r ON r.id = c.run_id "
                  f"WHERE c.run_id IN ({marks}) ORDER BY r.created DESC, r.id DESC")
         found: dict[str, list[tuple[Row, float | None]]] = {}
-        with closing(self._connect()) as conn:
+        with self._connect() as conn:
             for key, row, spread in conn.execute(query, run_ids):
                 found.setdefault(key, []).append((Row.from_dict(json.loads(row)), spread))
         return found

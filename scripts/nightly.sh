@@ -36,12 +36,12 @@ read -r -a DEPLOYBENCH <<< "${DEPLOYBENCH:-deploybench}"
 mkdir -p "$OUT"
 say() { echo "nightly: $*" >&2; }
 
-# --history alone means the default database; a path picks another.
-history_args=(--history)
-[[ -n "$HISTORY" ]] && history_args+=("$HISTORY")
+# Without HISTORY, deploybench's default database.
+history_args=()
+[[ -n "$HISTORY" ]] && history_args=(--history "$HISTORY")
 
 compare_args=(compare --models "$MODELS" --target "$TARGET" --out "$OUT" --html "$OUT/report.html"
-              --allow-mismatch "${history_args[@]}")
+              --allow-mismatch --record "${history_args[@]}")
 [[ -n "${RUNTIMES:-}" ]] && compare_args+=(--runtimes "$RUNTIMES")
 [[ -n "${PRECISIONS:-}" ]] && compare_args+=(--precisions "$PRECISIONS")
 [[ -n "${BATCHES:-}" ]] && compare_args+=(--batch "$BATCHES")

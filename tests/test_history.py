@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from deploybench import history as history_module
 from deploybench.cli import main
 from deploybench.harness import Stats
-from deploybench.history import History, HistoryError, default_history_path
+from deploybench.history import History, HistoryError, MissingHistoryError, NoBaselineError, default_history_path
 from deploybench.regress import IncompatibleBaselineError, compare
 from deploybench.results import Results, Row
 
@@ -32,8 +39,12 @@ def row(median: float, runtime: str = "onnxruntime", batch: int = 1, parity: str
     return result
 
 
-def night(day: int, *rows: Row, env: dict | None = None) -> Results:
-    return Results(config={"models": ["test_resnet"]}, environment=env or ENV, rows=list(rows),
+FULL = {"quick": False, "min_iters": 50, "min_seconds": 3.0, "warmup_iters": 10, "warmup_seconds": 1.0}
+QUICK = {"quick": True, "min_iters": 5, "min_seconds": 0.2, "warmup_iters": 2, "warmup_seconds": 0.0}
+
+
+def night(day: int, *rows: Row, env: dict | None = None, **config: object) -> Results:
+    return Results(config={"models": ["test_resnet"], **config}, environment=env or ENV, rows=list(rows),
                    created=f"2026-11-{day:02d}T02:00:00+00:00")
 
 
@@ -105,6 +116,14 @@ def test_the_current_run_is_never_its_own_baseline(history: History) -> None:
     assert not compare(base, current).passed
 
 
+def test_re_gating_an_older_run_uses_only_earlier_runs(history: History) -> None:
+    ids = {day: history.record(night(day, row(2.0 + day / 10, seed=day))) for day in (1, 2, 3, 4, 5)}
+    base = history.baseline(7, night(3, row(2.3, seed=30)))
+    assert base.config["runs"] == [ids[2], ids[1]]  # newest first; nights 3-5 are not earlier
+    with pytest.raises(NoBaselineError, match="no earlier run"):
+        history.baseline(7, night(1, row(2.0)))
+
+
 def test_baseline_uses_only_compatible_runs(history: History) -> None:
     upgraded = dict(ENV, libraries={"torch": "2.6.0"})
     history.record(night(1, row(2.0)))
@@ -112,6 +131,28 @@ def test_baseline_uses_only_compatible_runs(history: History) -> None:
     assert history.baseline(5, night(3, row(2.0))).config["runs"] == [1]
     with pytest.raises(IncompatibleBaselineError, match="libraries.torch: '2.6.0' vs '2.7.0'"):
         history.baseline(5, night(3, row(2.0), env=dict(ENV, libraries={"torch": "2.7.0"})))
+
+
+def test_baseline_uses_only_runs_with_the_same_measurement_policy(history: History) -> None:
+    full_ids = [history.record(night(day, row(2.0, seed=day), policy=FULL)) for day in (1, 2)]
+    quick_ids = [history.record(night(day, row(2.6, seed=day), policy=QUICK)) for day in (3, 4)]
+    assert history.baseline(5, night(5, row(2.0), policy=FULL)).config["runs"] == full_ids[::-1]
+    quick_base = history.baseline(5, night(5, row(2.6), policy=QUICK))
+    assert quick_base.config["runs"] == quick_ids[::-1] and quick_base.config["policy"] == QUICK
+    with pytest.raises(IncompatibleBaselineError, match="config.policy"):
+        compare(quick_base, night(5, row(2.6), policy=FULL))  # the baseline carries its policy
+
+
+def test_comparability_is_decided_when_reading_not_when_recording(history: History,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library added to the compared set later must not make every recorded run incomparable."""
+    with_numpy = dict(ENV, libraries={"torch": "2.5.0", "numpy": "2.1.0"})
+    history.record(night(1, row(2.0), env=with_numpy))
+    monkeypatch.setattr("deploybench.regress.COMPARED_LIBRARIES", ("torch", "numpy"))
+    assert len(history.baseline(3, night(2, row(2.0), env=with_numpy)).config["runs"]) == 1
+    other_numpy = dict(ENV, libraries={"torch": "2.5.0", "numpy": "2.2.0"})
+    with pytest.raises(IncompatibleBaselineError, match="libraries.numpy: '2.1.0' vs '2.2.0'"):
+        history.baseline(3, night(2, row(2.0), env=other_numpy))
 
 
 def test_baseline_keeps_the_latest_parity_and_status(history: History) -> None:
@@ -125,6 +166,141 @@ def test_baseline_keeps_the_latest_parity_and_status(history: History) -> None:
 def test_empty_history_gives_no_baseline(history: History) -> None:
     with pytest.raises(HistoryError, match="no earlier run"):
         history.baseline(3, night(1, row(2.0)))
+
+
+def test_a_shard_is_not_recorded(history: History) -> None:
+    with pytest.raises(HistoryError, match="shard 1/2 of a sweep.*deploybench merge"):
+        history.record(night(1, row(2.0), shard=[1, 2]))
+    assert history.runs() == []
+    history.record(night(1, row(2.0), shard=[1, 1]))  # an unsharded (or merged) sweep is a run
+    assert len(history.runs()) == 1
+
+
+# Opening, locking and concurrent writers -------------------------------------------------------
+
+
+def test_sqlite_failures_become_one_line_history_errors(history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history_module, "BUSY_TIMEOUT_S", 0.05)
+    with sqlite3.connect(history.path, isolation_level=None) as other:
+        other.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        with pytest.raises(HistoryError, match="database is locked.*retry when it is done"):
+            history.record(night(1, row(2.0)))
+        other.execute("ROLLBACK")
+    corrupt = history.path.with_name("corrupt.sqlite")
+    corrupt.write_bytes(b"not a database, " * 512)
+    with pytest.raises(HistoryError, match="file is not a database"):
+        History(corrupt)
+
+
+RECORDER = """
+import sys, time
+from pathlib import Path
+from deploybench.history import History
+from deploybench.results import Results
+
+db, ready, go, *documents = sys.argv[1:]
+runs = [Results.load(Path(d)) for d in documents]
+history = History(db)
+Path(ready).touch()
+while not Path(go).exists():
+    time.sleep(0.001)
+print(" ".join(str(history.record(run)) for run in runs))
+"""
+
+
+def test_two_processes_recording_the_same_documents_at_once(tmp_path: Path) -> None:
+    """Both succeed and each document is stored once (the duplicate check and the insert are one transaction)."""
+    documents = []
+    for minute in range(40):  # many documents: the two processes collide on some of them (before the fix, on most)
+        document = night(1, row(2.0, seed=minute), row(30.0, runtime="torch", seed=minute))
+        document.created = f"2026-11-01T02:{minute:02d}:00+00:00"
+        documents.append(tmp_path / f"run{minute}.json")
+        document.save(documents[-1])
+    db, go = tmp_path / "shared.sqlite", tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", RECORDER, str(db), str(tmp_path / f"ready{i}"), str(go),
+                                 *map(str, documents)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in (1, 2)]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready{i}").exists() for i in (1, 2)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()  # both start recording together
+    outputs = [worker.communicate(timeout=120) for worker in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-2000:]
+    assert outputs[0][0] == outputs[1][0]  # the same run ids in both processes
+    runs = History(db).runs()
+    assert len(runs) == 40 and {r["cells"] for r in runs} == {2}
+
+
+def test_read_paths_open_the_database_read_only(history: History, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    for day in (1, 2):
+        history.record(night(day, row(2.0, seed=day)))
+    current = tmp_path / "current.json"
+    night(3, row(2.0, seed=3)).save(current)
+    opened: list[str] = []
+    real_connect = sqlite3.connect
+
+    def spy(database: str, *args: object, **kwargs: object) -> sqlite3.Connection:
+        opened.append(str(database))
+        return real_connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(history_module.sqlite3, "connect", spy)
+    db = str(history.path)
+    assert main(["history", "--history", db]) == 0
+    assert main(["history", "--runs", "--history", db]) == 0
+    assert main(["regress", str(current), "--baseline-history", "2", "--history", db]) == 0
+    assert opened and all(uri.startswith("file:") and "mode=ro" in uri for uri in opened), opened
+    reader = History(history.path, read_only=True)
+    assert len(reader.runs()) == 2
+    with pytest.raises(HistoryError, match="read-only"):
+        reader.record(night(4, row(2.0)))
+
+
+def test_reading_a_history_nobody_may_write(history: History) -> None:
+    """A history on a read-only share: the file and its folder unwritable for the reader."""
+    history.record(night(1, row(2.0)))
+    as_nobody: list[str] = []
+    if os.geteuid() == 0:  # root writes anyway: read as an unprivileged user, if there is a way to become one
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: file permissions cannot make the history read-only")
+        as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    share = Path(tempfile.mkdtemp(prefix="deploybench-share-"))  # outside pytest's root-only folders
+    try:
+        shutil.copy(history.path, share / "history.sqlite")
+        (share / "history.sqlite").chmod(0o444)
+        share.chmod(0o555)
+        code = ("import sys\nfrom deploybench.cli import main\n"
+                "sys.exit(main(['history', '--runs', '--history', sys.argv[1]]))")
+        done = subprocess.run([*as_nobody, sys.executable, "-c", code, str(share / "history.sqlite")],
+                              capture_output=True, text=True, timeout=120, cwd=share)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "nightly-1" in done.stdout
+        assert sorted(p.name for p in share.iterdir()) == ["history.sqlite"]  # nothing written beside it
+    finally:
+        share.chmod(0o755)
+        shutil.rmtree(share)
+
+
+def test_a_missing_history_is_not_created_by_readers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    absent = tmp_path / "absent.sqlite"
+    with pytest.raises(MissingHistoryError, match="compare ... --record"):
+        History(absent, read_only=True)
+    assert main(["history", "--history", str(absent)]) == 2
+    assert "no history at" in capsys.readouterr().err and not absent.exists()
+
+
+def test_history_takes_its_path_as_a_value_never_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """`history --history resnet50` once made a database named resnet50 and showed every model."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["history", "--history", "resnet50"]) == 2
+    assert not (tmp_path / "resnet50").exists()
+    assert main(["history", "resnet50", "--history"]) == 2
+    assert "requires an argument" in capsys.readouterr().err
+    for option in ("--last", "--batch"):
+        assert main(["history", option, "0", "--history", "h.sqlite"]) == 2
 
 
 def test_history_cli_prints_the_trend_and_plots_it(history: History, tmp_path: Path,
@@ -162,25 +338,49 @@ def test_regress_cli_against_the_history(history: History, tmp_path: Path, capsy
     assert "slower by" in capsys.readouterr().out
 
 
-def test_regress_cli_with_an_empty_history(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_regress_cli_with_an_empty_or_missing_history(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     current = tmp_path / "current.json"
     night(1, row(2.0)).save(current)
-    args = ["regress", str(current), "--baseline-history", "3", "--history", str(tmp_path / "new.sqlite")]
-    assert main(args) == 2
-    assert "no earlier run" in capsys.readouterr().err
-    assert main([*args, "--no-baseline-ok", "--markdown", str(tmp_path / "v.md")]) == 0
-    assert "no baseline" in (tmp_path / "v.md").read_text()
+    History(tmp_path / "empty.sqlite")
+    for name, why in (("empty.sqlite", "no earlier run"), ("absent.sqlite", "no history at")):
+        args = ["regress", str(current), "--baseline-history", "3", "--history", str(tmp_path / name)]
+        assert main(args) == 2
+        assert why in capsys.readouterr().err
+        markdown = tmp_path / f"{name}.md"
+        assert main([*args, "--no-baseline-ok", "--markdown", str(markdown)]) == 0  # a first night passes
+        assert "no baseline" in markdown.read_text()
+    assert not (tmp_path / "absent.sqlite").exists()
 
 
-def test_compare_records_into_the_history(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    db = tmp_path / "h.sqlite"
-    code = main(["compare", "--models", "test_resnet", "--runtimes", "onnxruntime", "--precisions", "fp32",
-                 "--batch", "1", "--quick", "--no-isolate", "--out", str(tmp_path / "out"),
-                 "--cache", str(tmp_path / "cache"), "--history", str(db)])
+COMPARE = ["compare", "--models", "test_resnet", "--runtimes", "onnxruntime", "--precisions", "fp32", "--batch", "1",
+           "--quick", "--no-isolate"]
+
+
+def test_compare_records_into_the_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    db = tmp_path / "default.sqlite"
+    monkeypatch.setenv("DEPLOYBENCH_HISTORY", str(db))
+    code = main([*COMPARE, "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--record"])
     assert code == 0, capsys.readouterr().err
     assert f"recorded run 1 in {db}" in capsys.readouterr().err
     (points,) = History(db).trend("test_resnet").values()
     assert points[0].status == "ok" and points[0].ms_per_image > 0
+
+    other = tmp_path / "other.sqlite"  # --history PATH names the database and implies --record
+    assert main([*COMPARE, "--cache", str(tmp_path / "cache"), "--history", str(other)]) == 0
+    assert len(History(other).runs()) == 1 and len(History(db).runs()) == 1
+    assert main([*COMPARE, "--cache", str(tmp_path / "cache")]) == 0  # neither option: nothing recorded
+    assert len(History(db).runs()) == 1
+
+
+def test_compare_refuses_to_record_a_shard_before_running(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    db, out = tmp_path / "h.sqlite", tmp_path / "out"
+    code = main([*COMPARE, "--shard", "1/2", "--out", str(out), "--cache", str(tmp_path / "cache"), "--record",
+                 "--history", str(db)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "this run (--shard 1/2) is shard 1/2 of a sweep" in err and "history --record all.json" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists() and not db.exists()  # refused before running
 
 
 def test_history_cli_records_a_stored_results_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -191,3 +391,8 @@ def test_history_cli_records_a_stored_results_file(tmp_path: Path, capsys: pytes
     assert main(["history", "--record", str(merged), "--history", str(db)]) == 0
     assert main(["history", "--record", str(merged), "--history", str(db)]) == 0  # twice: still one run
     assert [r["cells"] for r in History(db).runs()] == [2]
+    shard = tmp_path / "shard.json"
+    night(2, row(2.0), shard=[2, 3]).save(shard)
+    assert main(["history", "--record", str(shard), "--history", str(db)]) == 2
+    assert f"{shard} is shard 2/3 of a sweep" in capsys.readouterr().err
+    assert len(History(db).runs()) == 1

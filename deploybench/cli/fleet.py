@@ -2,28 +2,61 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
-from deploybench.regress import DEFAULT_MAX_MEMORY_GROWTH, DEFAULT_MAX_SLOWDOWN, DEFAULT_NOISE_K
+from deploybench.regress import DEFAULT_MAX_MEMORY_GROWTH, DEFAULT_MAX_SLOWDOWN, DEFAULT_NOISE_K, format_percent
+
+DEFAULT_DATABASE = "default: $DEPLOYBENCH_HISTORY, else history.sqlite in the user's data directory"
 
 
-def history_option(help_text: str) -> Any:
-    """``--history PATH``; ``--history`` alone means the default database."""
-    return click.option("--history", "history_path", is_flag=False, flag_value="", default=None,
-                        metavar="[PATH]", help=help_text)
+def history_path_option(help_text: str) -> Any:
+    """``--history PATH`` (always with a value): the database a command reads or writes."""
+    return click.option("--history", "history_path", type=click.Path(dir_okay=False), metavar="PATH",
+                        help=f"{help_text} ({DEFAULT_DATABASE}).")
 
 
-def _open_history(path: str | None) -> Any:
+def record_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """compare's ``--record`` and ``--history PATH``, handed to the command as one ``history_path``.
+
+    ``history_path`` is None (do not record), "" (record in the default database) or a path;
+    ``--history PATH`` alone implies ``--record``. One shard of a sweep is refused before
+    anything runs: a partial sweep recorded as a night would become part of later baselines.
+    """
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_history(*args: Any, record: bool, history_file: str | None, **kwargs: Any) -> Any:
+            history_path = (history_file or "") if record or history_file else None
+            if history_path is not None and kwargs.get("shard"):
+                from deploybench.history import refuse_shard
+                from deploybench.targets import parse_shard
+
+                refuse_shard(parse_shard(kwargs["shard"]), f"this run (--shard {kwargs['shard']})")
+            return command(*args, history_path=history_path, **kwargs)
+
+        with_history = click.option("--history", "history_file", type=click.Path(dir_okay=False), metavar="PATH",
+                                    help="Record this run in this history database (implies --record).")(with_history)
+        return click.option("--record", is_flag=True,
+                            help=f"Record this run in the history ({DEFAULT_DATABASE}).")(with_history)
+    return decorate
+
+
+def history_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """compare's history options under their former name; ``help_text`` is unused (see :func:`record_options`)."""
+    return record_options()
+
+
+def _open_history(path: str | None, read_only: bool = False) -> Any:
     from deploybench.history import History
 
-    return History(Path(path) if path else None)
+    return History(Path(path) if path else None, read_only=read_only)
 
 
 def record_run(results: Any, path: str) -> None:
-    """``compare --history``: store the finished run ("" = the default database)."""
+    """``compare --record``: store the finished run ("" = the default database)."""
     if not results.rows:
         click.echo("history: nothing measured, nothing recorded", err=True)
         return
@@ -33,15 +66,15 @@ def record_run(results: Any, path: str) -> None:
 
 @click.command("regress")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False), metavar="[BASELINE.json] CURRENT.json")
-@click.option("--max-slowdown", default=f"{DEFAULT_MAX_SLOWDOWN:.0%}", show_default=True,
+@click.option("--max-slowdown", default=format_percent(DEFAULT_MAX_SLOWDOWN), show_default=True,
               help="Largest median slowdown that passes, as 5% or 0.05.")
-@click.option("--max-memory-growth", default=f"{DEFAULT_MAX_MEMORY_GROWTH:.0%}", show_default=True,
+@click.option("--max-memory-growth", default=format_percent(DEFAULT_MAX_MEMORY_GROWTH), show_default=True,
               help="Largest growth of peak memory that passes.")
 @click.option("--noise-k", type=float, default=DEFAULT_NOISE_K, show_default=True,
               help="A slowdown must also exceed K times the runs' combined spread.")
-@click.option("--baseline-history", "baseline_runs", type=int,
-              help="Baseline = the last N compatible runs in the history (median of medians per cell).")
-@history_option("History database for --baseline-history (default: the user's data directory).")
+@click.option("--baseline-history", "baseline_runs", type=click.IntRange(min=1),
+              help="Baseline = the last N comparable earlier runs in the history (median of medians per cell).")
+@history_path_option("History database for --baseline-history, opened read-only")
 @click.option("--force", is_flag=True, help="Compare even when machine or library versions differ.")
 @click.option("--fail-on-missing", is_flag=True, help="Also fail when a baseline cell is missing now.")
 @click.option("--no-baseline-ok", is_flag=True,
@@ -73,8 +106,8 @@ def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth
                             noise_k=noise_k, fail_on_missing=fail_on_missing)
     current = Results.load(Path(files[-1]))
     if baseline_runs is not None:
-        history = _open_history(history_path)
         try:
+            history = _open_history(history_path, read_only=True)
             baseline = history.baseline(baseline_runs, current, force=force)
         except (NoBaselineError, IncompatibleBaselineError) as exc:
             if not no_baseline_ok:
@@ -100,13 +133,13 @@ def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth
 @click.option("--runtime", help="Only this runtime.")
 @click.option("--device", help="Only this device (cpu, cuda).")
 @click.option("--precision", help="Only this precision.")
-@click.option("--batch", type=int, help="Only this batch size.")
-@click.option("--last", type=int, help="Only the last N recorded runs.")
+@click.option("--batch", type=click.IntRange(min=1), help="Only this batch size.")
+@click.option("--last", type=click.IntRange(min=1), help="Only the last N recorded runs.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write an SVG line chart of ms/image per cell.")
 @click.option("--runs", "list_runs", is_flag=True, help="List the recorded runs instead.")
 @click.option("--record", "record_files", multiple=True, type=click.Path(dir_okay=False),
               help="Record this results file (e.g. a merged sharded sweep) instead; repeatable.")
-@history_option("History database (default: the user's data directory).")
+@history_path_option("History database; read-only unless --record")
 def history_command(model: str | None, runtime: str | None, device: str | None, precision: str | None,
                     batch: int | None, last: int | None, plot: str | None, list_runs: bool,
                     record_files: tuple[str, ...], history_path: str | None) -> int:
@@ -116,12 +149,15 @@ def history_command(model: str | None, runtime: str | None, device: str | None, 
     from deploybench.artifact import write_text_atomic
     from deploybench.report.trend import render_trend_svg, render_trend_text
 
-    history = _open_history(history_path)
+    history = _open_history(history_path, read_only=not record_files)
     if record_files:
+        from deploybench.history import refuse_shard
         from deploybench.results import Results
 
         for name in record_files:
-            click.echo(f"{name}: recorded run {history.record(Results.load(Path(name)))} in {history.path}", err=True)
+            document = Results.load(Path(name))
+            refuse_shard(document.config.get("shard"), name)
+            click.echo(f"{name}: recorded run {history.record(document)} in {history.path}", err=True)
         return 0
     if list_runs:
         click.echo(tabulate([[r["id"], r["created"], r["hostname"], r["cells"]] for r in history.runs()],
@@ -130,7 +166,7 @@ def history_command(model: str | None, runtime: str | None, device: str | None, 
     series = history.trend(model=model, runtime=runtime, device=device, precision=precision, batch=batch, last=last)
     if not series:
         click.echo(f"no recorded cells match in {history.path}; record runs with "
-                   "'deploybench compare ... --history'", err=True)
+                   "'deploybench compare ... --record'", err=True)
         return 0
     click.echo(render_trend_text(series))
     if plot:
