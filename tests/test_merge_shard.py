@@ -56,7 +56,9 @@ def test_shards_are_disjoint_and_merge_to_the_unsharded_cells(sweeps: dict[str, 
     merged = merge([first, second])
     assert keys(merged) == keys(whole)
     assert merged.config["shard"] == [1, 1] and len(merged.config["merged_from"]) == 2
+    assert (merged.config["shards"], merged.config["missing_shards"]) == (2, [])
     assert missing_shards([first, second]) == [] and missing_shards([second]) == ["1/2"]
+    assert merge([second]).config["missing_shards"] == ["1/2"]  # the merged document says it is incomplete
 
 
 def test_merge_cli(sweeps: dict[str, Results], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -67,6 +69,7 @@ def test_merge_cli(sweeps: dict[str, Results], tmp_path: Path, capsys: pytest.Ca
     assert keys(Results.load(out)) == keys(sweeps["whole"])
     assert main(["merge", str(tmp_path / "shard2.json"), "-o", str(tmp_path / "part.json")]) == 0
     assert "shards 1/2 are not among the inputs" in capsys.readouterr().err
+    assert Results.load(tmp_path / "part.json").config["missing_shards"] == ["1/2"]
 
 
 def document(config: dict, *rows: Row, cpu: str = "Test CPU") -> Results:
@@ -92,11 +95,12 @@ def test_different_configurations_are_refused_with_the_keys_named() -> None:
         merge([document({"models": ["a"], "shard": [1, 2]}), document({"models": ["b"], "shard": [2, 2]})])
 
 
-def test_different_schema_versions_are_refused() -> None:
-    newer = document({})
-    newer.schema_version = 2
-    with pytest.raises(MergeError, match="schema version 2"):
-        merge([document({}), newer])
+def test_shards_of_different_splits_are_refused() -> None:
+    """1/2 and 1/3 are not parts of one sweep: a cell could be in both or in neither."""
+    with pytest.raises(MergeError, match="document 2 is shard 1/3 and document 1 is shard 1/2"):
+        merge([document({"shard": [1, 2]}, cell(1)), document({"shard": [1, 3]}, cell(2))])
+    with pytest.raises(MergeError, match="different splits"):
+        merge([document({}, cell(1)), document({"shard": [2, 2]}, cell(2))])  # an unsharded run is 1/1
 
 
 def test_different_machines_need_force() -> None:

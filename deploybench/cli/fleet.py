@@ -182,7 +182,7 @@ def history_command(model: str | None, runtime: str | None, device: str | None, 
 @click.option("--force", is_flag=True, help="Merge even when machine or library versions differ.")
 def merge_command(files: tuple[str, ...], out_file: str, force: bool) -> int:
     """Join results documents (e.g. the shards of one 'compare --shard I/N' sweep) into one."""
-    from deploybench.merge import merge, missing_shards
+    from deploybench.merge import merge
     from deploybench.report.table import render_table
     from deploybench.results import Results
 
@@ -191,7 +191,7 @@ def merge_command(files: tuple[str, ...], out_file: str, force: bool) -> int:
     merged.save(Path(out_file))
     click.echo(render_table(merged))
     click.echo(f"merged {len(documents)} documents, {len(merged.rows)} cells -> {out_file}", err=True)
-    absent = missing_shards(documents)
+    absent = merged.config["missing_shards"]
     if absent:
         click.echo(f"warning: shards {', '.join(absent)} are not among the inputs; the sweep is incomplete", err=True)
     return 0
