@@ -21,6 +21,7 @@ from deploybench.cli import main
 from deploybench.harness import Stats
 from deploybench.history import History, HistoryError, MissingHistoryError, NoBaselineError, default_history_path
 from deploybench.regress import IncompatibleBaselineError, compare
+from deploybench.report.trend import legend_labels
 from deploybench.results import Results, Row
 
 ENV = {"hostname": "nightly-1", "cpu": {"model": "Test CPU"}, "gpus": [], "libraries": {"torch": "2.5.0"}}
@@ -312,7 +313,7 @@ def test_history_cli_prints_the_trend_and_plots_it(history: History, tmp_path: P
     out = capsys.readouterr().out
     assert code == 0
     assert "test_resnet onnx/onnxruntime cpu fp32 b1" in out and "test_resnet pytorch/torch cpu fp32 b8" in out
-    assert "2026-11-02 02:00" in out and "+10.0%" in out
+    assert "2026-11-02 02:00" in out and "+10%" in out
     svg = ET.parse(plot).getroot()
     ns = {"s": "http://www.w3.org/2000/svg"}
     assert len(svg.findall(".//s:polyline", ns)) == 2
@@ -324,6 +325,18 @@ def test_history_cli_prints_the_trend_and_plots_it(history: History, tmp_path: P
     assert "torch" in out and "onnxruntime" not in out
     assert main(["history", "--runs", "--history", str(history.path)]) == 0
     assert len([line for line in capsys.readouterr().out.splitlines() if "nightly-1" in line]) == 3
+
+
+def test_legend_labels_are_short_and_distinct() -> None:
+    keys = ["m|onnx|openvino|cpu|fp32|1", "m|ov|openvino|cpu|fp32|1", "m|onnx|onnxruntime|cpu|fp32|1",
+            "m|pytorch|torch|cpu|fp32|8"]
+    labels, shared = legend_labels(keys)
+    # OpenVINO loads two formats here, so its labels name them; the other runtimes need no format.
+    assert [labels[key] for key in keys] == ["onnx/openvino fp32 b1", "ov/openvino fp32 b1", "onnxruntime fp32 b1",
+                                             "torch fp32 b8"]
+    assert shared == "m, cpu"
+    labels, shared = legend_labels(["a|onnx|onnxruntime|cpu|fp32|1", "b|onnx|onnxruntime|cuda|fp32|1"])
+    assert list(labels.values()) == ["a onnxruntime cpu fp32 b1", "b onnxruntime cuda fp32 b1"] and shared == ""
 
 
 def test_regress_cli_against_the_history(history: History, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from deploybench.harness import MeasurePolicy, Stats
 from deploybench.regress import (FAILING, IMPROVED, MISSING, NEW, REGRESSED, UNCHANGED, IncompatibleBaselineError,
                                  Thresholds, compare, format_percent, incompatibilities, parse_fraction,
                                  robust_spread_ms)
+from deploybench.report.delta import COLUMNS, render_markdown
 from deploybench.results import Results, Row
 
 ENV = {"hostname": "box", "cpu": {"model": "Test CPU"}, "gpus": [],
@@ -135,6 +137,19 @@ def test_memory_growth_beyond_the_limit_regresses() -> None:
     got = {d.row.batch: d for d in compare(base, now, Thresholds(max_memory_growth=0.10)).deltas}
     assert got[1].verdict == REGRESSED and "host memory +20% (limit 10%)" in got[1].reasons[0]
     assert got[2].verdict == UNCHANGED
+
+
+def test_markdown_table_escapes_pipes_in_messages() -> None:
+    crashed = make_row(status="crashed")
+    crashed.message = "ValueError: shape (1|3) | got (2|3)"
+    report = compare(results(make_row(seed=1), make_row(seed=1, batch=8)),
+                     results(crashed, make_row(seed=2, batch=8, median=1.0)))
+    markdown = render_markdown(report)
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert len(table) == 4  # header, rule, two cells
+    assert {len(re.findall(r"(?<!\\)\|", line)) for line in table} == {len(COLUMNS) + 1}
+    assert "shape (1\\|3) \\| got (2\\|3)" in markdown
+    assert "limits: slowdown 5% and more than 2x" in markdown and "memory growth 10%;" in markdown
 
 
 def test_missing_and_new_cells_are_reported() -> None:
@@ -291,3 +306,10 @@ def test_regress_cli_refuses_another_machine_unless_forced(stored_run: Path, tmp
 def test_regress_cli_needs_two_files_without_history(stored_run: Path, capsys: pytest.CaptureFixture) -> None:
     code, out = run_cli(capsys, str(stored_run))
     assert code == 2 and "BASELINE.json CURRENT.json" in out
+
+
+def test_regress_cli_refuses_a_bare_percentage(stored_run: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out = run_cli(capsys, str(stored_run), str(stored_run), "--max-slowdown", "5")
+    assert code == 2 and "did you mean 5%?" in out
+    code, out = run_cli(capsys, "--help")
+    assert "[default: 5%]" in out and "[default: 10%]" in out

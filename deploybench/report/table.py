@@ -48,7 +48,8 @@ def fastest_faithful(results: Results) -> set[str]:
     return {row.key for row in best.values()}
 
 
-def _fmt(value: float | None, digits: int) -> str:
+def format_number(value: float | None, digits: int) -> str:
+    """``1234.5678, 1`` -> ``1,234.6``; None -> ``-``."""
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
@@ -63,9 +64,11 @@ def table_rows(results: Results) -> list[list[Any]]:
         if row.status != "ok" and row.message:
             status = f"{row.status}: {row.message[:60]}"
         lines.append([FASTEST_MARK if row.key in fastest else "", row.model, row.format, row.runtime, row.device,
-                      _precision(row), row.batch, _parity(row), _fmt((row.stats or {}).get("median"), 3),
-                      _fmt(row.ms_per_image, 3), _fmt(row.throughput, 1), _fmt(row.memory.get("peak_rss_mb"), 0),
-                      _fmt(row.memory.get("peak_device_mb"), 0), _fmt(row.artifact.get("size_mb"), 2), speedup, status])
+                      _precision(row), row.batch, _parity(row), format_number((row.stats or {}).get("median"), 3),
+                      format_number(row.ms_per_image, 3), format_number(row.throughput, 1),
+                      format_number(row.memory.get("peak_rss_mb"), 0),
+                      format_number(row.memory.get("peak_device_mb"), 0),
+                      format_number(row.artifact.get("size_mb"), 2), speedup, status])
     return lines
 
 

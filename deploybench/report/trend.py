@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from deploybench.history import TrendPoint
+from deploybench.regress import format_percent
 from deploybench.report import svg
+from deploybench.report.table import format_number
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 MAX_X_LABELS = 8  # more run dates than this and only every k-th is written under the axis
@@ -16,24 +18,27 @@ def cell_label(key: str) -> str:
 
 
 def legend_labels(keys: list[str]) -> tuple[dict[str, str], str]:
-    """Short legend labels (runtime, precision, batch, plus whatever else varies) and the shared rest.
+    """Short, distinct legend labels and the fields every cell shares.
 
-    The chart's legend has room for about 30 characters, so fields every plotted cell shares
-    (usually the model and the device) move to the title.
+    A label is the runtime, precision and batch, plus the model and device when they vary,
+    and ``format/runtime`` when some runtime loads more than one format among the cells
+    (OpenVINO runs both ``onnx`` and ``ov``). The chart's legend has room for about 30
+    characters, so the model and the device, when every plotted cell shares them, move to
+    the title (the second value returned).
     """
     fields = [key.split("|") for key in keys]  # model, format, runtime, device, precision, batch
     varies = [len({f[i] for f in fields}) > 1 for i in range(6)]
+    formats: dict[str, set[str]] = {}
+    for _, fmt, runtime, *_ in fields:
+        formats.setdefault(runtime, set()).add(fmt)
     shared = [fields[0][i] for i in (0, 3) if fields and not varies[i]]
     labels = {}
-    for key, (model, _, runtime, device, precision, batch) in zip(keys, fields):
+    for key, (model, fmt, runtime, device, precision, batch) in zip(keys, fields):
         parts = [model] if varies[0] else []
-        parts += [runtime] + ([device] if varies[3] else []) + [precision, f"b{batch}"]
+        parts += [f"{fmt}/{runtime}" if len(formats[runtime]) > 1 else runtime]
+        parts += ([device] if varies[3] else []) + [precision, f"b{batch}"]
         labels[key] = " ".join(parts)
     return labels, ", ".join(shared)
-
-
-def _fmt(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def render_trend_text(series: dict[str, list[TrendPoint]]) -> str:
@@ -45,9 +50,9 @@ def render_trend_text(series: dict[str, list[TrendPoint]]) -> str:
         first = next((p.ms_per_image for p in points if p.ms_per_image), None)
         lines = []
         for p in points:
-            change = f"{p.ms_per_image / first - 1:+.1%}" if first and p.ms_per_image else "-"
-            lines.append([p.created.replace("T", " ")[:16], p.run_id, p.status, _fmt(p.ms_per_image, 3), change,
-                          _fmt(p.throughput, 1), _fmt(p.peak_rss_mb, 0), p.parity or "-"])
+            change = format_percent(p.ms_per_image / first - 1, signed=True) if first and p.ms_per_image else "-"
+            lines.append([p.created.replace("T", " ")[:16], p.run_id, p.status, format_number(p.ms_per_image, 3),
+                          change, format_number(p.throughput, 1), format_number(p.peak_rss_mb, 0), p.parity or "-"])
         table = tabulate(lines, headers=["date", "run", "status", "ms/img", "vs first", "img/s", "host MB", "parity"],
                          disable_numparse=True)
         blocks.append(f"{cell_label(key)}\n{table}")
