@@ -95,6 +95,10 @@ class ArtifactCache:
             if not force and (artifact := self.lookup(folder)) is not None:
                 artifact.model = model
                 return artifact, True
+            # Holding this key's lock, any staging folder of the same key belongs to an export
+            # that was killed (its owner would hold the lock): it is stale, so it goes.
+            for stale in self.root.glob(f".tmp-{folder.name}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
             staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=self.root))
             try:
                 artifact = exporter.export(model, options, staging)
