@@ -69,6 +69,7 @@ class SweepConfig:
     export: ExportOptions = field(default_factory=ExportOptions)
     runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
     shard: tuple[int, int] = (1, 1)  # this shard (1-based) of N
+    retry_failed: bool = False  # with a resumed Results: run again the cells that did not end "ok"
     sample: tuple[str, ...] = ("rss",)  # what to sample during a run (a target's "sample"): rss, nvml, tegrastats
 
 
@@ -190,7 +191,8 @@ class Sweep:
         self.config, self.cache, self.results = config, cache, results
         self.results_path, self.progress = results_path, progress
         self.work_dir = work_dir or cache.root / "references"
-        self.done = {row.key for row in results.rows}  # --resume finishes missing cells, it does not retry
+        # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
+        self.done = {row.key for row in results.rows if row.status == "ok" or not config.retry_failed}
         self.skipped: list[str] = []
 
     def _record(self, row: Row) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import shutil
 
 import numpy as np
@@ -115,3 +116,24 @@ def test_auto_batch_grows_until_throughput_stops_improving(cache, tmp_path) -> N
     if len(rows) < 10:  # it stopped early: the last step gained under 5 %
         best_before = max(r.throughput for r in rows[:-1])
         assert rows[-1].throughput < best_before * 1.05
+
+
+def test_resume_retries_failed_cells_only_when_asked(cache, tmp_path) -> None:
+    config = SweepConfig(models=("test_resnet",), runtimes=("onnxruntime",), precisions=("fp32",), batches=(1, 2),
+                         policy=MeasurePolicy.quick(), isolate=False)
+    first = Sweep(config, cache, Results(), work_dir=tmp_path)
+    first.run()
+    crashed = first.results.rows[0]
+    crashed.status, crashed.message, crashed.samples_ms = "crashed", "worker died with SIGSEGV", []
+    kept = list(first.results.rows[1].samples_ms)
+
+    plain = Sweep(config, cache, Results.from_json(first.results.to_json()), work_dir=tmp_path)
+    plain.run()
+    assert [r.status for r in plain.results.rows] == ["crashed", "ok"]  # resume alone fills gaps only
+
+    retry = Sweep(replace(config, retry_failed=True), cache, Results.from_json(first.results.to_json()),
+                  work_dir=tmp_path)
+    retry.run()
+    statuses = {r.batch: r.status for r in retry.results.rows}
+    assert statuses == {1: "ok", 2: "ok"}
+    assert next(r for r in retry.results.rows if r.batch == 2).samples_ms == kept  # the ok cell was not re-run

@@ -176,6 +176,7 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results.json/.csv/.md.")
 @click.option("--html", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Finish the missing cells of an earlier --out folder.")
+@click.option("--retry-failed", is_flag=True, help="With --resume: also run again cells that crashed, timed out or failed.")
 @click.option("--shard", default="1/1", show_default=True, help="Run slice I of N of the cells (I/N).")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
@@ -185,7 +186,8 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @cache_option
 @weights_options
 def compare_command(models: str, runtimes: str | None, formats: str | None, precisions: str | None, target: str,
-                    target_file: str | None, out_dir: str | None, html: str | None, resume: str | None, shard: str,
+                    target_file: str | None, out_dir: str | None, html: str | None, resume: str | None,
+                    retry_failed: bool, shard: str,
                     allow_mismatch: bool, calib_data: str | None, history_path: str | None,
                     cache_dir: str | None, pretrained: bool,
                     checkpoint: str | None, trust_checkpoint: bool, **run: Any) -> int:
@@ -198,7 +200,7 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
     config = build_config(split_list(models) or (), split_list(runtimes), split_list(formats), split_list(precisions),
                           tgt, weights={"pretrained": pretrained, "checkpoint": checkpoint,
                                         "trust_checkpoint": trust_checkpoint},
-                          shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data),
+                          shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data), retry_failed=retry_failed,
                           sample=tgt.sample, **run)
     out = Path(resume or out_dir) if (resume or out_dir) else None
     click.echo(f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
