@@ -157,27 +157,30 @@ class History:
             except OSError as exc:
                 raise HistoryError(f"cannot create the folder of history {self.path} ({exc.strerror}); "
                                    "pass --history PATH to a writable file") from exc
-            with self._connect() as conn:
-                _use_wal(conn)
-        with self._connect(write=not read_only) as conn:
+        with self._connect() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise HistoryError(f"history {self.path} has schema version {version}, newer than this "
-                                   f"deploybench reads ({SCHEMA_VERSION}); upgrade deploybench or pass "
-                                   "another --history")
+        if version > SCHEMA_VERSION:
+            raise HistoryError(f"history {self.path} has schema version {version}, newer than this "
+                               f"deploybench reads ({SCHEMA_VERSION}); upgrade deploybench or pass another --history")
+        if read_only:
             if version < SCHEMA_VERSION:
-                if read_only:
-                    raise MissingHistoryError(f"history {self.path} holds no runs recorded by this deploybench; "
-                                              "record one first ('deploybench history --record RESULTS.json')")
-                self._migrate(conn)
+                raise MissingHistoryError(f"history {self.path} holds no runs recorded by this deploybench; "
+                                          "record one first ('deploybench history --record RESULTS.json')")
+            return
+        with self._connect() as conn:
+            _use_wal(conn)
+        if version < SCHEMA_VERSION:
+            self._migrate()
 
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        """Bring the schema to :data:`SCHEMA_VERSION` inside the caller's transaction."""
-        for statement in SCHEMA.split(";"):  # executescript would commit the open transaction
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    def _migrate(self) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION` in one write transaction (the only write an open makes)."""
+        with self._connect(write=True) as conn:
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+                return  # another process migrated it since we looked
+            for statement in SCHEMA.split(";"):  # executescript would commit the open transaction
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:

@@ -193,6 +193,16 @@ def test_sqlite_failures_become_one_line_history_errors(history: History, monkey
         History(corrupt)
 
 
+def test_opening_an_up_to_date_history_writes_nothing(history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a missing or older schema is written on open, so an open never waits for another writer."""
+    history.record(night(1, row(2.0)))
+    monkeypatch.setattr(history_module, "BUSY_TIMEOUT_S", 0.05)
+    with sqlite3.connect(history.path, isolation_level=None) as other:
+        other.execute("BEGIN IMMEDIATE")  # another process in the middle of recording
+        assert len(History(history.path).runs()) == 1
+        other.execute("ROLLBACK")
+
+
 RECORDER = """
 import sys, time
 from pathlib import Path

@@ -78,7 +78,7 @@ def record_run(results: Any, path: str) -> None:
 @click.option("--force", is_flag=True, help="Compare even when machine or library versions differ.")
 @click.option("--fail-on-missing", is_flag=True, help="Also fail when a baseline cell is missing now.")
 @click.option("--no-baseline-ok", is_flag=True,
-              help="With --baseline-history: pass, with a note, when the history holds no earlier compatible run "
+              help="With --baseline-history: pass, with a note, when the history holds no earlier comparable run "
                    "(a first night, or the first after a library upgrade).")
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the verdict and table as Markdown.")
 def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth: str, noise_k: float,
@@ -117,7 +117,7 @@ def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth
             if markdown:
                 write_text_atomic(Path(markdown), f"## Regression check: no baseline yet\n\n{note}\n")
             return 0
-        source = f"the last {len(baseline.config['runs'])} compatible run(s) in {history.path}"
+        source = f"the last {len(baseline.config['runs'])} comparable earlier run(s) in {history.path}"
     else:
         baseline, source = Results.load(Path(files[0])), files[0]
     report = compare(baseline, current, thresholds, force=force)
