@@ -1,7 +1,8 @@
 # deploybench on NVIDIA's PyTorch container, which brings CUDA, cuDNN, PyTorch and TensorRT
 # (with its Python bindings); deploybench adds ONNX Runtime for CUDA, OpenVINO, Ultralytics and
-# NVML on top. The tag is pinned: a new tag changes library versions, and the regression gate
-# refuses results across such a change unless told --force, so bump it on purpose.
+# NVML on top, at the versions in docker/constraints.txt. The tag is pinned: a new tag changes
+# library versions, and the regression gate refuses results across such a change unless told
+# --force, so bump it (and the constraints) on purpose.
 #   docker build -t deploybench .
 #   docker run --rm --gpus all --ipc=host deploybench compare --models resnet50 --target auto
 FROM nvcr.io/nvidia/pytorch:25.01-py3
@@ -12,16 +13,22 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1
 
 WORKDIR /opt/deploybench
-COPY . .
 
-# The container's own torch satisfies deploybench's torch requirement, so pip keeps it. The
-# "onnx" extra brings the CPU onnxruntime beside onnxruntime-gpu from "gpu"; both install the
-# same module, so the CPU one is removed and the GPU one reinstalled over it.
-RUN python -m pip install ".[gpu,onnx,openvino,yolo]" \
- && ORT_GPU="$(python -m pip show onnxruntime-gpu | sed -n 's/^Version: //p')" \
- && python -m pip uninstall -y onnxruntime \
- && python -m pip install --force-reinstall --no-deps "onnxruntime-gpu==${ORT_GPU}" \
- && python -c "import tensorrt, onnxruntime, openvino; print('tensorrt', tensorrt.__version__, '| onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())" \
+# Dependencies first, from setup.cfg alone, so that editing the source reuses this layer: those of
+# deploybench and of its gpu, onnx, openvino and yolo extras, less the CPU build of ONNX Runtime
+# (onnxruntime-gpu from the gpu extra installs the same module). The container's own torch and
+# torchvision satisfy deploybench's requirements, so pip keeps them.
+COPY setup.cfg pyproject.toml ./
+COPY docker/constraints.txt docker/requirements.py docker/
+RUN python docker/requirements.py setup.cfg gpu onnx openvino yolo --drop onnxruntime > /tmp/requirements.txt \
+ && python -m pip install -r /tmp/requirements.txt -c docker/constraints.txt
+
+COPY . .
+# The import check fails the build when the container lacks TensorRT's bindings or ONNX Runtime's CUDA build.
+RUN python -m pip install --no-deps . \
+ && python -c "import tensorrt, onnxruntime, openvino; providers = onnxruntime.get_available_providers(); \
+print('tensorrt', tensorrt.__version__, '| onnxruntime', onnxruntime.__version__, providers); \
+assert 'CUDAExecutionProvider' in providers, 'onnxruntime is not the CUDA build'" \
  && deploybench --version
 
 ENTRYPOINT ["deploybench"]
