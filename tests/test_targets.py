@@ -14,7 +14,7 @@ import pytest
 from deploybench import registry, tegrastats
 from deploybench.cli import main
 from deploybench.errors import UnknownNameError, UsageError
-from deploybench.sweep import NO_GPU, SweepConfig, plan
+from deploybench.sweep import SweepConfig, plan
 from deploybench.targets import auto_target_name, load_target, shipped_targets
 
 # Lines in the formats the Jetson Linux Developer Guide documents for tegrastats.
@@ -103,8 +103,10 @@ def test_gpu_targets_are_refused_cell_by_cell_without_a_gpu(name: str, monkeypat
     cells, skipped = plan(config, "test_resnet")
     assert cells == []
     assert len(skipped) == len(target.runtimes) * len(target.precisions)
-    assert all(reason.endswith(NO_GPU) for reason in skipped)
-    assert "no CUDA GPU on this machine" in NO_GPU
+    expected = {f"test_resnet {runtime} {precision}" for runtime in target.runtimes for precision in target.precisions}
+    assert {reason.split(":")[0] for reason in skipped} == expected  # every cell, named
+    for reason in skipped:
+        assert "needs a CUDA GPU and there is no CUDA GPU on this machine" in reason and "--target cpu" in reason
 
 
 def test_compare_on_a100_without_a_gpu_says_what_it_cannot_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
@@ -122,7 +124,7 @@ def test_compare_on_a100_without_a_gpu_says_what_it_cannot_run(monkeypatch: pyte
 def test_cpu_cells_are_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("deploybench.env.has_cuda", lambda: False)
     cells, skipped = plan(SweepConfig(models=("test_resnet",), runtimes=("torch",), device="cpu"), "test_resnet")
-    assert [c.runtime for c in cells] == ["torch"] and not any(NO_GPU in s for s in skipped)
+    assert [c.runtime for c in cells] == ["torch"] and not any("CUDA" in reason for reason in skipped)
 
 
 # tegrastats -------------------------------------------------------------------------------------
