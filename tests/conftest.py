@@ -22,9 +22,10 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> ArtifactCache:
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep every test (and every CLI call) away from the user's real cache."""
+    """Keep every test (and every CLI call) away from the user's real cache and history."""
     mp = pytest.MonkeyPatch()
     mp.setenv("DEPLOYBENCH_CACHE", str(tmp_path_factory.mktemp("default-cache")))
+    mp.setenv("DEPLOYBENCH_HISTORY", str(tmp_path_factory.mktemp("history") / "history.sqlite"))
     yield
     mp.undo()
 

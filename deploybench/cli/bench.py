@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from deploybench.cli.fleet import history_option, record_run
+from deploybench.cli.fleet import record_options, record_run
 from deploybench.cli.options import cache_option, split_list, weights_options
 
 
@@ -180,8 +180,7 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--shard", default="1/1", show_default=True, help="Run slice I of N of the cells (I/N).")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
-@history_option("Record this run in the history database (PATH, or the default one in the user's data "
-                "directory when given alone). Not recorded without this option.")
+@record_options()
 @common_run_options
 @cache_option
 @weights_options

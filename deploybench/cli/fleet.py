@@ -44,11 +44,6 @@ def record_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return decorate
 
 
-def history_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """compare's history options under their former name; ``help_text`` is unused (see :func:`record_options`)."""
-    return record_options()
-
-
 def _open_history(path: str | None, read_only: bool = False) -> Any:
     from deploybench.history import History
 
