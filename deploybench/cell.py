@@ -15,7 +15,7 @@ import numpy as np
 
 from deploybench import registry
 from deploybench.artifact import Artifact
-from deploybench.errors import DeployBenchError
+from deploybench.errors import DeployBenchError, first_line
 from deploybench.harness import MeasurePolicy, measure
 from deploybench.memory import MemorySampler
 from deploybench.models import ModelRef
@@ -147,8 +147,7 @@ def run_cell(cell: Cell) -> Row:
                             "export_seconds": artifact.manifest.get("export_seconds")}
     except Exception as exc:  # every failure is a status on this row, never the end of a sweep
         row.status = "oom" if is_out_of_memory(exc) else "error"
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        row.message = message if isinstance(exc, DeployBenchError) else f"{type(exc).__name__}: {message}"
+        row.message = first_line(exc) if isinstance(exc, DeployBenchError) else f"{type(exc).__name__}: {first_line(exc)}"
     return row
 
 

@@ -6,6 +6,12 @@ import difflib
 from typing import Iterable
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (libraries' run to pages), or its type name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 class DeployBenchError(Exception):
     """Base of every error deploybench raises on purpose (user errors, exit code 2)."""
 

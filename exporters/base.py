@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from deploybench import registry
 from deploybench.artifact import Artifact, BatchRange, TensorInfo
 from deploybench.env import library_versions
-from deploybench.errors import DeployBenchError, ExportError, UnsupportedError
+from deploybench.errors import DeployBenchError, ExportError, UnsupportedError, first_line
 from deploybench.models import ModelSpec, example_batch, module_hash
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Exporter(ABC):
         except DeployBenchError:
             raise
         except Exception as exc:  # the library's own message is the useful part
-            raise ExportError(f"{self.name} export of {model.name} failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise ExportError(f"{self.name} export of {model.name} failed: {type(exc).__name__}: {first_line(exc)}") from exc
         seconds = time.perf_counter() - started
         artifact = Artifact(
             format=self.name, path=out_dir, main_file=main_file, precision=options.precision,
@@ -121,7 +121,7 @@ class Exporter(ABC):
             raise ExportError(f"{self.name} artifact for {model.name} was written but does not load: {exc}") from exc
         except Exception as exc:
             raise ExportError(f"{self.name} artifact for {model.name} was written but does not load "
-                              f"in {self.check_runtime}: {type(exc).__name__}: {_first_line(exc)}") from exc
+                              f"in {self.check_runtime}: {type(exc).__name__}: {first_line(exc)}") from exc
         artifact.manifest["checked_with"] = self.check_runtime
         return [TensorInfo(f"output{i}" if len(outputs) > 1 else "output", ["batch", *o.shape[1:]], str(o.dtype))
                 for i, o in enumerate(outputs)]
@@ -146,11 +146,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def trace_batch(options: ExportOptions) -> int:

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from deploybench.errors import ExportError
+from deploybench.errors import ExportError, first_line
 from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
 from deploybench.models import ModelSpec
 from deploybench.torch_utils import flatten_outputs, module_for, torch_dtype
@@ -46,7 +46,7 @@ class OnnxExporter(Exporter):
             exporter = "dynamo"
         except Exception as exc:  # the dynamo path does not cover every model yet
             log.warning("dynamo ONNX export failed for %s (%s); falling back to the TorchScript exporter",
-                        model.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                        model.name, first_line(exc))
             for stale in out_dir.iterdir():
                 stale.unlink()
             self._torchscript_export(module, example, model.input.name, output_names, options, path)

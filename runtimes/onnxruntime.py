@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from deploybench.artifact import Artifact
-from deploybench.errors import RuntimeLoadError, UnsupportedError
+from deploybench.errors import RuntimeLoadError, UnsupportedError, first_line
 from deploybench.runtimes.base import Runtime
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -40,7 +40,7 @@ class OnnxRuntime(Runtime):
         try:
             self._session = ort.InferenceSession(str(artifact.file), session_options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
-            raise RuntimeLoadError(f"{artifact.file.name} could not be loaded by ONNX Runtime ({str(exc).strip().splitlines()[0]}); export it again") from exc
+            raise RuntimeLoadError(f"{artifact.file.name} could not be loaded by ONNX Runtime ({first_line(exc)}); export it again") from exc
         self._input = self._session.get_inputs()[0].name
         self._output_names = [o.name for o in self._session.get_outputs()]
         self._on_device = self.options.device == "cuda" and self.options.io_binding

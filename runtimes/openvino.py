@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from deploybench.artifact import Artifact
-from deploybench.errors import RuntimeLoadError, UnsupportedError
+from deploybench.errors import RuntimeLoadError, UnsupportedError, first_line
 from deploybench.runtimes.base import Runtime
 
 # Requested precision -> INFERENCE_PRECISION_HINT. FP16 and INT8 IRs keep FP32 compute for
@@ -43,7 +43,7 @@ class OpenVinoRuntime(Runtime):
         try:
             self._model = self._core.read_model(str(artifact.file))
         except Exception as exc:  # a truncated or foreign IR
-            raise RuntimeLoadError(f"{artifact.file.name} is not a readable OpenVINO IR ({str(exc).strip().splitlines()[0]}); export it again") from exc
+            raise RuntimeLoadError(f"{artifact.file.name} is not a readable OpenVINO IR ({first_line(exc)}); export it again") from exc
         self._threads = self.options.resolved_threads()
         self._compiled: dict[str, Any] = {}
         self._hints, self._props = hints, props

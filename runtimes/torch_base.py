@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from deploybench.artifact import Artifact
-from deploybench.errors import RuntimeLoadError
+from deploybench.errors import RuntimeLoadError, first_line
 from deploybench.runtimes.base import Runtime
 from deploybench.torch_utils import synchronize, to_numpy, torch_dtype
 
@@ -33,7 +33,7 @@ class TorchRuntimeBase(Runtime):
         except (RuntimeError, OSError, ValueError) as exc:  # corrupt or foreign file: the library says which
             name = artifact.file.name if artifact.path else artifact.format
             raise RuntimeLoadError(f"{name} could not be loaded by {self.name} "
-                                   f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); export it again") from exc
+                                   f"({first_line(exc)}); export it again") from exc
         if self.options.device.startswith("cuda"):  # the peak is this cell's, not earlier ones' in the process
             torch.cuda.reset_peak_memory_stats()
 

@@ -74,3 +74,10 @@ def test_every_plugin_declares_its_capabilities() -> None:
         assert cls.name and cls.suffix and cls.precisions and cls.devices
     for cls in registry.runtimes:
         assert cls.name and cls.formats and cls.precisions and cls.devices and cls.timed_region
+
+
+def test_first_line_of_library_errors() -> None:
+    from deploybench.errors import first_line
+
+    assert first_line(RuntimeError("\n  graph broken at node 3\ntraceback detail\n")) == "graph broken at node 3"
+    assert first_line(RuntimeError("")) == "RuntimeError"  # libraries sometimes raise without a message
