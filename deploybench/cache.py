@@ -99,14 +99,18 @@ class ArtifactCache:
             # that was killed (its owner would hold the lock): it is stale, so it goes.
             for stale in self.root.glob(f".tmp-{folder.name}-*"):
                 shutil.rmtree(stale, ignore_errors=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=self.root))
             try:
-                artifact = exporter.export(model, options, staging)
-                if folder.exists():
-                    shutil.rmtree(folder)
-                os.rename(staging, folder)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=self.root))
+                try:
+                    artifact = exporter.export(model, options, staging)
+                    if folder.exists():
+                        shutil.rmtree(folder)
+                    os.rename(staging, folder)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+            except OSError as exc:  # disk full, quota, permissions: this entry fails, the sweep goes on
+                raise CacheError(f"could not write {folder.name} into the cache {self.root} ({exc.strerror or exc}); "
+                                 f"free some space or pass --cache DIR") from exc
             artifact.path = folder
             return artifact, False
 

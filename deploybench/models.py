@@ -36,8 +36,6 @@ ALIASES: dict[str, str] = {
     "yolo11s": "ultralytics:yolo11s",
 }
 
-TASKS = ("classification", "detection", "other")
-
 
 @dataclass(frozen=True)
 class ModelRef:

@@ -12,8 +12,6 @@ from deploybench.artifact import write_json_atomic
 from deploybench.errors import ResultsError
 
 SCHEMA_VERSION = 1
-# Statuses a row can end in; anything but "ok" carries a message.
-STATUSES = ("ok", "error", "oom", "timeout", "crashed", "unsupported", "export-failed")
 
 
 @dataclass
@@ -26,7 +24,7 @@ class Row:
     device: str
     precision: str
     batch: int
-    status: str = "ok"
+    status: str = "ok"  # or error, oom, timeout, crashed, export-failed; those carry a message
     message: str = ""
     precision_used: str | None = None
     timed_region: str = ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
@@ -71,6 +71,11 @@ class SweepConfig:
     shard: tuple[int, int] = (1, 1)  # this shard (1-based) of N
     retry_failed: bool = False  # with a resumed Results: run again the cells that did not end "ok"
     sample: tuple[str, ...] = ("rss",)  # what to sample during a run (a target's "sample"): rss, nvml, tegrastats
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The sizes to try: the given list, or the doubling ladder for ``auto``."""
+        return AUTO_BATCHES if self.batches == "auto" else self.batches  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,7 @@ class Sweep:
             self.progress(f"{spec.name}: {note}")
         planned, skipped = plan(config, model_name)
         self.skipped += skipped
-        batches = AUTO_BATCHES if config.batches == "auto" else config.batches
+        batches = config.batch_sizes
         todo = [p for p in planned if any(self._in_shard(self._key(spec, p, b)) and self._key(spec, p, b) not in self.done
                                            for b in batches)]
         if not todo:
@@ -244,9 +249,8 @@ class Sweep:
         if item.format == PYTORCH_FORMAT:
             return None, {}
         exporter = registry.exporters.get(item.format)()
-        batches = AUTO_BATCHES if self.config.batches == "auto" else self.config.batches
         options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device,
-                          batch=_export_batch_range(batches))
+                          batch=_export_batch_range(self.config.batch_sizes))
         self.progress(f"{spec.name}: export {item.format} {item.artifact_precision} ...")
         try:
             artifact, hit = self.cache.get_or_export(exporter, spec, options)
@@ -294,14 +298,3 @@ def describe(row: Row) -> str:
         return f"{row.status}: {row.message}"
     verdict = row.parity_verdict or "no parity"
     return f"{row.ms_per_image:.3f} ms/img, {row.throughput:.1f} img/s, parity {verdict}"
-
-
-def run_sweep(config: SweepConfig, cache: ArtifactCache, results: Results, results_path: Path | None = None,
-              progress: ProgressFn = lambda message: None) -> tuple[Results, list[str]]:
-    sweep = Sweep(config, cache, results, results_path, progress=progress)
-    sweep.run()
-    return sweep.results, sweep.skipped
-
-
-def iter_models(text: str) -> Iterable[str]:
-    return tuple(m.strip() for m in text.split(",") if m.strip())

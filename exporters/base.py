@@ -88,7 +88,7 @@ class Exporter(ABC):
         seconds = time.perf_counter() - started
         artifact = Artifact(
             format=self.name, path=out_dir, main_file=main_file, precision=options.precision,
-            device=options.device, batch=options.batch if self.dynamic_batch else BatchRange(options.batch.opt, options.batch.opt, options.batch.opt),
+            device=options.device, batch=options.batch,  # validate() made it static where the format is
             inputs=[TensorInfo(model.input.name, ["batch", *model.input.shape], model.input.dtype)], model=model)
         artifact.outputs = self._check(artifact, model)
         artifact.record_files()
@@ -99,9 +99,8 @@ class Exporter(ABC):
             "libraries": {k: v for k, v in library_versions().items() if v},
             "options": _jsonable(asdict(options)), "export_seconds": round(seconds, 3),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "size_bytes": 0, **extra_manifest,
+            "size_bytes": artifact.size_bytes(), **extra_manifest,
         })
-        artifact.manifest["size_bytes"] = artifact.size_bytes()
         artifact.save()
         return artifact
 

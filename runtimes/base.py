@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,7 +38,6 @@ class RuntimeOptions:
     provider: str | None = None  # onnxruntime execution provider; None picks by device
     cuda_graphs: bool = False
     io_binding: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved_threads(self) -> int:
         return self.threads or default_threads()

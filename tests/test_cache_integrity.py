@@ -174,3 +174,24 @@ def test_two_processes_sharing_a_cache_export_once_and_agree(tmp_path: Path) -> 
     assert entry.integrity_problem() is None
     assert json.loads((entry.path / MANIFEST).read_text())["format"] == "fault-slow"
     assert not [p for p in root.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_full_disk_while_caching_is_a_cache_error_and_leaves_nothing(tmp_path, monkeypatch) -> None:
+    """OSError from the cache's own writes (here the final rename) becomes one CacheError line."""
+    import errno
+    import os
+
+    from deploybench import registry
+    from deploybench.cache import ArtifactCache
+    from deploybench.errors import CacheError
+    from deploybench.exporters.base import ExportOptions
+    from deploybench.models import resolve
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    cache = ArtifactCache(tmp_path / "cache")
+    monkeypatch.setattr("deploybench.cache.os.rename", full_disk)
+    with pytest.raises(CacheError, match="No space left on device.*free some space"):
+        cache.get_or_export(registry.exporters.get("torchscript")(), resolve("test_resnet"), ExportOptions())
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [".locks"]  # no half entry, no staging folder

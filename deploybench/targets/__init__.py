@@ -4,9 +4,8 @@ reads a user's own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from deploybench.errors import UnknownNameError, UsageError
 
@@ -29,7 +28,6 @@ class Target:
     threads: int | None = None
     sample: tuple[str, ...] = ("rss",)  # what to sample during a run: rss, nvml, tegrastats
     requires_gpu: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_toml(cls, path: Path) -> "Target":
@@ -39,7 +37,7 @@ class Target:
             raise UsageError(f"cannot read target file {path} ({exc.strerror})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"target file {path} is not valid TOML ({exc})") from exc
-        known = set(cls.__dataclass_fields__) - {"extra", "name"}
+        known = set(cls.__dataclass_fields__) - {"name"}
         unknown = set(data) - known - {"name"}
         if unknown:
             raise UsageError(f"target file {path} has unknown keys {sorted(unknown)}; valid: {sorted(known)}")
