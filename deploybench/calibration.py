@@ -22,6 +22,11 @@ def calibration_samples(model: ModelSpec, options: "ExportOptions") -> tuple[np.
 
         files = image_files(Path(options.calib_data))[: options.calib_size]
         return load_images(files, model.input, model.preprocess), f"images:{options.calib_data}"
-    # Synthetic calibration sets scales from uniform noise: it runs anywhere but is only a
-    # stand-in for real data, so the manifest says so and accuracy should be checked.
-    return example_batch(model.input, options.calib_size, seed=7), SYNTHETIC
+    # Without --calib-data: views of the bundled photos drawn with the calibration seed, never
+    # the parity views (sample_images seeds them apart); seeded noise where no photo is installed.
+    from deploybench.sample_images import CALIBRATION_SEED, bundled_photos, sample_batch
+
+    if not bundled_photos():
+        return example_batch(model.input, options.calib_size, seed=CALIBRATION_SEED), SYNTHETIC
+    samples, origin = sample_batch(model.input, model.preprocess, options.calib_size, CALIBRATION_SEED)
+    return samples, f"{origin}; pass --calib-data DIR for your own images"

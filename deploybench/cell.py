@@ -101,7 +101,8 @@ def check_parity(runtime: Any, reference: Any, cell: Cell) -> dict[str, Any]:
     candidate = run_in_chunks(runtime, reference["inputs"], cell.batch)
     expected = [reference[f"output{i}"] for i in range(int(reference["n_outputs"]))]
     used = str(runtime.info.get("precision_used") or cell.precision)
-    parity = compare(expected, candidate, cell.task, used, cell.tolerance).to_dict()
+    origin = str(reference["inputs_origin"]) if "inputs_origin" in reference.files else ""
+    parity = compare(expected, candidate, cell.task, used, cell.tolerance, inputs=origin).to_dict()
     if "dataset_inputs" in reference.files:
         scores = run_in_chunks(runtime, reference["dataset_inputs"], cell.batch)[0]
         parity["accuracy"] = dataset_accuracy(scores, reference["dataset_labels"], reference["dataset_reference"])

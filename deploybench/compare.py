@@ -1,82 +1,163 @@
 """Numerical parity of a candidate's outputs against the PyTorch FP32 reference.
 
-Per output: max/mean absolute error, max relative error, error normalised by the
-reference's largest magnitude, cosine similarity, NaN/Inf. Task checks on the first
-output: top-1 agreement and top-5 overlap for classifiers; for detectors, boxes after
-NMS matched to the reference's by class and IoU (recall and precision).
+Random weights and look-alike inputs give outputs that hardly depend on the image: most
+of an output is a part every image shares. A global error or cosine is dominated by that
+shared part, so a candidate that ignores its input can look faithful. Every figure here
+is therefore taken per image and judged against the part of the output that depends on
+the input:
+
+- ``error``: an image's RMS error over the output's RMS — what the precision can produce;
+- ``spread_error``: the same error over the output's *spread across images* (its
+  input-dependent part, per channel group where an output mixes quantities);
+- ``centered_cosine``: the cosine of candidate and reference after removing the mean
+  image, so the shared part cannot carry it;
+- structural checks that no precision explains: an image that matches another image's
+  reference better than its own (batch mix-up, stale buffer), an output that no longer
+  varies with the input (constant), and a gain or offset that the residual noise cannot
+  explain (scaled, shifted).
+
+Three verdicts. ``fail``: a check above, a task check on decisive images, NaN/Inf or a
+shape. ``pass``: every image tracks its own reference within the tolerance. Otherwise
+``inconclusive``, always with its reason: the inputs cannot tell a faithful artifact from
+a broken one at this precision (typically random weights).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
+from deploybench.errors import UsageError
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+VERDICTS = (PASS, FAIL, INCONCLUSIVE)
+WEIGHTS_HINT = "pass --pretrained, --checkpoint PATH or --images DIR"
+
 
 @dataclass(frozen=True)
 class Tolerance:
-    max_norm_error: float  # max |a-b| / max |ref|
-    min_cosine: float
-    min_top1: float  # classification: share of images whose top-1 class agrees
-    min_recall: float  # detection: share of reference boxes found again
+    """What a faithful artifact at one precision may show, per output (group)."""
+
+    max_error: float  # per-image RMS error / the output's RMS
+    max_spread_error: float  # per-image RMS error / the output's spread across images; above: inconclusive
+    max_gain_error: float  # |gain - 1| of the candidate's input-dependent part against the reference's
+    max_offset: float  # |mean(candidate - reference)| / the output's RMS
+    min_top1: float  # classification: agreement on the decisive images
+    min_recall: float  # detection: decisive reference boxes found again
+    decisive_margin: float = 4.0  # a decisive image's top-1 margin, in units of max_error x the output's RMS
 
 
-# By the precision the runtime really used; overridable per run.
+# By the precision the runtime really used; overridable per run (``--tolerance KEY=VALUE``).
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(max_norm_error=1e-3, min_cosine=0.9999, min_top1=0.95, min_recall=0.95),
-    "tf32": Tolerance(max_norm_error=1e-2, min_cosine=0.999, min_top1=0.9, min_recall=0.9),
-    "fp16": Tolerance(max_norm_error=5e-2, min_cosine=0.999, min_top1=0.9, min_recall=0.9),
-    "bf16": Tolerance(max_norm_error=1e-1, min_cosine=0.995, min_top1=0.8, min_recall=0.8),
-    "int8": Tolerance(max_norm_error=3e-1, min_cosine=0.98, min_top1=0.6, min_recall=0.6),
+    "fp32": Tolerance(max_error=1e-3, max_spread_error=0.01, max_gain_error=1e-3, max_offset=1e-3,
+                      min_top1=1.0, min_recall=0.98),
+    "tf32": Tolerance(max_error=1e-2, max_spread_error=0.1, max_gain_error=0.01, max_offset=0.005,
+                      min_top1=0.95, min_recall=0.95),
+    "fp16": Tolerance(max_error=2e-2, max_spread_error=0.15, max_gain_error=0.01, max_offset=0.01,
+                      min_top1=0.95, min_recall=0.95),
+    "bf16": Tolerance(max_error=6e-2, max_spread_error=0.3, max_gain_error=0.02, max_offset=0.02,
+                      min_top1=0.9, min_recall=0.9),
+    "int8": Tolerance(max_error=0.2, max_spread_error=0.5, max_gain_error=0.04, max_offset=0.03,
+                      min_top1=0.9, min_recall=0.9),
 }
+
+# Valid ranges of each tolerance key (inclusive), for --tolerance.
+TOLERANCE_RANGES: dict[str, tuple[float, float]] = {
+    "max_error": (0.0, 10.0), "max_spread_error": (0.0, 10.0), "max_gain_error": (0.0, 1.0),
+    "max_offset": (0.0, 10.0), "min_top1": (0.0, 1.0), "min_recall": (0.0, 1.0), "decisive_margin": (0.0, 100.0),
+}
+# An output whose candidate varies across images by less than this share of the reference's
+# variation no longer depends on its input.
+MIN_SPREAD_RATIO = 0.25
+# A candidate image nearer than this share of its own distance to another image's reference is a mix-up.
+MIXUP_RATIO = 0.5
+# Gains and offsets fail only beyond this many standard errors of what the residual noise explains.
+SIGNIFICANCE = 3.0
 
 
 def tolerance_for(precision: str, overrides: dict[str, float] | None = None) -> Tolerance:
     """The default tolerance of ``precision``; a mix such as ``int8+fp16`` gets its loosest part's."""
     parts = [DEFAULT_TOLERANCES.get(p, DEFAULT_TOLERANCES["fp32"]) for p in precision.split("+")]
-    base = max(parts, key=lambda t: t.max_norm_error)
+    base = max(parts, key=lambda t: t.max_error)
     return replace(base, **(overrides or {}))
+
+
+def parse_tolerance_overrides(items: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """``["max_error=0.05", ...]`` -> overrides, refusing unknown keys, non-finite or out-of-range values."""
+    valid = ", ".join(f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in TOLERANCE_RANGES.items())
+    result: dict[str, float] = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if key not in TOLERANCE_RANGES or not text.strip():
+            raise UsageError(f"malformed tolerance {item!r}; write KEY=VALUE with {valid}")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        lo, hi = TOLERANCE_RANGES[key]
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise UsageError(f"tolerance {item!r} is out of range; {key} takes a number in [{lo:g}, {hi:g}]")
+        result[key] = value
+    return result
 
 
 @dataclass
 class OutputParity:
-    """Error figures of one output; None where NaN/Inf made them meaningless (strict JSON has no NaN)."""
+    """Figures of one output (or one channel group of it); None where NaN/Inf made them meaningless."""
 
     name: str
     shape: list[int]
     max_abs_error: float | None
     mean_abs_error: float | None
     max_rel_error: float | None
-    norm_error: float | None
-    cosine: float | None
+    norm_error: float | None  # max |a-b| / max |ref| (the figure before per-image metrics)
+    cosine: float | None  # uncentred, whole output (the figure before per-image metrics)
     nonfinite: int
+    error: float | None = None  # worst image: RMS error / the output's RMS
+    spread_error: float | None = None  # worst image: RMS error / the output's spread across images
+    centered_cosine: float | None = None  # worst image, mean image removed
+    spread_ratio: float | None = None  # the reference's spread across images / its RMS
+    candidate_spread: float | None = None  # the candidate's spread across images / the reference's
+    gain: float | None = None  # candidate's input-dependent part against the reference's
+    offset: float | None = None  # mean(candidate - reference) / the output's RMS
+    mixups: int = 0  # images nearer another image's reference than their own
 
 
 @dataclass
 class Parity:
-    verdict: str  # pass | fail
+    verdict: str  # pass | fail | inconclusive
     precision: str
     tolerance: dict[str, float]
     outputs: list[OutputParity]
     task: dict[str, float] = field(default_factory=dict)
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why it failed, or why it is inconclusive
     accuracy: dict[str, float] | None = None  # with --dataset
+    inputs: str = ""  # what the parity inputs were (photos, user images, seeded noise)
 
     @property
     def passed(self) -> bool:
-        return self.verdict == "pass"
+        return self.verdict == PASS
 
     def key_figure(self) -> str:
         """The one number a table shows beside the verdict."""
-        if "top1_agreement" in self.task:
-            return f"top1 {self.task['top1_agreement']:.0%}"
-        if "recall" in self.task:
-            return f"recall {self.task['recall']:.0%}"
-        cosines = [o.cosine for o in self.outputs if o.cosine is not None]
-        if len(cosines) < len(self.outputs):
+        if any(o.nonfinite for o in self.outputs):
             return "NaN/Inf"
-        return f"cos {min(cosines):.5f}" if cosines else ""
+        task = self.task
+        if "decisive_images" in task:
+            decisive, images = int(task["decisive_images"]), int(task["images"])
+            if not decisive:
+                return f"top1 n/a, 0/{images} decisive"
+            return f"top1 {task['top1_agreement']:.0%} of {decisive}/{images}"
+        if "decisive_detections" in task:
+            if not task["decisive_detections"]:
+                return "recall n/a, 0 decisive"
+            return f"recall {task['recall']:.0%} of {int(task['decisive_detections'])}"
+        errors = [o.spread_error for o in self.outputs if o.spread_error is not None]
+        return f"spread err {max(errors):.2g}" if errors else ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,25 +165,138 @@ class Parity:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Parity":
         data = dict(data)
-        data["outputs"] = [OutputParity(**o) for o in data["outputs"]]
-        return cls(**data)
+        known = {f.name for f in fields(OutputParity)}
+        data["outputs"] = [OutputParity(**{k: v for k, v in o.items() if k in known}) for o in data["outputs"]]
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# -- per-output figures ------------------------------------------------------------------
+
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _mixups(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, int]:
+    """Images nearer another image's reference than ``MIXUP_RATIO`` of their own; (count, one example)."""
+    own = np.sum((candidate - reference) ** 2, axis=1)
+    cross = (np.sum(candidate ** 2, axis=1)[:, None] + np.sum(reference ** 2, axis=1)[None, :]
+             - 2.0 * candidate @ reference.T)
+    np.fill_diagonal(cross, np.inf)
+    nearest = np.maximum(cross.min(axis=1), 0.0)
+    mixed = np.flatnonzero(nearest < (MIXUP_RATIO ** 2) * own)
+    return len(mixed), int(mixed[0]) if len(mixed) else -1
 
 
 def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputParity:
+    """Every figure of one output; the first axis holds the images."""
     ref = np.asarray(reference, dtype=np.float64)
     cand = np.asarray(candidate, dtype=np.float64)
     nonfinite = int(np.count_nonzero(~np.isfinite(cand)))
     if nonfinite:
         return OutputParity(name, list(cand.shape), None, None, None, None, None, nonfinite)
     diff = np.abs(ref - cand)
-    scale = float(np.max(np.abs(ref))) or 1.0
+    peak = float(np.max(np.abs(ref))) if ref.size else 0.0
     denom = np.linalg.norm(ref) * np.linalg.norm(cand)
     cosine = float(np.dot(ref.ravel(), cand.ravel()) / denom) if denom > 0 else float(np.array_equal(ref, cand))
-    return OutputParity(name=name, shape=list(cand.shape), max_abs_error=float(diff.max()),
-                        mean_abs_error=float(diff.mean()),
-                        max_rel_error=float(np.max(diff / (np.abs(ref) + 1e-6 * scale))),
-                        norm_error=float(diff.max()) / scale, cosine=cosine, nonfinite=0)
+    metrics = OutputParity(name=name, shape=list(cand.shape), max_abs_error=float(diff.max(initial=0.0)),
+                           mean_abs_error=float(diff.mean()) if diff.size else 0.0,
+                           max_rel_error=float(np.max(diff / (np.abs(ref) + 1e-6 * (peak or 1.0)), initial=0.0)),
+                           norm_error=float(diff.max(initial=0.0)) / (peak or 1.0), cosine=cosine, nonfinite=0)
+    if ref.ndim == 0 or ref.shape[0] == 0:
+        return metrics
+    r, c = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
+    scale = _rms(r) or 1.0
+    image_errors = np.sqrt(np.mean((c - r) ** 2, axis=1))
+    metrics.error = float(image_errors.max()) / scale
+    metrics.offset = float(np.mean(c - r)) / scale
+    mean_image = r.mean(axis=0)
+    r_dev, c_dev = r - mean_image, c - c.mean(axis=0)
+    spread = _rms(r_dev)
+    metrics.spread_ratio = spread / scale
+    if len(r) < 2 or spread == 0.0:
+        return metrics  # one image, or an output that does not vary: nothing input-dependent to judge
+    metrics.spread_error = float(image_errors.max()) / spread
+    metrics.candidate_spread = _rms(c_dev) / spread
+    metrics.gain = float(np.sum(c_dev * r_dev) / np.sum(r_dev * r_dev))
+    centred_c = c - mean_image
+    norms = np.linalg.norm(centred_c, axis=1) * np.linalg.norm(r_dev, axis=1)
+    cosines = np.where(norms > 0, np.sum(centred_c * r_dev, axis=1) / np.where(norms > 0, norms, 1.0), 0.0)
+    metrics.centered_cosine = float(cosines.min())
+    metrics.mixups = _mixups(r, c)[0]
+    return metrics
 
+
+def _standard_errors(reference: np.ndarray, candidate: np.ndarray, metrics: OutputParity) -> tuple[float, float]:
+    """Standard errors of the gain and the offset from the residual noise; images are the independent units."""
+    r = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    c = np.asarray(candidate, dtype=np.float64).reshape(len(candidate), -1)
+    scale = _rms(r) or 1.0
+    root_n = math.sqrt(len(r))
+    offset_noise = _rms(c - r - (metrics.offset or 0.0) * scale) / scale / root_n
+    if metrics.gain is None:
+        return math.inf, offset_noise
+    r_dev, c_dev = r - r.mean(axis=0), c - c.mean(axis=0)
+    gain_noise = _rms(c_dev - metrics.gain * r_dev) / (_rms(r_dev) * root_n)
+    return gain_noise, offset_noise
+
+
+def judge_output(reference: np.ndarray, candidate: np.ndarray, metrics: OutputParity,
+                 tolerance: Tolerance, precision: str) -> tuple[list[str], list[str]]:
+    """(reasons it fails, reasons it is inconclusive) for one output or channel group."""
+    name = metrics.name
+    if metrics.nonfinite:
+        return [f"{name} has {metrics.nonfinite} NaN/Inf values"], []
+    if metrics.error is None:
+        return [], []
+    failures: list[str] = []
+    if metrics.error > tolerance.max_error:
+        failures.append(f"{name}: an image's error is {metrics.error:.2g} of the output's RMS, more than "
+                        f"{precision} produces ({tolerance.max_error:g})")
+    if metrics.mixups:
+        failures.append(f"{name}: {metrics.mixups} of {len(reference)} images match another image's reference "
+                        "better than their own (batch mix-up or stale input)")
+    # An honest low-precision artifact may flatten an output whose spread across images is
+    # below the precision's error; an exactly constant one is never honest.
+    spread_above_error = (metrics.spread_ratio or 0.0) >= tolerance.max_error
+    collapsed = metrics.candidate_spread is not None and metrics.candidate_spread < MIN_SPREAD_RATIO
+    if collapsed and (spread_above_error or (metrics.candidate_spread or 0.0) < 0.01):
+        failures.append(f"{name} hardly varies with the input ({metrics.candidate_spread:.0%} of the reference's "
+                        "variation across images): constant output or input ignored")
+    gain_noise, offset_noise = _standard_errors(reference, candidate, metrics)
+    if metrics.gain is not None:
+        gain_error = abs(metrics.gain - 1.0)
+        if gain_error > tolerance.max_gain_error and gain_error > SIGNIFICANCE * gain_noise:
+            failures.append(f"{name} is scaled by {metrics.gain:.4g} against the reference "
+                            f"(tolerance {tolerance.max_gain_error:g})")
+    offset = abs(metrics.offset or 0.0)
+    if offset > tolerance.max_offset and offset > SIGNIFICANCE * offset_noise:
+        failures.append(f"{name} is offset by {metrics.offset:+.3g} of its RMS (tolerance {tolerance.max_offset:g})")
+    if failures:
+        return failures, []
+    if metrics.spread_error is None:
+        return [], [f"{name} does not vary across the parity images, so they cannot tell a faithful artifact "
+                    f"from one that ignores its input; {WEIGHTS_HINT}"]
+    if metrics.spread_error > tolerance.max_spread_error:
+        return [], [f"{name}: errors reach {metrics.spread_error:.2g} of the output's variation across images "
+                    f"(> {tolerance.max_spread_error:g}); the inputs hardly change the output "
+                    f"({metrics.spread_ratio:.1%} of its RMS), so {precision} error hides whether it follows the "
+                    f"input; {WEIGHTS_HINT}"]
+    return [], []
+
+
+def output_groups(task: str, reference: np.ndarray) -> list[tuple[str, Any]]:
+    """Channel groups judged on their own scale: a YOLO head's boxes (pixels) and class scores (0..1)."""
+    if task == "detection" and reference.ndim == 3 and reference.shape[1] > 4:
+        return [("boxes", np.s_[:, :4]), ("scores", np.s_[:, 4:])]
+    return [("", np.s_[...])]
+
+
+# -- task checks -------------------------------------------------------------------------
 
 def classification_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Top-1 agreement and mean top-5 overlap between two (N, classes) score arrays."""
@@ -112,6 +306,22 @@ def classification_agreement(reference: np.ndarray, candidate: np.ndarray) -> di
     top1 = float(np.mean(ref_top[:, 0] == cand_top[:, 0]))
     overlap = float(np.mean([len(set(r) & set(c)) / k for r, c in zip(ref_top, cand_top)]))
     return {"top1_agreement": top1, "top5_overlap": overlap}
+
+
+def decisive_classification(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance) -> dict[str, float]:
+    """Top-1 agreement counted on the images whose reference top-1 margin is well above the
+    precision's error (``decisive_margin`` x ``max_error`` x the logits' RMS)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    ordered = np.sort(ref, axis=1)
+    margins = ordered[:, -1] - ordered[:, -2] if ref.shape[1] > 1 else np.full(len(ref), np.inf)
+    needed = tolerance.decisive_margin * tolerance.max_error * (_rms(ref) or 1.0)
+    decisive = margins > needed
+    agree = np.argmax(ref, axis=1) == np.argmax(candidate, axis=1)
+    figures = classification_agreement(reference, candidate)
+    figures.update(images=float(len(ref)), decisive_images=float(decisive.sum()),
+                   top1_agreement=float(agree[decisive].mean()) if decisive.any() else 1.0,
+                   top1_all=figures["top1_agreement"])
+    return figures
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -127,8 +337,6 @@ def dataset_accuracy(scores: np.ndarray, labels: np.ndarray, reference_scores: n
     return {**mine, "reference_top1": ref["top1"], "reference_top5": ref["top5"],
             "delta_top1": mine["top1"] - ref["top1"], "images": float(len(labels))}
 
-
-# -- detection -------------------------------------------------------------------------
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU between every box of ``a`` and of ``b`` (x1, y1, x2, y2)."""
@@ -191,58 +399,87 @@ def match_detections(reference: Detections, candidate: Detections, iou: float = 
     return matched, len(reference.boxes), len(candidate.boxes)
 
 
+def _subset(detections: Detections, keep: np.ndarray) -> Detections:
+    return Detections(detections.boxes[keep], detections.scores[keep], detections.classes[keep])
+
+
 def detection_agreement(reference: np.ndarray, candidate: np.ndarray, conf: float = 0.25,
-                        keep_at_least: int = 100) -> dict[str, float]:
+                        keep_at_least: int = 100, score_margin: float = 0.0) -> dict[str, float]:
     """Recall and precision of the candidate's detections against the reference's.
 
     Randomly initialised heads score every box low, so the confidence threshold drops
-    (per image) until the reference keeps ``keep_at_least`` candidates; the same threshold
-    applies to the candidate.
+    (per image) until the reference keeps ``keep_at_least`` candidates. Only detections
+    scoring ``score_margin`` above that threshold are decisive: the other side is decoded
+    ``score_margin`` below it, so precision error alone cannot push a box out.
     """
-    matched = ref_total = cand_total = 0
+    matched = decisive_ref = cand_matched = decisive_cand = ref_total = 0
     for ref_head, cand_head in zip(reference, candidate):
         ref_scores = np.sort(ref_head[4:].max(axis=0))[::-1]
         threshold = min(conf, float(ref_scores[min(keep_at_least, len(ref_scores)) - 1]) - 1e-12)
-        m, r, c = match_detections(decode_yolo(ref_head, threshold), decode_yolo(cand_head, threshold))
-        matched, ref_total, cand_total = matched + m, ref_total + r, cand_total + c
-    return {"recall": matched / ref_total if ref_total else 1.0,
-            "precision": matched / cand_total if cand_total else 1.0,
-            "reference_detections": float(ref_total)}
+        low = threshold - score_margin
+        ref_dets, cand_dets = decode_yolo(ref_head, low), decode_yolo(cand_head, low)
+        ref_total += int(np.sum(ref_dets.scores > threshold))
+        ref_sure = _subset(ref_dets, ref_dets.scores > threshold + score_margin)
+        cand_sure = _subset(cand_dets, cand_dets.scores > threshold + score_margin)
+        matched += match_detections(ref_sure, cand_dets)[0]
+        cand_matched += match_detections(cand_sure, ref_dets)[0]
+        decisive_ref += len(ref_sure.boxes)
+        decisive_cand += len(cand_sure.boxes)
+    return {"recall": matched / decisive_ref if decisive_ref else 1.0,
+            "precision": cand_matched / decisive_cand if decisive_cand else 1.0,
+            "reference_detections": float(ref_total), "decisive_detections": float(decisive_ref)}
 
 
 # -- the verdict -------------------------------------------------------------------------
 
+def _task_check(task: str, reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
+                scores_rms: float) -> tuple[dict[str, float], list[str]]:
+    """The task figures on the first output and the reasons they fail."""
+    if task == "classification" and reference.ndim == 2:
+        figures = decisive_classification(reference, candidate, tolerance)
+        if figures["decisive_images"] and figures["top1_agreement"] < tolerance.min_top1:
+            return figures, [f"top-1 agreement {figures['top1_agreement']:.0%} on {int(figures['decisive_images'])} "
+                             f"decisive images < {tolerance.min_top1:.0%}"]
+        return figures, []
+    if task == "detection" and reference.ndim == 3 and reference.shape[1] > 4:
+        margin = tolerance.decisive_margin * tolerance.max_error * scores_rms
+        figures = detection_agreement(reference, candidate, score_margin=margin)
+        if figures["decisive_detections"] and figures["recall"] < tolerance.min_recall:
+            return figures, [f"detection recall {figures['recall']:.0%} of {int(figures['decisive_detections'])} "
+                             f"decisive boxes < {tolerance.min_recall:.0%}"]
+        return figures, []
+    return {}, []
+
+
 def compare(reference: list[np.ndarray], candidate: list[np.ndarray], task: str, precision: str,
-            overrides: dict[str, float] | None = None) -> Parity:
-    """Compare every output and apply the precision's tolerance (NaN/Inf always fails)."""
+            overrides: dict[str, float] | None = None, inputs: str = "") -> Parity:
+    """Judge every output (per channel group) and the task check; NaN/Inf always fails."""
     tolerance = tolerance_for(precision, overrides)
-    reasons: list[str] = []
+    failures: list[str] = []
+    doubts: list[str] = []
     if len(reference) != len(candidate):
-        reasons.append(f"{len(candidate)} outputs, the reference has {len(reference)}")
-    outputs = []
+        failures.append(f"{len(candidate)} outputs, the reference has {len(reference)}")
+    outputs: list[OutputParity] = []
     for index, (ref, cand) in enumerate(zip(reference, candidate)):
         name = f"output{index}"
+        ref, cand = np.asarray(ref), np.asarray(cand)
         if ref.shape != cand.shape:
-            reasons.append(f"{name} has shape {list(cand.shape)}, the reference {list(ref.shape)}")
+            failures.append(f"{name} has shape {list(cand.shape)}, the reference {list(ref.shape)}")
             continue
-        metrics = output_metrics(name, ref, cand)
-        outputs.append(metrics)
-        if metrics.nonfinite:
-            reasons.append(f"{name} has {metrics.nonfinite} NaN/Inf values")
-        elif metrics.norm_error > tolerance.max_norm_error:
-            reasons.append(f"{name} error {metrics.norm_error:.2e} of its range > {tolerance.max_norm_error:.0e}")
-        elif metrics.cosine < tolerance.min_cosine:
-            reasons.append(f"{name} cosine {metrics.cosine:.6f} < {tolerance.min_cosine}")
+        for group, part in output_groups(task, ref):
+            label = f"{name}[{group}]" if group else name
+            metrics = output_metrics(label, ref[part], cand[part])
+            outputs.append(metrics)
+            bad, unsure = judge_output(ref[part], cand[part], metrics, tolerance, precision)
+            failures += bad
+            doubts += unsure
     task_metrics: dict[str, float] = {}
-    if not reasons and reference:
-        first_ref, first_cand = reference[0], candidate[0]
-        if task == "classification" and first_ref.ndim == 2:
-            task_metrics = classification_agreement(first_ref, first_cand)
-            if task_metrics["top1_agreement"] < tolerance.min_top1:
-                reasons.append(f"top-1 agreement {task_metrics['top1_agreement']:.0%} < {tolerance.min_top1:.0%}")
-        elif task == "detection" and first_ref.ndim == 3:
-            task_metrics = detection_agreement(first_ref, first_cand)
-            if task_metrics["recall"] < tolerance.min_recall:
-                reasons.append(f"detection recall {task_metrics['recall']:.0%} < {tolerance.min_recall:.0%}")
-    return Parity(verdict="fail" if reasons else "pass", precision=precision, tolerance=asdict(tolerance),
-                  outputs=outputs, task=task_metrics, reasons=reasons)
+    if reference and candidate and np.shape(reference[0]) == np.shape(candidate[0]) \
+            and not any(o.nonfinite for o in outputs):
+        first_ref, first_cand = np.asarray(reference[0]), np.asarray(candidate[0])
+        scores_rms = _rms(first_ref[:, 4:].astype(np.float64)) if first_ref.ndim == 3 else 0.0
+        task_metrics, task_failures = _task_check(task, first_ref, first_cand, tolerance, scores_rms)
+        failures += task_failures
+    verdict = FAIL if failures else INCONCLUSIVE if doubts else PASS
+    return Parity(verdict=verdict, precision=precision, tolerance=asdict(tolerance), outputs=outputs,
+                  task=task_metrics, reasons=failures or doubts, inputs=inputs)

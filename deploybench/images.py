@@ -23,22 +23,35 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def load_image(path: Path, input_spec: InputSpec) -> np.ndarray:
-    """One image resized to the input's height and width, CHW, scaled into its value range."""
+def _resized(image: Any, input_spec: InputSpec) -> np.ndarray:
+    """A PIL image resized to the input's height and width, CHW, scaled into its value range."""
     from PIL import Image
 
     channels, height, width = input_spec.shape
-    with Image.open(path) as img:
-        img = img.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
-        array = np.asarray(img, dtype=np.float32) / 255.0
-    array = array.reshape(height, width, -1).transpose(2, 0, 1)
+    image = image.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
+    array = np.asarray(image, dtype=np.float32).reshape(height, width, -1).transpose(2, 0, 1) / 255.0
     lo, hi = input_spec.value_range
     return array * (hi - lo) + lo
 
 
+def load_image(path: Path, input_spec: InputSpec) -> np.ndarray:
+    """One image file resized to the input's height and width, CHW, scaled into its value range."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return _resized(img, input_spec)
+
+
+def pil_batch(images: list[Any], input_spec: InputSpec, preprocess: Callable[[Any], Any] | None = None) -> np.ndarray:
+    """PIL images as the NCHW batch the model expects: through the library's own preprocessing
+    when there is one, else resized to the input and normalised by its mean and std."""
+    if preprocess is None:
+        return normalize(np.stack([_resized(img, input_spec) for img in images]), input_spec)
+    return np.stack([np.asarray(preprocess(img.convert("RGB")), dtype=input_spec.dtype) for img in images])
+
+
 def load_images(paths: list[Path], input_spec: InputSpec, preprocess: Callable[[Any], Any] | None = None) -> np.ndarray:
-    """An NCHW batch as the model expects it: through the library's own preprocessing when
-    there is one, else resized to the input and normalised by its mean and std."""
+    """Image files as the NCHW batch the model expects (see ``pil_batch``)."""
     if preprocess is None:
         return normalize(np.stack([load_image(p, input_spec) for p in paths]), input_spec)
     from PIL import Image

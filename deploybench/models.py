@@ -46,6 +46,7 @@ class ModelRef:
     checkpoint: str | None = None
     trust_checkpoint: bool = False
     seed: int = 0
+    data_init: bool = True  # random weights: re-estimate BatchNorm statistics on real images (data_init.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,14 +105,33 @@ class ModelSpec:
             if self.ref.checkpoint:
                 load_checkpoint(module, Path(self.ref.checkpoint), trust=self.ref.trust_checkpoint)
             self.parameters = count_parameters(module)  # as the library builds it
+            if self.data_init:
+                self._reestimate_batchnorm(module)
             if self.prepare is not None:
                 module = self.prepare(module)
             self._module = module.eval()
         return self._module
 
+    @property
+    def data_init(self) -> bool:
+        """Random library weights get their BatchNorm statistics re-estimated on real images."""
+        return self.weights == "random" and self.ref.data_init and not self.ref.checkpoint
+
+    def _reestimate_batchnorm(self, module: Any) -> None:
+        from deploybench import data_init, sample_images
+
+        images, _ = sample_images.sample_batch(self.input, self.preprocess, data_init.INIT_IMAGES,
+                                                    sample_images.INIT_SEED)
+        data_init.reestimate_batchnorm(module, images)
+
     def identity(self) -> dict[str, Any]:
         """What determines architecture and weights, known without building the model."""
         weights: Any = "pretrained" if self.ref.pretrained else f"random(seed={self.ref.seed})"
+        if self.data_init:
+            from deploybench import data_init, sample_images
+
+            photos = sorted(p.name for p in sample_images.bundled_photos())
+            weights += f", batchnorm re-estimated (v{data_init.VERSION}, photos: {','.join(photos) or 'none'})"
         if self.ref.checkpoint:
             weights = {"checkpoint_sha256": file_sha256(Path(self.ref.checkpoint))}
         if self.onnx_path is not None:
@@ -202,6 +222,10 @@ def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:
                 model.notes.append(f"alias {ref.spec!r} -> {text}")
             if not ref.pretrained and not ref.checkpoint and model.has_module:
                 model.notes.append("random initialisation (seeded); pass --pretrained or --checkpoint PATH for real weights")
+            if model.data_init:
+                model.notes.append("BatchNorm statistics re-estimated on crops of bundled photos (never the parity "
+                                   "images) so random-weight outputs follow the input; the reference and every "
+                                   "artifact share these weights (--no-data-init keeps the library's statistics)")
             return model
     raise UnknownNameError("model", ref.spec, list(ALIASES))
 

@@ -66,6 +66,7 @@ class SweepConfig:
     pretrained: bool = False
     checkpoint: str | None = None
     trust_checkpoint: bool = False
+    data_init: bool = True  # random weights: BatchNorm statistics re-estimated on bundled photos
     export: ExportOptions = field(default_factory=ExportOptions)
     runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
     shard: tuple[int, int] = (1, 1)  # this shard (1-based) of N
@@ -133,12 +134,29 @@ def plan(config: SweepConfig, model: str) -> tuple[list[PlannedCell], list[str]]
     return cells, skipped
 
 
-def parity_inputs(spec: ModelSpec, config: SweepConfig) -> np.ndarray:
+def parity_inputs(spec: ModelSpec, config: SweepConfig) -> tuple[np.ndarray, str]:
+    """The parity batch and where it came from: ``--images``, else views of bundled photos
+    through the model's own preprocessing, else seeded noise."""
     if config.images_dir:
         from deploybench.images import image_files, load_images
 
-        return load_images(image_files(Path(config.images_dir))[: config.parity_images], spec.input, spec.preprocess)
-    return example_batch(spec.input, config.parity_images, seed=1234)
+        files = image_files(Path(config.images_dir))
+        if len(files) < config.parity_images:
+            raise UsageError(f"--images {config.images_dir} holds {len(files)} image(s); parity needs "
+                             f"{config.parity_images}: add images to the folder")
+        files = files[: config.parity_images]
+        return load_images(files, spec.input, spec.preprocess), f"{len(files)} images from {config.images_dir}"
+    from deploybench.sample_images import PARITY_SEED, sample_batch
+
+    return sample_batch(spec.input, spec.preprocess, config.parity_images, PARITY_SEED)
+
+
+def check_calibration_apart(config: SweepConfig) -> None:
+    """INT8 calibration must never see the parity images."""
+    calib, images = config.export.calib_data, config.images_dir
+    if calib and images and Path(calib).resolve() == Path(images).resolve():
+        raise UsageError(f"--calib-data and --images both name {images}; INT8 calibration must not see the parity "
+                         "images: pass a different folder to one of them")
 
 
 def dataset_arrays(spec: ModelSpec, config: SweepConfig) -> dict[str, np.ndarray]:
@@ -153,8 +171,9 @@ def dataset_arrays(spec: ModelSpec, config: SweepConfig) -> dict[str, np.ndarray
 
 
 def build_reference(spec: ModelSpec, inputs: np.ndarray, path: Path,
-                    dataset: dict[str, np.ndarray] | None = None) -> Path:
-    """PyTorch eager FP32 (TF32 off) outputs on ``inputs`` (and the dataset), saved beside them as .npz."""
+                    dataset: dict[str, np.ndarray] | None = None, origin: str = "") -> Path:
+    """PyTorch eager FP32 (TF32 off) outputs on ``inputs`` (and the dataset), saved beside them as .npz
+    with what the inputs were (``origin``)."""
     runtime = registry.runtimes.get("torch")(RuntimeOptions(device="cpu", precision="fp32"))
     arrays: dict[str, np.ndarray] = dict(dataset or {})
     with runtime.load(Artifact.from_module(spec)):
@@ -163,7 +182,7 @@ def build_reference(spec: ModelSpec, inputs: np.ndarray, path: Path,
             arrays["dataset_reference"] = run_in_chunks(runtime, dataset["dataset_inputs"], 32)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays.update({f"output{i}": o for i, o in enumerate(outputs)})
-    np.savez(path, inputs=inputs, n_outputs=len(outputs), **arrays)
+    np.savez(path, inputs=inputs, n_outputs=len(outputs), inputs_origin=origin, **arrays)
     return path
 
 
@@ -199,6 +218,7 @@ class Sweep:
         # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
         self.done = {row.key for row in results.rows if row.status == "ok" or not config.retry_failed}
         self.skipped: list[str] = []
+        check_calibration_apart(config)
 
     def _record(self, row: Row) -> None:
         self.results.upsert(row)
@@ -218,7 +238,7 @@ class Sweep:
     def _run_model(self, model_name: str) -> None:
         config = self.config
         ref = ModelRef(model_name, pretrained=config.pretrained, checkpoint=config.checkpoint,
-                       trust_checkpoint=config.trust_checkpoint)
+                       trust_checkpoint=config.trust_checkpoint, data_init=config.data_init)
         spec = resolve(ref)
         for note in spec.notes:
             self.progress(f"{spec.name}: {note}")
@@ -229,8 +249,9 @@ class Sweep:
                                            for b in batches)]
         if not todo:
             return
-        reference = build_reference(spec, parity_inputs(spec, config), self.work_dir / f"{spec.identity_hash()[:16]}.npz",
-                                    dataset_arrays(spec, config))
+        inputs, origin = parity_inputs(spec, config)
+        reference = build_reference(spec, inputs, self.work_dir / f"{spec.identity_hash()[:16]}.npz",
+                                    dataset_arrays(spec, config), origin)
         for item in todo:
             artifact_dir, export_info = self._artifact(spec, item)
             for batch in batches:

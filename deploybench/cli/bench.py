@@ -18,23 +18,6 @@ def _progress(message: str) -> None:
     click.echo(f"  {message}", err=True)
 
 
-def _parse_tolerance(items: tuple[str, ...]) -> dict[str, float]:
-    from deploybench.compare import Tolerance
-    from deploybench.errors import UsageError
-
-    valid = list(Tolerance.__dataclass_fields__)
-    result = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if key not in valid or not value:
-            raise UsageError(f"malformed tolerance {item!r}; write KEY=VALUE with KEY one of {', '.join(valid)}")
-        try:
-            result[key] = float(value)
-        except ValueError:
-            raise UsageError(f"tolerance {item!r} needs a number after '='") from None
-    return result
-
-
 def _terminate_as_interrupt() -> None:
     """SIGTERM ends a sweep like Ctrl-C: the current cell stops, finished rows stay saved."""
     def handler(signum: int, frame: Any) -> None:
@@ -69,6 +52,7 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
                  no_isolate: bool, timeout: float, tolerance: tuple[str, ...], images: str | None,
                  dataset: str | None, mode: str,
                  compile_mode: str, weights: dict[str, Any], **extra: Any) -> Any:
+    from deploybench.compare import parse_tolerance_overrides
     from deploybench.harness import MeasurePolicy
     from deploybench.runtimes.base import RuntimeOptions
     from deploybench.sweep import SweepConfig, parse_batches
@@ -83,9 +67,9 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
         precisions=precisions or target.precisions, batches=parse_batches(batch) if batch else target.batches,
         device=device or target.device, threads=threads if threads is not None else target.threads,
         policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
-        tolerance=_parse_tolerance(tolerance), runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode),
+        tolerance=parse_tolerance_overrides(tolerance), runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode),
         pretrained=weights.get("pretrained", False), checkpoint=weights.get("checkpoint"),
-        trust_checkpoint=weights.get("trust_checkpoint", False), **extra)
+        trust_checkpoint=weights.get("trust_checkpoint", False), data_init=weights.get("data_init", True), **extra)
 
 
 def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Path | None, argv: list[str]) -> Any:
@@ -179,6 +163,7 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--retry-failed", is_flag=True, help="With --resume: also run again cells that crashed, timed out or failed.")
 @click.option("--shard", default="1/1", show_default=True, help="Run slice I of N of the cells (I/N).")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
+@click.option("--strict-parity", is_flag=True, help="Exit 1 when a parity verdict is inconclusive, not only when one fails.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
 @record_options()
 @common_run_options
@@ -187,9 +172,9 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 def compare_command(models: str, runtimes: str | None, formats: str | None, precisions: str | None, target: str,
                     target_file: str | None, out_dir: str | None, html: str | None, resume: str | None,
                     retry_failed: bool, shard: str,
-                    allow_mismatch: bool, calib_data: str | None, history_path: str | None,
+                    allow_mismatch: bool, strict_parity: bool, calib_data: str | None, history_path: str | None,
                     cache_dir: str | None, pretrained: bool,
-                    checkpoint: str | None, trust_checkpoint: bool, **run: Any) -> int:
+                    checkpoint: str | None, trust_checkpoint: bool, no_data_init: bool, **run: Any) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench.exporters.base import ExportOptions
     from deploybench.report.table import render_table
@@ -198,7 +183,7 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
     tgt = load_target(target, target_file)
     config = build_config(split_list(models) or (), split_list(runtimes), split_list(formats), split_list(precisions),
                           tgt, weights={"pretrained": pretrained, "checkpoint": checkpoint,
-                                        "trust_checkpoint": trust_checkpoint},
+                                        "trust_checkpoint": trust_checkpoint, "data_init": not no_data_init},
                           shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data), retry_failed=retry_failed,
                           sample=tgt.sample, **run)
     out = Path(resume or out_dir) if (resume or out_dir) else None
@@ -215,12 +200,19 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
     write_outputs(results, out, html)
     if history_path is not None:
         record_run(results, history_path)
-    failed_parity = [r for r in results.rows if r.parity_verdict == "fail"]
-    failed_cells = [r for r in results.rows if r.status != "ok"]
-    if failed_parity and not allow_mismatch:
-        click.echo(f"{len(failed_parity)} rows failed parity (pass --allow-mismatch to exit 0 anyway)", err=True)
+    return parity_exit_code(results, allow_mismatch, strict_parity) or (1 if any(r.status != "ok" for r in results.rows) else 0)
+
+
+def parity_exit_code(results: Any, allow_mismatch: bool, strict_parity: bool) -> int:
+    """1 when a row failed parity (or, with --strict-parity, was inconclusive), unless --allow-mismatch."""
+    failed = [r for r in results.rows if r.parity_verdict == "fail"]
+    unsure = [r for r in results.rows if r.parity_verdict == "inconclusive"] if strict_parity else []
+    if (failed or unsure) and not allow_mismatch:
+        what = " and ".join(part for part in (f"{len(failed)} failed" if failed else "",
+                                               f"{len(unsure)} were inconclusive" if unsure else "") if part)
+        click.echo(f"parity: {what} (pass --allow-mismatch to exit 0 anyway)", err=True)
         return 1
-    return 1 if failed_cells else 0
+    return 0
 
 
 @click.command("bench")
@@ -234,7 +226,7 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
 @weights_options
 def bench_command(model: str, runtime: str, fmt: str | None, precision: str, json_file: str | None,
                   cache_dir: str | None, pretrained: bool, checkpoint: str | None, trust_checkpoint: bool,
-                  **run: Any) -> int:
+                  no_data_init: bool, **run: Any) -> int:
     """Time MODEL in one RUNTIME: full statistics, memory and the timed region."""
     from deploybench import registry
     from deploybench.targets import load_target
@@ -244,7 +236,7 @@ def bench_command(model: str, runtime: str, fmt: str | None, precision: str, jso
     run["device"] = run["device"] or ("cpu" if "cpu" in devices else devices[0])  # tensorrt: cuda
     config = build_config((model,), (runtime,), (fmt,) if fmt else None, (precision,), load_target("cpu", None),
                           weights={"pretrained": pretrained, "checkpoint": checkpoint,
-                                   "trust_checkpoint": trust_checkpoint}, **run)
+                                   "trust_checkpoint": trust_checkpoint, "data_init": not no_data_init}, **run)
     sweep = execute(config, cache_dir, None, None, sys.argv)
     if why := nothing_to_run(config, sweep):
         from deploybench.errors import UnsupportedError

@@ -41,6 +41,7 @@ def export_command(model: str, formats: str, precision: str, batch: str, device:
     options = ExportOptions(precision=precision, device=device, batch=BatchRange.parse(batch), opset=opset,
                             simplify=simplify, script=script, calib_data=calib_data, workspace_gb=workspace_gb)
     exporters = [registry.exporters.get(name)() for name in names]
+    weights["data_init"] = not weights.pop("no_data_init", False)
     spec = resolve(model, **weights)  # type: ignore[arg-type]
     for exporter in exporters:  # refuse unsupported combinations before any work
         exporter.validate(spec, options)

@@ -10,6 +10,9 @@ F = Callable[..., Any]
 
 
 def weights_options(func: F) -> F:
+    func = click.option("--no-data-init", is_flag=True,
+                        help="Random weights: keep the library's BatchNorm statistics instead of re-estimating "
+                             "them on bundled photos (parity is then often inconclusive).")(func)
     func = click.option("--trust-checkpoint", is_flag=True,
                         help="Allow checkpoints that contain pickled code (runs code from the file).")(func)
     func = click.option("--checkpoint", type=click.Path(dir_okay=False),
