@@ -85,6 +85,9 @@ class ModelSpec:
     # The library's own image preprocessing: PIL image -> normalised CHW array. None: resize + normalise.
     preprocess: Callable[[Any], Any] | None = None
     parameters: int | None = None
+    # INT8: the built module -> operations to keep in float, as the library's own exporter keeps
+    # them (OpenVINO node-name regexes, op types); e.g. a detection head's box decoding and sigmoid.
+    int8_float_scope: Callable[[Any], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
     onnx_path: Path | None = None
     notes: list[str] = field(default_factory=list)
     _module: Any = field(default=None, repr=False)

@@ -108,7 +108,19 @@ class UltralyticsSource(ModelSource):
         return ModelSpec(name=stem, ref=ref, source=self.name, task="detection",
                          input=InputSpec(name="images", shape=(3, 640, 640)),
                          library="ultralytics", library_version=_version("ultralytics"),
-                         weights=weights, factory=build, prepare=_prepare_yolo_for_export)
+                         weights=weights, factory=build, prepare=_prepare_yolo_for_export,
+                         int8_float_scope=_yolo_head_float_scope)
+
+
+def _yolo_head_float_scope(module: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The head's box decoding (DFL, anchors, strides) and class sigmoid stay in float under
+    INT8, as Ultralytics' own OpenVINO export keeps them: quantized, the decoded boxes and
+    scores lose their input-dependent part. The output's concatenation of boxes (pixels) and
+    scores (0..1) too: quantized, both would share one scale and every score would round to
+    0. OpenVINO names nodes by module path; the head is the last layer."""
+    head = rf".*model\.{len(module.model) - 1}"
+    return (rf"{head}/.*/Add", rf"{head}/.*/Sub.*", rf"{head}/.*/Mul.*", rf"{head}/.*/Div.*", rf"{head}/.*/Concat.*",
+            rf"{head}\.dfl.*"), ("Sigmoid",)
 
 
 def _build_yolo(stem: str, weights_file: Path | None, ref: ModelRef) -> Any:

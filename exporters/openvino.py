@@ -45,7 +45,13 @@ class OpenVinoExporter(Exporter):
 
         samples, origin = calibration_samples(model, options)
         dataset = nncf.Dataset([sample[None] for sample in samples])
+        ignored, kept = None, None
+        if model.int8_float_scope is not None:
+            patterns, types = model.int8_float_scope(model.build())
+            ignored = nncf.IgnoredScope(patterns=list(patterns), types=list(types), validate=False)
+            kept = {"patterns": list(patterns), "types": list(types)}
         # NNCF draws progress bars on stdout, which belongs to deploybench's tables.
         with contextlib.redirect_stdout(sys.stderr):
-            quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples))
-        return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf"}
+            quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples), ignored_scope=ignored)
+        return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf",
+                           "kept_in_float": kept}

@@ -36,7 +36,7 @@ def common_run_options(func: Any) -> Any:
         click.option("--min-seconds", type=float, help="Timed seconds at least (default 3)."),
         click.option("--no-isolate", is_flag=True, help="Run cells in this process (debugging)."),
         click.option("--timeout", type=float, default=600, show_default=True, help="Seconds per cell."),
-        click.option("--tolerance", multiple=True, help="Override a parity tolerance, e.g. max_norm_error=1e-2."),
+        click.option("--tolerance", multiple=True, help="Override a parity tolerance, e.g. max_error=1e-2 (keys: see README)."),
         click.option("--images", type=click.Path(file_okay=False), help="Real images for parity instead of seeded noise."),
         click.option("--dataset", type=click.Path(file_okay=False), help="ImageFolder dataset: adds top-1/top-5 accuracy per row."),
         click.option("--mode", default="auto", show_default=True, help="OpenVINO hint: auto, latency, throughput."),

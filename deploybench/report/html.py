@@ -22,7 +22,7 @@ from deploybench.results import Results, Row
 # Parity errors of exactly zero cannot sit on a log axis: they are drawn one decade below the
 # smallest non-zero error (or here, when every error is zero) and the tick reads "0".
 ZERO_ERROR_FLOOR = 1e-9
-VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "not checked": "#7f7f7f"}
+VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "inconclusive": "#e0a100", "not checked": "#7f7f7f"}
 NUMERIC_COLUMNS = {"batch", "p50 ms", "ms/img", "img/s", "host MB", "dev MB", "artifact MB", "vs eager"}
 STAT_KEYS = ("n", "min", "mean", "median", "p90", "p95", "p99", "max", "std", "cv")
 
@@ -55,7 +55,7 @@ tr.fastest { background: var(--fast); font-weight: 600; }
 tr.parity-fail { background: var(--fail); }
 tr.not-ok { background: var(--bad); color: #555; }
 td.parity-fail, td.status-bad { color: var(--fail-ink); font-weight: 600; }
-td.parity-pass { color: var(--pass-ink); }
+td.parity-pass { color: var(--pass-ink); } td.parity-inconclusive { color: var(--bad-ink); }
 .star { color: #c98a00; font-size: 16px; }
 .badge { display: inline-block; padding: 0 6px; margin: 1px 2px; border-radius: 9px; font-size: 12px;
          border: 1px solid var(--line); }
@@ -100,6 +100,7 @@ def _header(results: Results, title: str) -> str:
     counts = [(len(rows), "rows"), (sum(r.status == "ok" for r in rows), "ran"),
               (sum(r.parity_verdict == "pass" for r in rows), "passed parity"),
               (sum(r.parity_verdict == "fail" for r in rows), "failed parity"),
+              (sum(r.parity_verdict == "inconclusive" for r in rows), "inconclusive parity"),
               (sum(r.status != "ok" for r in rows), "did not run to the end")]
     summary = "".join(f"<span><b>{n}</b> {escape(label)}</span>" for n, label in counts)
     return (f"<header><h1>{escape(title)}</h1>"
@@ -157,7 +158,7 @@ def _table(results: Results) -> str:
             classes = []
             if COLUMNS[col] in NUMERIC_COLUMNS:
                 classes.append("num")
-            if col == parity_col and row.parity_verdict in ("pass", "fail"):  # never raw file text in markup
+            if col == parity_col and row.parity_verdict in ("pass", "fail", "inconclusive"):  # never raw file text
                 classes.append(f"parity-{row.parity_verdict}")
             if col == status_col:
                 classes += ["status"] + (["status-bad"] if row.status != "ok" else [])
@@ -202,7 +203,8 @@ def parity_error(row: Row) -> float | None:
     outputs = (row.parity or {}).get("outputs") or []
     if any(o.get("nonfinite") for o in outputs):
         return math.nan
-    errors = [float(o["norm_error"]) for o in outputs if o.get("norm_error") is not None]
+    errors = [float(o.get("error", o.get("norm_error"))) for o in outputs
+              if o.get("error", o.get("norm_error")) is not None]
     if not errors:
         return None
     return max(errors) if all(math.isfinite(e) for e in errors) else math.nan
@@ -290,7 +292,7 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
     if len(ticks) > 8:  # keep every other decade so labels do not crowd
         keep = set(ticks[::2]) | {floor} | ({nan_at} if nan_at else set())
         ticks = sorted(keep)
-    y = svg.Axis("parity error: max |Δ| / max |reference| (log)", floor / 2, ticks[-1] * 2, ticks, log=True,
+    y = svg.Axis("parity error: worst image's RMS error / output RMS (log)", floor / 2, ticks[-1] * 2, ticks, log=True,
                  tick_labels=labels)
     speeds = [r.ms_per_image for r, _ in checked]
     x_lo, x_hi = svg.log_domain(speeds, pad=1.4)  # type: ignore[arg-type]
@@ -308,7 +310,8 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
                    f"error {error_text}, {verdict}")
         points.append(svg.Point(row.ms_per_image, plotted, label, verdict, tooltip))  # type: ignore[arg-type]
     verdicts = _unique(p.group for p in points)
-    colours = {v: VERDICT_COLOURS.get(v, svg.PALETTE[-2]) for v in ("pass", "fail", "not checked") if v in verdicts}
+    colours = {v: VERDICT_COLOURS.get(v, svg.PALETTE[-2]) for v in ("pass", "fail", "inconclusive", "not checked")
+               if v in verdicts}
     caption = "Error 0 (identical outputs) is drawn on the bottom line. Dashed: tolerance of each precision."
     return svg.scatter_chart(f"{model}: speed vs parity error", points, colours, x, y, tolerances, caption)
 
@@ -317,7 +320,7 @@ def _tolerance_lines(rows: Iterable[Row]) -> list[svg.HLine]:
     by_value: dict[float, list[str]] = defaultdict(list)
     for row in rows:
         tolerance = (row.parity or {}).get("tolerance") or {}
-        value = tolerance.get("max_norm_error")
+        value = tolerance.get("max_error", tolerance.get("max_norm_error"))
         precision = (row.parity or {}).get("precision") or row.precision
         if value and precision not in by_value[value]:
             by_value[value].append(precision)
@@ -372,7 +375,8 @@ def _parity_detail(parity: dict[str, Any]) -> str:
         parts.append("<ul class=\"reasons\">" + "".join(f"<li>{escape(str(r))}</li>" for r in reasons) + "</ul>")
     outputs = parity.get("outputs") or []
     if outputs:
-        keys = ["name", "shape", "norm_error", "max_abs_error", "mean_abs_error", "max_rel_error", "cosine",
+        keys = ["name", "shape", "error", "spread_error", "centered_cosine", "spread_ratio", "gain", "offset",
+                "mixups", "norm_error", "max_abs_error", "mean_abs_error", "max_rel_error", "cosine",
                 "nonfinite"]
         head = "".join(f"<th>{escape(k.replace('_', ' '))}</th>" for k in keys)
         body = "".join("<tr>" + "".join(f"<td>{_value(o.get(k))}</td>" for k in keys) + "</tr>" for o in outputs)

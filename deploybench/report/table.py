@@ -72,11 +72,35 @@ def table_rows(results: Results) -> list[list[Any]]:
     return lines
 
 
+def parity_notes(results: Results) -> list[str]:
+    """One line per row whose parity did not pass: the row and the first reason."""
+    notes = []
+    for row in results.rows:
+        if row.parity and row.parity_verdict != "pass" and row.parity.get("reasons"):
+            reasons = row.parity["reasons"]
+            more = f" (+{len(reasons) - 1} more in the JSON)" if len(reasons) > 1 else ""
+            notes.append(f"{row.model} {row.runtime} {row.precision} b{row.batch}: {row.parity_verdict}: {reasons[0]}{more}")
+    return notes
+
+
+def parity_inputs_line(results: Results) -> str:
+    """What the parity inputs were, once per model."""
+    seen: dict[str, str] = {}
+    for row in results.rows:
+        if row.parity and row.parity.get("inputs"):
+            seen.setdefault(row.model, row.parity["inputs"])
+    return "; ".join(f"{model}: {inputs}" for model, inputs in seen.items())
+
+
 def render_table(results: Results, fmt: str = "simple") -> str:
     from tabulate import tabulate
 
     text = tabulate(table_rows(results), headers=COLUMNS, tablefmt=fmt, disable_numparse=True)
-    return f"{text}\n{FOOTNOTE}"
+    lines = [text, FOOTNOTE]
+    if inputs := parity_inputs_line(results):
+        lines.append(f"parity inputs: {inputs}")
+    lines += [f"parity: {note}" for note in parity_notes(results)]
+    return "\n".join(lines)
 
 
 def render_csv(results: Results) -> str:
@@ -113,4 +137,7 @@ def render_markdown(results: Results) -> str:
 
     rows = [[_markdown_cell(cell) for cell in line] for line in table_rows(results)]
     table = tabulate(rows, headers=COLUMNS, tablefmt="github", disable_numparse=True)
-    return "\n".join(head) + f"{table}\n\n{FOOTNOTE}\n"
+    notes = [f"- {_markdown_cell(note)}" for note in parity_notes(results)]
+    inputs = parity_inputs_line(results)
+    tail = ([f"Parity inputs: {_markdown_cell(inputs)}", ""] if inputs else []) + (["Parity notes:", "", *notes, ""] if notes else [])
+    return "\n".join(head) + f"{table}\n\n{FOOTNOTE}\n\n" + "\n".join(tail)
