@@ -43,6 +43,7 @@ class Row:
     parity: dict[str, Any] | None = None
     runtime_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    weights: str = ""  # which weights the model ran with: random (seed N), pretrained, checkpoint PATH (full/partial)
 
     @property
     def key(self) -> str:

@@ -66,6 +66,7 @@ class SweepConfig:
     pretrained: bool = False
     checkpoint: str | None = None
     trust_checkpoint: bool = False
+    checkpoint_partial: bool = False
     export: ExportOptions = field(default_factory=ExportOptions)
     runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
     shard: tuple[int, int] = (1, 1)  # this shard (1-based) of N
@@ -218,7 +219,7 @@ class Sweep:
     def _run_model(self, model_name: str) -> None:
         config = self.config
         ref = ModelRef(model_name, pretrained=config.pretrained, checkpoint=config.checkpoint,
-                       trust_checkpoint=config.trust_checkpoint)
+                       trust_checkpoint=config.trust_checkpoint, checkpoint_partial=config.checkpoint_partial)
         spec = resolve(ref)
         for note in spec.notes:
             self.progress(f"{spec.name}: {note}")
@@ -279,6 +280,7 @@ class Sweep:
             self.progress(f"{label}: measuring ...")
             row = isolation.run(cell, isolate=config.isolate, timeout_s=config.timeout_s)
             row.artifact.update(export_info)
+        row.weights = spec.weights
         self._record(row)
         self.progress(f"{label}: {describe(row)}")
         return row

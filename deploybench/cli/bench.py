@@ -85,7 +85,8 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
         policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
         tolerance=_parse_tolerance(tolerance), runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode),
         pretrained=weights.get("pretrained", False), checkpoint=weights.get("checkpoint"),
-        trust_checkpoint=weights.get("trust_checkpoint", False), **extra)
+        trust_checkpoint=weights.get("trust_checkpoint", False),
+        checkpoint_partial=weights.get("checkpoint_partial", False), **extra)
 
 
 def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Path | None, argv: list[str]) -> Any:
@@ -101,6 +102,8 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
     results = Results(config={"argv": argv, "models": list(config.models), "runtimes": list(config.runtimes),
                               "precisions": list(config.precisions), "batches": config.batches,
                               "device": config.device, "threads": config.threads, "shard": list(config.shard),
+                              "weights": {"pretrained": config.pretrained, "checkpoint": config.checkpoint,
+                                          "checkpoint_partial": config.checkpoint_partial},
                               # Runs measured under different policies are not comparable (regress, history).
                               "policy": {"quick": policy == MeasurePolicy.quick(), "min_iters": policy.min_iters,
                                          "min_seconds": policy.min_seconds, "warmup_iters": policy.warmup_iters,
@@ -188,8 +191,7 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
                     target_file: str | None, out_dir: str | None, html: str | None, resume: str | None,
                     retry_failed: bool, shard: str,
                     allow_mismatch: bool, calib_data: str | None, history_path: str | None,
-                    cache_dir: str | None, pretrained: bool,
-                    checkpoint: str | None, trust_checkpoint: bool, **run: Any) -> int:
+                    cache_dir: str | None, weights: dict[str, Any], **run: Any) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench.exporters.base import ExportOptions
     from deploybench.report.table import render_table
@@ -197,8 +199,7 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
 
     tgt = load_target(target, target_file)
     config = build_config(split_list(models) or (), split_list(runtimes), split_list(formats), split_list(precisions),
-                          tgt, weights={"pretrained": pretrained, "checkpoint": checkpoint,
-                                        "trust_checkpoint": trust_checkpoint},
+                          tgt, weights=weights,
                           shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data), retry_failed=retry_failed,
                           sample=tgt.sample, **run)
     out = Path(resume or out_dir) if (resume or out_dir) else None
@@ -233,8 +234,7 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
 @cache_option
 @weights_options
 def bench_command(model: str, runtime: str, fmt: str | None, precision: str, json_file: str | None,
-                  cache_dir: str | None, pretrained: bool, checkpoint: str | None, trust_checkpoint: bool,
-                  **run: Any) -> int:
+                  cache_dir: str | None, weights: dict[str, Any], **run: Any) -> int:
     """Time MODEL in one RUNTIME: full statistics, memory and the timed region."""
     from deploybench import registry
     from deploybench.targets import load_target
@@ -243,8 +243,7 @@ def bench_command(model: str, runtime: str, fmt: str | None, precision: str, jso
     devices = registry.runtimes.get(runtime).devices
     run["device"] = run["device"] or ("cpu" if "cpu" in devices else devices[0])  # tensorrt: cuda
     config = build_config((model,), (runtime,), (fmt,) if fmt else None, (precision,), load_target("cpu", None),
-                          weights={"pretrained": pretrained, "checkpoint": checkpoint,
-                                   "trust_checkpoint": trust_checkpoint}, **run)
+                          weights=weights, **run)
     sweep = execute(config, cache_dir, None, None, sys.argv)
     if why := nothing_to_run(config, sweep):
         from deploybench.errors import UnsupportedError

@@ -72,11 +72,20 @@ def table_rows(results: Results) -> list[list[Any]]:
     return lines
 
 
+def weights_used(results: Results) -> list[str]:
+    """One line per model: the weights its rows ran with (random, pretrained, a checkpoint, full or partial)."""
+    seen: dict[str, str] = {}
+    for row in results.rows:
+        if row.weights:
+            seen.setdefault(row.model, row.weights)
+    return [f"weights of {model}: {weights}" for model, weights in seen.items()]
+
+
 def render_table(results: Results, fmt: str = "simple") -> str:
     from tabulate import tabulate
 
     text = tabulate(table_rows(results), headers=COLUMNS, tablefmt=fmt, disable_numparse=True)
-    return f"{text}\n{FOOTNOTE}"
+    return "\n".join([text, FOOTNOTE, *weights_used(results)])
 
 
 def render_csv(results: Results) -> str:
@@ -87,14 +96,15 @@ def render_csv(results: Results) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["model", "format", "runtime", "device", "precision", "precision_used", "batch", "status", "message",
                      "parity", "p50_ms", "mean_ms", "p99_ms", "cv", "ms_per_image", "images_per_s", "first_inference_ms",
-                     "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region"])
+                     "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region",
+                     "weights"])
     for r in results.rows:
         stats = r.stats or {}
         writer.writerow([r.model, r.format, r.runtime, r.device, r.precision, r.precision_used, r.batch, r.status,
                          r.message, r.parity_verdict, stats.get("median"), stats.get("mean"), stats.get("p99"),
                          stats.get("cv"), r.ms_per_image, r.throughput, r.first_inference_ms, r.load_seconds,
                          r.memory.get("peak_rss_mb"), r.memory.get("rss_growth_mb"), r.memory.get("peak_device_mb"),
-                         r.artifact.get("size_mb"), r.threads, r.timed_region])
+                         r.artifact.get("size_mb"), r.threads, r.timed_region, r.weights])
     return buffer.getvalue()
 
 
@@ -113,4 +123,5 @@ def render_markdown(results: Results) -> str:
 
     rows = [[_markdown_cell(cell) for cell in line] for line in table_rows(results)]
     table = tabulate(rows, headers=COLUMNS, tablefmt="github", disable_numparse=True)
-    return "\n".join(head) + f"{table}\n\n{FOOTNOTE}\n"
+    weights = "".join(f"\n- {line}" for line in weights_used(results))
+    return "\n".join(head) + f"{table}\n\n{FOOTNOTE}\n" + (f"{weights}\n" if weights else "")
