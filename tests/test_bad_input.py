@@ -158,6 +158,22 @@ CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
     "malformed results file": (
         lambda f: ["report", f.results('{"schema_version": 1, "rows": [') + "/results.json"],
         ("not a results JSON document", "compare --out")),
+    "JSON from another tool (report, #16.11)": (
+        lambda f: ["report", f.results('{"benchmarks": [{"name": "resnet", "ms": 3.1}]}') + "/results.json"],
+        ("not a deploybench results file", "compare --out")),
+    "JSON list (report)": (
+        lambda f: ["report", f.results('[1, 2, 3]') + "/results.json"], ("not a deploybench results file",)),
+    "row with a status deploybench never writes (report, #16.11)": (
+        lambda f: ["report", f.results(json.dumps({"schema_version": 1, "created": "2020-01-01T00:00:00+00:00",
+                                                   "rows": [{"model": "m", "format": "onnx", "runtime": "onnxruntime",
+                                                             "device": "cpu", "precision": "fp32", "batch": 1,
+                                                             "status": "great"}]})) + "/results.json"],
+        ("row m|onnx|onnxruntime|cpu|fp32|1 has status 'great', which deploybench never writes",
+         "valid: ok, error, oom, timeout, crashed, export-failed")),
+    "row without its cell (report)": (
+        lambda f: ["report", f.results(json.dumps({"schema_version": 1, "created": "2020-01-01T00:00:00+00:00",
+                                                   "rows": [{"model": "m", "batch": "8"}]})) + "/results.json"],
+        ("a row has format None",)),
     "missing results file": (
         lambda f: ["report", f.missing("results.json")], ("cannot read results file", "check the path")),
 }
