@@ -47,7 +47,7 @@ def common_run_options(func: Any) -> Any:
     for option in reversed([
         click.option("--batch", "batch", default=None, help="Batch sizes, e.g. 1,8,32, or 'auto'."),
         click.option("--device", default=None, help="cpu or cuda (default: the target's)."),
-        click.option("--threads", type=int, help="CPU threads for every runtime (default: all usable cores)."),
+        click.option("--threads", type=int, help="CPU threads for every runtime, 1 or more (default: all usable cores)."),
         click.option("--quick", is_flag=True, help="Short warm-up and timed window (smoke runs)."),
         click.option("--min-iters", type=int, help="Timed iterations at least (default 50)."),
         click.option("--min-seconds", type=float, help="Timed seconds at least (default 3)."),
@@ -131,16 +131,6 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
     return sweep
 
 
-def nothing_to_run(config: Any, sweep: Any) -> str | None:
-    """Why an unsharded sweep ran no cell at all, or None when it ran some."""
-    from deploybench import registry
-
-    if sweep.results.rows or config.shard != (1, 1):
-        return None
-    loads = ", ".join(f"{name} loads {'/'.join(registry.runtimes.get(name).formats)}" for name in config.runtimes)
-    return "; ".join(sweep.skipped) or f"no runtime loads {', '.join(config.formats or ())} ({loads})"
-
-
 def _ensure_writable(folder: Path, option: str = "--out") -> None:
     from deploybench.errors import UsageError
 
@@ -182,6 +172,8 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--retry-failed", is_flag=True, help="With --resume: also run again cells that crashed, timed out or failed.")
 @click.option("--shard", default="1/1", show_default=True, help="Run slice I of N of the cells (I/N).")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
+@click.option("--allow-empty", is_flag=True,
+              help="Exit 0 even when no cell could run (every one skipped); the default is exit 2, saying why.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
 @record_options()
 @common_run_options
@@ -190,7 +182,7 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 def compare_command(models: str, runtimes: str | None, formats: str | None, precisions: str | None, target: str,
                     target_file: str | None, out_dir: str | None, html: str | None, resume: str | None,
                     retry_failed: bool, shard: str,
-                    allow_mismatch: bool, calib_data: str | None, history_path: str | None,
+                    allow_mismatch: bool, allow_empty: bool, calib_data: str | None, history_path: str | None,
                     cache_dir: str | None, weights: dict[str, Any], **run: Any) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench.exporters.base import ExportOptions
@@ -206,11 +198,10 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
     click.echo(f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
                f"precisions {', '.join(config.precisions)}, batches {config.batches}", err=True)
     sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv)
-    # Skipped cells were listed as they were planned; a --formats filter that left nothing was not.
-    if config.formats and not sweep.skipped and (why := nothing_to_run(config, sweep)):
+    if not allow_empty and (why := sweep.nothing_ran()):
         from deploybench.errors import UnsupportedError
 
-        raise UnsupportedError(f"nothing to run: {why}")
+        raise UnsupportedError(f"nothing to run: {why}; pass --allow-empty to exit 0 with an empty table")
     results = sweep.results
     click.echo(render_table(results))
     write_outputs(results, out, html)
@@ -245,7 +236,7 @@ def bench_command(model: str, runtime: str, fmt: str | None, precision: str, jso
     config = build_config((model,), (runtime,), (fmt,) if fmt else None, (precision,), load_target("cpu", None),
                           weights=weights, **run)
     sweep = execute(config, cache_dir, None, None, sys.argv)
-    if why := nothing_to_run(config, sweep):
+    if why := sweep.nothing_ran():
         from deploybench.errors import UnsupportedError
 
         raise UnsupportedError(f"nothing to run: {why}")
