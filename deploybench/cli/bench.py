@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from dataclasses import replace
@@ -118,10 +119,8 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
             previous.config, previous.environment = results.config, results.environment
             results = previous
             _progress(f"resuming: {len(results.rows)} rows already in {results_path}")
-        _ensure_writable(resume, "--resume")
     elif out_dir is not None:
         results_path = out_dir / "results.json"
-        _ensure_writable(out_dir)
     sweep = Sweep(config, cache, results, results_path,
                   work_dir=(out_dir or resume) / "references" if (out_dir or resume) else None, progress=_progress)
     _terminate_as_interrupt()
@@ -129,18 +128,6 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
     for reason in sweep.skipped:
         _progress(f"skipped {reason}")
     return sweep
-
-
-def _ensure_writable(folder: Path, option: str = "--out") -> None:
-    from deploybench.errors import UsageError
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".deploybench-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"output folder {folder} is not writable ({exc.strerror}); pass another {option}") from exc
 
 
 def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
@@ -186,6 +173,7 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
                     cache_dir: str | None, weights: dict[str, Any], **run: Any) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench.exporters.base import ExportOptions
+    from deploybench.output_lock import exclusive_output
     from deploybench.report.table import render_table
     from deploybench.targets import load_target, parse_shard
 
@@ -197,14 +185,16 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
     out = Path(resume or out_dir) if (resume or out_dir) else None
     click.echo(f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
                f"precisions {', '.join(config.precisions)}, batches {config.batches}", err=True)
-    sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv)
-    if not allow_empty and (why := sweep.nothing_ran()):
-        from deploybench.errors import UnsupportedError
+    # One run per output folder: a second one is refused instead of overwriting this one's rows.
+    with exclusive_output(out, "--resume" if resume else "--out") if out else contextlib.nullcontext():
+        sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv)
+        if not allow_empty and (why := sweep.nothing_ran()):
+            from deploybench.errors import UnsupportedError
 
-        raise UnsupportedError(f"nothing to run: {why}; pass --allow-empty to exit 0 with an empty table")
-    results = sweep.results
-    click.echo(render_table(results))
-    write_outputs(results, out, html)
+            raise UnsupportedError(f"nothing to run: {why}; pass --allow-empty to exit 0 with an empty table")
+        results = sweep.results
+        click.echo(render_table(results))
+        write_outputs(results, out, html)
     if history_path is not None:
         record_run(results, history_path)
     failed_parity = [r for r in results.rows if r.parity_verdict == "fail"]
