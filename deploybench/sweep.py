@@ -25,6 +25,7 @@ from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
 from deploybench.models import ModelRef, ModelSpec, example_batch, resolve
 from deploybench.results import Results, Row
+from deploybench.sanity import flag_slower_than_eager
 from deploybench.runtimes.base import RuntimeOptions
 
 log = logging.getLogger(__name__)
@@ -261,6 +262,10 @@ class Sweep:
     def run(self) -> Results:
         for model in self.config.models:
             self._run_model(model)
+        for row in flag_slower_than_eager(self.results):
+            self.progress(f"{row.model} {row.runtime}/{row.format} {row.precision} b{row.batch}: {row.warnings[-1]}")
+        if self.results_path is not None and self.results.rows:
+            self.results.save(self.results_path)
         return self.results
 
     def _in_shard(self, key: str) -> bool:

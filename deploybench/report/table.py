@@ -60,7 +60,9 @@ def table_rows(results: Results) -> list[list[Any]]:
     for row in results.rows:
         base = baseline.get((row.model, row.device, row.batch))
         speedup = f"{base / row.ms_per_image:.2f}x" if base and row.ms_per_image else "-"
-        status = row.status if row.status != "ok" else ("ok" + (" (noisy)" if row.warnings else ""))
+        # Each warning's headline: "noisy", "likely misconfiguration: 3.4x slower than eager".
+        flags = ["noisy" if w.startswith("noisy") else w.split(" (", 1)[0] for w in row.warnings]
+        status = row.status if row.status != "ok" else ("ok" + (f" ({'; '.join(flags)})" if flags else ""))
         if row.status != "ok" and row.message:
             status = f"{row.status}: {row.message[:60]}"
         lines.append([FASTEST_MARK if row.key in fastest else "", row.model, row.format, row.runtime, row.device,
