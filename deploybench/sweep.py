@@ -288,6 +288,7 @@ class Sweep:
             return
         reference = build_reference(spec, parity_inputs(spec, config), self.work_dir / f"{spec.identity_hash()[:16]}.npz",
                                     dataset_arrays(spec, config))
+        self.progress(f"{spec.name}: weights {spec.weights}")  # a checkpoint's load is known once built
         for item in todo:
             artifact_dir, export_info = self._artifact(spec, item)
             for batch in batches:

@@ -85,9 +85,7 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
         device=device or target.device, threads=threads if threads is not None else target.threads,
         policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
         tolerance=_parse_tolerance(tolerance), runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode),
-        pretrained=weights.get("pretrained", False), checkpoint=weights.get("checkpoint"),
-        trust_checkpoint=weights.get("trust_checkpoint", False),
-        checkpoint_partial=weights.get("checkpoint_partial", False), **extra)
+        **weights, **extra)  # pretrained, checkpoint, trust_checkpoint, checkpoint_partial
 
 
 def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Path | None, argv: list[str]) -> Any:
