@@ -30,5 +30,6 @@ def describe_model(spec: str, **weights: Any) -> dict[str, Any]:
         data["flops"] = count_flops(module, model.input)
     else:
         data["outputs"], data["parameters"], data["flops"] = None, None, None
+    data["weights"] = model.weights  # after the build: a checkpoint's load is described only then
     data["notes"] = model.notes
     return data

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from deploybench import registry
 from deploybench.errors import ModelSpecError, UnknownNameError
@@ -45,11 +45,18 @@ class ModelRef:
     pretrained: bool = False
     checkpoint: str | None = None
     trust_checkpoint: bool = False
+    checkpoint_partial: bool = False  # load the tensors that fit and leave the rest at their initialisation
     seed: int = 0
     data_init: bool = True  # random weights: re-estimate BatchNorm statistics on real images (data_init.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def weights_label(self) -> str:
+        """Which weights this reference asks for, in words: random, pretrained or the checkpoint file."""
+        if self.checkpoint:
+            return f"checkpoint {self.checkpoint} ({'partial' if self.checkpoint_partial else 'full'})"
+        return "pretrained" if self.pretrained else f"random (seed {self.seed})"
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class ModelSpec:
     # them (OpenVINO node-name regexes, op types); e.g. a detection head's box decoding and sigmoid.
     int8_float_scope: Callable[[Any], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
     onnx_path: Path | None = None
+    checkpoint_load: "CheckpointLoad | None" = None  # what a --checkpoint load matched, once built
     notes: list[str] = field(default_factory=list)
     _module: Any = field(default=None, repr=False)
 
@@ -106,7 +114,10 @@ class ModelSpec:
             torch.manual_seed(self.ref.seed)
             module = self.factory()
             if self.ref.checkpoint:
-                load_checkpoint(module, Path(self.ref.checkpoint), trust=self.ref.trust_checkpoint)
+                self.checkpoint_load = load_checkpoint(module, Path(self.ref.checkpoint),
+                                                       trust=self.ref.trust_checkpoint,
+                                                       partial=self.ref.checkpoint_partial)
+                self.weights = f"{self.ref.weights_label()}: {self.checkpoint_load.summary()}"
             self.parameters = count_parameters(module)  # as the library builds it
             if self.data_init:
                 self._reestimate_batchnorm(module)
@@ -166,8 +177,13 @@ def module_hash(module: Any) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(module: Any, path: Path, trust: bool = False) -> None:
-    """Load safetensors or a state dict into ``module``; pickled code is refused unless trusted."""
+def load_checkpoint(module: Any, path: Path, trust: bool = False, partial: bool = False) -> "CheckpointLoad":
+    """Load safetensors or a state dict into ``module``; pickled code is refused unless trusted.
+
+    Strict by default: any missing, unexpected or shape-mismatched tensor refuses the whole
+    file, naming the keys. ``partial`` loads the tensors that fit (a backbone into a model
+    with another head); a file that matches nothing is refused either way.
+    """
     import torch
 
     if not path.is_file():
@@ -193,10 +209,62 @@ def load_checkpoint(module: Any, path: Path, trust: bool = False) -> None:
     if not isinstance(state, dict):
         raise ModelSpecError(f"checkpoint {path.name} holds a {type(state).__name__}, not a state dict; "
                              "save model.state_dict() instead")
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing and len(missing) == len(module.state_dict()):
+    result = match_state_dict(module.state_dict(), state)
+    if not result.loaded:
         raise ModelSpecError(f"checkpoint {path.name} matches none of the model's weights "
                              f"(first keys: {list(state)[:3]}); is it for this architecture?")
+    if not result.complete and not partial:
+        raise ModelSpecError(f"checkpoint {path.name} does not fit this model: {result.summary()} "
+                             f"({result.differences()}); is it for this architecture? Pass --checkpoint-partial "
+                             f"to load the {len(result.loaded)} tensors that fit and keep the rest at their initialisation")
+    module.load_state_dict({key: state[key] for key in result.loaded}, strict=False)
+    return result
+
+
+@dataclass(frozen=True)
+class CheckpointLoad:
+    """How a checkpoint's tensors matched the model's: the keys in each outcome."""
+
+    loaded: tuple[str, ...]
+    missing: tuple[str, ...]  # the model has them, the checkpoint does not
+    unexpected: tuple[str, ...]  # the checkpoint has them, the model does not
+    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (key, model shape, checkpoint shape)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self) -> str:
+        return (f"{len(self.loaded)} tensors loaded, {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+                f"{len(self.mismatched)} shape-mismatched")
+
+    def differences(self, shown: int = 3) -> str:
+        """A few differing keys of each kind, then how many more."""
+        shapes = [f"{key} {list(mine)} vs {list(theirs)}" for key, mine, theirs in self.mismatched]
+        parts = [f"{label}: {_first(keys, shown)}" for label, keys in
+                 (("missing", self.missing), ("unexpected", self.unexpected), ("shape", shapes)) if keys]
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"loaded": len(self.loaded), "missing": len(self.missing), "unexpected": len(self.unexpected),
+                "mismatched": len(self.mismatched)}
+
+
+def _first(items: "Sequence[str]", shown: int) -> str:
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def match_state_dict(model_state: dict[str, Any], checkpoint: dict[str, Any]) -> CheckpointLoad:
+    """Sort a checkpoint's keys against the model's: loadable, missing, unexpected, wrong shape."""
+    mismatched = tuple((key, tuple(model_state[key].shape), tuple(getattr(value, "shape", ())))
+                       for key, value in checkpoint.items()
+                       if key in model_state and tuple(getattr(value, "shape", ())) != tuple(model_state[key].shape))
+    wrong = {key for key, _, _ in mismatched}
+    return CheckpointLoad(loaded=tuple(k for k in checkpoint if k in model_state and k not in wrong),
+                          missing=tuple(k for k in model_state if k not in checkpoint),
+                          unexpected=tuple(k for k in checkpoint if k not in model_state),
+                          mismatched=mismatched)
 
 
 def _load_failure(exc: Exception) -> str:
@@ -214,6 +282,8 @@ def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:
         raise ModelSpecError("empty model spec; name a model such as resnet50, yolov8n or timm:<name>")
     if ref.pretrained and ref.checkpoint:
         raise ModelSpecError("choose either --pretrained or --checkpoint, not both")
+    if ref.checkpoint_partial and not ref.checkpoint:
+        raise ModelSpecError("--checkpoint-partial needs --checkpoint PATH")
     text = ALIASES.get(ref.spec, ref.spec)
     candidates = sorted((registry.sources.get(n) for n in registry.sources.names()), key=lambda c: c.priority)
     for source_cls in candidates:
@@ -223,6 +293,8 @@ def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:
             model = source.resolve(text, ref)
             if ref.spec in ALIASES:
                 model.notes.append(f"alias {ref.spec!r} -> {text}")
+            if ref.checkpoint and model.has_module:
+                model.weights = ref.weights_label()
             if not ref.pretrained and not ref.checkpoint and model.has_module:
                 model.notes.append("random initialisation (seeded); pass --pretrained or --checkpoint PATH for real weights")
             if model.data_init:

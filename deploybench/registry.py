@@ -137,6 +137,18 @@ runtimes: Registry = Registry("deploybench.runtimes", "runtime")
 sources: Registry = Registry("deploybench.sources", "model source")
 
 
+def known_precisions() -> list[str]:
+    """Every precision some exporter or runtime declares in its capability table."""
+    found: set[str] = set()
+    for reg in (exporters, runtimes):
+        for name in reg.names():
+            try:
+                found.update(getattr(reg.get(name), "precisions", ()))
+            except DeployBenchError:  # a broken plugin declares nothing
+                continue
+    return sorted(found)
+
+
 def dynamic_plugin_modules() -> list[str]:
     """Modules of every plugin registered by hand in this process, for worker processes."""
     seen: list[str] = []

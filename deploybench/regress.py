@@ -66,6 +66,21 @@ class IncompatibleBaselineError(DeployBenchError):
                          "anyway")
 
 
+class NoCommonCellsError(DeployBenchError):
+    """The two runs share no cell, so nothing was compared (another model list, runtime set or batch)."""
+
+    def __init__(self, baseline: Results, current: Results) -> None:
+        super().__init__(f"nothing to compare: the baseline and the current run have no cell in common "
+                         f"(baseline: {_cells_in_words(baseline)}; current: {_cells_in_words(current)}); "
+                         "gate a run against a baseline of the same models, runtimes, precisions and batch sizes")
+
+
+def _cells_in_words(results: Results) -> str:
+    models = sorted({row.model for row in results.rows})
+    shown = ", ".join(models[:3]) + (f" and {len(models) - 3} more" if len(models) > 3 else "")
+    return f"{len(results.rows)} cells of {shown}" if results.rows else "no cells"
+
+
 def parse_fraction(text: str | float, name: str = "value") -> float:
     """``5%`` or ``0.05`` -> 0.05. Negative, non-finite and bare numbers above 1 are refused.
 
@@ -193,10 +208,15 @@ class RegressionReport:
     def passed(self) -> bool:
         return not self.regressions and not (self.thresholds.fail_on_missing and self.missing)
 
+    @property
+    def compared(self) -> list[CellDelta]:
+        """Cells present in both runs: the only ones a verdict was reached on."""
+        return [d for d in self.deltas if d.baseline is not None and d.current is not None]
+
     def summary(self) -> str:
         counts = {v: len(self.with_verdict(v)) for v in (REGRESSED, IMPROVED, UNCHANGED, FAILING, MISSING, NEW)}
         text = ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "no cells"
-        return f"{'PASS' if self.passed else 'FAIL'}: {text} ({len(self.deltas)} cells compared)"
+        return f"{'PASS' if self.passed else 'FAIL'}: {text} ({len(self.compared)} cells compared)"
 
 
 def compare_cell(baseline: Row | None, current: Row | None, thresholds: Thresholds) -> CellDelta:
@@ -255,7 +275,8 @@ def compare(baseline: Results, current: Results, thresholds: Thresholds = Thresh
     """Every cell of ``current`` against ``baseline``.
 
     Raises :class:`IncompatibleBaselineError` when the setups differ, unless ``force``;
-    then the differences are kept as notes on the report.
+    then the differences are kept as notes on the report. Raises :class:`NoCommonCellsError`
+    when the two runs share no cell: a gate that compared nothing must not pass.
     """
     differences = incompatibilities(baseline, current)
     if differences and not force:
@@ -263,6 +284,8 @@ def compare(baseline: Results, current: Results, thresholds: Thresholds = Thresh
     notes = [f"compared despite differing {d} (--force)" for d in differences]
     old = {row.key: row for row in baseline.rows}
     new = {row.key: row for row in current.rows}
+    if not set(old) & set(new):
+        raise NoCommonCellsError(baseline, current)
     keys = list(new) + [key for key in old if key not in new]
     deltas = [compare_cell(old.get(key), new.get(key), thresholds) for key in keys]
     return RegressionReport(deltas=deltas, thresholds=thresholds, notes=notes)

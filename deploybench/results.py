@@ -12,6 +12,12 @@ from deploybench.artifact import write_json_atomic
 from deploybench.errors import ResultsError
 
 SCHEMA_VERSION = 1
+# Every status a row can end with: "ok", or how it failed (each failure carries a message).
+STATUSES = ("ok", "error", "oom", "timeout", "crashed", "export-failed")
+# Fields that name a row's cell, with their types: a row without them is not deploybench's.
+KEY_FIELDS: dict[str, type] = {"model": str, "format": str, "runtime": str, "device": str, "precision": str,
+                               "batch": int}
+WHERE_FROM = "pass the results.json that deploybench compare --out wrote"
 
 
 @dataclass
@@ -24,7 +30,7 @@ class Row:
     device: str
     precision: str
     batch: int
-    status: str = "ok"  # or error, oom, timeout, crashed, export-failed; those carry a message
+    status: str = "ok"  # one of STATUSES; every status but ok carries a message
     message: str = ""
     precision_used: str | None = None
     timed_region: str = ""
@@ -43,6 +49,7 @@ class Row:
     parity: dict[str, Any] | None = None
     runtime_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    weights: str = ""  # which weights the model ran with: random (seed N), pretrained, checkpoint PATH (full/partial)
 
     @property
     def key(self) -> str:
@@ -57,8 +64,24 @@ class Row:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Row":
+        """A row as deploybench wrote it; a missing or mistyped key field, or an unknown status, is refused."""
+        if not isinstance(data, dict):
+            raise ResultsError(f"a row is a {type(data).__name__}, not an object")
+        for name, kind in KEY_FIELDS.items():
+            value = data.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ResultsError(f"a row has {name} {value!r}; every row names its cell with "
+                                   f"{', '.join(KEY_FIELDS)}")
+        status = data.get("status", "ok")
+        if status not in STATUSES:
+            raise ResultsError(f"row {_cell_key(data)} has status {status!r}, which deploybench never writes "
+                               f"(valid: {', '.join(STATUSES)})")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _cell_key(data: dict[str, Any]) -> str:
+    return "|".join(str(data.get(name)) for name in KEY_FIELDS)
 
 
 @dataclass
@@ -80,13 +103,16 @@ class Results:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Results":
+        """Validate and decode a results document (raises ResultsError saying what is wrong)."""
+        if not isinstance(data, dict) or "schema_version" not in data or not isinstance(data.get("rows"), list):
+            raise ResultsError(f"not a deploybench results file (it has no schema_version and rows list); {WHERE_FROM}")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ResultsError(f"results schema version {version!r} is not supported (this deploybench reads "
                                f"version {SCHEMA_VERSION}); re-run the comparison with this version")
+        created = data["created"]
         return cls(config=data.get("config", {}), environment=data.get("environment", {}),
-                   rows=[Row.from_dict(r) for r in data.get("rows", [])], created=data["created"],
-                   schema_version=version)
+                   rows=[Row.from_dict(r) for r in data["rows"]], created=created, schema_version=version)
 
     @classmethod
     def from_json(cls, text: str) -> "Results":
@@ -99,16 +125,14 @@ class Results:
         except OSError as exc:
             raise ResultsError(f"cannot read results file {path} ({exc.strerror}); check the path") from exc
         except ValueError as exc:
-            raise ResultsError(f"{path} is not a results JSON document ({exc}); pass the results.json "
-                               "that deploybench compare --out wrote") from exc
-        if not isinstance(data, dict):
-            raise ResultsError(f"{path} is not a results JSON document; pass the results.json "
-                               "that deploybench compare --out wrote")
+            raise ResultsError(f"{path} is not a results JSON document ({exc}); {WHERE_FROM}") from exc
         try:
             return cls.from_dict(data)
+        except ResultsError as exc:
+            raise ResultsError(f"{path}: {exc}") from exc
         except (KeyError, TypeError) as exc:  # a missing field or a row of the wrong shape
             raise ResultsError(f"{path} is not a complete results document ({type(exc).__name__}: {exc}); "
-                               "pass the results.json that deploybench compare --out wrote") from exc
+                               f"{WHERE_FROM}") from exc
 
     def save(self, path: Path) -> None:
         """Atomic: a reader (or a crash) never sees a half-written document."""

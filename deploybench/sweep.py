@@ -9,6 +9,7 @@ interrupted sweep keeps what it measured and ``--resume`` finishes the rest.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -19,11 +20,12 @@ from deploybench import isolation, registry
 from deploybench.artifact import Artifact, BatchRange
 from deploybench.cache import ArtifactCache
 from deploybench.cell import Cell, run_in_chunks
-from deploybench.errors import DeployBenchError, UsageError
+from deploybench.errors import DeployBenchError, UnknownNameError, UsageError
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
 from deploybench.models import ModelRef, ModelSpec, example_batch, resolve
 from deploybench.results import Results, Row
+from deploybench.sanity import flag_slower_than_eager
 from deploybench.runtimes.base import RuntimeOptions
 
 log = logging.getLogger(__name__)
@@ -34,11 +36,11 @@ NO_GPU = "needs a CUDA GPU and there is no CUDA GPU on this machine; run it on a
 
 
 def parse_batches(text: str) -> tuple[int, ...] | str:
-    """``1,8,32`` or ``auto``."""
+    """``1,8,32`` or ``auto``; an empty item (``1,,8``) is malformed, not skipped."""
     if text.strip() == "auto":
         return "auto"
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in text.split(","))
     except ValueError:
         raise UsageError(f"malformed batch list {text!r}; write sizes like 1,8,32 or 'auto'") from None
     if not values or any(v < 1 for v in values):
@@ -67,6 +69,7 @@ class SweepConfig:
     checkpoint: str | None = None
     trust_checkpoint: bool = False
     data_init: bool = True  # random weights: BatchNorm statistics re-estimated on bundled photos
+    checkpoint_partial: bool = False
     export: ExportOptions = field(default_factory=ExportOptions)
     runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
     shard: tuple[int, int] = (1, 1)  # this shard (1-based) of N
@@ -77,6 +80,43 @@ class SweepConfig:
     def batch_sizes(self) -> tuple[int, ...]:
         """The sizes to try: the given list, or the doubling ladder for ``auto``."""
         return AUTO_BATCHES if self.batches == "auto" else self.batches  # type: ignore[return-value]
+
+    def validate(self) -> list[str]:
+        """Refuse what cannot run, before any model is resolved; returns warnings worth printing once.
+
+        Every runtime, format and precision name is checked against the registries (a typo
+        fails in a second, not after the first model was built), the model list must name
+        something, and the thread count must be a positive number.
+        """
+        if not self.models or not all(name.strip() for name in self.models):
+            raise UsageError("no model to run; pass --models A,B (aliases, timm names, YOLO names or files)")
+        if not self.runtimes:
+            raise UsageError(f"no runtime to run; pass --runtimes, e.g. {','.join(DEFAULT_RUNTIMES)}")
+        for name in self.runtimes:
+            registry.runtimes.canonical(name)
+        for name in self.formats or ():
+            if name not in (PYTORCH_FORMAT, "torch"):
+                registry.exporters.canonical(name)
+        valid = registry.known_precisions()
+        for precision in self.precisions:
+            if precision not in valid:
+                raise UnknownNameError("precision", precision, valid)
+        if not self.precisions:
+            raise UsageError(f"no precision to run; pass --precisions, e.g. {','.join(valid)}")
+        return threads_warnings(self.threads)
+
+
+def threads_warnings(threads: int | None) -> list[str]:
+    """Refuse a thread count below 1; warn when it asks for more threads than there are logical cores."""
+    if threads is None:
+        return []
+    if threads < 1:
+        raise UsageError(f"--threads {threads} is not a thread count; pass 1 or more (default: every usable core)")
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        return [f"--threads {threads} is more than the {cores} logical cores of this machine: the runtimes' threads "
+                f"will queue for the cores and the timings measure that contention; pass --threads {cores} or fewer"]
+    return []
 
 
 @dataclass(frozen=True)
@@ -214,11 +254,24 @@ class Sweep:
                  progress: ProgressFn = lambda message: None) -> None:
         self.config, self.cache, self.results = config, cache, results
         self.results_path, self.progress = results_path, progress
+        for warning in config.validate():  # before any model is resolved
+            progress(f"warning: {warning}")
         self.work_dir = work_dir or cache.root / "references"
         # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
         self.done = {row.key for row in results.rows if row.status == "ok" or not config.retry_failed}
         self.skipped: list[str] = []
         check_calibration_apart(config)
+
+    def nothing_ran(self) -> str | None:
+        """Why this sweep produced no row at all, or None when it has rows (or is one shard of several)."""
+        if self.results.rows or self.config.shard != (1, 1):
+            return None
+        if self.skipped:
+            shown = "; ".join(self.skipped[:3])
+            more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            return f"every cell was skipped ({shown}{more})"
+        loads = ", ".join(f"{name} loads {'/'.join(registry.runtimes.get(name).formats)}" for name in self.config.runtimes)
+        return f"no runtime loads {', '.join(self.config.formats or ())} ({loads})"
 
     def _record(self, row: Row) -> None:
         self.results.upsert(row)
@@ -229,6 +282,10 @@ class Sweep:
     def run(self) -> Results:
         for model in self.config.models:
             self._run_model(model)
+        for row in flag_slower_than_eager(self.results):
+            self.progress(f"{row.model} {row.runtime}/{row.format} {row.precision} b{row.batch}: {row.warnings[-1]}")
+        if self.results_path is not None and self.results.rows:
+            self.results.save(self.results_path)
         return self.results
 
     def _in_shard(self, key: str) -> bool:
@@ -238,7 +295,8 @@ class Sweep:
     def _run_model(self, model_name: str) -> None:
         config = self.config
         ref = ModelRef(model_name, pretrained=config.pretrained, checkpoint=config.checkpoint,
-                       trust_checkpoint=config.trust_checkpoint, data_init=config.data_init)
+                       trust_checkpoint=config.trust_checkpoint, checkpoint_partial=config.checkpoint_partial,
+                       data_init=config.data_init)
         spec = resolve(ref)
         for note in spec.notes:
             self.progress(f"{spec.name}: {note}")
@@ -252,6 +310,7 @@ class Sweep:
         inputs, origin = parity_inputs(spec, config)
         reference = build_reference(spec, inputs, self.work_dir / f"{spec.identity_hash()[:16]}.npz",
                                     dataset_arrays(spec, config), origin)
+        self.progress(f"{spec.name}: weights {spec.weights}")  # a checkpoint's load is known once built
         for item in todo:
             artifact_dir, export_info = self._artifact(spec, item)
             for batch in batches:
@@ -300,6 +359,7 @@ class Sweep:
             self.progress(f"{label}: measuring ...")
             row = isolation.run(cell, isolate=config.isolate, timeout_s=config.timeout_s)
             row.artifact.update(export_info)
+        row.weights = spec.weights
         self._record(row)
         self.progress(f"{label}: {describe(row)}")
         return row

@@ -9,6 +9,13 @@ from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, 
 from deploybench.models import ModelSpec
 from deploybench.torch_utils import module_for, torch_dtype
 
+# Inductor bakes `#pragma omp parallel num_threads(N)` into CPU kernels, N being torch's thread
+# count at export, whenever that differs from os.cpu_count(): a package exported under one
+# thread setting then runs N threads whatever the runtime sets (N above the cores: threads
+# queue for them; below: cores idle). Dynamic threads make every kernel ask OpenMP at run time,
+# so the package follows the runtime's --threads like every other runtime.
+INDUCTOR_CONFIGS: dict[str, Any] = {"cpp.dynamic_threads": True}
+
 
 class AotiExporter(Exporter):
     name = "aoti"
@@ -30,5 +37,10 @@ class AotiExporter(Exporter):
         with torch.no_grad():
             program = torch.export.export(module, (example,), dynamic_shapes=dynamic)
             path = out_dir / "model.pt2"
-            torch._inductor.aoti_compile_and_package(program, package_path=str(path))
-        return path.name, {}
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path),
+                                                     inductor_configs=dict(INDUCTOR_CONFIGS))
+        return path.name, {"inductor_configs": dict(INDUCTOR_CONFIGS)}
+
+    def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
+        # Packages compiled with other Inductor settings (threads baked in) are other artifacts.
+        return {**super().cache_identity(options), "inductor_configs": INDUCTOR_CONFIGS}

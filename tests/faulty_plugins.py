@@ -109,6 +109,19 @@ class NanRuntime(_FaultyEager):
         return [np.full_like(out, np.nan) for out in super().outputs()]
 
 
+class SlowRuntime(_FaultyEager):
+    """The real model, then a stall 9x as long as the call: ten times eager, as a misconfigured runtime runs
+    (threads fighting for cores). Relative to the call, so a loaded machine slows both alike."""
+
+    name = "fault-slow-infer"
+    STALL_FACTOR = 9.0
+
+    def infer(self, feeds: Any) -> None:
+        started = time.perf_counter()
+        super().infer(feeds)
+        time.sleep(self.STALL_FACTOR * (time.perf_counter() - started))
+
+
 MISSING_MODULE = "deploybench_fault_no_such_module"
 MISSING_EXTRA = "fault-extra"
 
@@ -200,7 +213,7 @@ def _touch(path: str) -> str:
 
 
 RUNTIMES = (SegfaultRuntime, KilledRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime,
-            BrokenFormatRuntime, NeedsMissingRuntime)
+            BrokenFormatRuntime, NeedsMissingRuntime, SlowRuntime)
 EXPORTERS = (BrokenExporter, PartialExporter, SlowExporter, NeedsMissingExporter)
 
 

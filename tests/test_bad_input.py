@@ -120,6 +120,26 @@ CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
     "formats no runtime of a compare loads": (
         lambda f: compare(f, "--runtimes", "torch,onnxruntime", "--formats", "ov"),
         ("nothing to run", "onnxruntime loads onnx", "torch loads pytorch")),
+    "unknown precision (compare, #16.8)": (
+        lambda f: compare(f, "--runtimes", "torch", "--precisions", "int4"),
+        ("unknown precision 'int4'", "did you mean 'int8'", "fp16, fp32, int8")),
+    "unknown precision (bench, #16.8)": (
+        lambda f: bench(f, "--runtime", "torch", "--precision", "int4"), ("unknown precision 'int4'", "valid: ")),
+    "empty model list (#16.8)": (
+        lambda f: run_args(f, "compare", "--models", "", "--runtimes", "torch"), ("no model to run", "--models A,B")),
+    "every cell skipped (#16.8)": (
+        lambda f: compare(f, "--runtimes", "torch", "--device", "tpu", "--out", f.out),
+        ("nothing to run: every cell was skipped", "torch runs on cpu, cuda, not tpu", "--allow-empty")),
+    "threads below 1 (#16.9)": (
+        lambda f: compare(f, "--runtimes", "torch", "--threads", "-2"), ("--threads -2 is not a thread count",)),
+    "threads zero (bench, #16.9)": (
+        lambda f: bench(f, "--runtime", "torch", "--threads", "0"), ("--threads 0 is not a thread count",)),
+    "batch list with an empty item (#16.9)": (
+        lambda f: bench(f, "--runtime", "torch", "--batch", "1,,8"), ("malformed batch list '1,,8'",)),
+    "misspelt runtime in a compare (#16.10)": (
+        lambda f: compare(f, "--runtimes", "torch,onnxrt"), ("unknown runtime 'onnxrt'", "did you mean 'onnxruntime'")),
+    "misspelt format in a compare (#16.10)": (
+        lambda f: compare(f, "--runtimes", "torch", "--formats", "onx"), ("unknown format 'onx'", "did you mean 'onnx'")),
     "malformed batch list": (
         lambda f: bench(f, "--runtime", "torch", "--batch", "1,x"), ("malformed batch list '1,x'", "1,8,32")),
     "batch size zero": (lambda f: bench(f, "--runtime", "torch", "--batch", "0"), ("positive integers",)),
@@ -158,6 +178,22 @@ CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
     "malformed results file": (
         lambda f: ["report", f.results('{"schema_version": 1, "rows": [') + "/results.json"],
         ("not a results JSON document", "compare --out")),
+    "JSON from another tool (report, #16.11)": (
+        lambda f: ["report", f.results('{"benchmarks": [{"name": "resnet", "ms": 3.1}]}') + "/results.json"],
+        ("not a deploybench results file", "compare --out")),
+    "JSON list (report)": (
+        lambda f: ["report", f.results('[1, 2, 3]') + "/results.json"], ("not a deploybench results file",)),
+    "row with a status deploybench never writes (report, #16.11)": (
+        lambda f: ["report", f.results(json.dumps({"schema_version": 1, "created": "2020-01-01T00:00:00+00:00",
+                                                   "rows": [{"model": "m", "format": "onnx", "runtime": "onnxruntime",
+                                                             "device": "cpu", "precision": "fp32", "batch": 1,
+                                                             "status": "great"}]})) + "/results.json"],
+        ("row m|onnx|onnxruntime|cpu|fp32|1 has status 'great', which deploybench never writes",
+         "valid: ok, error, oom, timeout, crashed, export-failed")),
+    "row without its cell (report)": (
+        lambda f: ["report", f.results(json.dumps({"schema_version": 1, "created": "2020-01-01T00:00:00+00:00",
+                                                   "rows": [{"model": "m", "batch": "8"}]})) + "/results.json"],
+        ("a row has format None",)),
     "missing results file": (
         lambda f: ["report", f.missing("results.json")], ("cannot read results file", "check the path")),
 }
@@ -197,6 +233,32 @@ def test_bad_input_gets_one_line_that_says_what_to_do(case: str, tmp_path: Path,
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before
     assert not [k for k in after if k not in before and not k.startswith("cache/.locks")], after.keys()
+
+
+@pytest.mark.parametrize("names", [("--runtimes", "torch,onnxrt"), ("--formats", "onx"), ("--precisions", "int4"),
+                                   ("--threads", "-2"), ("--models", ",")])
+def test_names_are_validated_before_any_model_is_resolved(names: tuple[str, str], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """A typo costs a second, not a model build (#16.10): resolve must never be reached."""
+    def must_not_resolve(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was resolved before the names were checked")
+
+    monkeypatch.setattr("deploybench.sweep.resolve", must_not_resolve)
+    monkeypatch.setattr("deploybench.models.resolve", must_not_resolve)
+    argv = ["compare", "--models", "test_efficientnet", "--runtimes", "torch", *names, "--quick",
+            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    line = error_line(main(argv), capsys.readouterr().err)
+    assert names[1].split(",")[-1] in line or "no model" in line
+
+
+def test_threads_above_the_logical_cores_warn_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cores = os.cpu_count() or 1
+    code = main(compare(Files(tmp_path), "--runtimes", "torch", "--threads", str(cores + 1)))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if f"--threads {cores + 1} is more than the {cores} logical" in line]
+    assert len(warnings) == 1 and warnings[0].strip().startswith("warning:") and f"--threads {cores} or fewer" in err
 
 
 @pytest.mark.parametrize("argv", [["info", "test_resnett"], ["report", "/nonexistent/results.json"]])

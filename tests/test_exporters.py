@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +11,10 @@ import pytest
 from conftest import available_exporters
 from deploybench import registry
 from deploybench.artifact import Artifact, BatchRange
+from deploybench.cache import ArtifactCache
 from deploybench.errors import UnsupportedError
 from deploybench.exporters.base import ExportOptions
-from deploybench.models import example_batch
+from deploybench.models import example_batch, resolve
 from deploybench.runtimes.base import RuntimeOptions
 
 FORMAT_RUNTIME = {"torchscript": "torchscript", "onnx": "onnxruntime", "openvino": "openvino", "aoti": "aoti",
@@ -103,3 +105,31 @@ def test_static_batch_export_keeps_its_batch(cache, tiny) -> None:
     with registry.runtimes.get("openvino")(RuntimeOptions()).load(artifact) as rt:
         out = rt.run(example_batch(tiny.input, 2))
     assert out[0].shape == (2, 1000)
+
+
+def test_aoti_packages_take_their_thread_count_from_the_runtime(tmp_path: Path) -> None:
+    """#16.4: Inductor baked `omp parallel num_threads(N)` (N = torch's threads at export, when unlike the core
+    count) into every CPU kernel, so a package ran N threads whatever --threads said. Exported here under a
+    thread count unlike the core count, no kernel may fix its thread count."""
+    import os
+    import re
+    import zipfile
+
+    import torch
+
+    if not registry.exporters.availability("aoti").ok:
+        pytest.skip("torch.export/AOTInductor is not available here")
+    before = torch.get_num_threads()
+    torch.set_num_threads((os.cpu_count() or 1) + 1)
+    try:
+        artifact, _ = ArtifactCache(tmp_path).get_or_export(registry.exporters.get("aoti")(), resolve("test_resnet"),
+                                                            ExportOptions())
+    finally:
+        torch.set_num_threads(before)
+    with zipfile.ZipFile(artifact.file) as package:
+        kernels = "".join(package.read(name).decode(errors="ignore") for name in package.namelist()
+                          if name.endswith(".cpp"))
+    regions = re.findall(r"#pragma omp parallel[^\n]*", kernels)
+    assert regions, "no parallel kernel was generated: the check would prove nothing"
+    assert not [region for region in regions if "num_threads" in region]
+    assert artifact.manifest["inductor_configs"] == {"cpp.dynamic_threads": True}

@@ -109,6 +109,22 @@ def test_exit_code_is_zero_when_every_cell_passes(tmp_path: Path, faults: None) 
     assert compare_cli(tmp_path, "torch") == 0
 
 
+def test_a_row_far_slower_than_eager_is_flagged_as_misconfigured(tmp_path: Path, faults: None,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """#16.4: a row more than 3x slower per image than eager says so, with the ratio, instead of a bare "ok"."""
+    assert compare_cli(tmp_path, "torch,fault-slow-infer") == 0
+    table = capsys.readouterr().out
+    rows = {row.runtime: row for row in Results.load(tmp_path / "out" / "results.json").rows}
+    slow, eager = rows["fault-slow-infer"], rows["torch"]
+    ratio = slow.ms_per_image / eager.ms_per_image
+    assert ratio > 3
+    flags = [w for w in slow.warnings if w.startswith("likely misconfiguration")]
+    assert len(flags) == 1 and flags[0].startswith(f"likely misconfiguration: {ratio:.1f}x slower than eager (")
+    assert not any(w.startswith("likely misconfiguration") for w in eager.warnings)
+    status = next(line for line in table.splitlines() if "fault-slow-infer" in line)
+    assert f"likely misconfiguration: {ratio:.1f}x slower than eager" in status and "ok (" in status
+
+
 def test_exit_code_reports_a_failed_cell(tmp_path: Path, faults: None, capsys: pytest.CaptureFixture) -> None:
     assert compare_cli(tmp_path, "torch,fault-memoryerror") == 1
     out = capsys.readouterr().out

@@ -81,3 +81,19 @@ def test_first_line_of_library_errors() -> None:
 
     assert first_line(RuntimeError("\n  graph broken at node 3\ntraceback detail\n")) == "graph broken at node 3"
     assert first_line(RuntimeError("")) == "RuntimeError"  # libraries sometimes raise without a message
+
+
+def test_known_precisions_come_from_the_capability_tables() -> None:
+    """The valid --precisions are what the plugins declare: a plugin's own precision becomes valid with it."""
+    declared = {p for reg in (registry.exporters, registry.runtimes) for cls in reg for p in cls.precisions}
+    assert set(registry.known_precisions()) == declared and "int4" not in declared
+
+    class Int4Runtime(_NeedsMissingLibrary):
+        name = "int4-runtime"
+        precisions = ("int4",)
+
+    registry.runtimes.register(Int4Runtime)
+    try:
+        assert "int4" in registry.known_precisions()
+    finally:
+        registry.runtimes.unregister("int4-runtime")

@@ -13,7 +13,7 @@ from deploybench.cli import main
 from deploybench.errors import UsageError
 from deploybench.harness import MeasurePolicy, Stats
 from deploybench.regress import (FAILING, IMPROVED, MISSING, NEW, REGRESSED, UNCHANGED, IncompatibleBaselineError,
-                                 Thresholds, compare, format_percent, incompatibilities, parse_fraction,
+                                 NoCommonCellsError, Thresholds, compare, format_percent, incompatibilities, parse_fraction,
                                  robust_spread_ms)
 from deploybench.report.delta import COLUMNS, render_markdown
 from deploybench.results import Results, Row
@@ -159,6 +159,30 @@ def test_missing_and_new_cells_are_reported() -> None:
     assert sorted(d.verdict for d in report.deltas) == sorted([UNCHANGED, MISSING, NEW])
     assert report.passed
     assert not compare(base, now, Thresholds(fail_on_missing=True)).passed
+    assert report.summary() == "PASS: 1 ok, 1 missing, 1 new (1 cells compared)"  # only the matched cell counts
+
+
+def other_model(row: Row) -> Row:
+    return replace(row, model="regnety_016")
+
+
+def test_runs_without_a_cell_in_common_are_an_error_not_a_pass() -> None:
+    base = results(make_row(seed=1, batch=1), make_row(seed=1, batch=8))
+    now = results(*(other_model(make_row(seed=2, batch=b)) for b in (1, 8)))
+    with pytest.raises(NoCommonCellsError, match="no cell in common") as caught:
+        compare(base, now)
+    assert caught.value.exit_code == 2
+    assert "baseline: 2 cells of test_resnet; current: 2 cells of regnety_016" in str(caught.value)
+
+
+def test_regress_cli_refuses_two_runs_of_different_models(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base, now = tmp_path / "resnet34.json", tmp_path / "regnety_016.json"
+    results(make_row(seed=1)).save(base)
+    results(other_model(make_row(seed=2))).save(now)
+    code, out = run_cli(capsys, str(base), str(now))
+    assert code == 2 and "PASS" not in out
+    assert out.strip().splitlines()[-1].startswith("error: nothing to compare: the baseline and the current run "
+                                                   "have no cell in common")
 
 
 def test_other_hardware_or_libraries_are_refused_with_the_fields_named() -> None:

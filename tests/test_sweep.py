@@ -100,9 +100,30 @@ def test_plan_explains_skips() -> None:
 def test_parse_batches() -> None:
     assert parse_batches("1,8,32") == (1, 8, 32)
     assert parse_batches("auto") == "auto"
-    for bad in ("1,x", "0", ""):
+    for bad in ("1,x", "0", "", "1,,8", "1,8,"):
         with pytest.raises(Exception, match="malformed batch list"):
             parse_batches(bad)
+
+
+@pytest.mark.parametrize("change, error", [
+    ({"models": ()}, "no model to run"),
+    ({"runtimes": ("torch", "onnxrt")}, "unknown runtime 'onnxrt'"),
+    ({"formats": ("onx",)}, "unknown format 'onx'"),
+    ({"precisions": ("int4",)}, "unknown precision 'int4'"),
+    ({"threads": 0}, "--threads 0 is not a thread count"),
+])
+def test_config_validation_refuses_before_any_work(change: dict, error: str) -> None:
+    """#16.8-10: the library checks names and settings; the CLI only prints what it raises."""
+    with pytest.raises(Exception, match=error):
+        replace(SweepConfig(models=("test_resnet",), runtimes=("torch",)), **change).validate()
+
+
+def test_config_validation_warns_about_more_threads_than_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    config = SweepConfig(models=("test_resnet",), runtimes=("torch", "ov"), formats=("torch", "ov"), threads=2)
+    assert config.validate() == []
+    (warning,) = replace(config, threads=999).validate()
+    assert warning.startswith("--threads 999 is more than the 2 logical cores") and "--threads 2 or fewer" in warning
 
 
 def test_auto_batch_grows_until_throughput_stops_improving(cache, tmp_path) -> None:

@@ -80,7 +80,7 @@ def test_compare_uses_the_target_defaults(monkeypatch: pytest.MonkeyPatch, capsy
         seen["config"] = config
         from deploybench.results import Results
 
-        return SimpleNamespace(results=Results(), skipped=[])
+        return SimpleNamespace(results=Results(), skipped=[], nothing_ran=lambda: None)
 
     monkeypatch.setattr("deploybench.cli.bench.execute", fake_execute)
     assert main(["compare", "--models", "mobilenetv4", "--target", "cpu"]) == 0
@@ -116,9 +116,17 @@ def test_compare_on_a100_without_a_gpu_says_what_it_cannot_run(monkeypatch: pyte
     err = capsys.readouterr().err
     skipped = [line for line in err.splitlines() if "skipped test_resnet" in line]
     a100 = load_target("a100")
-    assert code == 0
+    assert code == 2  # nothing could run: not a green night (#16.8)
     assert len(skipped) == len(a100.runtimes) * len(a100.precisions)
     assert "skipped test_resnet tensorrt int8: needs a CUDA GPU and there is no CUDA GPU on this machine" in err
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("error: nothing to run: every cell was skipped (test_resnet ") and "--allow-empty" in last
+    assert not (tmp_path / "results.json").exists()
+
+    code = main(["compare", "--models", "test_resnet", "--target", "a100", "--quick", "--out", str(tmp_path),
+                 "--allow-empty"])
+    assert code == 0 and "error:" not in capsys.readouterr().err
+    assert (tmp_path / "results.json").is_file()
 
 
 def test_cpu_cells_are_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:

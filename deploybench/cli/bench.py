@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from dataclasses import replace
@@ -30,7 +31,7 @@ def common_run_options(func: Any) -> Any:
     for option in reversed([
         click.option("--batch", "batch", default=None, help="Batch sizes, e.g. 1,8,32, or 'auto'."),
         click.option("--device", default=None, help="cpu or cuda (default: the target's)."),
-        click.option("--threads", type=int, help="CPU threads for every runtime (default: all usable cores)."),
+        click.option("--threads", type=int, help="CPU threads for every runtime, 1 or more (default: all usable cores)."),
         click.option("--quick", is_flag=True, help="Short warm-up and timed window (smoke runs)."),
         click.option("--min-iters", type=int, help="Timed iterations at least (default 50)."),
         click.option("--min-seconds", type=float, help="Timed seconds at least (default 3)."),
@@ -68,8 +69,7 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
         device=device or target.device, threads=threads if threads is not None else target.threads,
         policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
         tolerance=parse_tolerance_overrides(tolerance), runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode),
-        pretrained=weights.get("pretrained", False), checkpoint=weights.get("checkpoint"),
-        trust_checkpoint=weights.get("trust_checkpoint", False), data_init=weights.get("data_init", True), **extra)
+        **weights, **extra)  # pretrained, checkpoint, trust_checkpoint, checkpoint_partial, data_init
 
 
 def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Path | None, argv: list[str]) -> Any:
@@ -85,6 +85,8 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
     results = Results(config={"argv": argv, "models": list(config.models), "runtimes": list(config.runtimes),
                               "precisions": list(config.precisions), "batches": config.batches,
                               "device": config.device, "threads": config.threads, "shard": list(config.shard),
+                              "weights": {"pretrained": config.pretrained, "checkpoint": config.checkpoint,
+                                          "checkpoint_partial": config.checkpoint_partial},
                               # Runs measured under different policies are not comparable (regress, history).
                               "policy": {"quick": policy == MeasurePolicy.quick(), "min_iters": policy.min_iters,
                                          "min_seconds": policy.min_seconds, "warmup_iters": policy.warmup_iters,
@@ -99,10 +101,8 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
             previous.config, previous.environment = results.config, results.environment
             results = previous
             _progress(f"resuming: {len(results.rows)} rows already in {results_path}")
-        _ensure_writable(resume, "--resume")
     elif out_dir is not None:
         results_path = out_dir / "results.json"
-        _ensure_writable(out_dir)
     sweep = Sweep(config, cache, results, results_path,
                   work_dir=(out_dir or resume) / "references" if (out_dir or resume) else None, progress=_progress)
     _terminate_as_interrupt()
@@ -110,28 +110,6 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
     for reason in sweep.skipped:
         _progress(f"skipped {reason}")
     return sweep
-
-
-def nothing_to_run(config: Any, sweep: Any) -> str | None:
-    """Why an unsharded sweep ran no cell at all, or None when it ran some."""
-    from deploybench import registry
-
-    if sweep.results.rows or config.shard != (1, 1):
-        return None
-    loads = ", ".join(f"{name} loads {'/'.join(registry.runtimes.get(name).formats)}" for name in config.runtimes)
-    return "; ".join(sweep.skipped) or f"no runtime loads {', '.join(config.formats or ())} ({loads})"
-
-
-def _ensure_writable(folder: Path, option: str = "--out") -> None:
-    from deploybench.errors import UsageError
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".deploybench-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"output folder {folder} is not writable ({exc.strerror}); pass another {option}") from exc
 
 
 def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
@@ -164,6 +142,8 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--shard", default="1/1", show_default=True, help="Run slice I of N of the cells (I/N).")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
 @click.option("--strict-parity", is_flag=True, help="Exit 1 when a parity verdict is inconclusive, not only when one fails.")
+@click.option("--allow-empty", is_flag=True,
+              help="Exit 0 even when no cell could run (every one skipped); the default is exit 2, saying why.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
 @record_options()
 @common_run_options
@@ -172,32 +152,32 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 def compare_command(models: str, runtimes: str | None, formats: str | None, precisions: str | None, target: str,
                     target_file: str | None, out_dir: str | None, html: str | None, resume: str | None,
                     retry_failed: bool, shard: str,
-                    allow_mismatch: bool, strict_parity: bool, calib_data: str | None, history_path: str | None,
-                    cache_dir: str | None, pretrained: bool,
-                    checkpoint: str | None, trust_checkpoint: bool, no_data_init: bool, **run: Any) -> int:
+                    allow_mismatch: bool, strict_parity: bool, allow_empty: bool, calib_data: str | None,
+                    history_path: str | None, cache_dir: str | None, weights: dict[str, Any], **run: Any) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench.exporters.base import ExportOptions
+    from deploybench.output_lock import exclusive_output
     from deploybench.report.table import render_table
     from deploybench.targets import load_target, parse_shard
 
     tgt = load_target(target, target_file)
     config = build_config(split_list(models) or (), split_list(runtimes), split_list(formats), split_list(precisions),
-                          tgt, weights={"pretrained": pretrained, "checkpoint": checkpoint,
-                                        "trust_checkpoint": trust_checkpoint, "data_init": not no_data_init},
+                          tgt, weights=weights,
                           shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data), retry_failed=retry_failed,
                           sample=tgt.sample, **run)
     out = Path(resume or out_dir) if (resume or out_dir) else None
     click.echo(f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
                f"precisions {', '.join(config.precisions)}, batches {config.batches}", err=True)
-    sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv)
-    # Skipped cells were listed as they were planned; a --formats filter that left nothing was not.
-    if config.formats and not sweep.skipped and (why := nothing_to_run(config, sweep)):
-        from deploybench.errors import UnsupportedError
+    # One run per output folder: a second one is refused instead of overwriting this one's rows.
+    with exclusive_output(out, "--resume" if resume else "--out") if out else contextlib.nullcontext():
+        sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv)
+        if not allow_empty and (why := sweep.nothing_ran()):
+            from deploybench.errors import UnsupportedError
 
-        raise UnsupportedError(f"nothing to run: {why}")
-    results = sweep.results
-    click.echo(render_table(results))
-    write_outputs(results, out, html)
+            raise UnsupportedError(f"nothing to run: {why}; pass --allow-empty to exit 0 with an empty table")
+        results = sweep.results
+        click.echo(render_table(results))
+        write_outputs(results, out, html)
     if history_path is not None:
         record_run(results, history_path)
     return parity_exit_code(results, allow_mismatch, strict_parity) or (1 if any(r.status != "ok" for r in results.rows) else 0)
@@ -225,8 +205,7 @@ def parity_exit_code(results: Any, allow_mismatch: bool, strict_parity: bool) ->
 @cache_option
 @weights_options
 def bench_command(model: str, runtime: str, fmt: str | None, precision: str, json_file: str | None,
-                  cache_dir: str | None, pretrained: bool, checkpoint: str | None, trust_checkpoint: bool,
-                  no_data_init: bool, **run: Any) -> int:
+                  cache_dir: str | None, weights: dict[str, Any], **run: Any) -> int:
     """Time MODEL in one RUNTIME: full statistics, memory and the timed region."""
     from deploybench import registry
     from deploybench.targets import load_target
@@ -235,10 +214,9 @@ def bench_command(model: str, runtime: str, fmt: str | None, precision: str, jso
     devices = registry.runtimes.get(runtime).devices
     run["device"] = run["device"] or ("cpu" if "cpu" in devices else devices[0])  # tensorrt: cuda
     config = build_config((model,), (runtime,), (fmt,) if fmt else None, (precision,), load_target("cpu", None),
-                          weights={"pretrained": pretrained, "checkpoint": checkpoint,
-                                   "trust_checkpoint": trust_checkpoint, "data_init": not no_data_init}, **run)
+                          weights=weights, **run)
     sweep = execute(config, cache_dir, None, None, sys.argv)
-    if why := nothing_to_run(config, sweep):
+    if why := sweep.nothing_ran():
         from deploybench.errors import UnsupportedError
 
         raise UnsupportedError(f"nothing to run: {why}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -26,13 +27,11 @@ def models_command(pattern: str | None) -> None:
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @weights_options
-def info_command(model: str, as_json: bool, pretrained: bool, checkpoint: str | None, trust_checkpoint: bool,
-                 no_data_init: bool) -> None:
+def info_command(model: str, as_json: bool, weights: dict[str, Any]) -> None:
     """Describe MODEL: source, task, input, outputs, parameters and FLOPs (counted)."""
     from deploybench.describe import describe_model
 
-    data = describe_model(model, pretrained=pretrained, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint,
-                          data_init=not no_data_init)
+    data = describe_model(model, **weights)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

@@ -6,6 +6,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,7 +30,7 @@ from deploybench.cli.options import cache_option, split_list, weights_options
 @weights_options
 def export_command(model: str, formats: str, precision: str, batch: str, device: str, opset: int | None,
                    simplify: bool, script: bool, calib_data: str | None, workspace_gb: float, out_dir: str | None,
-                   force: bool, cache_dir: str | None, **weights: object) -> None:
+                   force: bool, cache_dir: str | None, weights: dict[str, Any]) -> None:
     """Export MODEL to one or more formats (cached; each result is loaded back and run once)."""
     from deploybench import registry
     from deploybench.artifact import BatchRange
@@ -41,8 +42,7 @@ def export_command(model: str, formats: str, precision: str, batch: str, device:
     options = ExportOptions(precision=precision, device=device, batch=BatchRange.parse(batch), opset=opset,
                             simplify=simplify, script=script, calib_data=calib_data, workspace_gb=workspace_gb)
     exporters = [registry.exporters.get(name)() for name in names]
-    weights["data_init"] = not weights.pop("no_data_init", False)
-    spec = resolve(model, **weights)  # type: ignore[arg-type]
+    spec = resolve(model, **weights)
     for exporter in exporters:  # refuse unsupported combinations before any work
         exporter.validate(spec, options)
     for note in spec.notes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import click
@@ -9,16 +10,33 @@ import click
 F = Callable[..., Any]
 
 
+WEIGHTS_FLAGS = ("pretrained", "checkpoint", "trust_checkpoint", "checkpoint_partial")
+
+
 def weights_options(func: F) -> F:
-    func = click.option("--no-data-init", is_flag=True,
-                        help="Random weights: keep the library's BatchNorm statistics instead of re-estimating "
-                             "them on bundled photos (parity is then often inconclusive).")(func)
-    func = click.option("--trust-checkpoint", is_flag=True,
-                        help="Allow checkpoints that contain pickled code (runs code from the file).")(func)
-    func = click.option("--checkpoint", type=click.Path(dir_okay=False),
-                        help="Weights: a .safetensors file or a state dict (loaded with weights_only=True).")(func)
-    func = click.option("--pretrained", is_flag=True, help="Download the library's pretrained weights.")(func)
-    return func
+    """--pretrained / --checkpoint PATH / --trust-checkpoint / --checkpoint-partial / --no-data-init,
+    handed to the command as one ``weights`` dict of ModelRef fields."""
+    @functools.wraps(func)
+    def with_weights(*args: Any, **kwargs: Any) -> Any:
+        weights = {name: kwargs.pop(name) for name in WEIGHTS_FLAGS}
+        weights["data_init"] = not kwargs.pop("no_data_init")
+        return func(*args, weights=weights, **kwargs)
+
+    for option in (
+        click.option("--no-data-init", is_flag=True,
+                     help="Random weights: keep the library's BatchNorm statistics instead of re-estimating them on "
+                          "bundled photos (parity is then often inconclusive)."),
+        click.option("--checkpoint-partial", is_flag=True,
+                     help="Load only the checkpoint tensors that fit the model (missing, unexpected and "
+                          "shape-mismatched ones are skipped and counted); without it a checkpoint must fit exactly."),
+        click.option("--trust-checkpoint", is_flag=True,
+                     help="Allow checkpoints that contain pickled code (runs code from the file)."),
+        click.option("--checkpoint", type=click.Path(dir_okay=False),
+                     help="Weights: a .safetensors file or a state dict (loaded with weights_only=True)."),
+        click.option("--pretrained", is_flag=True, help="Download the library's pretrained weights."),
+    ):
+        with_weights = option(with_weights)
+    return with_weights  # type: ignore[return-value]
 
 
 def cache_option(func: F) -> F:

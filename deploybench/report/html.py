@@ -346,7 +346,8 @@ def _row_detail(index: int, row: Row) -> str:
     verdict = row.parity_verdict or "not checked"
     summary = (f"{row.model} · {row.format}/{row.runtime} · {row.device} · {row.precision} · batch {row.batch} — "
                f"{row.status}, parity {verdict}")
-    run = {"status": row.status, "precision used": row.precision_used, "timed region": row.timed_region,
+    run = {"status": row.status, "weights": row.weights or None, "precision used": row.precision_used,
+           "timed region": row.timed_region,
            "threads": row.threads, "ms/image": row.ms_per_image, "images/s": row.throughput,
            "items per call": row.items_per_call, "timed window (s)": row.window_seconds,
            "first inference (ms)": row.first_inference_ms, "load (s)": row.load_seconds, "samples": len(row.samples_ms)}

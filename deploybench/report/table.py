@@ -60,7 +60,9 @@ def table_rows(results: Results) -> list[list[Any]]:
     for row in results.rows:
         base = baseline.get((row.model, row.device, row.batch))
         speedup = f"{base / row.ms_per_image:.2f}x" if base and row.ms_per_image else "-"
-        status = row.status if row.status != "ok" else ("ok" + (" (noisy)" if row.warnings else ""))
+        # Each warning's headline: "noisy", "likely misconfiguration: 3.4x slower than eager".
+        flags = ["noisy" if w.startswith("noisy") else w.split(" (", 1)[0] for w in row.warnings]
+        status = row.status if row.status != "ok" else ("ok" + (f" ({'; '.join(flags)})" if flags else ""))
         if row.status != "ok" and row.message:
             status = f"{row.status}: {row.message[:60]}"
         lines.append([FASTEST_MARK if row.key in fastest else "", row.model, row.format, row.runtime, row.device,
@@ -90,13 +92,20 @@ def parity_inputs_line(results: Results) -> str:
         if row.parity and row.parity.get("inputs"):
             seen.setdefault(row.model, row.parity["inputs"])
     return "; ".join(f"{model}: {inputs}" for model, inputs in seen.items())
+def weights_used(results: Results) -> list[str]:
+    """One line per model: the weights its rows ran with (random, pretrained, a checkpoint, full or partial)."""
+    seen: dict[str, str] = {}
+    for row in results.rows:
+        if row.weights:
+            seen.setdefault(row.model, row.weights)
+    return [f"weights of {model}: {weights}" for model, weights in seen.items()]
 
 
 def render_table(results: Results, fmt: str = "simple") -> str:
     from tabulate import tabulate
 
     text = tabulate(table_rows(results), headers=COLUMNS, tablefmt=fmt, disable_numparse=True)
-    lines = [text, FOOTNOTE]
+    lines = [text, FOOTNOTE, *weights_used(results)]
     if inputs := parity_inputs_line(results):
         lines.append(f"parity inputs: {inputs}")
     lines += [f"parity: {note}" for note in parity_notes(results)]
@@ -111,14 +120,15 @@ def render_csv(results: Results) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["model", "format", "runtime", "device", "precision", "precision_used", "batch", "status", "message",
                      "parity", "p50_ms", "mean_ms", "p99_ms", "cv", "ms_per_image", "images_per_s", "first_inference_ms",
-                     "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region"])
+                     "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region",
+                     "weights"])
     for r in results.rows:
         stats = r.stats or {}
         writer.writerow([r.model, r.format, r.runtime, r.device, r.precision, r.precision_used, r.batch, r.status,
                          r.message, r.parity_verdict, stats.get("median"), stats.get("mean"), stats.get("p99"),
                          stats.get("cv"), r.ms_per_image, r.throughput, r.first_inference_ms, r.load_seconds,
                          r.memory.get("peak_rss_mb"), r.memory.get("rss_growth_mb"), r.memory.get("peak_device_mb"),
-                         r.artifact.get("size_mb"), r.threads, r.timed_region])
+                         r.artifact.get("size_mb"), r.threads, r.timed_region, r.weights])
     return buffer.getvalue()
 
 
@@ -137,7 +147,8 @@ def render_markdown(results: Results) -> str:
 
     rows = [[_markdown_cell(cell) for cell in line] for line in table_rows(results)]
     table = tabulate(rows, headers=COLUMNS, tablefmt="github", disable_numparse=True)
+    weights = "".join(f"\n- {line}" for line in weights_used(results))
     notes = [f"- {_markdown_cell(note)}" for note in parity_notes(results)]
     inputs = parity_inputs_line(results)
     tail = ([f"Parity inputs: {_markdown_cell(inputs)}", ""] if inputs else []) + (["Parity notes:", "", *notes, ""] if notes else [])
-    return "\n".join(head) + f"{table}\n\n{FOOTNOTE}\n\n" + "\n".join(tail)
+    return "\n".join(head) + f"{table}\n\n{FOOTNOTE}\n" + (f"{weights}\n" if weights else "") + "\n" + "\n".join(tail)
