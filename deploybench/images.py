@@ -7,10 +7,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deploybench.errors import UsageError
+from deploybench.errors import UsageError, reading
 from deploybench.models import InputSpec, normalize
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
+UNREADABLE_IMAGE = "remove it or replace it with a readable image"
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -28,7 +29,8 @@ def load_image(path: Path, input_spec: InputSpec) -> np.ndarray:
     from PIL import Image
 
     channels, height, width = input_spec.shape
-    with Image.open(path) as img:
+    # PIL decodes lazily: a corrupt header fails in open, truncated data in convert.
+    with reading("image", path, UNREADABLE_IMAGE), Image.open(path) as img:
         img = img.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
         array = np.asarray(img, dtype=np.float32) / 255.0
     array = array.reshape(height, width, -1).transpose(2, 0, 1)
@@ -44,7 +46,7 @@ def load_images(paths: list[Path], input_spec: InputSpec, preprocess: Callable[[
     from PIL import Image
 
     def one(path: Path) -> np.ndarray:
-        with Image.open(path) as img:
+        with reading("image", path, UNREADABLE_IMAGE), Image.open(path) as img:
             return np.asarray(preprocess(img.convert("RGB")), dtype=input_spec.dtype)
 
     return np.stack([one(p) for p in paths])

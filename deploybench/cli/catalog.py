@@ -35,9 +35,15 @@ def info_command(model: str, as_json: bool, pretrained: bool, checkpoint: str | 
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in data.items():
-        if key == "parameters":
+        if key == "inputs":  # one line per input: an ONNX file may take several
+            for index, spec in enumerate(value):
+                click.echo(f"{'input' if len(value) == 1 else f'input {index}':>16}: {spec}")
+            continue
+        if value is None and key in ("parameters", "flops"):
+            value = "not counted (no PyTorch module)"
+        elif key == "parameters":
             value = f"{value:,}"
-        elif key == "flops" and value is not None:
+        elif key == "flops":
             value = f"{value / 1e9:.3f} GFLOPs ({value:,})"
         click.echo(f"{key:>16}: {value}")
 
