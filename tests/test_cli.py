@@ -177,6 +177,10 @@ def test_library_output_never_lands_in_the_tables_stream(tmp_path) -> None:
     assert done.stdout.lstrip().split()[:2] == ["model", "format"]  # the table starts the stream
     for noise in ("NOISE-print", "NOISE-fd", "NOISE-logger"):
         assert noise in done.stderr
+    info = subprocess.run([sys.executable, "-m", "deploybench", "info", "noisy_models:net"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert info.returncode == 0 and "NOISE" not in info.stdout and "NOISE-fd" in info.stderr
+    assert info.stdout.split()[:2] == ["name:", "noisy_models:net"]
 
 
 def test_skips_are_summarised_once_per_model_and_cause() -> None:

@@ -28,9 +28,11 @@ def models_command(pattern: str | None) -> None:
 @weights_options
 def info_command(model: str, as_json: bool, pretrained: bool, checkpoint: str | None, trust_checkpoint: bool) -> None:
     """Describe MODEL: source, task, input, outputs, parameters and FLOPs (counted)."""
+    from deploybench.cli.streams import stdout_to_stderr
     from deploybench.describe import describe_model
 
-    data = describe_model(model, pretrained=pretrained, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint)
+    with stdout_to_stderr():  # building the model makes some libraries print (Ultralytics' summary)
+        data = describe_model(model, pretrained=pretrained, checkpoint=checkpoint, trust_checkpoint=trust_checkpoint)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
