@@ -113,7 +113,7 @@ class SkippedCell:
 
 
 def summarise_skips(skipped: list[SkippedCell]) -> list[str]:
-    """One line per model and cause rather than one per cell: "m int8: not supported by torch, aoti".
+    """One line per model and cause rather than one per cell: "m int8: not supported by torch (fp32, …), aoti (…)".
 
     A sweep over five runtimes and two precisions otherwise prints the same refusal once per
     runtime, per model, and the lines that matter scroll away.
@@ -124,8 +124,9 @@ def summarise_skips(skipped: list[SkippedCell]) -> list[str]:
         groups.setdefault((cell.model, cause), []).append(cell)
     lines = []
     for (model, cause), cells in groups.items():
-        if cells[0].precision_unsupported:
-            lines.append(f"{model} {cause} {', '.join(c.runtime for c in cells)}")
+        if cells[0].precision_unsupported:  # each runtime with the precisions it has
+            has = [f"{c.runtime} ({', '.join(registry.runtimes.get(c.runtime).precisions)})" for c in cells]
+            lines.append(f"{model} {cause} {', '.join(has)}")
         else:
             lines.append(f"{model} {', '.join(f'{c.runtime} {c.precision}' for c in cells)}: {cause}")
     return lines

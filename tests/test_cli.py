@@ -190,4 +190,5 @@ def test_skips_are_summarised_once_per_model_and_cause() -> None:
                          precisions=("fp32", "int8"))
     _, skipped = plan(config, "m")
     assert len(skipped) == 3  # one per cell ...
-    assert summarise_skips(skipped) == ["m int8: not supported by torch, torchscript, onnxruntime"]  # ... one line
+    assert summarise_skips(skipped) == ["m int8: not supported by torch (fp32, fp16, bf16), "  # ... one line
+                                        "torchscript (fp32, fp16, bf16), onnxruntime (fp32, fp16)"]

@@ -135,12 +135,11 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
 def nothing_to_run(config: Any, sweep: Any) -> str | None:
     """Why an unsharded sweep ran no cell at all, or None when it ran some."""
     from deploybench import registry
-    from deploybench.sweep import summarise_skips
 
     if sweep.results.rows or config.shard != (1, 1):
         return None
     loads = ", ".join(f"{name} loads {'/'.join(registry.runtimes.get(name).formats)}" for name in config.runtimes)
-    return "; ".join(summarise_skips(sweep.skipped)) or f"no runtime loads {', '.join(config.formats or ())} ({loads})"
+    return "; ".join(map(str, sweep.skipped)) or f"no runtime loads {', '.join(config.formats or ())} ({loads})"
 
 
 def _ensure_writable(folder: Path, option: str = "--out") -> None:
