@@ -108,6 +108,15 @@ class Artifact:
                    inputs=[TensorInfo(model.input.name, ["batch", *model.input.shape])],
                    batch=BatchRange(1, 1, 1 << 16), model=model)
 
+    @classmethod
+    def from_onnx_file(cls, model: ModelSpec) -> "Artifact":
+        """A model's own ONNX file where it lies (runtime-only models; nothing is copied)."""
+        assert model.onnx_path is not None, "only ONNX-file models have one"
+        fixed = model.fixed_batch
+        return cls(format="onnx", path=model.onnx_path.parent, main_file=model.onnx_path.name,
+                   inputs=[TensorInfo(spec.name, ["batch", *spec.shape], spec.dtype) for spec in model.inputs],
+                   batch=BatchRange(fixed, fixed, fixed) if fixed else BatchRange(1, 1, 1 << 16), model=model)
+
     @property
     def file(self) -> Path:
         if self.path is None:

@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from deploybench import batch as batches
 from deploybench import registry
 from deploybench.artifact import Artifact
-from deploybench.errors import DeployBenchError, first_line
+from deploybench.batch import Batch
+from deploybench.errors import DeployBenchError, UnsupportedError, first_line
 from deploybench.harness import MeasurePolicy, measure
 from deploybench.memory import MemorySampler
 from deploybench.models import ModelRef
@@ -73,24 +75,23 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def _load_artifact(cell: Cell) -> Artifact:
     if cell.artifact_dir is not None:
-        return Artifact.load(Path(cell.artifact_dir))
+        artifact = Artifact.load(Path(cell.artifact_dir))
+        if cell.batch not in artifact.batch:  # e.g. an ONNX file whose batch axis is a number
+            raise UnsupportedError(f"{artifact.main_file} accepts batch {artifact.batch.min} to {artifact.batch.max}, "
+                                   f"not {cell.batch}; pass --batch {artifact.batch.opt}")
+        return artifact
     from deploybench.models import resolve
 
     return Artifact.from_module(resolve(cell.model), precision=cell.precision, device=cell.device)
 
 
-def _tile(inputs: np.ndarray, batch: int) -> np.ndarray:
-    """``batch`` images taken cyclically from ``inputs``."""
-    return np.ascontiguousarray(inputs[np.arange(batch) % len(inputs)])
-
-
-def run_in_chunks(runtime: Any, inputs: np.ndarray, batch: int) -> list[np.ndarray]:
+def run_in_chunks(runtime: Any, inputs: Batch, batch: int) -> list[np.ndarray]:
     """Run ``inputs`` through ``runtime`` ``batch`` at a time (the last chunk padded)."""
     chunks: list[list[np.ndarray]] = []
-    for start in range(0, len(inputs), batch):
-        part = inputs[start:start + batch]
-        outputs = runtime.run(_tile(part, batch))
-        chunks.append([o[: len(part)] for o in outputs])
+    for start in range(0, batches.size(inputs), batch):
+        part = batches.take(inputs, slice(start, start + batch))
+        outputs = runtime.run(batches.tile(part, batch))
+        chunks.append([o[: batches.size(part)] for o in outputs])
     return [np.concatenate(parts) for parts in zip(*chunks)]
 
 
@@ -98,7 +99,7 @@ def check_parity(runtime: Any, reference: Any, cell: Cell) -> dict[str, Any]:
     """The runtime's outputs on the reference inputs, judged at the precision it really used."""
     from deploybench.compare import compare, dataset_accuracy
 
-    candidate = run_in_chunks(runtime, reference["inputs"], cell.batch)
+    candidate = run_in_chunks(runtime, batches.load_arrays(reference, "inputs"), cell.batch)
     expected = [reference[f"output{i}"] for i in range(int(reference["n_outputs"]))]
     used = str(runtime.info.get("precision_used") or cell.precision)
     origin = str(reference["inputs_origin"]) if "inputs_origin" in reference.files else ""
@@ -121,12 +122,13 @@ def run_cell(cell: Cell) -> Row:
             started = time.perf_counter()
             runtime = runtime_cls(cell.runtime_options).load(artifact)
             with runtime:
-                inputs = reference["inputs"] if reference is not None else None
-                if inputs is None:
-                    from deploybench.models import example_batch, resolve
+                if reference is not None:
+                    inputs = batches.load_arrays(reference, "inputs")
+                else:
+                    from deploybench.models import resolve, seeded_inputs
 
-                    inputs = example_batch(resolve(cell.model).input, cell.batch)
-                feeds = runtime.prepare(_tile(inputs, cell.batch))  # compiles for runtimes that compile per shape
+                    inputs = seeded_inputs(resolve(cell.model), cell.batch)
+                feeds = runtime.prepare(batches.tile(inputs, cell.batch))  # compiles for runtimes that compile per shape
                 row.load_seconds = time.perf_counter() - started
                 with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power:  # no-op off Jetson
                     result = measure(runtime, feeds, cell.batch, cell.policy)

@@ -13,8 +13,8 @@ def describe_model(spec: str, **weights: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": model.name, "spec": spec, "source": model.source, "library": f"{model.library} {model.library_version}",
         "task": model.task, "weights": model.weights,
-        "input": {"name": model.input.name, "shape": ["batch", *model.input.shape], "dtype": model.input.dtype,
-                  "mean": model.input.mean, "std": model.input.std, "value_range": model.input.value_range},
+        "inputs": [{"name": spec.name, "shape": [model.fixed_batch or "batch", *spec.shape], "dtype": spec.dtype,
+                    "mean": spec.mean, "std": spec.std, "value_range": spec.value_range} for spec in model.inputs],
     }
     if model.has_module:
         import torch
@@ -28,8 +28,13 @@ def describe_model(spec: str, **weights: Any) -> dict[str, Any]:
                            for i, o in enumerate(outputs)]
         data["parameters"] = model.parameters
         data["flops"] = count_flops(module, model.input)
-    else:
-        data["outputs"], data["parameters"], data["flops"] = None, None, None
+    else:  # an ONNX file: what the graph declares; nothing runs
+        from deploybench.sources import read_onnx_graph
+
+        assert model.onnx_path is not None, "a spec without a module is an ONNX file"
+        data["outputs"] = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
+                           for t in read_onnx_graph(model.onnx_path).outputs]
+        data["parameters"], data["flops"] = None, None
     data["weights"] = model.weights  # after the build: a checkpoint's load is described only then
     data["notes"] = model.notes
     return data

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, Iterator
 
 
 def first_line(exc: BaseException) -> str:
@@ -69,3 +71,26 @@ class ResultsError(DeployBenchError):
 
 class UsageError(DeployBenchError):
     """Malformed command-line input (batch lists, shapes, options)."""
+
+
+class UserFileError(DeployBenchError):
+    """A file the user named (image, ONNX model, weights, target) that its library could not read."""
+
+    def __init__(self, what: str, path: Path | str, problem: str, hint: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{what} {self.path} {problem}; {hint}")
+
+
+@contextlib.contextmanager
+def reading(what: str, path: Path | str, hint: str) -> Iterator[None]:
+    """Turn whatever a library raises while reading ``path`` into one UserFileError naming the file.
+
+    Libraries fail on a bad file in their own ways (PIL's UnidentifiedImageError, OSError for a
+    truncated JPEG, protobuf's DecodeError, UnicodeDecodeError); the user needs the path either way.
+    """
+    try:
+        yield
+    except DeployBenchError:
+        raise
+    except Exception as exc:
+        raise UserFileError(what, path, f"could not be read ({type(exc).__name__}: {first_line(exc)})", hint) from exc

@@ -7,10 +7,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deploybench.errors import UsageError
+from deploybench.errors import UsageError, reading
 from deploybench.models import InputSpec, normalize
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
+UNREADABLE_IMAGE = "remove it or replace it with a readable image"
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -38,7 +39,8 @@ def load_image(path: Path, input_spec: InputSpec) -> np.ndarray:
     """One image file resized to the input's height and width, CHW, scaled into its value range."""
     from PIL import Image
 
-    with Image.open(path) as img:
+    # PIL decodes lazily: a corrupt header fails in open, truncated data in convert.
+    with reading("image", path, UNREADABLE_IMAGE), Image.open(path) as img:
         return _resized(img, input_spec)
 
 
@@ -57,7 +59,7 @@ def load_images(paths: list[Path], input_spec: InputSpec, preprocess: Callable[[
     from PIL import Image
 
     def one(path: Path) -> np.ndarray:
-        with Image.open(path) as img:
+        with reading("image", path, UNREADABLE_IMAGE), Image.open(path) as img:
             return np.asarray(preprocess(img.convert("RGB")), dtype=input_spec.dtype)
 
     return np.stack([one(p) for p in paths])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from deploybench import registry
+from deploybench.batch import Batch, pack
 from deploybench.errors import ModelSpecError, UnknownNameError
 
 # Short names people type -> the spec the sources understand.
@@ -97,12 +98,21 @@ class ModelSpec:
     int8_float_scope: Callable[[Any], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
     onnx_path: Path | None = None
     checkpoint_load: "CheckpointLoad | None" = None  # what a --checkpoint load matched, once built
+    # An ONNX file may take several inputs: those after ``input``, in the graph's order.
+    extra_inputs: tuple[InputSpec, ...] = ()
+    # An ONNX file whose batch axis is a number rather than a name runs at that batch only.
+    fixed_batch: int | None = None
     notes: list[str] = field(default_factory=list)
     _module: Any = field(default=None, repr=False)
 
     @property
     def has_module(self) -> bool:
         return self.factory is not None
+
+    @property
+    def inputs(self) -> tuple[InputSpec, ...]:
+        """Every input, in the order the model takes them."""
+        return (self.input, *self.extra_inputs)
 
     def build(self) -> Any:
         """The torch module in eval mode, built once per spec (seeded, weights loaded)."""
@@ -339,6 +349,11 @@ def count_flops(module: Any, input_spec: InputSpec) -> int:
     with counter, torch.inference_mode():
         module(example)
     return int(counter.get_total_flops())
+
+
+def seeded_inputs(model: ModelSpec, batch: int, seed: int = 0) -> Batch:
+    """Seeded inputs for every input of ``model`` (the first exactly ``example_batch``'s)."""
+    return pack([example_batch(spec, batch, seed=seed + index) for index, spec in enumerate(model.inputs)])
 
 
 def example_batch(input_spec: InputSpec, batch: int, seed: int = 0) -> "Any":

@@ -47,6 +47,7 @@ class Row:
     memory: dict[str, float | None] = field(default_factory=dict)
     artifact: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] | None = None
+    parity_reference: str | None = None  # what parity compared against, e.g. "pytorch-fp32"
     runtime_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     weights: str = ""  # which weights the model ran with: random (seed N), pretrained, checkpoint PATH (full/partial)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from deploybench.errors import ModelSpecError, UnknownNameError
+from deploybench.errors import ModelSpecError, UnknownNameError, UserFileError, reading
 from deploybench.models import InputSpec, ModelRef, ModelSpec
 
 
@@ -49,7 +50,7 @@ class ModelSource(ABC):
 
 
 class OnnxFileSource(ModelSource):
-    """An existing ``.onnx`` file, for runtime-only benchmarking."""
+    """An existing ``.onnx`` file, for runtime-only benchmarking (no PyTorch module)."""
 
     name = "onnx"
     prefixes = ("onnx",)
@@ -61,27 +62,88 @@ class OnnxFileSource(ModelSource):
         return super().claims(text) or text.endswith(".onnx")
 
     def resolve(self, text: str, ref: ModelRef) -> ModelSpec:
-        import onnx
-
         path = Path(_strip_prefix(text, self.prefixes)).expanduser()
-        if not path.is_file():
-            raise ModelSpecError(f"ONNX file {str(path)!r} does not exist; check the path")
-        try:
-            graph = onnx.load(str(path), load_external_data=False).graph
-        except Exception as exc:
-            raise ModelSpecError(f"{path.name} is not a readable ONNX model ({exc}); re-export it") from exc
-        initializers = {i.name for i in graph.initializer}
-        first = next(i for i in graph.input if i.name not in initializers)
-        dims = [d.dim_value or 1 for d in first.type.tensor_type.shape.dim]
-        task = "classification" if len(graph.output) == 1 and len(graph.output[0].type.tensor_type.shape.dim) == 2 else "other"
-        return ModelSpec(name=path.stem, ref=ref, source=self.name, task=task,
-                         input=InputSpec(name=first.name, shape=tuple(dims[1:])),
-                         library="onnx", library_version=_version("onnx"), weights="from file",
-                         onnx_path=path.resolve())
+        graph = read_onnx_graph(path)
+        outputs = graph.outputs
+        task = "classification" if len(outputs) == 1 and len(outputs[0].shape) == 2 else "other"
+        first, *rest = graph.inputs
+        return ModelSpec(name=path.stem, ref=ref, source=self.name, task=task, input=first, extra_inputs=tuple(rest),
+                         fixed_batch=graph.fixed_batch, library="onnx", library_version=_version("onnx"),
+                         weights="from file", onnx_path=path.resolve())
+
+
+@dataclass(frozen=True)
+class OnnxTensor:
+    name: str
+    shape: tuple[int | str, ...]  # a name where the axis is symbolic
+    dtype: str
+
+
+@dataclass(frozen=True)
+class OnnxGraph:
+    """What an ONNX file declares: its inputs (as InputSpecs), its outputs, a fixed batch if any."""
+
+    inputs: list[InputSpec]
+    outputs: list[OnnxTensor]
+    fixed_batch: int | None
+
+
+def read_onnx_graph(path: Path) -> OnnxGraph:
+    """The inputs and outputs an ONNX file declares; one UserFileError naming the file when it has none."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    if not path.is_file():
+        raise ModelSpecError(f"ONNX file {str(path)!r} does not exist; check the path")
+    with reading("ONNX file", path, "it is not a readable ONNX model; re-export it"):
+        graph = onnx.load(str(path), load_external_data=False).graph
+
+    def tensor(value: Any) -> OnnxTensor:
+        kind = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in kind.shape.dim)
+        return OnnxTensor(value.name, shape, str(tensor_dtype_to_np_dtype(kind.elem_type)))
+
+    initializers = {i.name for i in graph.initializer}  # old exporters list weights as inputs too
+    inputs = [tensor(v) for v in graph.input if v.name not in initializers]
+    if not inputs or not graph.output:
+        # protobuf reads an empty or foreign file as an empty model rather than failing
+        raise UserFileError("ONNX file", path, "holds no graph with inputs and outputs (empty or not an ONNX model)",
+                            "re-export it, or check that the path names the model file")
+    batch_axes = {t.shape[0] for t in inputs if t.shape}
+    fixed = next(iter(batch_axes)) if len(batch_axes) == 1 and isinstance(next(iter(batch_axes)), int) else None
+    # Symbolic axes other than the batch have no size to read; 1 is what the file allows for sure.
+    specs = [InputSpec(name=t.name, shape=tuple(d if isinstance(d, int) and d > 0 else 1 for d in t.shape[1:]),
+                       dtype=t.dtype) for t in inputs]
+    return OnnxGraph(specs, [tensor(v) for v in graph.output], fixed or None)
+
+
+@dataclass(frozen=True)
+class YoloTask:
+    """How deploybench runs one Ultralytics task."""
+
+    task: str  # deploybench's name for it; parity has task checks for classification and detection
+    model_class: str  # the ultralytics.nn.tasks class that builds it from a yaml
+    imgsz: int  # the square size Ultralytics trains and exports this task's models at
+
+
+# Ultralytics' task names (model.task, guess_model_task) -> what deploybench does with them.
+# Segmentation, pose and OBB heads extend the detection output with mask coefficients,
+# keypoints or angles: their parity is compared output by output, without a task check.
+YOLO_TASKS: dict[str, YoloTask] = {
+    "detect": YoloTask("detection", "DetectionModel", 640),
+    "classify": YoloTask("classification", "ClassificationModel", 224),
+    "segment": YoloTask("segmentation", "SegmentationModel", 640),
+    "pose": YoloTask("pose", "PoseModel", 640),
+    "obb": YoloTask("obb", "OBBModel", 1024),  # DOTA models: trained at 1024
+}
 
 
 class UltralyticsSource(ModelSource):
-    """Ultralytics YOLO models, built from the package's yaml or loaded from a ``.pt`` file."""
+    """Ultralytics YOLO models, built from the package's yaml or loaded from a ``.pt`` file.
+
+    The task (detect, classify, segment, pose, obb) and the input size come from the model
+    itself: the yaml's head for built models, the checkpoint's own arguments for ``.pt`` files.
+    """
 
     name = "ultralytics"
     prefixes = ("ultralytics", "yolo")
@@ -96,20 +158,39 @@ class UltralyticsSource(ModelSource):
 
     def resolve(self, text: str, ref: ModelRef) -> ModelSpec:
         name = _strip_prefix(text, self.prefixes)
-        is_file = name.endswith(".pt")
-        if is_file and not Path(name).is_file():
-            raise ModelSpecError(f"YOLO weights {name!r} do not exist; check the path or use a name like yolov8n")
-        stem = Path(name).stem if is_file else name.removesuffix(".yaml")
+        if name.endswith(".pt"):
+            stem, factory, task_name, imgsz = self._from_file(Path(name), ref)
+        else:
+            stem = name.removesuffix(".yaml")
+            task_name = _yaml_task(stem)
+            imgsz = None
 
-        def build() -> Any:
-            return _build_yolo(stem, Path(name) if is_file else None, ref)
+            def factory() -> Any:
+                return _build_yolo(stem, task_name, ref)
 
-        weights = "from file" if is_file else "pretrained" if ref.pretrained else "random"
-        return ModelSpec(name=stem, ref=ref, source=self.name, task="detection",
-                         input=InputSpec(name="images", shape=(3, 640, 640)),
+        task = _yolo_task(stem, task_name)
+        size = imgsz or task.imgsz
+        weights = "from file" if name.endswith(".pt") else "pretrained" if ref.pretrained else "random"
+        return ModelSpec(name=stem, ref=ref, source=self.name, task=task.task,
+                         input=InputSpec(name="images", shape=(3, size, size)),
                          library="ultralytics", library_version=_version("ultralytics"),
-                         weights=weights, factory=build, prepare=_prepare_yolo_for_export,
+                         weights=weights, factory=factory, prepare=_prepare_yolo_for_export,
                          int8_float_scope=_yolo_head_float_scope)
+
+    @staticmethod
+    def _from_file(path: Path, ref: ModelRef) -> tuple[str, Any, str | None, int | None]:
+        """A .pt file is loaded here: its task and training size are only known from inside it."""
+        if not path.is_file():
+            raise ModelSpecError(f"YOLO weights {str(path)!r} do not exist; check the path or use a name like yolov8n")
+        model = _load_yolo_file(path, ref)
+        args = getattr(model, "args", None) or {}
+        imgsz = args.get("imgsz") if isinstance(args, dict) else None
+        imgsz = max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz
+
+        def factory() -> Any:
+            return model
+
+        return path.stem, factory, _module_task(model), int(imgsz) if imgsz else None
 
 
 def _yolo_head_float_scope(module: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -123,33 +204,67 @@ def _yolo_head_float_scope(module: Any) -> tuple[tuple[str, ...], tuple[str, ...
             rf"{head}\.dfl.*"), ("Sigmoid",)
 
 
-def _build_yolo(stem: str, weights_file: Path | None, ref: ModelRef) -> Any:
-    """The detection model as Ultralytics builds it (from yaml, or a trusted .pt file)."""
-    from ultralytics.nn import tasks
-    from ultralytics.nn.tasks import DetectionModel
+def _yaml_task(stem: str) -> str | None:
+    """The task the yaml's head declares (Classify, Segment, Pose, OBB, Detect)."""
+    from ultralytics.nn.tasks import guess_model_task, yaml_model_load
 
-    if weights_file is not None or ref.pretrained:
-        if not ref.trust_checkpoint:
-            raise ModelSpecError("Ultralytics .pt files are pickles that run code when loaded; "
-                                 "pass --trust-checkpoint if you trust their author")
-        # renamed from attempt_load_one_weight in Ultralytics 8.4
-        loader = getattr(tasks, "load_checkpoint", None) or getattr(tasks, "attempt_load_one_weight")
-        model, _ = loader(str(weights_file or f"{stem}.pt"))
-    else:
-        try:
-            model = DetectionModel(f"{stem}.yaml", verbose=False)
-        except FileNotFoundError as exc:
-            raise UnknownNameError("YOLO model", stem, ["yolov8n", "yolov8s", "yolov8m", "yolo11n", "yolo11s"]) from exc
+    try:
+        return guess_model_task(yaml_model_load(f"{stem}.yaml"))
+    except FileNotFoundError as exc:
+        raise UnknownNameError("YOLO model", stem, ["yolov8n", "yolov8s", "yolov8m", "yolo11n", "yolo11s",
+                                                     "yolov8n-cls", "yolov8n-seg", "yolov8n-pose", "yolov8n-obb"]) from exc
+
+
+def _module_task(model: Any) -> str | None:
+    from ultralytics.nn.tasks import guess_model_task
+
+    return getattr(model, "task", None) or guess_model_task(model)
+
+
+def _yolo_task(stem: str, task_name: str | None) -> YoloTask:
+    if task_name not in YOLO_TASKS:
+        raise ModelSpecError(f"{stem} is an Ultralytics {task_name or 'unknown-task'} model, which deploybench does "
+                             f"not run; supported tasks: {', '.join(YOLO_TASKS)}")
+    return YOLO_TASKS[task_name]
+
+
+def _load_yolo_file(path: Path, ref: ModelRef) -> Any:
+    """An Ultralytics .pt file (a pickle that runs code), loaded only when the user trusts it."""
+    from ultralytics.nn import tasks
+
+    if not ref.trust_checkpoint:
+        raise ModelSpecError("Ultralytics .pt files are pickles that run code when loaded; "
+                             "pass --trust-checkpoint if you trust their author")
+    # renamed from attempt_load_one_weight in Ultralytics 8.4
+    loader = getattr(tasks, "load_checkpoint", None) or getattr(tasks, "attempt_load_one_weight")
+    with reading("YOLO weights", path, "it is corrupt or not an Ultralytics checkpoint"):
+        model, _ = loader(str(path))
     return model.float()
+
+
+def _build_yolo(stem: str, task_name: str | None, ref: ModelRef) -> Any:
+    """The model as Ultralytics builds it for its task: from the yaml, or its pretrained weights."""
+    from ultralytics.nn import tasks
+
+    if ref.pretrained:
+        return _load_yolo_file(Path(f"{stem}.pt"), ref)
+    model_class = getattr(tasks, _yolo_task(stem, task_name).model_class)
+    return model_class(f"{stem}.yaml", verbose=False).float()
 
 
 def _prepare_yolo_for_export(model: Any) -> Any:
     """Fuse Conv+BN and switch the head to export mode, as Ultralytics' own exporter does."""
+    from ultralytics.nn.modules.head import Classify, Detect
+
     model = model.fuse(verbose=False).eval()
     for module in model.modules():
-        if type(module).__name__ in ("Detect", "v10Detect"):
-            module.export = True  # the head then returns one tensor instead of (y, feature maps)
+        # Detect covers its Segment, Pose and OBB subclasses. In export mode a detection head
+        # returns one tensor instead of (y, feature maps) and a Classify head its probabilities
+        # alone instead of (probabilities, logits).
+        if isinstance(module, (Detect, Classify)):
+            module.export = True
             module.format = "onnx"
+        if isinstance(module, Detect):
             # Recompute anchors every call instead of comparing cached shapes: that comparison
             # guards on the batch size and makes torch.export specialise it away.
             module.dynamic = True

@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from deploybench import batch as batches
 from deploybench import isolation, registry
 from deploybench.artifact import Artifact, BatchRange
 from deploybench.cache import ArtifactCache
@@ -23,7 +24,8 @@ from deploybench.cell import Cell, run_in_chunks
 from deploybench.errors import DeployBenchError, UnknownNameError, UsageError
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
-from deploybench.models import ModelRef, ModelSpec, example_batch, resolve
+from deploybench.batch import Batch
+from deploybench.models import ModelRef, ModelSpec, resolve, seeded_inputs
 from deploybench.results import Results, Row
 from deploybench.sanity import flag_slower_than_eager
 from deploybench.runtimes.base import RuntimeOptions
@@ -137,8 +139,53 @@ def format_of(runtime: str, wanted: tuple[str, ...] | None) -> str | None:
     return None
 
 
-def plan(config: SweepConfig, model: str) -> tuple[list[PlannedCell], list[str]]:
-    """The cells worth running for one model, and why the others are skipped."""
+@dataclass(frozen=True)
+class SkippedCell:
+    """A cell the plan leaves out, and why."""
+
+    model: str
+    runtime: str
+    precision: str
+    reason: str
+    precision_unsupported: bool = False  # the runtime has no such precision: summarised per model
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.runtime} {self.precision}: {self.reason}"
+
+
+def summarise_skips(skipped: list[SkippedCell]) -> list[str]:
+    """One line per model and cause rather than one per cell: "m int8: not supported by torch (fp32, …), aoti (…)".
+
+    A sweep over five runtimes and two precisions otherwise prints the same refusal once per
+    runtime, per model, and the lines that matter scroll away.
+    """
+    groups: dict[tuple[str, str], list[SkippedCell]] = {}
+    for cell in skipped:
+        cause = f"{cell.precision}: not supported by" if cell.precision_unsupported else cell.reason
+        groups.setdefault((cell.model, cause), []).append(cell)
+    lines = []
+    for (model, cause), cells in groups.items():
+        if cells[0].precision_unsupported:  # each runtime with the precisions it has
+            has = [f"{c.runtime} ({', '.join(registry.runtimes.get(c.runtime).precisions)})" for c in cells]
+            lines.append(f"{model} {cause} {', '.join(has)}")
+        else:
+            lines.append(f"{model} {', '.join(f'{c.runtime} {c.precision}' for c in cells)}: {cause}")
+    return lines
+
+
+def _source_problem(runtime: str, fmt: str, spec: ModelSpec | None) -> str | None:
+    """Why ``fmt`` cannot be made from the model's source (an ONNX file has no PyTorch module)."""
+    if spec is None or spec.has_module:
+        return None
+    if fmt == PYTORCH_FORMAT:
+        return (f"{runtime} runs a PyTorch module and {spec.name} is an ONNX file "
+                "(runtime-only: use a runtime that reads ONNX, such as onnxruntime or openvino)")
+    return registry.exporters.get(fmt).source_problem(spec)
+
+
+def plan(config: SweepConfig, model: str, spec: ModelSpec | None = None) -> tuple[list[PlannedCell], list[SkippedCell]]:
+    """The cells worth running for one model, and why the others are skipped (``spec``, when
+    given, lets ONNX files skip the runtimes that need a PyTorch module)."""
     from deploybench.env import has_cuda
 
     cells, skipped = [], []
@@ -155,7 +202,8 @@ def plan(config: SweepConfig, model: str) -> tuple[list[PlannedCell], list[str]]
             continue
         available = registry.runtimes.availability(runtime)
         for precision in config.precisions:
-            why = NO_GPU if no_gpu else runtime_cls.supports(fmt, config.device, precision)
+            source_why = _source_problem(runtime, fmt, spec)
+            why = NO_GPU if no_gpu else source_why or runtime_cls.supports(fmt, config.device, precision)
             artifact_precision = precision
             if why is None and fmt != PYTORCH_FORMAT:
                 exporter = registry.exporters.get(fmt)
@@ -168,24 +216,31 @@ def plan(config: SweepConfig, model: str) -> tuple[list[PlannedCell], list[str]]
             if why is None and not available.ok:
                 why = f"{runtime}: {available.reason}"
             if why:
-                skipped.append(f"{model} {runtime} {precision}: {why}")
+                unsupported = not no_gpu and not source_why and precision not in runtime_cls.precisions
+                skipped.append(SkippedCell(model, runtime, precision, why, precision_unsupported=unsupported))
             else:
                 cells.append(PlannedCell(model, runtime, fmt, precision, artifact_precision))
     return cells, skipped
 
 
-def parity_inputs(spec: ModelSpec, config: SweepConfig) -> tuple[np.ndarray, str]:
+def parity_inputs(spec: ModelSpec, config: SweepConfig) -> tuple[Batch, str]:
     """The parity batch and where it came from: ``--images``, else views of bundled photos
-    through the model's own preprocessing, else seeded noise."""
+    through the model's own preprocessing, else seeded noise (and for models of several inputs)."""
     if config.images_dir:
         from deploybench.images import image_files, load_images
 
+        if spec.extra_inputs:
+            raise UsageError(f"--images feeds one image input and {spec.name} takes {len(spec.inputs)} inputs; "
+                             "leave out --images to use seeded inputs")
         files = image_files(Path(config.images_dir))
         if len(files) < config.parity_images:
             raise UsageError(f"--images {config.images_dir} holds {len(files)} image(s); parity needs "
                              f"{config.parity_images}: add images to the folder")
         files = files[: config.parity_images]
         return load_images(files, spec.input, spec.preprocess), f"{len(files)} images from {config.images_dir}"
+    if spec.extra_inputs:
+        return (seeded_inputs(spec, config.parity_images, seed=1234),
+                f"{config.parity_images} seeded noise inputs (seed 1234; the model takes {len(spec.inputs)} inputs)")
     from deploybench.sample_images import PARITY_SEED, sample_batch
 
     return sample_batch(spec.input, spec.preprocess, config.parity_images, PARITY_SEED)
@@ -210,19 +265,40 @@ def dataset_arrays(spec: ModelSpec, config: SweepConfig) -> dict[str, np.ndarray
     return {"dataset_inputs": load_images(files, spec.input, spec.preprocess), "dataset_labels": np.asarray(labels)}
 
 
-def build_reference(spec: ModelSpec, inputs: np.ndarray, path: Path,
+@dataclass(frozen=True)
+class ReferenceSource:
+    """Where a model's parity reference comes from, and the name rows give it."""
+
+    runtime: str
+    label: str
+    artifact: Callable[[ModelSpec], Artifact]
+
+
+PYTORCH_REFERENCE = ReferenceSource("torch", "pytorch-fp32", Artifact.from_module)
+# An ONNX file has no module to run eagerly: the file itself in ONNX Runtime, FP32 on the CPU,
+# is the closest thing to the author's intent, and every candidate is judged against it.
+ONNX_FILE_REFERENCE = ReferenceSource("onnxruntime", "onnxruntime-fp32 (no PyTorch module)", Artifact.from_onnx_file)
+
+
+def reference_source(spec: ModelSpec) -> ReferenceSource:
+    return PYTORCH_REFERENCE if spec.has_module else ONNX_FILE_REFERENCE
+
+
+def build_reference(spec: ModelSpec, inputs: Batch, path: Path,
                     dataset: dict[str, np.ndarray] | None = None, origin: str = "") -> Path:
-    """PyTorch eager FP32 (TF32 off) outputs on ``inputs`` (and the dataset), saved beside them as .npz
-    with what the inputs were (``origin``)."""
-    runtime = registry.runtimes.get("torch")(RuntimeOptions(device="cpu", precision="fp32"))
+    """Reference outputs on ``inputs`` (and the dataset), saved beside them as .npz: PyTorch eager
+    FP32 (TF32 off), or ONNX Runtime FP32 on the CPU for an ONNX file (see ``reference_source``), with
+    what the inputs were (``origin``)."""
+    source = reference_source(spec)
+    runtime = registry.runtimes.get(source.runtime)(RuntimeOptions(device="cpu", precision="fp32"))
     arrays: dict[str, np.ndarray] = dict(dataset or {})
-    with runtime.load(Artifact.from_module(spec)):
-        outputs = run_in_chunks(runtime, inputs, min(len(inputs), 8))
+    with runtime.load(source.artifact(spec)):
+        outputs = run_in_chunks(runtime, inputs, spec.fixed_batch or min(batches.size(inputs), 8))
         if dataset:
-            arrays["dataset_reference"] = run_in_chunks(runtime, dataset["dataset_inputs"], 32)[0]
+            arrays["dataset_reference"] = run_in_chunks(runtime, dataset["dataset_inputs"], spec.fixed_batch or 32)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays.update({f"output{i}": o for i, o in enumerate(outputs)})
-    np.savez(path, inputs=inputs, n_outputs=len(outputs), inputs_origin=origin, **arrays)
+    np.savez(path, n_outputs=len(outputs), inputs_origin=origin, **batches.save_arrays(inputs, "inputs"), **arrays)
     return path
 
 
@@ -259,7 +335,7 @@ class Sweep:
         self.work_dir = work_dir or cache.root / "references"
         # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
         self.done = {row.key for row in results.rows if row.status == "ok" or not config.retry_failed}
-        self.skipped: list[str] = []
+        self.skipped: list[SkippedCell] = []
         check_calibration_apart(config)
 
     def nothing_ran(self) -> str | None:
@@ -267,7 +343,7 @@ class Sweep:
         if self.results.rows or self.config.shard != (1, 1):
             return None
         if self.skipped:
-            shown = "; ".join(self.skipped[:3])
+            shown = "; ".join(map(str, self.skipped[:3]))
             more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
             return f"every cell was skipped ({shown}{more})"
         loads = ", ".join(f"{name} loads {'/'.join(registry.runtimes.get(name).formats)}" for name in self.config.runtimes)
@@ -300,7 +376,7 @@ class Sweep:
         spec = resolve(ref)
         for note in spec.notes:
             self.progress(f"{spec.name}: {note}")
-        planned, skipped = plan(config, model_name)
+        planned, skipped = plan(config, model_name, spec)
         self.skipped += skipped
         batches = config.batch_sizes
         todo = [p for p in planned if any(self._in_shard(self._key(spec, p, b)) and self._key(spec, p, b) not in self.done
@@ -359,6 +435,8 @@ class Sweep:
             self.progress(f"{label}: measuring ...")
             row = isolation.run(cell, isolate=config.isolate, timeout_s=config.timeout_s)
             row.artifact.update(export_info)
+            if row.parity is not None:
+                row.parity_reference = reference_source(spec).label
         row.weights = spec.weights
         self._record(row)
         self.progress(f"{label}: {describe(row)}")

@@ -19,7 +19,7 @@ from deploybench import registry
 from deploybench.artifact import Artifact, BatchRange, TensorInfo
 from deploybench.env import library_versions
 from deploybench.errors import DeployBenchError, ExportError, UnsupportedError, first_line
-from deploybench.models import ModelSpec, example_batch, module_hash
+from deploybench.models import ModelSpec, example_batch, module_hash, seeded_inputs
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class Exporter(ABC):
     key_options: ClassVar[tuple[str, ...]] = ("precision", "device", "batch")
     # Libraries whose versions change the artifact.
     key_libraries: ClassVar[tuple[str, ...]] = ("torch",)
+    # False where the format can also be made from an existing ONNX file (runtime-only models).
     needs_module: ClassVar[bool] = True
 
     # -- the template method ---------------------------------------------------------
@@ -71,8 +72,16 @@ class Exporter(ABC):
                                    f"supported: {', '.join(self.devices)}")
         if options.batch.dynamic and not self.dynamic_batch:
             raise UnsupportedError(f"{self.name} artifacts have a static batch; pass one batch size")
-        if self.needs_module and not model.has_module:
-            raise UnsupportedError(f"{self.name} exports from a PyTorch module; {model.name} is only an ONNX file")
+        if why := self.source_problem(model):
+            raise UnsupportedError(why)
+
+    @classmethod
+    def source_problem(cls, model: ModelSpec) -> str | None:
+        """Why this format cannot be made from ``model`` (an ONNX file without a module), or None."""
+        if cls.needs_module and not model.has_module:
+            return (f"{cls.name} exports from a PyTorch module and {model.name} is an ONNX file "
+                    "(runtime-only: use a runtime that reads ONNX, such as onnxruntime or openvino)")
+        return None
 
     def export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> Artifact:
         """Export ``model`` into ``out_dir`` (an empty folder) and return the checked artifact."""
@@ -88,8 +97,8 @@ class Exporter(ABC):
         seconds = time.perf_counter() - started
         artifact = Artifact(
             format=self.name, path=out_dir, main_file=main_file, precision=options.precision,
-            device=options.device, batch=options.batch,  # validate() made it static where the format is
-            inputs=[TensorInfo(model.input.name, ["batch", *model.input.shape], model.input.dtype)], model=model)
+            device=options.device, batch=artifact_batch(model, options),
+            inputs=[TensorInfo(spec.name, ["batch", *spec.shape], spec.dtype) for spec in model.inputs], model=model)
         artifact.outputs = self._check(artifact, model)
         artifact.record_files()
         artifact.manifest.update({
@@ -112,7 +121,7 @@ class Exporter(ABC):
         from deploybench.runtimes.base import RuntimeOptions
 
         runtime_cls = registry.runtimes.get(self.check_runtime)
-        batch = example_batch(model.input, artifact.batch.opt)
+        batch = seeded_inputs(model, artifact.batch.opt)
         try:
             with runtime_cls(RuntimeOptions(device=artifact.device, precision=artifact.precision)).load(artifact) as rt:
                 outputs = rt.run(batch)
@@ -145,6 +154,14 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+def artifact_batch(model: ModelSpec, options: ExportOptions) -> BatchRange:
+    """The batch sizes the artifact accepts: the options' (validate() made them static where the
+    format is), or the one an ONNX file fixed."""
+    if model.fixed_batch is not None:
+        return BatchRange(model.fixed_batch, model.fixed_batch, model.fixed_batch)
+    return options.batch
 
 
 def trace_batch(options: ExportOptions) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,11 @@ class OnnxExporter(Exporter):
     check_runtime = "onnxruntime"
     key_options = ("precision", "batch", "opset", "simplify")
     key_libraries = ("torch", "onnx", "onnxscript", "onnxslim")
+    needs_module = False  # an ONNX file is its own artifact
 
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
+        if model.onnx_path is not None:
+            return self._copy_file(model.onnx_path, out_dir)
         import onnx
         import torch
 
@@ -57,6 +61,23 @@ class OnnxExporter(Exporter):
         opset = next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
         return path.name, {"onnx_exporter": exporter, "opset": opset, "external_data": large,
                            "simplified": options.simplify}
+
+    @staticmethod
+    def _copy_file(source: Path, out_dir: Path) -> tuple[str, dict[str, Any]]:
+        """The user's file byte for byte, with the external-data files it names, so the
+        candidate runs exactly what the reference ran."""
+        import onnx
+
+        graph = onnx.load(str(source), load_external_data=False)
+        data_files = {entry.value for tensor in graph.graph.initializer for entry in tensor.external_data
+                      if entry.key == "location"}
+        for name in sorted(data_files):
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source.parent / name, out_dir / name)
+        shutil.copyfile(source, out_dir / source.name)
+        opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None)
+        return source.name, {"onnx_exporter": "file", "opset": opset, "external_data": bool(data_files),
+                             "source_file": str(source)}
 
     @staticmethod
     def _dynamo_export(module: Any, example: Any, input_name: str, output_names: list[str],

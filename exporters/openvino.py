@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from deploybench.calibration import calibration_samples
-from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
+from deploybench.errors import UnsupportedError
+from deploybench.exporters.base import ExportOptions, Exporter, artifact_batch, example_inputs, trace_batch
 from deploybench.models import ModelSpec
 
 
@@ -23,14 +24,21 @@ class OpenVinoExporter(Exporter):
     check_runtime = "openvino"
     key_options = ("precision", "batch", "calib_data", "calib_size")
     key_libraries = ("torch", "openvino", "nncf")
+    needs_module = False  # convert_model reads ONNX files too
 
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
         import openvino as ov
 
-        ov_model = ov.convert_model(model.build(), example_input=example_inputs(model, trace_batch(options)))
-        low, high = (options.batch.min, options.batch.max) if options.batch.dynamic else (options.batch.opt,) * 2
-        ov_model.reshape({ov_model.inputs[0]: ov.PartialShape([ov.Dimension(low, high), *model.input.shape])})
-        ov_model.inputs[0].get_tensor().set_names({model.input.name})
+        if model.onnx_path is not None:
+            ov_model = ov.convert_model(str(model.onnx_path))
+        else:
+            ov_model = ov.convert_model(model.build(), example_input=example_inputs(model, trace_batch(options)))
+        batch = artifact_batch(model, options)
+        low, high = (batch.min, batch.max) if batch.dynamic else (batch.opt,) * 2
+        ov_model.reshape({port: ov.PartialShape([ov.Dimension(low, high), *spec.shape])
+                          for port, spec in zip(ov_model.inputs, model.inputs)})
+        for port, spec in zip(ov_model.inputs, model.inputs):
+            port.get_tensor().set_names({spec.name})
         extra: dict[str, Any] = {}
         if options.precision == "int8":
             ov_model, extra = self._quantize(ov_model, model, options)
@@ -43,6 +51,9 @@ class OpenVinoExporter(Exporter):
     def _quantize(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tuple[Any, dict[str, Any]]:
         import nncf
 
+        if model.extra_inputs:
+            raise UnsupportedError(f"INT8 calibration feeds one image input and {model.name} has {len(model.inputs)} "
+                                   "inputs; quantize it yourself and pass the quantized file, or use fp32/fp16")
         samples, origin = calibration_samples(model, options)
         dataset = nncf.Dataset([sample[None] for sample in samples])
         ignored, kept = None, None

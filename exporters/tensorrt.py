@@ -22,7 +22,7 @@ from deploybench.artifact import write_bytes_atomic
 from deploybench.calibration import calibration_samples
 from deploybench.env import has_cuda
 from deploybench.errors import ExportError, UnsupportedError
-from deploybench.exporters.base import ExportOptions, Exporter
+from deploybench.exporters.base import ExportOptions, Exporter, artifact_batch
 from deploybench.models import ModelSpec
 from deploybench.runtimes.tensorrt import PRECISIONS, compute_capability, engine_fingerprint, import_tensorrt
 
@@ -48,6 +48,7 @@ class TensorRTExporter(Exporter):
     check_runtime = "tensorrt"
     key_options = ("precision", "batch", "workspace_gb", "opset", "calib_data", "calib_size")
     key_libraries = ("torch", "onnx", "onnxscript", "tensorrt")
+    needs_module = False  # built from the ONNX artifact, which an ONNX file already is
 
     def validate(self, model: ModelSpec, options: ExportOptions) -> None:
         super().validate(model, options)
@@ -131,7 +132,7 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
     if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)
 
-    batch, chw = options.batch, tuple(model.input.shape)
+    batch, chw = artifact_batch(model, options), tuple(model.input.shape)
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, min=(batch.min, *chw), opt=(batch.opt, *chw), max=(batch.max, *chw))
     config.add_optimization_profile(profile)

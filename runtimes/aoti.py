@@ -13,7 +13,7 @@ class AotiRuntime(TorchRuntimeBase):
     name = "aoti"
     aliases = ("aotinductor", "pt2")
     formats = ("aoti",)
-    timed_region = "device-resident inputs; compiled package call + device synchronize; outputs left on device"
+    call = "compiled package call"
 
     def _open(self, artifact: Artifact) -> Any:
         import torch._inductor

@@ -17,6 +17,7 @@ import numpy as np
 
 from deploybench import registry
 from deploybench.artifact import Artifact
+from deploybench.batch import Batch
 from deploybench.errors import RuntimeLoadError, UnsupportedError
 
 
@@ -53,8 +54,9 @@ class Runtime(ABC):
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
-    # The timed region, in words, stored with every measurement.
-    timed_region: ClassVar[str] = "host inputs already prepared; infer + synchronize"
+    # The timed region, in words, stored with every measurement. A runtime whose region depends
+    # on the device or options (host vs device-resident buffers) sets its own in ``_load``.
+    timed_region: str = "host inputs already prepared; infer + synchronize"
 
     def __init__(self, options: RuntimeOptions | None = None) -> None:
         self.options = options or RuntimeOptions()
@@ -99,7 +101,7 @@ class Runtime(ABC):
         self.unload()
 
     # -- convenience ------------------------------------------------------------------
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+    def run(self, batch: Batch) -> list[np.ndarray]:
         """prepare + infer + synchronize + outputs, for checks and parity (not timed)."""
         feeds = self.prepare(batch)
         self.infer(feeds)
@@ -130,8 +132,11 @@ class Runtime(ABC):
         """Release the model; the default drops references and lets GC do the rest."""
 
     @abstractmethod
-    def prepare(self, batch: np.ndarray) -> Any:
-        """Put a host batch where the runtime reads it (device memory, bound buffers)."""
+    def prepare(self, batch: Batch) -> Any:
+        """Put a host batch where the runtime reads it (device memory, bound buffers).
+
+        ``batch`` is one array, or a tuple of arrays for a model with several inputs (only
+        ONNX files have those, so only the runtimes that read ONNX need to handle it)."""
 
     @abstractmethod
     def infer(self, feeds: Any) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from deploybench.artifact import Artifact
+from deploybench.batch import Batch, arrays
+from deploybench.batch import size as batch_size
 from deploybench.errors import RuntimeLoadError, UnsupportedError, first_line
 from deploybench.runtimes.base import Runtime
 
@@ -89,20 +91,22 @@ class OpenVinoRuntime(Runtime):
         self._model = self._core = None
         self._queue = self._request = None
 
-    def prepare(self, batch: np.ndarray) -> Any:
+    def prepare(self, batch: Batch) -> Any:
         import openvino as ov
 
-        compiled, requests = self._compile(self._mode_for(batch.shape[0]))
-        tensor = ov.Tensor(np.ascontiguousarray(batch), shared_memory=True)
+        compiled, requests = self._compile(self._mode_for(batch_size(batch)))
+        tensors = [ov.Tensor(np.ascontiguousarray(part), shared_memory=True) for part in arrays(batch)]
         if requests == 1:
             self._queue = None
-            self._request = compiled.create_infer_request()
-            self._request.set_input_tensor(tensor)
+            targets = [compiled.create_infer_request()]
+            self._request = targets[0]
         else:
             self._queue = ov.AsyncInferQueue(compiled, requests)
-            for index in range(len(self._queue)):
-                self._queue[index].set_input_tensor(tensor)
-        return tensor
+            targets = [self._queue[index] for index in range(len(self._queue))]
+        for request in targets:
+            for index, tensor in enumerate(tensors):
+                request.set_input_tensor(index, tensor)
+        return tensors  # shared with the requests: kept alive while they run
 
     def infer(self, feeds: Any) -> None:
         if self._queue is None:

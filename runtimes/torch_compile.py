@@ -13,7 +13,7 @@ COMPILE_MODES = ("default", "max-autotune", "reduce-overhead", "max-autotune-no-
 class TorchCompileRuntime(TorchEagerRuntime):
     name = "torch-compile"
     aliases = ("compile", "inductor")
-    timed_region = "device-resident inputs; compiled forward + device synchronize; outputs left on device"
+    call = "compiled forward"
 
     def _wrap(self, module: Any) -> Any:
         import torch

@@ -13,7 +13,7 @@ class TorchScriptRuntime(TorchRuntimeBase):
     name = "torchscript"
     aliases = ("ts", "jit")
     formats = ("torchscript",)
-    timed_region = "device-resident inputs; scripted forward + device synchronize; outputs left on device"
+    call = "scripted forward"
 
     def _open(self, artifact: Artifact) -> Any:
         import torch

@@ -41,6 +41,23 @@ class Files:
     def missing(self, name: str) -> str:
         return str(self.root / name)
 
+    def empty(self, name: str) -> str:
+        path = self.root / name
+        path.write_bytes(b"")
+        return str(path)
+
+    def images(self, bad: str) -> str:
+        """A folder of one good image and ``bad``: a JPEG with a broken header, or one cut short."""
+        from PIL import Image
+
+        folder = self.root / "images"
+        folder.mkdir(exist_ok=True)
+        Image.new("RGB", (40, 30), (200, 30, 30)).save(folder / "a-good.png")
+        Image.new("RGB", (64, 64), (10, 200, 30)).save(folder / "b-bad.jpg")
+        data = (folder / "b-bad.jpg").read_bytes()
+        (folder / "b-bad.jpg").write_bytes(b"\x00" * 16 + data if bad == "header" else data[: len(data) // 2])
+        return str(folder)
+
     def results(self, text: str) -> str:
         folder = self.root / "earlier"
         folder.mkdir(exist_ok=True)
@@ -91,6 +108,17 @@ CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
         lambda f: ["info", "faulty_plugins:no_such_factory"],
         ("has no callable 'no_such_factory'", "package.module:factory")),
     "missing .onnx": (lambda f: ["info", f.missing("model.onnx")], ("does not exist", "check the path")),
+    "empty .onnx (info)": (
+        lambda f: ["info", f.empty("empty.onnx")], ("ONNX file", "empty.onnx holds no graph", "re-export")),
+    "corrupt JPEG in --images": (
+        lambda f: compare(f, "--runtimes", "torch", "--images", f.images(bad="header")),
+        ("image", "b-bad.jpg could not be read", "UnidentifiedImageError", "remove it or replace it")),
+    "truncated JPEG in --images": (
+        lambda f: compare(f, "--runtimes", "torch", "--images", f.images(bad="truncated")),
+        ("image", "b-bad.jpg could not be read", "Truncated", "remove it or replace it")),
+    "binary target file": (
+        lambda f: compare(f, "--runtimes", "torch", "--target-file", f.garbage("mine.toml")),
+        ("target file", "mine.toml is not text", "TOML")),
     "corrupt .onnx (info)": (
         lambda f: ["info", f.garbage("model.onnx")], ("not a readable ONNX model", "re-export")),
     "corrupt .onnx (bench)": (

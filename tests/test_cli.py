@@ -136,3 +136,59 @@ def test_bench_defaults_to_the_runtimes_own_device(capsys) -> None:
         pytest.skip("a GPU is present; the tensorrt tests cover this path")
     assert code == 2
     assert "needs a CUDA GPU" in err and "not cpu" not in err
+
+
+NOISY_MODULE = '''
+import logging, os, sys
+import torch
+from deploybench.models import InputSpec
+
+# A handler bound to the stdout object at import, as Ultralytics' LOGGER is.
+log = logging.getLogger("noisy-library")
+log.addHandler(logging.StreamHandler(sys.stdout))
+log.setLevel(logging.INFO)
+log.propagate = False
+
+
+def net():
+    print("NOISE-print")  # Python level, as NNCF's progress bars
+    os.write(1, b"NOISE-fd\\n")  # file-descriptor level, as C++ runtimes and compilers
+    log.info("NOISE-logger")
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+
+
+net.input_spec = InputSpec(shape=(3, 16, 16))
+'''
+
+
+def test_library_output_never_lands_in_the_tables_stream(tmp_path) -> None:
+    """`deploybench compare > table.txt` holds the table alone; what libraries print goes to stderr."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "noisy_models.py").write_text(NOISY_MODULE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run([sys.executable, "-m", "deploybench", "compare", "--models", "noisy_models:net",
+                           "--runtimes", "torch", "--precisions", "fp32", "--batch", "1", "--quick", "--no-isolate",
+                           "--cache", str(tmp_path / "cache")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "NOISE" not in done.stdout, done.stdout
+    assert done.stdout.lstrip().split()[:2] == ["model", "format"]  # the table starts the stream
+    for noise in ("NOISE-print", "NOISE-fd", "NOISE-logger"):
+        assert noise in done.stderr
+    info = subprocess.run([sys.executable, "-m", "deploybench", "info", "noisy_models:net"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert info.returncode == 0 and "NOISE" not in info.stdout and "NOISE-fd" in info.stderr
+    assert info.stdout.split()[:2] == ["name:", "noisy_models:net"]
+
+
+def test_skips_are_summarised_once_per_model_and_cause() -> None:
+    from deploybench.sweep import SweepConfig, plan, summarise_skips
+
+    config = SweepConfig(models=("m",), runtimes=("torch", "torchscript", "onnxruntime", "openvino"),
+                         precisions=("fp32", "int8"))
+    _, skipped = plan(config, "m")
+    assert len(skipped) == 3  # one per cell ...
+    assert summarise_skips(skipped) == ["m int8: not supported by torch (fp32, fp16, bf16), "  # ... one line
+                                        "torchscript (fp32, fp16, bf16), onnxruntime (fp32, fp16)"]

@@ -124,3 +124,49 @@ def test_example_batch_is_seeded_and_normalised(tiny) -> None:
 def test_every_alias_names_a_known_source() -> None:
     assert {target.split(":", 1)[0] for target in ALIASES.values()} <= {"timm", "ultralytics"}
 
+
+
+# Ultralytics tasks: read from the model, not assumed ------------------------------------------
+
+def _eager_row(model: str, tmp_path: Path):
+    """One quick eager-PyTorch cell in this process: parity against the FP32 reference on 2 images."""
+    from deploybench.cache import ArtifactCache
+    from deploybench.harness import MeasurePolicy
+    from deploybench.results import Results
+    from deploybench.sweep import Sweep, SweepConfig
+
+    config = SweepConfig(models=(model,), runtimes=("torch",), batches=(1,), policy=MeasurePolicy.quick(),
+                         isolate=False, parity_images=2)
+    results = Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), work_dir=tmp_path / "refs").run()
+    [row] = results.rows
+    assert row.status == "ok", row.message
+    return row
+
+
+def test_yolo_classifier_is_a_224_classifier_with_top1_parity(tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics")
+    spec = resolve("yolov8n-cls")
+    assert (spec.task, spec.input.shape) == ("classification", (3, 224, 224))
+    row = _eager_row("yolov8n-cls", tmp_path)
+    # One output, the class probabilities Ultralytics exports, and the top-1 check ran on it.
+    assert [o["shape"] for o in row.parity["outputs"]] == [[2, 1000]]
+    assert "top1_agreement" in row.parity["task"]
+
+
+def test_yolo_segmenter_gets_per_output_parity(tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics")
+    spec = resolve("yolov8n-seg")
+    assert (spec.task, spec.input.shape) == ("segmentation", (3, 640, 640))
+    row = _eager_row("yolov8n-seg", tmp_path)
+    # Export-mode head: boxes+classes+mask coefficients, and the mask prototypes, each compared.
+    assert [o["shape"] for o in row.parity["outputs"]] == [[2, 116, 8400], [2, 32, 160, 160]]
+    assert row.parity["verdict"] == "pass" and row.parity["task"] == {}
+
+
+def test_yolo_task_table_covers_detect_classify_segment_pose_obb() -> None:
+    pytest.importorskip("ultralytics")
+    from deploybench.sources import YOLO_TASKS
+
+    for stem, task in [("yolov8n", "detection"), ("yolov8n-pose", "pose"), ("yolo11n-obb", "obb")]:
+        assert resolve(stem).task == task  # read from the yaml's head, without building
+    assert {t.imgsz for t in YOLO_TASKS.values()} >= {224, 640}

@@ -30,3 +30,32 @@ def test_speedup_is_against_the_eager_row_of_the_same_batch() -> None:
     table = render_table(Results(rows=[eager, _row()]))
     onnx_line = next(line for line in table.splitlines() if "onnxruntime" in line)
     assert "2.00x" in onnx_line and onnx_line.startswith("*")  # fastest faithful row, twice as fast
+
+
+def test_table_shows_the_tail_threads_and_requests_in_flight() -> None:
+    latency = _row(threads=2, stats={"median": 2.0, "p90": 2.5, "p99": 3.125})
+    throughput = _row(runtime="openvino", format="openvino", batch=8, threads=2,
+                      stats={"median": 8.0, "p90": 9.0, "p99": 12.0},
+                      runtime_info={"mode": "throughput", "streams": 2, "infer_requests": 2})
+    lines = render_table(Results(rows=[latency, throughput])).splitlines()
+    header = lines[0].split()
+    for name in ("p50", "p90", "p99", "threads", "streams/req"):
+        assert name in header
+    assert header.index("p90") == header.index("p50") + 2 and header.index("p99") == header.index("p90") + 2
+
+    def cells(needle: str) -> list[str]:
+        return next(line for line in lines if needle in line).split()
+
+    one, many = cells("onnxruntime"), cells("openvino")
+    assert one[one.index("1") + 1:][:2] == ["2", "-"]  # after the batch: threads, no parallel requests
+    assert "2.500" in one and "3.125" in one
+    assert many[many.index("8") + 1:][:2] == ["2", "2/2"]
+    assert "9.000" in many and "12.000" in many
+
+
+def test_a_non_pytorch_parity_reference_is_named_under_the_table() -> None:
+    results = Results(rows=[_row(model="net", parity_reference="onnxruntime-fp32 (no PyTorch module)"),
+                            _row(model="resnet", parity_reference="pytorch-fp32")])
+    for text in (render_table(results), render_markdown(results)):
+        assert "parity of net is against onnxruntime-fp32 (no PyTorch module)" in text
+        assert "parity of resnet" not in text  # the usual reference goes without saying

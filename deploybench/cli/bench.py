@@ -13,6 +13,7 @@ import click
 
 from deploybench.cli.fleet import record_options, record_run
 from deploybench.cli.options import cache_option, split_list, weights_options
+from deploybench.cli.streams import stdout_to_stderr
 
 
 def _progress(message: str) -> None:
@@ -106,9 +107,12 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
     sweep = Sweep(config, cache, results, results_path,
                   work_dir=(out_dir or resume) / "references" if (out_dir or resume) else None, progress=_progress)
     _terminate_as_interrupt()
-    sweep.run()
-    for reason in sweep.skipped:
-        _progress(f"skipped {reason}")
+    from deploybench.sweep import summarise_skips
+
+    with stdout_to_stderr():  # library prints and progress bars must not land in the table's stream
+        sweep.run()
+    for line in summarise_skips(sweep.skipped):
+        _progress(f"skipped {line}")
     return sweep
 
 
@@ -241,6 +245,8 @@ def render_stats(results: Any) -> str:
             f"{r.throughput:.1f}", f"{r.first_inference_ms:.1f}", f"{r.memory['peak_rss_mb']:.0f} (+{r.memory['rss_growth_mb']:.0f})",
             r.parity_verdict or "-"])
         notes.append(f"b{r.batch}: {s['n']} iterations in {r.window_seconds:.2f} s; timed region: {r.timed_region}")
+        if r.parity_reference:
+            notes.append(f"b{r.batch}: parity against {r.parity_reference}")
         if r.runtime_info:
             notes.append(f"b{r.batch}: runtime used " + ", ".join(f"{k}={v}" for k, v in r.runtime_info.items()))
     headers = ["runtime", "batch", "precision", "threads", "min", "mean", "p50", "p90", "p95", "p99", "max", "std",

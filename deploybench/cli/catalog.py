@@ -29,16 +29,24 @@ def models_command(pattern: str | None) -> None:
 @weights_options
 def info_command(model: str, as_json: bool, weights: dict[str, Any]) -> None:
     """Describe MODEL: source, task, input, outputs, parameters and FLOPs (counted)."""
+    from deploybench.cli.streams import stdout_to_stderr
     from deploybench.describe import describe_model
 
-    data = describe_model(model, **weights)
+    with stdout_to_stderr():  # building the model makes some libraries print (Ultralytics' summary)
+        data = describe_model(model, **weights)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in data.items():
-        if key == "parameters":
+        if key == "inputs":  # one line per input: an ONNX file may take several
+            for index, spec in enumerate(value):
+                click.echo(f"{'input' if len(value) == 1 else f'input {index}':>16}: {spec}")
+            continue
+        if value is None and key in ("parameters", "flops"):
+            value = "not counted (no PyTorch module)"
+        elif key == "parameters":
             value = f"{value:,}"
-        elif key == "flops" and value is not None:
+        elif key == "flops":
             value = f"{value / 1e9:.3f} GFLOPs ({value:,})"
         click.echo(f"{key:>16}: {value}")
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from deploybench.cli.options import cache_option, split_list, weights_options
+from deploybench.cli.streams import stdout_to_stderr
 
 
 @click.command("export")
@@ -52,7 +53,8 @@ def export_command(model: str, formats: str, precision: str, batch: str, device:
     for exporter in exporters:
         click.echo(f"{spec.name} -> {exporter.name} {precision} ...", err=True)
         started = time.perf_counter()
-        artifact, hit = cache.get_or_export(exporter, spec, replace(options))
+        with stdout_to_stderr():  # stdout lists the artifacts; NNCF's bars and compiler notices go to stderr
+            artifact, hit = cache.get_or_export(exporter, spec, replace(options))
         seconds = time.perf_counter() - started
         path = artifact.path
         if out_dir:

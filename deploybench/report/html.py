@@ -16,14 +16,14 @@ from html import escape
 from typing import Any, Callable, Iterable
 
 from deploybench.report import svg
-from deploybench.report.table import COLUMNS, FASTEST_MARK, table_rows
+from deploybench.report.table import COLUMNS, FASTEST_MARK, footnotes, table_rows
 from deploybench.results import Results, Row
 
 # Parity errors of exactly zero cannot sit on a log axis: they are drawn one decade below the
 # smallest non-zero error (or here, when every error is zero) and the tick reads "0".
 ZERO_ERROR_FLOOR = 1e-9
 VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "inconclusive": "#e0a100", "not checked": "#7f7f7f"}
-NUMERIC_COLUMNS = {"batch", "p50 ms", "ms/img", "img/s", "host MB", "dev MB", "artifact MB", "vs eager"}
+NUMERIC_COLUMNS = {"batch", "threads", "p50 ms", "p90 ms", "p99 ms", "ms/img", "img/s", "host MB", "dev MB", "artifact MB", "vs eager"}
 STAT_KEYS = ("n", "min", "mean", "median", "p90", "p95", "p99", "max", "std", "cv")
 
 CSS = """
@@ -174,6 +174,7 @@ def _table(results: Results) -> str:
               "batch size · <span style=\"background:var(--fail)\">red rows</span> failed parity · "
               "<span style=\"background:var(--bad)\">amber rows</span> did not run to the end · "
               "click a model name for the row's details</p>")
+    legend += "".join(f"<p class=\"note\">{escape(note)}</p>" for note in footnotes(results)[1:])  # references
     return (f"<section id=\"table\"><h2>Comparison</h2>{legend}<div class=\"results-wrap\"><table class=\"results\">"
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table></div></section>")
 

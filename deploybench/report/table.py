@@ -6,10 +6,14 @@ from typing import Any
 
 from deploybench.results import Results, Row
 
-COLUMNS = ["", "model", "format", "runtime", "device", "precision", "batch", "parity", "p50 ms", "ms/img",
-           "img/s", "host MB", "dev MB", "artifact MB", "vs eager", "status"]
+# p90/p99 beside p50 always (as trtexec and benchmark_app print them) rather than behind a
+# --columns option: the tail is what a deployment budget is set against, and a fixed set of
+# columns keeps tables of different runs comparable line for line.
+COLUMNS = ["", "model", "format", "runtime", "device", "precision", "batch", "threads", "streams/req", "parity",
+           "p50 ms", "p90 ms", "p99 ms", "ms/img", "img/s", "host MB", "dev MB", "artifact MB", "vs eager", "status"]
 FASTEST_MARK = "*"
 FOOTNOTE = f"{FASTEST_MARK} fastest row that passed parity, per model and batch size"
+DEFAULT_REFERENCE = "pytorch-fp32"
 
 
 def _precision(row: Row) -> str:
@@ -28,6 +32,26 @@ def _parity(row: Row) -> str:
     if accuracy:
         text += f", acc {accuracy['top1']:.1%} ({accuracy['delta_top1']:+.1%})"
     return text
+
+
+def _parallelism(row: Row) -> str:
+    """``streams/requests`` where a runtime keeps more than one in flight (OpenVINO throughput mode)."""
+    streams = int(row.runtime_info.get("streams") or 1)
+    requests = int(row.runtime_info.get("infer_requests") or 1)
+    return f"{streams}/{requests}" if max(streams, requests) > 1 else "-"
+
+
+def footnotes(results: Results) -> list[str]:
+    """The fastest-row mark, any model whose parity reference is not PyTorch FP32, the weights and
+    parity inputs of each model, and why any row's parity did not pass."""
+    references: dict[str, str] = {}
+    for row in results.rows:
+        if row.parity_reference and row.parity_reference != DEFAULT_REFERENCE:
+            references.setdefault(row.model, row.parity_reference)
+    inputs = parity_inputs_line(results)
+    return [FOOTNOTE, *(f"parity of {model} is against {reference}" for model, reference in references.items()),
+            *weights_used(results), *([f"parity inputs: {inputs}"] if inputs else []),
+            *(f"parity: {note}" for note in parity_notes(results))]
 
 
 def eager_baseline(results: Results) -> dict[tuple[str, str, int], float]:
@@ -65,8 +89,10 @@ def table_rows(results: Results) -> list[list[Any]]:
         status = row.status if row.status != "ok" else ("ok" + (f" ({'; '.join(flags)})" if flags else ""))
         if row.status != "ok" and row.message:
             status = f"{row.status}: {row.message[:60]}"
+        stats = row.stats or {}
         lines.append([FASTEST_MARK if row.key in fastest else "", row.model, row.format, row.runtime, row.device,
-                      _precision(row), row.batch, _parity(row), format_number((row.stats or {}).get("median"), 3),
+                      _precision(row), row.batch, row.threads or "-", _parallelism(row), _parity(row),
+                      *(format_number(stats.get(key), 3) for key in ("median", "p90", "p99")),
                       format_number(row.ms_per_image, 3), format_number(row.throughput, 1),
                       format_number(row.memory.get("peak_rss_mb"), 0),
                       format_number(row.memory.get("peak_device_mb"), 0),
@@ -105,11 +131,7 @@ def render_table(results: Results, fmt: str = "simple") -> str:
     from tabulate import tabulate
 
     text = tabulate(table_rows(results), headers=COLUMNS, tablefmt=fmt, disable_numparse=True)
-    lines = [text, FOOTNOTE, *weights_used(results)]
-    if inputs := parity_inputs_line(results):
-        lines.append(f"parity inputs: {inputs}")
-    lines += [f"parity: {note}" for note in parity_notes(results)]
-    return "\n".join(lines)
+    return "\n".join([text, *footnotes(results)])
 
 
 def render_csv(results: Results) -> str:
@@ -119,13 +141,15 @@ def render_csv(results: Results) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["model", "format", "runtime", "device", "precision", "precision_used", "batch", "status", "message",
-                     "parity", "p50_ms", "mean_ms", "p99_ms", "cv", "ms_per_image", "images_per_s", "first_inference_ms",
+                     "parity", "parity_reference", "p50_ms", "mean_ms", "p90_ms", "p99_ms", "cv", "ms_per_image",
+                     "images_per_s", "first_inference_ms",
                      "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region",
                      "weights"])
     for r in results.rows:
         stats = r.stats or {}
         writer.writerow([r.model, r.format, r.runtime, r.device, r.precision, r.precision_used, r.batch, r.status,
-                         r.message, r.parity_verdict, stats.get("median"), stats.get("mean"), stats.get("p99"),
+                         r.message, r.parity_verdict, r.parity_reference, stats.get("median"), stats.get("mean"),
+                         stats.get("p90"), stats.get("p99"),
                          stats.get("cv"), r.ms_per_image, r.throughput, r.first_inference_ms, r.load_seconds,
                          r.memory.get("peak_rss_mb"), r.memory.get("rss_growth_mb"), r.memory.get("peak_device_mb"),
                          r.artifact.get("size_mb"), r.threads, r.timed_region, r.weights])
@@ -147,8 +171,4 @@ def render_markdown(results: Results) -> str:
 
     rows = [[_markdown_cell(cell) for cell in line] for line in table_rows(results)]
     table = tabulate(rows, headers=COLUMNS, tablefmt="github", disable_numparse=True)
-    weights = "".join(f"\n- {line}" for line in weights_used(results))
-    notes = [f"- {_markdown_cell(note)}" for note in parity_notes(results)]
-    inputs = parity_inputs_line(results)
-    tail = ([f"Parity inputs: {_markdown_cell(inputs)}", ""] if inputs else []) + (["Parity notes:", "", *notes, ""] if notes else [])
-    return "\n".join(head) + f"{table}\n\n{FOOTNOTE}\n" + (f"{weights}\n" if weights else "") + "\n" + "\n".join(tail)
+    return "\n".join(head) + f"{table}\n\n" + "\n\n".join(_markdown_cell(f) for f in footnotes(results)) + "\n"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploybench.errors import UnknownNameError, UsageError
+from deploybench.errors import UnknownNameError, UsageError, UserFileError
 
 try:
     import tomllib
@@ -32,9 +32,13 @@ class Target:
     @classmethod
     def from_toml(cls, path: Path) -> "Target":
         try:
-            data = tomllib.loads(path.read_text())
+            text = path.read_text()
         except OSError as exc:
             raise UsageError(f"cannot read target file {path} ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:  # a binary file passed by mistake
+            raise UserFileError("target file", path, "is not text", "pass a TOML file like the shipped ones") from exc
+        try:
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"target file {path} is not valid TOML ({exc})") from exc
         known = set(cls.__dataclass_fields__) - {"name"}
