@@ -232,12 +232,12 @@ def parity_inputs(spec: ModelSpec, config: SweepConfig) -> tuple[Batch, str]:
         if spec.extra_inputs:
             raise UsageError(f"--images feeds one image input and {spec.name} takes {len(spec.inputs)} inputs; "
                              "leave out --images to use seeded inputs")
-        files = image_files(Path(config.images_dir))
+        files = image_files(Path(config.images_dir))[: config.parity_images]
+        images = load_images(files, spec.input, spec.preprocess)  # an unreadable file is named first
         if len(files) < config.parity_images:
             raise UsageError(f"--images {config.images_dir} holds {len(files)} image(s); parity needs "
                              f"{config.parity_images}: add images to the folder")
-        files = files[: config.parity_images]
-        return load_images(files, spec.input, spec.preprocess), f"{len(files)} images from {config.images_dir}"
+        return images, f"{len(files)} images from {config.images_dir}"
     if spec.extra_inputs:
         return (seeded_inputs(spec, config.parity_images, seed=1234),
                 f"{config.parity_images} seeded noise inputs (seed 1234; the model takes {len(spec.inputs)} inputs)")

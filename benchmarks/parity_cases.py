@@ -1,0 +1,93 @@
+"""What each broken and faithful candidate gets from the comparator, per task and precision.
+
+Builds the references the parity suite uses (tests/test_parity_suite.py: a timm classifier,
+a YOLO detector and a two-output model, random weights with BatchNorm statistics
+re-estimated on bundled photos, parity inputs from other photo crops), applies every case,
+and writes the verdicts (how many of the seeds each verdict got) into the README between
+the parity-cases markers. Run: python benchmarks/parity_cases.py [--seeds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import test_parity_suite as suite  # noqa: E402  (the case definitions live with the tests)
+
+from deploybench.compare import compare  # noqa: E402
+
+BEGIN, END = "<!-- parity-cases:begin -->", "<!-- parity-cases:end -->"
+
+
+def _build(seeds: tuple[int, ...]) -> dict[tuple[str, int], tuple[str, list, list]]:
+    from deploybench import data_init
+    from deploybench.sample_images import INIT_SEED, PARITY_SEED, sample_batch
+
+    built = {}
+    for task in suite.TASKS:
+        for seed in seeds:
+            spec = suite._spec(task, seed)
+            if task == "other":
+                suite.torch.manual_seed(seed)
+                module = suite.TwoHeads().eval()
+                data_init.reestimate_batchnorm(module, sample_batch(spec.input, None, 16, INIT_SEED)[0])
+            else:
+                module = spec.build()
+            inputs, _ = sample_batch(spec.input, spec.preprocess, 8, PARITY_SEED + seed)
+            built[(task, seed)] = (spec.task, suite._run(module, inputs), suite._run(suite._fake_quantised(module), inputs))
+    return built
+
+
+def _cell(verdicts: Counter) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(verdicts.items())) or "-"
+
+
+def table(seeds: tuple[int, ...]) -> str:
+    cases = _build(seeds)
+    lines = ["| candidate | task | " + " | ".join(suite.PRECISIONS) + " |",
+             "|---|---|" + "---|" * len(suite.PRECISIONS)]
+    for name, (tasks, make) in suite.BROKEN.items():
+        for task in tasks:
+            cells = []
+            for precision in suite.PRECISIONS:
+                verdicts = Counter(compare(ref, make(ref, precision, np.random.default_rng(seed)), kind, precision).verdict
+                                   for (t, seed), (kind, ref, _) in cases.items() if t == task)
+                cells.append(_cell(verdicts))
+            lines.append(f"| broken: {name} | {task} | " + " | ".join(cells) + " |")
+    for name, (precisions, make) in suite.FAITHFUL.items():
+        for task in suite.TASKS:
+            cells = []
+            for precision in suite.PRECISIONS:
+                if precision not in precisions:
+                    cells.append("-")
+                    continue
+                verdicts = Counter(compare(ref, make(ref, quantised), kind, precision).verdict
+                                   for (t, _), (kind, ref, quantised) in cases.items() if t == task)
+                cells.append(_cell(verdicts))
+            lines.append(f"| faithful: {name} | {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nEach cell counts the verdicts over {len(seeds)} seeds (`benchmarks/parity_cases.py`)."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=5)
+    args = parser.parse_args()
+    text = table(tuple(range(args.seeds)))
+    print(text)
+    readme = ROOT / "README.md"
+    content = readme.read_text()
+    block = f"{BEGIN}\n{text}\n{END}"
+    content = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, content, flags=re.S)
+    readme.write_text(content)
+
+
+if __name__ == "__main__":
+    main()
