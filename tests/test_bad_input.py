@@ -177,7 +177,7 @@ CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
         lambda f: ["export", TINY_NET, "--to", "ts", "--batch", "8:2"], ("1 <= MIN <= OPT <= MAX",)),
     "malformed tolerance": (
         lambda f: compare(f, "--runtimes", "torch", "--tolerance", "cosine=high"),
-        ("malformed tolerance", "max_norm_error")),
+        ("malformed tolerance", "max_spread_error in [0, 10]")),
     "malformed shard": (
         lambda f: compare(f, "--runtimes", "torch", "--shard", "3/2"), ("malformed shard '3/2'",)),
     "missing optional dependency (runtime)": (

@@ -94,7 +94,7 @@ def test_bench_prints_statistics_memory_and_timed_region(capsys) -> None:
 
 def test_compare_exit_code_follows_parity(capsys, tmp_path) -> None:
     args = ["compare", "--models", "test_resnet", "--runtimes", "torch,onnxruntime", "--precisions", "fp32",
-            "--batch", "1", "--quick", "--no-isolate", "--tolerance", "max_norm_error=0"]
+            "--batch", "1", "--quick", "--no-isolate", "--tolerance", "max_error=0"]
     code, out, err = run(capsys, *args, "--out", str(tmp_path / "a"))
     assert code == 1 and "failed parity" in err  # ORT differs from eager in the last bits; 0 tolerance fails it
     assert (tmp_path / "a" / "results.json").is_file() and (tmp_path / "a" / "results.md").is_file()

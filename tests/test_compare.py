@@ -51,7 +51,7 @@ def test_tolerance_depends_on_precision() -> None:
     assert compare([ref], [noisy], "other", "fp32").verdict == "fail"
     assert compare([ref], [noisy], "other", "bf16").verdict == "pass"
     # Overrides win over the defaults.
-    assert compare([ref], [noisy], "other", "fp32", {"max_norm_error": 0.1, "min_cosine": 0.99}).verdict == "pass"
+    assert compare([ref], [noisy], "other", "fp32", {"max_error": 0.1, "max_spread_error": 0.1}).verdict == "pass"
 
 
 def test_top1_and_top5_by_hand() -> None:
@@ -107,7 +107,7 @@ def test_detection_verdict_on_perturbed_heads() -> None:
     scrambled = head.copy()
     scrambled[:, :4] = rng.permutation(scrambled[0, :4].T).T[None]  # boxes shuffled between anchors
     assert compare([head], [head.copy()], "detection", "fp32").passed
-    parity = compare([head], [scrambled], "detection", "fp32", {"max_norm_error": 10, "min_cosine": 0})
+    parity = compare([head], [scrambled], "detection", "fp32", {"max_error": 10, "max_spread_error": 10, "max_gain_error": 1, "max_offset": 10})
     assert parity.verdict == "fail" and "recall" in parity.reasons[0]
 
 
@@ -121,7 +121,7 @@ def test_dataset_accuracy_and_delta() -> None:
 
 def test_default_tolerances_loosen_with_precision() -> None:
     order = ["fp32", "fp16", "bf16", "int8"]
-    errors = [tolerance_for(p).max_norm_error for p in order]
+    errors = [tolerance_for(p).max_error for p in order]
     assert errors == sorted(errors)
 
 
