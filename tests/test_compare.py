@@ -107,7 +107,7 @@ def test_detection_verdict_on_perturbed_heads() -> None:
     scrambled = head.copy()
     scrambled[:, :4] = rng.permutation(scrambled[0, :4].T).T[None]  # boxes shuffled between anchors
     assert compare([head], [head.copy()], "detection", "fp32").passed
-    parity = compare([head], [scrambled], "detection", "fp32", {"max_error": 10, "max_spread_error": 10, "max_gain_error": 1, "max_offset": 10})
+    parity = compare([head], [scrambled], "detection", "fp32", {"max_error": 10, "max_spread_error": 10, "max_gain_error": 1, "max_offset": 10, "decisive_margin": 0})
     assert parity.verdict == "fail" and parity.reasons
 
 
