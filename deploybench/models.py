@@ -255,12 +255,8 @@ class CheckpointLoad:
                  (("missing", self.missing), ("unexpected", self.unexpected), ("shape", shapes)) if keys]
         return "; ".join(parts)
 
-    def to_dict(self) -> dict[str, int]:
-        return {"loaded": len(self.loaded), "missing": len(self.missing), "unexpected": len(self.unexpected),
-                "mismatched": len(self.mismatched)}
 
-
-def _first(items: "Sequence[str]", shown: int) -> str:
+def _first(items: Sequence[str], shown: int) -> str:
     more = len(items) - shown
     return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
 
@@ -303,8 +299,8 @@ def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:
             model = source.resolve(text, ref)
             if ref.spec in ALIASES:
                 model.notes.append(f"alias {ref.spec!r} -> {text}")
-            if ref.checkpoint and model.has_module:
-                model.weights = ref.weights_label()
+            if model.has_module and (ref.checkpoint or model.weights == "random"):
+                model.weights = ref.weights_label()  # the checkpoint file, or the seed
             if not ref.pretrained and not ref.checkpoint and model.has_module:
                 model.notes.append("random initialisation (seeded); pass --pretrained or --checkpoint PATH for real weights")
             if model.data_init:

@@ -386,7 +386,8 @@ class Sweep:
         inputs, origin = parity_inputs(spec, config)
         reference = build_reference(spec, inputs, self.work_dir / f"{spec.identity_hash()[:16]}.npz",
                                     dataset_arrays(spec, config), origin)
-        self.progress(f"{spec.name}: weights {spec.weights}")  # a checkpoint's load is known once built
+        if spec.checkpoint_load is not None:  # what the checkpoint matched is known once the model is built
+            self.progress(f"{spec.name}: weights {spec.weights}")
         for item in todo:
             artifact_dir, export_info = self._artifact(spec, item)
             for batch in batches:

@@ -80,7 +80,8 @@ def test_match_state_dict_sorts_every_key() -> None:
     found = match_state_dict(model, {"a": torch.ones(2), "b": torch.ones(4), "d": torch.ones(1)})
     assert (found.loaded, found.missing, found.unexpected) == (("a",), ("c",), ("d",))
     assert found.mismatched == (("b", (3,), (4,)),)
-    assert found.to_dict() == {"loaded": 1, "missing": 1, "unexpected": 1, "mismatched": 1}
+    assert found.summary() == "1 tensors loaded, 1 missing, 1 unexpected, 1 shape-mismatched"
+    assert found.differences() == "missing: c; unexpected: d; shape: b [3] vs [4]"
 
 
 def test_info_refuses_then_reports_partial_weights(resnet18_state: Path, capsys: pytest.CaptureFixture) -> None:
@@ -101,6 +102,8 @@ def test_info_of_a_full_checkpoint_says_so(tmp_path: Path, capsys: pytest.Captur
         "0 missing, 0 unexpected, 0 shape-mismatched"
     assert main(["info", TINY_NET, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["weights"] == "factory"
+    assert main(["info", "test_resnet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == "random (seed 0)"
 
 
 def test_rows_and_report_say_which_weights_ran(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -60,7 +60,9 @@ def test_results_file_round_trips_exactly(swept) -> None:
 def test_renderers(swept) -> None:
     results = swept[0].results
     table = render_table(results)
-    assert table.count("test_resnet") == len(results.rows)
+    lines = table.splitlines()
+    assert lines[-1] == "weights of test_resnet: random (seed 0)"  # which weights ran, once per model
+    assert "\n".join(lines[:-1]).count("test_resnet") == len(results.rows)
     assert sum(line.startswith(FASTEST_MARK) and "test_resnet" in line for line in table.splitlines()) == len(fastest_faithful(results)) == 2
     assert "1.00x" in table  # the eager row is its own baseline
     csv_lines = render_csv(results).strip().splitlines()
