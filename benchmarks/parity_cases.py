@@ -27,31 +27,12 @@ from deploybench.compare import compare  # noqa: E402
 BEGIN, END = "<!-- parity-cases:begin -->", "<!-- parity-cases:end -->"
 
 
-def _build(seeds: tuple[int, ...]) -> dict[tuple[str, int], tuple[str, list, list]]:
-    from deploybench import data_init
-    from deploybench.sample_images import INIT_SEED, PARITY_SEED, sample_batch
-
-    built = {}
-    for task in suite.TASKS:
-        for seed in seeds:
-            spec = suite._spec(task, seed)
-            if task == "other":
-                suite.torch.manual_seed(seed)
-                module = suite.TwoHeads().eval()
-                data_init.reestimate_batchnorm(module, sample_batch(spec.input, None, 16, INIT_SEED)[0])
-            else:
-                module = spec.build()
-            inputs, _ = sample_batch(spec.input, spec.preprocess, 8, PARITY_SEED + seed)
-            built[(task, seed)] = (spec.task, suite._run(module, inputs), suite._run(suite._fake_quantised(module), inputs))
-    return built
-
-
 def _cell(verdicts: Counter) -> str:
     return ", ".join(f"{name} {count}" for name, count in sorted(verdicts.items())) or "-"
 
 
 def table(seeds: tuple[int, ...]) -> str:
-    cases = _build(seeds)
+    cases = suite.build_cases(seeds)
     lines = ["| candidate | task | " + " | ".join(suite.PRECISIONS) + " |",
              "|---|---|" + "---|" * len(suite.PRECISIONS)]
     for name, (tasks, make) in suite.BROKEN.items():

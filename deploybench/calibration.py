@@ -7,16 +7,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deploybench.models import ModelSpec, example_batch
+from deploybench.models import ModelSpec
 
 if TYPE_CHECKING:
     from deploybench.exporters.base import ExportOptions
 
-SYNTHETIC = "synthetic (uniform noise; pass --calib-data DIR for real images)"
-
 
 def calibration_samples(model: ModelSpec, options: "ExportOptions") -> tuple[np.ndarray, str]:
-    """Calibration images from ``--calib-data``, or seeded synthetic inputs flagged as such."""
+    """Calibration images from ``--calib-data``, else views of the bundled photos (seeded noise
+    where none is installed), with where they came from."""
     if options.calib_data:
         from deploybench.images import image_files, load_images
 
@@ -24,9 +23,7 @@ def calibration_samples(model: ModelSpec, options: "ExportOptions") -> tuple[np.
         return load_images(files, model.input, model.preprocess), f"images:{options.calib_data}"
     # Without --calib-data: views of the bundled photos drawn with the calibration seed, never
     # the parity views (sample_images seeds them apart); seeded noise where no photo is installed.
-    from deploybench.sample_images import CALIBRATION_SEED, bundled_photos, sample_batch
+    from deploybench.sample_images import CALIBRATION_SEED, sample_batch
 
-    if not bundled_photos():
-        return example_batch(model.input, options.calib_size, seed=CALIBRATION_SEED), SYNTHETIC
     samples, origin = sample_batch(model.input, model.preprocess, options.calib_size, CALIBRATION_SEED)
     return samples, f"{origin}; pass --calib-data DIR for your own images"

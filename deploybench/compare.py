@@ -60,7 +60,7 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
                       min_top1=0.95, min_recall=0.95),
     "bf16": Tolerance(max_error=6e-2, max_spread_error=0.3, max_gain_error=0.02, max_offset=0.02,
                       min_top1=0.9, min_recall=0.9),
-    "int8": Tolerance(max_error=0.2, max_spread_error=0.5, max_gain_error=0.04, max_offset=0.03,
+    "int8": Tolerance(max_error=0.35, max_spread_error=0.5, max_gain_error=0.04, max_offset=0.03,
                       min_top1=0.9, min_recall=0.9),
 }
 
@@ -177,19 +177,15 @@ def _rms(values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _mixups(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, int]:
-    """Images nearer another image's reference than ``MIXUP_RATIO`` of their own; (count, one example)."""
+def _mixups(reference: np.ndarray, candidate: np.ndarray) -> int:
+    """How many images lie nearer another image's reference than ``MIXUP_RATIO`` of their own distance."""
     own = np.sum((candidate - reference) ** 2, axis=1)
-    cross = (np.sum(candidate ** 2, axis=1)[:, None] + np.sum(reference ** 2, axis=1)[None, :]
-             - 2.0 * candidate @ reference.T)
+    # Direct differences, not |a|^2 + |b|^2 - 2ab: that cancels catastrophically when the
+    # images' outputs differ by far less than their magnitude.
+    cross = np.stack([np.sum((candidate - reference[j]) ** 2, axis=1) for j in range(len(reference))], axis=1)
     np.fill_diagonal(cross, np.inf)
-    nearest = np.maximum(cross.min(axis=1), 0.0)
-    mixed = np.flatnonzero(nearest < (MIXUP_RATIO ** 2) * own)
-    return len(mixed), int(mixed[0]) if len(mixed) else -1
+    nearest = cross.min(axis=1)
+    return int(np.count_nonzero(nearest < (MIXUP_RATIO ** 2) * own))
 
 
 def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputParity:
@@ -227,7 +223,7 @@ def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> O
     norms = np.linalg.norm(centred_c, axis=1) * np.linalg.norm(r_dev, axis=1)
     cosines = np.where(norms > 0, np.sum(centred_c * r_dev, axis=1) / np.where(norms > 0, norms, 1.0), 0.0)
     metrics.centered_cosine = float(cosines.min())
-    metrics.mixups = _mixups(r, c)[0]
+    metrics.mixups = _mixups(r, c)
     return metrics
 
 

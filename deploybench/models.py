@@ -48,7 +48,7 @@ class ModelRef:
     trust_checkpoint: bool = False
     checkpoint_partial: bool = False  # load the tensors that fit and leave the rest at their initialisation
     seed: int = 0
-    data_init: bool = True  # random weights: re-estimate BatchNorm statistics on real images (data_init.py)
+    data_init: bool = False  # random weights: re-estimate BatchNorm statistics on real images (data_init.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +102,9 @@ class ModelSpec:
     extra_inputs: tuple[InputSpec, ...] = ()
     # An ONNX file whose batch axis is a number rather than a name runs at that batch only.
     fixed_batch: int | None = None
+    # Random library weights get their BatchNorm statistics re-estimated on real images (data_init.py);
+    # decided once, in resolve().
+    data_init: bool = False
     notes: list[str] = field(default_factory=list)
     _module: Any = field(default=None, repr=False)
 
@@ -135,11 +138,6 @@ class ModelSpec:
                 module = self.prepare(module)
             self._module = module.eval()
         return self._module
-
-    @property
-    def data_init(self) -> bool:
-        """Random library weights get their BatchNorm statistics re-estimated on real images."""
-        return self.weights == "random" and self.ref.data_init and not self.ref.checkpoint
 
     def _reestimate_batchnorm(self, module: Any) -> None:
         from deploybench import data_init, sample_images
@@ -299,14 +297,18 @@ def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:
             model = source.resolve(text, ref)
             if ref.spec in ALIASES:
                 model.notes.append(f"alias {ref.spec!r} -> {text}")
+            model.data_init = model.has_module and model.weights == "random" and ref.data_init and not ref.checkpoint
             if model.has_module and (ref.checkpoint or model.weights == "random"):
                 model.weights = ref.weights_label()  # the checkpoint file, or the seed
+            if model.data_init:
+                model.weights += ", BatchNorm statistics re-estimated on bundled photos"
             if not ref.pretrained and not ref.checkpoint and model.has_module:
                 model.notes.append("random initialisation (seeded); pass --pretrained or --checkpoint PATH for real weights")
             if model.data_init:
                 model.notes.append("BatchNorm statistics re-estimated on crops of bundled photos (never the parity "
                                    "images) so random-weight outputs follow the input; the reference and every "
-                                   "artifact share these weights (--no-data-init keeps the library's statistics)")
+                                   "artifact share these weights. This makes deep random networks chaotic: "
+                                   "low-precision rows may then fail on faithful artifacts")
             return model
     raise UnknownNameError("model", ref.spec, list(ALIASES))
 

@@ -70,7 +70,7 @@ class SweepConfig:
     pretrained: bool = False
     checkpoint: str | None = None
     trust_checkpoint: bool = False
-    data_init: bool = True  # random weights: BatchNorm statistics re-estimated on bundled photos
+    data_init: bool = False  # random weights: BatchNorm statistics re-estimated on bundled photos (opt-in)
     checkpoint_partial: bool = False
     export: ExportOptions = field(default_factory=ExportOptions)
     runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
@@ -88,7 +88,8 @@ class SweepConfig:
 
         Every runtime, format and precision name is checked against the registries (a typo
         fails in a second, not after the first model was built), the model list must name
-        something, and the thread count must be a positive number.
+        something, the thread count must be a positive number, and INT8 calibration must not
+        use the parity images.
         """
         if not self.models or not all(name.strip() for name in self.models):
             raise UsageError("no model to run; pass --models A,B (aliases, timm names, YOLO names or files)")
@@ -105,6 +106,10 @@ class SweepConfig:
                 raise UnknownNameError("precision", precision, valid)
         if not self.precisions:
             raise UsageError(f"no precision to run; pass --precisions, e.g. {','.join(valid)}")
+        calib, images = self.export.calib_data, self.images_dir
+        if calib and images and Path(calib).resolve() == Path(images).resolve():
+            raise UsageError(f"--calib-data and --images both name {images}; INT8 calibration must not see the "
+                             "parity images: pass a different folder to one of them")
         return threads_warnings(self.threads)
 
 
@@ -246,14 +251,6 @@ def parity_inputs(spec: ModelSpec, config: SweepConfig) -> tuple[Batch, str]:
     return sample_batch(spec.input, spec.preprocess, config.parity_images, PARITY_SEED)
 
 
-def check_calibration_apart(config: SweepConfig) -> None:
-    """INT8 calibration must never see the parity images."""
-    calib, images = config.export.calib_data, config.images_dir
-    if calib and images and Path(calib).resolve() == Path(images).resolve():
-        raise UsageError(f"--calib-data and --images both name {images}; INT8 calibration must not see the parity "
-                         "images: pass a different folder to one of them")
-
-
 def dataset_arrays(spec: ModelSpec, config: SweepConfig) -> dict[str, np.ndarray]:
     """``--dataset DIR`` (ImageFolder) as inputs and labels, or nothing."""
     if not config.dataset_dir:
@@ -336,7 +333,6 @@ class Sweep:
         # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
         self.done = {row.key for row in results.rows if row.status == "ok" or not config.retry_failed}
         self.skipped: list[SkippedCell] = []
-        check_calibration_apart(config)
 
     def nothing_ran(self) -> str | None:
         """Why this sweep produced no row at all, or None when it has rows (or is one shard of several)."""

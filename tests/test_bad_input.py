@@ -46,6 +46,16 @@ class Files:
         path.write_bytes(b"")
         return str(path)
 
+    def good_images(self, count: int) -> str:
+        """A folder of ``count`` readable images."""
+        from PIL import Image
+
+        folder = self.root / f"good-{count}"
+        folder.mkdir(exist_ok=True)
+        for index in range(count):
+            Image.new("RGB", (40, 30), (20 * index, 30, 30)).save(folder / f"{index}.png")
+        return str(folder)
+
     def images(self, bad: str) -> str:
         """A folder of one good image and ``bad``: a JPEG with a broken header, or one cut short."""
         from PIL import Image
@@ -178,6 +188,18 @@ CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
     "malformed tolerance": (
         lambda f: compare(f, "--runtimes", "torch", "--tolerance", "cosine=high"),
         ("malformed tolerance", "max_spread_error in [0, 10]")),
+    "tolerance out of range": (
+        lambda f: compare(f, "--runtimes", "torch", "--tolerance", "min_top1=1.5"),
+        ("tolerance 'min_top1=1.5' is out of range", "min_top1 takes a number in [0, 1]")),
+    "tolerance not finite": (
+        lambda f: compare(f, "--runtimes", "torch", "--tolerance", "max_error=nan"),
+        ("tolerance 'max_error=nan' is out of range",)),
+    "too few parity images": (
+        lambda f: compare(f, "--runtimes", "torch", "--images", f.good_images(3)),
+        ("holds 3 image(s); parity needs 8",)),
+    "calibration on the parity images": (
+        lambda f: compare(f, "--runtimes", "torch", "--images", f.good_images(8), "--calib-data", f.good_images(8)),
+        ("--calib-data and --images both name", "must not see the parity images")),
     "malformed shard": (
         lambda f: compare(f, "--runtimes", "torch", "--shard", "3/2"), ("malformed shard '3/2'",)),
     "missing optional dependency (runtime)": (

@@ -128,3 +128,21 @@ def test_default_tolerances_loosen_with_precision() -> None:
 def test_mixed_precision_gets_its_loosest_parts_tolerance() -> None:
     assert tolerance_for("int8+fp16") == tolerance_for("int8")
     assert tolerance_for("fp16+fp32") == tolerance_for("fp16")
+
+
+def test_readme_tolerance_table_matches_the_defaults() -> None:
+    """The README's tolerance table is the code's defaults, not a copy that drifted."""
+    import re
+    from pathlib import Path
+
+    from deploybench.compare import DEFAULT_TOLERANCES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (fp32|tf32|fp16|bf16|int8) \| (.+) \|$", readme, re.M)}
+    assert set(rows) == set(DEFAULT_TOLERANCES)
+    for precision, text in rows.items():
+        cells = [c.strip() for c in text.split("|")]
+        tol = DEFAULT_TOLERANCES[precision]
+        numbers = [float(c.rstrip(" %")) / (100 if c.endswith("%") else 1) for c in cells]
+        assert numbers == pytest.approx([tol.max_error, tol.max_spread_error, tol.max_gain_error, tol.max_offset,
+                                         tol.min_top1, tol.min_recall]), precision

@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from deploybench.artifact import Artifact
 from deploybench.cell import Cell, run_cell
 from deploybench.harness import MeasurePolicy
-from deploybench.report.table import FASTEST_MARK, fastest_faithful, render_csv, render_markdown, render_table
+from deploybench.report.table import FOOTNOTE, FASTEST_MARK, fastest_faithful, render_csv, render_markdown, render_table
 from deploybench.results import Results
 from deploybench.sweep import SweepConfig, Sweep, build_reference, parity_inputs, parse_batches, plan
 
@@ -61,8 +61,10 @@ def test_renderers(swept) -> None:
     results = swept[0].results
     table = render_table(results)
     lines = table.splitlines()
-    assert lines[-1] == "weights of test_resnet: random (seed 0)"  # which weights ran, once per model
-    assert "\n".join(lines[:-1]).count("test_resnet") == len(results.rows)
+    weights = [line for line in lines if line.startswith("weights of ")]  # which weights ran, once per model
+    assert weights == ["weights of test_resnet: random (seed 0)"]
+    assert "\n".join(lines[:lines.index(FOOTNOTE)]).count("test_resnet") == len(results.rows)
+    assert any(line.startswith("parity inputs: test_resnet: 8 crops") for line in lines)
     assert sum(line.startswith(FASTEST_MARK) and "test_resnet" in line for line in table.splitlines()) == len(fastest_faithful(results)) == 2
     assert "1.00x" in table  # the eager row is its own baseline
     csv_lines = render_csv(results).strip().splitlines()
@@ -85,7 +87,8 @@ def test_perturbed_artifact_fails_parity(cache, tiny, artifacts, tmp_path) -> No
     artifact.record_files()
     artifact.save()
     config = SweepConfig(models=("test_resnet",))
-    reference = build_reference(tiny, parity_inputs(tiny, config), tmp_path / "ref.npz")
+    inputs, origin = parity_inputs(tiny, config)
+    reference = build_reference(tiny, inputs, tmp_path / "ref.npz", origin=origin)
     row = run_cell(Cell(model=tiny.ref, model_name=tiny.name, task="classification", format="onnx",
                         runtime="onnxruntime", batch=2, artifact_dir=str(folder), reference=str(reference),
                         policy=MeasurePolicy.quick()))

@@ -174,7 +174,7 @@ def test_int8_calibrates_or_says_why_not(gpu_cache: ArtifactCache, tiny) -> None
             _export(gpu_cache, tiny, "int8", calib_size=8)
         return
     artifact = _export(gpu_cache, tiny, "int8", calib_size=9)  # 9 samples, opt batch 2: 8 are used
-    assert artifact.manifest["calibration_samples"] == 8 and artifact.manifest["calibration"].startswith("synthetic")
+    assert artifact.manifest["calibration_samples"] == 8 and "seed" in artifact.manifest["calibration"]  # its origin: photo crops or noise
     with TensorRTRuntime(RuntimeOptions(device="cuda", precision="int8")).load(artifact) as rt:
         out = rt.run(example_batch(tiny.input, 2))
     assert out[0].shape == (2, 1000) and np.isfinite(out[0]).all()

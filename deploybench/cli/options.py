@@ -14,18 +14,18 @@ WEIGHTS_FLAGS = ("pretrained", "checkpoint", "trust_checkpoint", "checkpoint_par
 
 
 def weights_options(func: F) -> F:
-    """--pretrained / --checkpoint PATH / --trust-checkpoint / --checkpoint-partial / --no-data-init,
+    """--pretrained / --checkpoint PATH / --trust-checkpoint / --checkpoint-partial / --data-init,
     handed to the command as one ``weights`` dict of ModelRef fields."""
     @functools.wraps(func)
     def with_weights(*args: Any, **kwargs: Any) -> Any:
         weights = {name: kwargs.pop(name) for name in WEIGHTS_FLAGS}
-        weights["data_init"] = not kwargs.pop("no_data_init")
+        weights["data_init"] = kwargs.pop("data_init")
         return func(*args, weights=weights, **kwargs)
 
     for option in (
-        click.option("--no-data-init", is_flag=True,
-                     help="Random weights: keep the library's BatchNorm statistics instead of re-estimating them on "
-                          "bundled photos (parity is then often inconclusive)."),
+        click.option("--data-init", is_flag=True,
+                     help="Random weights: re-estimate BatchNorm statistics on bundled photos so outputs follow the "
+                          "input (experimental: deep random networks become chaotic, see README)."),
         click.option("--checkpoint-partial", is_flag=True,
                      help="Load only the checkpoint tensors that fit the model (missing, unexpected and "
                           "shape-mismatched ones are skipped and counted); without it a checkpoint must fit exactly."),
