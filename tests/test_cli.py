@@ -192,3 +192,18 @@ def test_skips_are_summarised_once_per_model_and_cause() -> None:
     assert len(skipped) == 3  # one per cell ...
     assert summarise_skips(skipped) == ["m int8: not supported by torch (fp32, fp16, bf16), "  # ... one line
                                         "torchscript (fp32, fp16, bf16), onnxruntime (fp32, fp16)"]
+
+
+def test_inconclusive_parity_exits_1_only_with_strict_parity(capsys) -> None:
+    from deploybench.cli.bench import parity_exit_code
+    from deploybench.results import Results, Row
+
+    def row(verdict: str) -> Row:
+        return Row("m", "onnx", "onnxruntime", "cpu", "int8", 1, parity={"verdict": verdict, "outputs": []})
+
+    unsure = Results(rows=[row("pass"), row("inconclusive")])
+    assert parity_exit_code(unsure, allow_mismatch=False, strict_parity=False) == 0
+    assert parity_exit_code(unsure, allow_mismatch=False, strict_parity=True) == 1
+    assert "1 rows had inconclusive parity" in capsys.readouterr().err
+    assert parity_exit_code(unsure, allow_mismatch=True, strict_parity=True) == 0
+    assert parity_exit_code(Results(rows=[row("fail")]), allow_mismatch=False, strict_parity=False) == 1

@@ -192,9 +192,10 @@ def parity_exit_code(results: Any, allow_mismatch: bool, strict_parity: bool) ->
     failed = [r for r in results.rows if r.parity_verdict == "fail"]
     unsure = [r for r in results.rows if r.parity_verdict == "inconclusive"] if strict_parity else []
     if (failed or unsure) and not allow_mismatch:
-        what = " and ".join(part for part in (f"{len(failed)} failed" if failed else "",
-                                               f"{len(unsure)} were inconclusive" if unsure else "") if part)
-        click.echo(f"parity: {what} (pass --allow-mismatch to exit 0 anyway)", err=True)
+        what = " and ".join(part for part in (f"{len(failed)} rows failed parity" if failed else "",
+                                               f"{len(unsure)} rows had inconclusive parity (--strict-parity)"
+                                               if unsure else "") if part)
+        click.echo(f"{what} (pass --allow-mismatch to exit 0 anyway)", err=True)
         return 1
     return 0
 

@@ -200,12 +200,13 @@ def series_name(row: Row) -> str:
 
 
 def parity_error(row: Row) -> float | None:
-    """The largest normalised error over the row's outputs; NaN when one is not finite; None without parity."""
+    """The largest per-image error over the row's outputs; NaN when one is not finite; None without parity."""
     outputs = (row.parity or {}).get("outputs") or []
     if any(o.get("nonfinite") for o in outputs):
         return math.nan
-    errors = [float(o.get("error", o.get("norm_error"))) for o in outputs
-              if o.get("error", o.get("norm_error")) is not None]
+    # The per-image error; results written before it existed have only norm_error.
+    picked = [o.get("error") if o.get("error") is not None else o.get("norm_error") for o in outputs]
+    errors = [float(e) for e in picked if e is not None]
     if not errors:
         return None
     return max(errors) if all(math.isfinite(e) for e in errors) else math.nan
