@@ -76,6 +76,9 @@ MIN_SPREAD_RATIO = 0.25
 MIXUP_RATIO = 0.5
 # Gains and offsets fail only beyond this many standard errors of what the residual noise explains.
 SIGNIFICANCE = 3.0
+# An output whose spread across images is below this share of its RMS (about 100 float32 ulps)
+# does not vary with the input at all: its "variation" is rounding.
+FLOAT32_RESOLUTION = 1e-5
 
 
 def tolerance_for(precision: str, overrides: dict[str, float] | None = None) -> Tolerance:
@@ -214,8 +217,10 @@ def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> O
     r_dev, c_dev = r - mean_image, c - c.mean(axis=0)
     spread = _rms(r_dev)
     metrics.spread_ratio = spread / scale
-    if len(r) < 2 or spread == 0.0:
-        return metrics  # one image, or an output that does not vary: nothing input-dependent to judge
+    if len(r) < 2 or spread <= FLOAT32_RESOLUTION * scale:
+        # One image, or an output whose variation across images is float32 rounding itself:
+        # nothing input-dependent to judge (a gain or a nearest image would be fitted to noise).
+        return metrics
     metrics.spread_error = float(image_errors.max()) / spread
     metrics.candidate_spread = _rms(c_dev) / spread
     metrics.gain = float(np.sum(c_dev * r_dev) / np.sum(r_dev * r_dev))
@@ -276,8 +281,12 @@ def judge_output(reference: np.ndarray, candidate: np.ndarray, metrics: OutputPa
                         "variation across images): constant output or input ignored")
     if metrics.gain is not None:
         gain_error = abs(metrics.gain - 1.0)
-        if gain_error > tolerance.max_gain_error and gain_error > SIGNIFICANCE * _gain_noise(reference, candidate,
-                                                                                               metrics.gain):
+        gain_noise = _gain_noise(reference, candidate, metrics.gain)
+        # Coarse precision attenuates a variation smaller than its own error (seen: OpenVINO INT8
+        # of a random-weight mobilenetv4, gain 0.64, with noisy residuals): a gain says something
+        # only above that error, or when the candidate is a nearly exact scaled copy.
+        telling = spread_above_error or gain_noise < tolerance.max_gain_error / 10
+        if telling and gain_error > tolerance.max_gain_error and gain_error > SIGNIFICANCE * gain_noise:
             failures.append(f"{name} is scaled by {metrics.gain:.4g} against the reference "
                             f"(tolerance {tolerance.max_gain_error:g})")
     offsets, noise = _channel_offsets(reference, candidate)

@@ -146,3 +146,15 @@ def test_readme_tolerance_table_matches_the_defaults() -> None:
         numbers = [float(c.rstrip(" %")) / (100 if c.endswith("%") else 1) for c in cells]
         assert numbers == pytest.approx([tol.max_error, tol.max_spread_error, tol.max_gain_error, tol.max_offset,
                                          tol.min_top1, tol.min_recall]), precision
+
+
+def test_an_output_that_varies_only_by_rounding_is_inconclusive_not_failed() -> None:
+    """A random YOLO head's boxes differ across images by float32 rounding alone; a faithful
+    candidate's own rounding must not be read as a gain (seen: AOTI yolov8n 'scaled by 0.176')."""
+    rng = np.random.default_rng(0)
+    anchors = rng.uniform(0, 640, size=(1, 4, 500))
+    reference = (anchors + rng.normal(scale=3e-6, size=(8, 4, 500))).astype(np.float32)
+    candidate = (anchors + rng.normal(scale=3e-6, size=(8, 4, 500))).astype(np.float32)
+    parity = compare([reference], [candidate], "other", "fp32")
+    assert parity.verdict == "inconclusive" and "does not vary" in parity.reasons[0]
+    assert compare([reference], [np.roll(reference, 1, axis=0) * 1.05], "other", "fp32").verdict == "fail"
