@@ -71,6 +71,7 @@ class SweepConfig:
     shard: tuple[int, int] = (1, 1)  # this shard (1-based) of N
     retry_failed: bool = False  # with a resumed Results: run again the cells that did not end "ok"
     sample: tuple[str, ...] = ("rss",)  # what to sample during a run (a target's "sample"): rss, nvml, tegrastats
+    dynamic_batch: bool = False  # time the dynamic-batch artifact instead of one built for each batch
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -173,6 +174,19 @@ def _export_batch_range(batches: tuple[int, ...]) -> BatchRange:
     return replace(default, max=max(default.max, *batches))
 
 
+def export_batch(static_per_batch: bool, batch: int, batches: tuple[int, ...], dynamic: bool) -> BatchRange:
+    """The batch range of the artifact a cell at ``batch`` times.
+
+    Formats whose tools make static shapes faster (TensorRT) get one artifact per batch,
+    min = opt = max = batch, the one ``deploybench export --batch N`` writes. The others
+    share the dynamic default and are fixed to the batch at load where their runtime can
+    (OpenVINO reshapes before compiling). ``dynamic`` keeps the shared dynamic artifact.
+    """
+    if static_per_batch and not dynamic:
+        return BatchRange(batch, batch, batch)
+    return _export_batch_range(batches)
+
+
 def shard_of(key: str, shards: int) -> int:
     """A stable 1-based shard for a cell key (the same on every machine and Python).
 
@@ -232,11 +246,15 @@ class Sweep:
         reference = build_reference(spec, parity_inputs(spec, config), self.work_dir / f"{spec.identity_hash()[:16]}.npz",
                                     dataset_arrays(spec, config))
         for item in todo:
-            artifact_dir, export_info = self._artifact(spec, item)
+            exported: dict[BatchRange, tuple[str | None, dict]] = {}
             for batch in batches:
                 key = self._key(spec, item, batch)
                 if key in self.done or not self._in_shard(key):
                     continue
+                batch_range = self._export_batch(item, batch)
+                if batch_range not in exported:
+                    exported[batch_range] = self._artifact(spec, item, batch_range)
+                artifact_dir, export_info = exported[batch_range]
                 row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference))
                 if config.batches == "auto" and self._auto_stop(spec, item, row):
                     break
@@ -244,13 +262,17 @@ class Sweep:
     def _key(self, spec: ModelSpec, item: PlannedCell, batch: int) -> str:
         return Row(spec.name, item.format, item.runtime, self.config.device, item.precision, batch).key
 
-    def _artifact(self, spec: ModelSpec, item: PlannedCell) -> tuple[str | None, dict]:
+    def _export_batch(self, item: PlannedCell, batch: int) -> BatchRange:
+        static = item.format != PYTORCH_FORMAT and registry.exporters.get(item.format).static_per_batch
+        return export_batch(static, batch, self.config.batch_sizes, self.config.dynamic_batch)
+
+    def _artifact(self, spec: ModelSpec, item: PlannedCell, batch: BatchRange) -> tuple[str | None, dict]:
         """Export through the cache; returns the folder (None for the module) or the failure."""
         if item.format == PYTORCH_FORMAT:
             return None, {}
         exporter = registry.exporters.get(item.format)()
         options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device,
-                          batch=_export_batch_range(self.config.batch_sizes))
+                          batch=batch, threads=self.config.threads)
         self.progress(f"{spec.name}: export {item.format} {item.artifact_precision} ...")
         try:
             artifact, hit = self.cache.get_or_export(exporter, spec, options)
@@ -268,7 +290,7 @@ class Sweep:
         cell = Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime, batch=batch,
                     device=config.device, precision=item.precision, artifact_dir=artifact_dir, reference=reference,
                     runtime_options=replace(config.runtime_options, device=config.device, precision=item.precision,
-                                            threads=config.threads),
+                                            threads=config.threads, dynamic_batch=config.dynamic_batch),
                     policy=config.policy, tolerance=config.tolerance,
                     plugin_modules=tuple(registry.dynamic_plugin_modules()), sample=config.sample)
         label = f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}"

@@ -46,6 +46,7 @@ class TensorRTExporter(Exporter):
     devices = ("cuda",)
     precisions = PRECISIONS
     check_runtime = "tensorrt"
+    static_per_batch = True  # kernels are chosen for the profile's opt shape
     key_options = ("precision", "batch", "workspace_gb", "opset", "calib_data", "calib_size")
     key_libraries = ("torch", "onnx", "onnxscript", "tensorrt")
 

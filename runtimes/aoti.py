@@ -13,6 +13,8 @@ class AotiRuntime(TorchRuntimeBase):
     name = "aoti"
     aliases = ("aotinductor", "pt2")
     formats = ("aoti",)
+    # TF32 is decided when the package is compiled (exported with TF32 off), not at load.
+    precisions = ("fp32", "fp16", "bf16")
     timed_region = "device-resident inputs; compiled package call + device synchronize; outputs left on device"
 
     def _open(self, artifact: Artifact) -> Any:
@@ -21,4 +23,8 @@ class AotiRuntime(TorchRuntimeBase):
         if artifact.device != self.options.device:  # the package holds kernels for one device
             raise RuntimeLoadError(f"{artifact.file.name} was compiled for {artifact.device}, not "
                                    f"{self.options.device}; export it with --device {self.options.device}")
+        # CPU kernels have their OpenMP thread count compiled in: that count is what runs.
+        compiled = artifact.manifest.get("compiled_threads")
+        if compiled:
+            self.info.update(threads=compiled, compiled_threads=compiled)
         return torch._inductor.aoti_load_package(str(artifact.file))

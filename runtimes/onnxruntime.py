@@ -1,4 +1,14 @@
-"""ONNX Runtime: CPU, CUDA and TensorRT execution providers, with IOBinding on the GPU."""
+"""ONNX Runtime: CPU, CUDA and TensorRT execution providers, with IOBinding on the GPU.
+
+Inputs are fed in the dtype the graph declares (an FP16 graph takes float16), converted
+when the batch is prepared, outside the timed region, as a deployment feeding that graph
+would. The CUDA provider is created with ``use_tf32`` set from the precision, so fp32 means
+IEEE fp32 on Ampere and later GPUs and ``tf32`` is a precision of its own.
+
+The graph keeps its dynamic batch axis: fixing it at session creation
+(``add_free_dimension_override_by_name``) measured no faster on the CPU (see README), so
+there is no static variant to choose.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +18,36 @@ import numpy as np
 
 from deploybench.artifact import Artifact
 from deploybench.errors import RuntimeLoadError, UnsupportedError, first_line
-from deploybench.runtimes.base import Runtime
+from deploybench.runtimes.base import Runtime, RuntimeOptions
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                 "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+# ONNX tensor type strings (as InferenceSession reports them) -> the numpy dtype to feed.
+FEED_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+               "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+
+def provider_config(options: RuntimeOptions, available: list[str]) -> list[Any]:
+    """The ``providers`` argument for ``InferenceSession``: the wanted provider with its options.
+
+    CUDA: ``use_tf32`` is ``1`` only for the ``tf32`` precision (ONNX Runtime turns TF32 on by
+    default), and CUDA graphs when asked. The CPU provider follows as the fallback.
+    """
+    wanted = PROVIDERS.get(options.provider or options.device)
+    if wanted is None:
+        raise UnsupportedError(f"unknown execution provider {options.provider!r}; choose from {', '.join(PROVIDERS)}")
+    if wanted not in available:
+        raise UnsupportedError(f"ONNX Runtime here offers {', '.join(available)}, not {wanted}; "
+                               "install onnxruntime-gpu (pip install 'deploybench[gpu]') for CUDA and TensorRT")
+    if wanted == "CPUExecutionProvider":
+        return [wanted]
+    settings: dict[str, str] = {}
+    if wanted == "CUDAExecutionProvider":
+        settings["use_tf32"] = "1" if options.precision == "tf32" else "0"
+        if options.cuda_graphs:
+            settings["enable_cuda_graph"] = "1"
+    return [(wanted, settings), "CPUExecutionProvider"]
 
 
 class OnnxRuntime(Runtime):
@@ -20,7 +55,8 @@ class OnnxRuntime(Runtime):
     aliases = ("ort",)
     formats = ("onnx",)
     devices = ("cpu", "cuda")
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "tf32", "fp16")
+    cuda_only_precisions = ("tf32",)
     requires = ("onnxruntime",)
     extra = "onnx"
     timed_region = "CPU: session.run on host arrays, outputs returned to host"
@@ -36,41 +72,41 @@ class OnnxRuntime(Runtime):
         if level not in GRAPH_LEVELS:
             raise UnsupportedError(f"unknown graph optimisation level {level!r}; choose from {', '.join(GRAPH_LEVELS)}")
         session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
-        providers = self._providers(ort.get_available_providers())
+        providers = provider_config(self.options, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(artifact.file), session_options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
             raise RuntimeLoadError(f"{artifact.file.name} could not be loaded by ONNX Runtime ({first_line(exc)}); export it again") from exc
-        self._input = self._session.get_inputs()[0].name
+        graph_input = self._session.get_inputs()[0]
+        if graph_input.type not in FEED_DTYPES:
+            raise RuntimeLoadError(f"input {graph_input.name!r} has type {graph_input.type}, which deploybench cannot "
+                                   f"feed; supported: {', '.join(FEED_DTYPES)}")
+        self._input, self._feed_dtype = graph_input.name, FEED_DTYPES[graph_input.type]
         self._output_names = [o.name for o in self._session.get_outputs()]
         self._on_device = self.options.device == "cuda" and self.options.io_binding
         self._result: list[np.ndarray] = []
+        precision = "tf32" if self.options.precision == "tf32" else artifact.precision
+        batch_axis = graph_input.shape[0] if graph_input.shape else None
         self.info.update(threads=threads, graph_optimization=level, providers=self._session.get_providers(),
-                         precision_used=artifact.precision, io_binding=self._on_device, onnxruntime=ort.__version__)
+                         provider_options={name: opts for name, opts in self._session.get_provider_options().items()
+                                           if name != "CPUExecutionProvider"},
+                         precision_used=precision, input_dtype=np.dtype(self._feed_dtype).name,
+                         batch_shape="static" if isinstance(batch_axis, int) else "dynamic",
+                         io_binding=self._on_device, onnxruntime=ort.__version__)
         if self._on_device:
             self._binding = self._session.io_binding()
             self.timed_region = "CUDA: IOBinding with inputs and outputs in device memory; run_with_iobinding"
-
-    def _providers(self, available: list[str]) -> list[Any]:
-        wanted = PROVIDERS.get(self.options.provider or self.options.device)
-        if wanted is None:
-            raise UnsupportedError(f"unknown execution provider {self.options.provider!r}; choose from {', '.join(PROVIDERS)}")
-        if wanted not in available:
-            raise UnsupportedError(f"ONNX Runtime here offers {', '.join(available)}, not {wanted}; "
-                                   "install onnxruntime-gpu (pip install 'deploybench[gpu]') for CUDA and TensorRT")
-        if wanted == "CUDAExecutionProvider" and self.options.cuda_graphs:
-            return [(wanted, {"enable_cuda_graph": "1"}), "CPUExecutionProvider"]
-        return [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
 
     def _unload(self) -> None:
         self._session = self._binding = None
 
     def prepare(self, batch: np.ndarray) -> Any:
+        host = np.ascontiguousarray(batch, dtype=self._feed_dtype)
         if not self._on_device:
-            return {self._input: np.ascontiguousarray(batch)}
+            return {self._input: host}
         import onnxruntime as ort
 
-        value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(batch), "cuda", 0)
+        value = ort.OrtValue.ortvalue_from_numpy(host, "cuda", 0)
         self._binding.bind_ortvalue_input(self._input, value)
         for name in self._output_names:
             self._binding.bind_output(name, "cuda", 0)

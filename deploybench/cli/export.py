@@ -22,13 +22,15 @@ from deploybench.cli.options import cache_option, split_list, weights_options
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim.")
 @click.option("--script", is_flag=True, help="TorchScript: script instead of trace.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Folder of images for INT8 calibration.")
+@click.option("--threads", type=int, help="AOTInductor CPU: threads compiled into the kernels (default: the physical cores).")
 @click.option("--workspace-gb", type=float, default=4.0, show_default=True, help="TensorRT builder workspace.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Also copy each artifact folder here.")
 @click.option("--force", is_flag=True, help="Rebuild even when the cache has it.")
 @cache_option
 @weights_options
 def export_command(model: str, formats: str, precision: str, batch: str, device: str, opset: int | None,
-                   simplify: bool, script: bool, calib_data: str | None, workspace_gb: float, out_dir: str | None,
+                   simplify: bool, script: bool, calib_data: str | None, threads: int | None, workspace_gb: float,
+                   out_dir: str | None,
                    force: bool, cache_dir: str | None, **weights: object) -> None:
     """Export MODEL to one or more formats (cached; each result is loaded back and run once)."""
     from deploybench import registry
@@ -39,7 +41,8 @@ def export_command(model: str, formats: str, precision: str, batch: str, device:
 
     names = [registry.exporters.canonical(f) for f in split_list(formats) or ()]
     options = ExportOptions(precision=precision, device=device, batch=BatchRange.parse(batch), opset=opset,
-                            simplify=simplify, script=script, calib_data=calib_data, workspace_gb=workspace_gb)
+                            simplify=simplify, script=script, calib_data=calib_data, workspace_gb=workspace_gb,
+                            threads=threads)
     exporters = [registry.exporters.get(name)() for name in names]
     spec = resolve(model, **weights)  # type: ignore[arg-type]
     for exporter in exporters:  # refuse unsupported combinations before any work
