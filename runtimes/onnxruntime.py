@@ -64,14 +64,8 @@ class OnnxRuntime(Runtime):
     def _load(self, artifact: Artifact) -> None:
         import onnxruntime as ort
 
-        threads = self.options.resolved_threads()
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = threads
-        session_options.inter_op_num_threads = 1
-        level = self.options.graph_optimization
-        if level not in GRAPH_LEVELS:
-            raise UnsupportedError(f"unknown graph optimisation level {level!r}; choose from {', '.join(GRAPH_LEVELS)}")
-        session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
+        threads, level = self.options.resolved_threads(), self.options.graph_optimization
+        session_options = self._session_options(ort, artifact)
         providers = provider_config(self.options, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(artifact.file), session_options, providers=providers)
@@ -96,6 +90,17 @@ class OnnxRuntime(Runtime):
         if self._on_device:
             self._binding = self._session.io_binding()
             self.timed_region = "CUDA: IOBinding with inputs and outputs in device memory; run_with_iobinding"
+
+    def _session_options(self, ort: Any, artifact: Artifact) -> Any:
+        """Threads (intra-op; one inter-op) and the graph optimisation level."""
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = self.options.resolved_threads()
+        session_options.inter_op_num_threads = 1
+        level = self.options.graph_optimization
+        if level not in GRAPH_LEVELS:
+            raise UnsupportedError(f"unknown graph optimisation level {level!r}; choose from {', '.join(GRAPH_LEVELS)}")
+        session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
+        return session_options
 
     def _unload(self) -> None:
         self._session = self._binding = None
