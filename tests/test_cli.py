@@ -136,3 +136,17 @@ def test_bench_defaults_to_the_runtimes_own_device(capsys) -> None:
         pytest.skip("a GPU is present; the tensorrt tests cover this path")
     assert code == 2
     assert "needs a CUDA GPU" in err and "not cpu" not in err
+
+
+@pytest.mark.parametrize("flags, shape", [((), "static"), (("--dynamic-batch",), "dynamic")])
+def test_bench_times_the_static_shape_unless_dynamic_batch_is_asked(capsys, tmp_path, flags, shape) -> None:
+    from deploybench.results import Results
+
+    out_file = tmp_path / "r.json"
+    code, out, _ = run(capsys, "bench", "test_resnet", "--runtime", "openvino", "--batch", "2", "--quick",
+                       "--json", str(out_file), *flags)
+    assert code == 0
+    row = Results.load(out_file).rows[0]
+    assert row.batch_shape == shape and row.runtime_info["batch_shape"] == shape
+    assert f"{shape} batch shape" in out and "median 95 % interval" in out
+    assert row.memory["rss_source"].startswith("kernel high-water mark") and "host memory from the kernel" in out

@@ -107,7 +107,8 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
                               # Runs measured under different policies are not comparable (regress, history).
                               "policy": {"quick": policy == MeasurePolicy.quick(), "min_iters": policy.min_iters,
                                          "min_seconds": policy.min_seconds, "warmup_iters": policy.warmup_iters,
-                                         "warmup_seconds": policy.warmup_seconds}},
+                                         "warmup_seconds": policy.warmup_seconds, "ci_target": policy.ci_target,
+                                         "max_seconds": policy.max_seconds}},
                       environment=fingerprint())
     cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
     cache.ensure_writable()  # refuse now, not after the first cells have run
