@@ -66,6 +66,7 @@ class BenchRow:
     timing: Timing
     artifact: Path
     infer_requests: int
+    streams: int
 
 
 def deploybench_bench(model: str, runtime: str, batch: int, threads: int, seconds: float) -> BenchRow:
@@ -81,8 +82,9 @@ def deploybench_bench(model: str, runtime: str, batch: int, threads: int, second
         row = json.loads(out.read_text())["rows"][0]
     folder = Path(row["artifact"]["path"])
     main_file = json.loads((folder / "manifest.json").read_text())["main_file"]
+    info = row["runtime_info"]
     return BenchRow(Timing(row["stats"]["median"], row["throughput"]), folder / main_file,
-                    int(row["runtime_info"].get("infer_requests") or 1))
+                    int(info.get("infer_requests") or 1), int(info.get("streams") or 1))
 
 
 # -- the references --------------------------------------------------------------------
@@ -126,16 +128,34 @@ def benchmark_app_command() -> list[str]:
             "sys.argv[0] = 'benchmark_app'; main()"]
 
 
-def benchmark_app(path: Path, shape: list[int], threads: int, seconds: float, requests: int) -> Timing:
-    """OpenVINO's benchmark_app on the static shape: sync with one stream at one request, else the
-    THROUGHPUT hint with ``requests`` requests in flight (as deploybench ran it)."""
-    if requests == 1:
-        mode = ["-hint", "none", "-nstreams", "1", "-nireq", "1", "-api", "sync"]
-    else:
-        mode = ["-hint", "throughput", "-nireq", str(requests), "-api", "async"]
-    command = [*benchmark_app_command(), "-m", str(path), "-d", "CPU", *mode, "-nthreads", str(threads),
+def benchmark_app_mode(ov: BenchRow, threads: int) -> tuple[list[str], str]:
+    """benchmark_app's options for the setting deploybench ran, and its label.
+
+    benchmark_app refuses ``-nthreads`` beside a hint, so one request is spelled out as what
+    the LATENCY hint resolves to (one stream, sync). Requests in flight use the THROUGHPUT
+    hint itself with deploybench's request count when the threads are the physical cores
+    (what the hint uses); otherwise the streams deploybench's hint chose are spelled out.
+    """
+    from deploybench.runtimes.base import physical_cores
+
+    if ov.infer_requests == 1:
+        return ["-hint", "none", "-nstreams", "1", "-nireq", "1", "-api", "sync", "-nthreads", str(threads)], \
+            "sync, 1 request"
+    if threads == physical_cores():
+        return ["-hint", "throughput", "-nireq", str(ov.infer_requests), "-api", "async"], \
+            f"throughput hint, {ov.infer_requests} requests"
+    return ["-hint", "none", "-nstreams", str(ov.streams), "-nireq", str(ov.infer_requests), "-api", "async",
+            "-nthreads", str(threads)], f"{ov.streams} streams, {ov.infer_requests} requests"
+
+
+def benchmark_app(path: Path, shape: list[int], seconds: float, mode: list[str]) -> Timing:
+    """OpenVINO's benchmark_app on the static shape (``-shape``), FP32 compute."""
+    command = [*benchmark_app_command(), "-m", str(path), "-d", "CPU", *mode,
                "-infer_precision", "f32", "-shape", str(shape).replace(" ", ""), "-t", str(max(1, round(seconds)))]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(command, capture_output=True, text=True)
+    output = done.stdout
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark_app failed: {' '.join(command)}\n{(done.stdout + done.stderr)[-2000:]}")
     median = re.search(r"Median:\s+([\d.]+) ms", output)
     throughput = re.search(r"Throughput:\s+([\d.]+) FPS", output)
     if not (median and throughput):
@@ -158,10 +178,10 @@ def compare_model(model: str, batch: int, args: argparse.Namespace) -> list[Comp
     shape = [batch, *resolve(model).input.shape]
     ov = deploybench_bench(model, "openvino", batch, args.threads, args.seconds)  # exports, learns the request count
     ort = deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds)
-    mode = "sync, 1 request" if ov.infer_requests == 1 else f"throughput hint, {ov.infer_requests} requests"
+    mode, label = benchmark_app_mode(ov, args.threads)
     pairs = [
-        (Comparison(model, batch, f"openvino vs benchmark_app ({mode})"),
-         lambda: benchmark_app(ov.artifact, shape, args.threads, args.seconds, ov.infer_requests),
+        (Comparison(model, batch, f"openvino vs benchmark_app ({label})"),
+         lambda: benchmark_app(ov.artifact, shape, args.seconds, mode),
          lambda: deploybench_bench(model, "openvino", batch, args.threads, args.seconds).timing),
         (Comparison(model, batch, "onnxruntime vs bare session.run loop"),
          lambda: bare_onnxruntime(ort.artifact, batch, args.threads, args.seconds),
