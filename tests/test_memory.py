@@ -40,9 +40,8 @@ def memory_plugins() -> Iterator[None]:
     finally:
         for plugin in memory_plugins.PLUGINS:
             registry.runtimes.unregister(plugin.name)
-        for module in (registry.runtimes.dynamic_modules,):
-            if "memory_plugins" in module:
-                module.remove("memory_plugins")
+        if "memory_plugins" in registry.runtimes.dynamic_modules:  # later sweeps need not import it
+            registry.runtimes.dynamic_modules.remove("memory_plugins")
 
 
 def test_the_memory_window_holds_the_inference_and_not_the_parity_check(tmp_path: Path, memory_plugins: None) -> None:
