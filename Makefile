@@ -23,7 +23,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench-fidelity: $(VENV)/.installed
-	$(BIN)/python benchmarks/fidelity.py
+	$(BIN)/python benchmarks/fidelity.py --readme README.md --out benchmarks/results/fidelity-cpu.md
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info

@@ -77,6 +77,7 @@ class SweepConfig:
     shard: tuple[int, int] = (1, 1)  # this shard (1-based) of N
     retry_failed: bool = False  # with a resumed Results: run again the cells that did not end "ok"
     sample: tuple[str, ...] = ("rss",)  # what to sample during a run (a target's "sample"): rss, nvml, tegrastats
+    dynamic_batch: bool = False  # time the dynamic-batch artifact instead of one built for each batch
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -118,7 +119,7 @@ def threads_warnings(threads: int | None) -> list[str]:
     if threads is None:
         return []
     if threads < 1:
-        raise UsageError(f"--threads {threads} is not a thread count; pass 1 or more (default: every usable core)")
+        raise UsageError(f"--threads {threads} is not a thread count; pass 1 or more (default: the physical cores)")
     cores = os.cpu_count() or 1
     if threads > cores:
         return [f"--threads {threads} is more than the {cores} logical cores of this machine: the runtimes' threads "
@@ -305,6 +306,19 @@ def _export_batch_range(batches: tuple[int, ...]) -> BatchRange:
     return replace(default, max=max(default.max, *batches))
 
 
+def export_batch(static_per_batch: bool, batch: int, batches: tuple[int, ...], dynamic: bool) -> BatchRange:
+    """The batch range of the artifact a cell at ``batch`` times.
+
+    Formats whose tools make static shapes faster (TensorRT) get one artifact per batch,
+    min = opt = max = batch, the one ``deploybench export --batch N`` writes. The others
+    share the dynamic default and are fixed to the batch at load where their runtime can
+    (OpenVINO reshapes before compiling). ``dynamic`` keeps the shared dynamic artifact.
+    """
+    if static_per_batch and not dynamic:
+        return BatchRange(batch, batch, batch)
+    return _export_batch_range(batches)
+
+
 def shard_of(key: str, shards: int) -> int:
     """A stable 1-based shard for a cell key (the same on every machine and Python).
 
@@ -385,11 +399,15 @@ class Sweep:
         if spec.checkpoint_load is not None:  # what the checkpoint matched is known once the model is built
             self.progress(f"{spec.name}: weights {spec.weights}")
         for item in todo:
-            artifact_dir, export_info = self._artifact(spec, item)
+            exported: dict[BatchRange, tuple[str | None, dict]] = {}
             for batch in batches:
                 key = self._key(spec, item, batch)
                 if key in self.done or not self._in_shard(key):
                     continue
+                batch_range = self._export_batch(item, batch)
+                if batch_range not in exported:
+                    exported[batch_range] = self._artifact(spec, item, batch_range)
+                artifact_dir, export_info = exported[batch_range]
                 row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference))
                 if config.batches == "auto" and self._auto_stop(spec, item, row):
                     break
@@ -397,13 +415,17 @@ class Sweep:
     def _key(self, spec: ModelSpec, item: PlannedCell, batch: int) -> str:
         return Row(spec.name, item.format, item.runtime, self.config.device, item.precision, batch).key
 
-    def _artifact(self, spec: ModelSpec, item: PlannedCell) -> tuple[str | None, dict]:
+    def _export_batch(self, item: PlannedCell, batch: int) -> BatchRange:
+        static = item.format != PYTORCH_FORMAT and registry.exporters.get(item.format).static_per_batch
+        return export_batch(static, batch, self.config.batch_sizes, self.config.dynamic_batch)
+
+    def _artifact(self, spec: ModelSpec, item: PlannedCell, batch: BatchRange) -> tuple[str | None, dict]:
         """Export through the cache; returns the folder (None for the module) or the failure."""
         if item.format == PYTORCH_FORMAT:
             return None, {}
         exporter = registry.exporters.get(item.format)()
         options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device,
-                          batch=_export_batch_range(self.config.batch_sizes))
+                          batch=batch)
         self.progress(f"{spec.name}: export {item.format} {item.artifact_precision} ...")
         try:
             artifact, hit = self.cache.get_or_export(exporter, spec, options)
@@ -421,7 +443,7 @@ class Sweep:
         cell = Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime, batch=batch,
                     device=config.device, precision=item.precision, artifact_dir=artifact_dir, reference=reference,
                     runtime_options=replace(config.runtime_options, device=config.device, precision=item.precision,
-                                            threads=config.threads),
+                                            threads=config.threads, dynamic_batch=config.dynamic_batch),
                     policy=config.policy, tolerance=config.tolerance,
                     plugin_modules=tuple(registry.dynamic_plugin_modules()), sample=config.sample)
         label = f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}"

@@ -51,6 +51,9 @@ class Exporter(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     dynamic_batch: ClassVar[bool] = True
+    # True: a comparison builds one artifact per timed batch (min = opt = max = batch), as
+    # trtexec --shapes users do, because this format's tools make static shapes faster.
+    static_per_batch: ClassVar[bool] = False
     # The runtime that loads the result back once after export.
     check_runtime: ClassVar[str | None] = None
     # ExportOptions fields that change this format's artifact (the cache key uses them).

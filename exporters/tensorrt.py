@@ -46,6 +46,7 @@ class TensorRTExporter(Exporter):
     devices = ("cuda",)
     precisions = PRECISIONS
     check_runtime = "tensorrt"
+    static_per_batch = True  # kernels are chosen for the profile's opt shape
     key_options = ("precision", "batch", "workspace_gb", "opset", "calib_data", "calib_size")
     key_libraries = ("torch", "onnx", "onnxscript", "tensorrt")
     needs_module = False  # built from the ONNX artifact, which an ONNX file already is
@@ -186,10 +187,13 @@ def _entropy_calibrator(trt: Any, samples: np.ndarray, batch: int) -> Any:
     """An ``IInt8EntropyCalibrator2`` that feeds ``samples`` in batches of ``batch`` from one device buffer."""
     import torch
 
+    if len(samples) == 0:
+        raise ExportError("INT8 calibration got no samples: raise --calib-size or add images to --calib-data")
+    if len(samples) < batch:
+        # An engine built for one large batch calibrates on batches of that size: repeat the
+        # samples to fill one (the histograms keep their shape; duplicates add no information).
+        samples = samples[np.arange(batch) % len(samples)]
     usable = len(samples) // batch * batch
-    if usable == 0:
-        raise ExportError(f"INT8 calibration needs at least {batch} samples (the profile's opt batch); "
-                          f"got {len(samples)}: raise --calib-size or add images to --calib-data")
     samples = np.ascontiguousarray(samples[:usable], dtype=np.float32)
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):

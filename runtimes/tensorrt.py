@@ -117,6 +117,8 @@ class TensorRTRuntime(Runtime):
         self.info.update(tensorrt=trt.__version__, precision_used="+".join(flags) or "fp32",
                          builder_flags=artifact.manifest.get("builder_flags"),
                          profile_batch=dict(zip(("min", "opt", "max"), self._batch_range)),
+                         batch_shape="static" if self._batch_range[0] == self._batch_range[2] else "dynamic",
+                         engine_device_mb=round(self._trt_bytes / 2**20, 1),
                          compute_capability=here["compute_capability"], gpu=here["gpu"],
                          stream="dedicated torch.cuda.Stream")
 
@@ -196,12 +198,6 @@ class TensorRTRuntime(Runtime):
             return []
         self._stream.synchronize()  # the copies below run on the default stream
         return [tensor.float().cpu().numpy() for tensor in self._bound.outputs]
-
-    def device_memory_peak(self) -> int | None:
-        import torch
-
-        # torch's allocator holds the IO buffers; TensorRT holds weights and activations itself.
-        return int(torch.cuda.max_memory_allocated()) + self._trt_bytes
 
 
 def _activation_bytes(engine: Any) -> int:
