@@ -23,6 +23,7 @@ class OpenVinoExporter(Exporter):
     check_runtime = "openvino"
     key_options = ("precision", "batch", "calib_data", "calib_size")
     key_libraries = ("torch", "openvino", "nncf")
+    keep_fp32_precisions = ("int8",)
 
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
         import openvino as ov
@@ -46,6 +47,9 @@ class OpenVinoExporter(Exporter):
         samples, origin = calibration_samples(model, options)
         dataset = nncf.Dataset([sample[None] for sample in samples])
         # NNCF draws progress bars on stdout, which belongs to deploybench's tables.
+        # Kept layers are left unquantized, inputs and weights (names as triage reports them).
+        ignored = nncf.IgnoredScope(names=list(options.keep_fp32)) if options.keep_fp32 else None
         with contextlib.redirect_stdout(sys.stderr):
-            quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples))
-        return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf"}
+            quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples), ignored_scope=ignored)
+        return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf",
+                           "kept_fp32": list(options.keep_fp32)}
