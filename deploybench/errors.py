@@ -69,3 +69,7 @@ class ResultsError(DeployBenchError):
 
 class UsageError(DeployBenchError):
     """Malformed command-line input (batch lists, shapes, options)."""
+
+
+class TriageError(DeployBenchError):
+    """Precision triage cannot run: no artifact to triage, or no intermediate tensors to compare."""

@@ -111,6 +111,8 @@ def to_float16(model: Any, keep_fp32: Sequence[str] = ()) -> Any:
     # Shape inference runs on a copy; the converter would otherwise rewrite the caller's graph.
     converted = convert_float_to_float16(copy.deepcopy(model), keep_io_types=True, node_block_list=list(keep_fp32))
     _sort_topologically(converted.graph)  # the converter appends its Casts at the end
+    # Its value_info can keep FP16 types on the outputs of kept nodes; the types are optional, so they go.
+    del converted.graph.value_info[:]
     return converted
 
 

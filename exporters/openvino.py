@@ -34,22 +34,23 @@ class OpenVinoExporter(Exporter):
         ov_model.inputs[0].get_tensor().set_names({model.input.name})
         extra: dict[str, Any] = {}
         if options.precision == "int8":
-            ov_model, extra = self._quantize(ov_model, model, options)
+            ov_model, extra = quantize_int8(ov_model, model, options)
         path = out_dir / "model.xml"
         # INT8 keeps its FP32 scales; FP16 compresses the weights only (compute precision is the runtime's).
         ov.save_model(ov_model, str(path), compress_to_fp16=options.precision == "fp16")
         return path.name, extra
 
-    @staticmethod
-    def _quantize(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tuple[Any, dict[str, Any]]:
-        import nncf
 
-        samples, origin = calibration_samples(model, options)
-        dataset = nncf.Dataset([sample[None] for sample in samples])
-        # NNCF draws progress bars on stdout, which belongs to deploybench's tables.
-        # Kept layers are left unquantized, inputs and weights (names as triage reports them).
-        ignored = nncf.IgnoredScope(names=list(options.keep_fp32)) if options.keep_fp32 else None
-        with contextlib.redirect_stdout(sys.stderr):
-            quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples), ignored_scope=ignored)
-        return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf",
-                           "kept_fp32": list(options.keep_fp32)}
+def quantize_int8(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tuple[Any, dict[str, Any]]:
+    """NNCF post-training INT8 of ``ov_model``, leaving the ops named in ``options.keep_fp32`` unquantized."""
+    import nncf
+
+    samples, origin = calibration_samples(model, options)
+    dataset = nncf.Dataset([sample[None] for sample in samples])
+    # NNCF draws progress bars on stdout, which belongs to deploybench's tables.
+    # Kept layers are left unquantized, inputs and weights (names as triage reports them).
+    ignored = nncf.IgnoredScope(names=list(options.keep_fp32)) if options.keep_fp32 else None
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples), ignored_scope=ignored)
+    return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf",
+                       "kept_fp32": list(options.keep_fp32)}
