@@ -43,6 +43,7 @@ class Row:
     parity: dict[str, Any] | None = None
     runtime_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    triage: dict[str, Any] | None = None  # compare --triage: deploybench.triage.Triage.to_dict() of a failing row
 
     @property
     def key(self) -> str:

@@ -180,6 +180,7 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--shard", default="1/1", show_default=True, help="Run slice I of N of the cells (I/N).")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
+@click.option("--triage", "triage_failures", is_flag=True, help="Triage rows that fail parity: which layer, what to keep in FP32.")
 @record_options()
 @common_run_options
 @cache_option
@@ -187,7 +188,7 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 def compare_command(models: str, runtimes: str | None, formats: str | None, precisions: str | None, target: str,
                     target_file: str | None, out_dir: str | None, html: str | None, resume: str | None,
                     retry_failed: bool, shard: str,
-                    allow_mismatch: bool, calib_data: str | None, history_path: str | None,
+                    allow_mismatch: bool, calib_data: str | None, triage_failures: bool, history_path: str | None,
                     cache_dir: str | None, pretrained: bool,
                     checkpoint: str | None, trust_checkpoint: bool, **run: Any) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
@@ -211,7 +212,13 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
 
         raise UnsupportedError(f"nothing to run: {why}")
     results = sweep.results
+    if triage_failures:
+        from deploybench.triage.failing_rows import triage_failing_rows
+
+        triage_failing_rows(results, config, sweep.cache, _progress)
     click.echo(render_table(results))
+    if triage_failures:
+        _echo_triages(results)
     write_outputs(results, out, html)
     if history_path is not None:
         record_run(results, history_path)
@@ -221,6 +228,17 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
         click.echo(f"{len(failed_parity)} rows failed parity (pass --allow-mismatch to exit 0 anyway)", err=True)
         return 1
     return 1 if failed_cells else 0
+
+
+def _echo_triages(results: Any) -> None:
+    from deploybench.triage.render import summary
+    from deploybench.triage.report import Triage
+
+    shown = set()
+    for row in results.rows:
+        if row.triage and (key := (row.model, row.format, row.runtime, row.precision)) not in shown:
+            shown.add(key)
+            click.echo("\n" + summary(Triage.from_dict(row.triage)))
 
 
 @click.command("bench")

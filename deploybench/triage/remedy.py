@@ -46,6 +46,7 @@ def search_keep_set(tap: LayerTap, inputs: np.ndarray, rule: JumpRule, judge: Ju
         try:
             trials += 1
             passed, verdict = judge(trial.candidate_outputs(inputs))
+            progress(f"  parity: {verdict}")
             if passed:
                 break
             found = walk(trial, inputs, rule)
