@@ -10,7 +10,7 @@ import numpy as np
 from deploybench import registry
 from deploybench.artifact import Artifact
 from deploybench.cache import ArtifactCache
-from deploybench.errors import DeployBenchError, TriageError
+from deploybench.errors import DeployBenchError, TriageError, first_line
 from deploybench.exporters.base import ExportOptions
 from deploybench.models import ModelSpec
 from deploybench.triage.remedy import search_keep_set
@@ -87,7 +87,7 @@ def parity_judge(spec: ModelSpec, inputs: np.ndarray, precision: str,
     return judge
 
 
-def open_tap(runtime: str, reference: Artifact, candidate: Artifact, spec: ModelSpec,
+def open_tap(runtime: str, reference: Artifact, candidate: Artifact, spec: ModelSpec | None,
              options: TriageOptions) -> LayerTap:
     registry.runtimes.require(runtime)
     cls = tap_class(runtime)
@@ -100,10 +100,10 @@ def open_tap(runtime: str, reference: Artifact, candidate: Artifact, spec: Model
         raise
     except Exception as exc:  # a graph the tap cannot mark is a message, not a traceback
         raise TriageError(f"{runtime} cannot expose the intermediate tensors of {candidate.file.name} "
-                          f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                          f"({type(exc).__name__}: {first_line(exc)}); "
                           "triage needs a graph whose node outputs can be marked") from exc
     if not tap.layers():
-        raise TriageError(f"the {reference.format} graph of {spec.name} exposes no intermediate tensors that the "
+        raise TriageError(f"the {reference.format} graph {candidate.file} exposes no intermediate tensors that the "
                           f"reference and the {options.precision} candidate share (no named nodes with float outputs "
                           "in both); triage needs a graph whose node outputs can be marked")
     return tap
