@@ -20,7 +20,6 @@ from deploybench.errors import UnknownNameError, UnsupportedError
 TAPS: dict[str, str] = {
     "onnxruntime": "deploybench.triage.onnx_tap:OnnxRuntimeTap",
     "openvino": "deploybench.triage.openvino_tap:OpenVinoTap",
-    "tensorrt": "deploybench.triage.tensorrt_tap:TensorRTTap",
 }
 
 
@@ -67,7 +66,6 @@ class LayerTap(ABC):
         """Release sessions and compiled models."""
 
 
-TapFactory = Callable[..., LayerTap]
 
 
 def tap_class(runtime: str) -> Any:
