@@ -56,6 +56,7 @@ class Row:
     runtime_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     weights: str = ""  # which weights the model ran with: random (seed N), pretrained, checkpoint PATH (full/partial)
+    triage: dict[str, Any] | None = None  # compare --triage: deploybench.triage.Triage.to_dict() of a failing row
 
     @property
     def key(self) -> str:

@@ -84,6 +84,12 @@ class SweepConfig:
         """The sizes to try: the given list, or the doubling ladder for ``auto``."""
         return AUTO_BATCHES if self.batches == "auto" else self.batches  # type: ignore[return-value]
 
+    def model_ref(self, name: str) -> ModelRef:
+        """``name`` with the weights this sweep asks for."""
+        return ModelRef(name, pretrained=self.pretrained, checkpoint=self.checkpoint,
+                        trust_checkpoint=self.trust_checkpoint, checkpoint_partial=self.checkpoint_partial,
+                        data_init=self.data_init)
+
     def validate(self) -> list[str]:
         """Refuse what cannot run, before any model is resolved; returns warnings worth printing once.
 
@@ -380,10 +386,7 @@ class Sweep:
 
     def _run_model(self, model_name: str) -> None:
         config = self.config
-        ref = ModelRef(model_name, pretrained=config.pretrained, checkpoint=config.checkpoint,
-                       trust_checkpoint=config.trust_checkpoint, checkpoint_partial=config.checkpoint_partial,
-                       data_init=config.data_init)
-        spec = resolve(ref)
+        spec = resolve(config.model_ref(model_name))
         for note in spec.notes:
             self.progress(f"{spec.name}: {note}")
         planned, skipped = plan(config, model_name, spec)

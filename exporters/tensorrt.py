@@ -45,6 +45,7 @@ class TensorRTExporter(Exporter):
     extra = "tensorrt"
     devices = ("cuda",)
     precisions = PRECISIONS
+    keep_fp32_precisions = ("fp16", "bf16", "int8")
     check_runtime = "tensorrt"
     static_per_batch = True  # kernels are chosen for the profile's opt shape
     key_options = ("precision", "batch", "workspace_gb", "opset", "calib_data", "calib_size")
@@ -152,6 +153,8 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
         config.int8_calibrator = calibrator
         info.update(calibration=origin, calibration_samples=calibrator.used, calibrator="IInt8EntropyCalibrator2")
 
+    if options.keep_fp32:
+        info["kept_fp32"] = keep_layers_fp32(trt, network, config, options.keep_fp32)
     info["timing_cache_reused"] = _attach_timing_cache(config, cache_file)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -161,6 +164,25 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
     _save_timing_cache(config, cache_file)
     info["timing_cache"] = str(cache_file)
     return memoryview(plan), info  # no copy: engines of large models are hundreds of MB
+
+
+def keep_layers_fp32(trt: Any, network: Any, config: Any, names: tuple[str, ...]) -> list[str]:
+    """Pin the named layers (ONNX node names; the parser names layers after them) to FP32."""
+    wanted, kept = set(names), []
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.name in wanted:
+            layer.precision = trt.float32
+            for output in range(layer.num_outputs):
+                layer.set_output_type(output, trt.float32)
+            kept.append(layer.name)
+    missing = sorted(wanted - set(kept))
+    if missing:
+        raise ExportError(f"cannot keep {', '.join(missing[:3])} in FP32: the TensorRT network has no layer of that "
+                          "name; use the layer names deploybench triage prints")
+    # Without this flag TensorRT treats layer precisions as hints and may still pick FP16/INT8.
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    return kept
 
 
 def _python_logger(trt: Any) -> Any:

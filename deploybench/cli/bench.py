@@ -154,6 +154,7 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--allow-empty", is_flag=True,
               help="Exit 0 even when no cell could run (every one skipped); the default is exit 2, saying why.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
+@click.option("--triage", "triage_failures", is_flag=True, help="Triage rows that fail parity: which layer, what to keep in FP32.")
 @record_options()
 @common_run_options
 @cache_option
@@ -162,7 +163,8 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
                     target_file: str | None, out_dir: str | None, html: str | None, resume: str | None,
                     retry_failed: bool, shard: str,
                     allow_mismatch: bool, strict_parity: bool, allow_empty: bool, calib_data: str | None,
-                    history_path: str | None, cache_dir: str | None, weights: dict[str, Any], **run: Any) -> int:
+                    triage_failures: bool, history_path: str | None, cache_dir: str | None, weights: dict[str, Any],
+                    **run: Any) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench.exporters.base import ExportOptions
     from deploybench.output_lock import exclusive_output
@@ -185,7 +187,13 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
 
             raise UnsupportedError(f"nothing to run: {why}; pass --allow-empty to exit 0 with an empty table")
         results = sweep.results
+        if triage_failures:
+            from deploybench.triage.failing_rows import triage_failing_rows
+
+            triage_failing_rows(results, config, sweep.cache, _progress)
         click.echo(render_table(results))
+        if triage_failures:
+            _echo_triages(results)
         write_outputs(results, out, html)
     if history_path is not None:
         record_run(results, history_path)
@@ -203,6 +211,17 @@ def parity_exit_code(results: Any, allow_mismatch: bool, strict_parity: bool) ->
         click.echo(f"{what} (pass --allow-mismatch to exit 0 anyway)", err=True)
         return 1
     return 0
+
+
+def _echo_triages(results: Any) -> None:
+    from deploybench.triage.render import summary
+    from deploybench.triage.report import Triage
+
+    shown = set()
+    for row in results.rows:
+        if row.triage and (key := (row.model, row.format, row.runtime, row.precision)) not in shown:
+            shown.add(key)
+            click.echo("\n" + summary(Triage.from_dict(row.triage)))
 
 
 @click.command("bench")
