@@ -19,6 +19,7 @@ from deploybench.errors import DeployBenchError, first_line
 from deploybench.harness import MeasurePolicy, measure
 from deploybench.memory import MemorySampler
 from deploybench.models import ModelRef
+from deploybench.nvml import NvmlSampler
 from deploybench.results import Row
 from deploybench.tegrastats import TegrastatsSampler
 from deploybench.runtimes.base import RuntimeOptions
@@ -127,8 +128,10 @@ def run_cell(cell: Cell) -> Row:
                     inputs = example_batch(resolve(cell.model).input, cell.batch)
                 feeds = runtime.prepare(_tile(inputs, cell.batch))  # compiles for runtimes that compile per shape
                 row.load_seconds = time.perf_counter() - started
-                with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power:  # no-op off Jetson
+                with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power, \
+                        NvmlSampler(enabled="nvml" in cell.sample) as gpu:  # each a no-op without its GPU
                     result = measure(runtime, feeds, cell.batch, cell.policy)
+                gpu_window = gpu.window(result.window_seconds, result.items_per_call * len(result.samples_ms))
                 del feeds
                 if reference is not None:
                     row.parity = check_parity(runtime, reference, cell)
@@ -136,6 +139,9 @@ def run_cell(cell: Cell) -> Row:
                 row.runtime_info = dict(runtime.info)
                 if power.samples:
                     row.runtime_info["tegrastats"] = power.summary()
+                if gpu_window is not None:
+                    row.runtime_info["nvml"] = gpu_window.to_dict()
+                    result.warnings.extend(gpu_window.warnings())
         _fill_measurement(row, result)
         row.precision_used = row.runtime_info.get("precision_used")
         row.threads = row.runtime_info.get("threads")

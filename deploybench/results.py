@@ -43,6 +43,7 @@ class Row:
     parity: dict[str, Any] | None = None
     runtime_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    utilization: dict[str, Any] | None = None  # GPU rows: achieved TFLOP/s and share of the dense peak
 
     @property
     def key(self) -> str:

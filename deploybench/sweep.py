@@ -23,6 +23,7 @@ from deploybench.errors import DeployBenchError, UsageError
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
 from deploybench.models import ModelRef, ModelSpec, example_batch, resolve
+from deploybench import peak
 from deploybench.results import Results, Row
 from deploybench.runtimes.base import RuntimeOptions
 
@@ -199,6 +200,8 @@ class Sweep:
         # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
         self.done = {row.key for row in results.rows if row.status == "ok" or not config.retry_failed}
         self.skipped: list[str] = []
+        # GPU rows get their share of the device's dense peak (deploybench.peak).
+        self.gpu = peak.local_gpu() if config.device.startswith("cuda") else None
 
     def _record(self, row: Row) -> None:
         self.results.upsert(row)
@@ -231,13 +234,14 @@ class Sweep:
             return
         reference = build_reference(spec, parity_inputs(spec, config), self.work_dir / f"{spec.identity_hash()[:16]}.npz",
                                     dataset_arrays(spec, config))
+        flops = peak.model_flops(spec) if self.gpu else None
         for item in todo:
             artifact_dir, export_info = self._artifact(spec, item)
             for batch in batches:
                 key = self._key(spec, item, batch)
                 if key in self.done or not self._in_shard(key):
                     continue
-                row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference))
+                row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference), flops)
                 if config.batches == "auto" and self._auto_stop(spec, item, row):
                     break
 
@@ -263,7 +267,7 @@ class Sweep:
                                                  if artifact.manifest.get(k) is not None}}
 
     def _run_cell(self, spec: ModelSpec, item: PlannedCell, batch: int, artifact_dir: str | None,
-                  export_info: dict, reference: str) -> Row:
+                  export_info: dict, reference: str, flops: int | None = None) -> Row:
         config = self.config
         cell = Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime, batch=batch,
                     device=config.device, precision=item.precision, artifact_dir=artifact_dir, reference=reference,
@@ -279,6 +283,7 @@ class Sweep:
             self.progress(f"{label}: measuring ...")
             row = isolation.run(cell, isolate=config.isolate, timeout_s=config.timeout_s)
             row.artifact.update(export_info)
+            peak.annotate(row, flops, self.gpu)
         self._record(row)
         self.progress(f"{label}: {describe(row)}")
         return row

@@ -53,6 +53,17 @@ def format_number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+# Row warnings by the word they start with or contain -> the note the status column shows.
+STATUS_NOTES = {"noisy": "noisy", "throttled": "throttled", "clocked down": "throttled",
+                "host- or launch-bound": "host-bound"}
+
+
+def status_notes(row: Row) -> list[str]:
+    """Short notes for an ok row's status: noisy, throttled, host-bound (the full text is in its warnings)."""
+    notes = [note for key, note in STATUS_NOTES.items() if any(key in warning for warning in row.warnings)]
+    return list(dict.fromkeys(notes))
+
+
 def table_rows(results: Results) -> list[list[Any]]:
     baseline = eager_baseline(results)
     fastest = fastest_faithful(results)
@@ -60,7 +71,7 @@ def table_rows(results: Results) -> list[list[Any]]:
     for row in results.rows:
         base = baseline.get((row.model, row.device, row.batch))
         speedup = f"{base / row.ms_per_image:.2f}x" if base and row.ms_per_image else "-"
-        status = row.status if row.status != "ok" else ("ok" + (" (noisy)" if row.warnings else ""))
+        status = row.status if row.status != "ok" else "ok" + "".join(f" ({note})" for note in status_notes(row))
         if row.status != "ok" and row.message:
             status = f"{row.status}: {row.message[:60]}"
         lines.append([FASTEST_MARK if row.key in fastest else "", row.model, row.format, row.runtime, row.device,
@@ -87,14 +98,17 @@ def render_csv(results: Results) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["model", "format", "runtime", "device", "precision", "precision_used", "batch", "status", "message",
                      "parity", "p50_ms", "mean_ms", "p99_ms", "cv", "ms_per_image", "images_per_s", "first_inference_ms",
-                     "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region"])
+                     "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region",
+                     "achieved_tflops", "share_of_peak", "energy_per_image_mj"])
     for r in results.rows:
         stats = r.stats or {}
         writer.writerow([r.model, r.format, r.runtime, r.device, r.precision, r.precision_used, r.batch, r.status,
                          r.message, r.parity_verdict, stats.get("median"), stats.get("mean"), stats.get("p99"),
                          stats.get("cv"), r.ms_per_image, r.throughput, r.first_inference_ms, r.load_seconds,
                          r.memory.get("peak_rss_mb"), r.memory.get("rss_growth_mb"), r.memory.get("peak_device_mb"),
-                         r.artifact.get("size_mb"), r.threads, r.timed_region])
+                         r.artifact.get("size_mb"), r.threads, r.timed_region,
+                         (r.utilization or {}).get("achieved_tflops"), (r.utilization or {}).get("share_of_peak"),
+                         r.runtime_info.get("nvml", {}).get("energy_per_image_mj")])
     return buffer.getvalue()
 
 
