@@ -143,6 +143,11 @@ def run_cell(cell: Cell) -> Row:
                     row.runtime_info["nvml"] = gpu_window.to_dict()
                     result.warnings.extend(gpu_window.warnings())
         _fill_measurement(row, result)
+        # The runtime's own tool (trtexec) on the same artifact, after unloading and outside every window.
+        native = runtime.cross_check((cell.batch, *inputs.shape[1:]), result.stats.median,
+                                     result.device_stats.median if result.device_stats else None)
+        if native:
+            row.runtime_info["cross_check"] = native
         row.precision_used = row.runtime_info.get("precision_used")
         row.threads = row.runtime_info.get("threads")
         mem = memory.report(device_peak)
