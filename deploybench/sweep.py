@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from deploybench import isolation, registry
+from deploybench import isolation, peak, registry
 from deploybench.artifact import Artifact, BatchRange
 from deploybench.cache import ArtifactCache
 from deploybench.cell import Cell, run_in_chunks
@@ -23,7 +23,6 @@ from deploybench.errors import DeployBenchError, UsageError
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
 from deploybench.models import ModelRef, ModelSpec, example_batch, resolve
-from deploybench import peak
 from deploybench.results import Results, Row
 from deploybench.runtimes.base import RuntimeOptions
 
