@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-BEGIN, END = "<!-- fidelity:begin -->", "<!-- fidelity:end -->"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from readme_block import write_block  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -214,15 +215,6 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_between_markers(path: Path, text: str) -> None:
-    document = path.read_text()
-    if BEGIN not in document or END not in document:
-        raise SystemExit(f"error: {path} has no {BEGIN} ... {END} markers; add them where the table belongs")
-    head, rest = document.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mobilenetv4,resnet50,vit_s16")
@@ -241,7 +233,7 @@ def main() -> int:
     if args.out:
         args.out.write_text(text + "\n")
     if args.readme:
-        write_between_markers(args.readme, text)
+        write_block("fidelity", text, args.readme)
     return 0
 
 

@@ -22,6 +22,7 @@ from deploybench.errors import DeployBenchError, UnsupportedError, first_line
 from deploybench.harness import MeasurePolicy, measure
 from deploybench.memory import MemorySampler
 from deploybench.models import ModelRef
+from deploybench.nvml import NvmlSampler
 from deploybench.results import Row
 from deploybench.tegrastats import TegrastatsSampler
 from deploybench.runtimes.base import RuntimeOptions
@@ -150,15 +151,25 @@ def run_cell(cell: Cell) -> Row:
                 runtime = loaded.enter_context(runtime_cls(cell.runtime_options).load(artifact))
                 feeds = runtime.prepare(host_batch)  # compiles for runtimes that compile per shape
                 row.load_seconds = time.perf_counter() - started
-                with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power:  # no-op off Jetson
+                with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power, \
+                        NvmlSampler(enabled="nvml" in cell.sample) as gpu:  # each a no-op without its GPU
                     result = measure(runtime, feeds, cell.batch, cell.policy)
+                gpu_window = gpu.window(result.window_seconds, result.batch * len(result.samples_ms))
             del feeds
             if reference is not None:
                 row.parity = check_parity(runtime, reference, cell)
             row.runtime_info = dict(runtime.info)
             if power.samples:
                 row.runtime_info["tegrastats"] = power.summary()
+            if gpu_window is not None:
+                row.runtime_info["nvml"] = gpu_window.to_dict()
+                result.warnings.extend(gpu_window.warnings())
         _fill_measurement(row, result)
+        # The runtime's own tool (trtexec) on the same artifact, after unloading and outside every window.
+        native = runtime.cross_check((cell.batch, *batches.arrays(host_batch)[0].shape[1:]), result.stats.median,
+                                     result.device_stats.median if result.device_stats else None)
+        if native:
+            row.runtime_info["cross_check"] = native
         row.precision_used = row.runtime_info.get("precision_used")
         row.threads = row.runtime_info.get("threads")
         row.batch_shape = row.runtime_info.get("batch_shape") or artifact_batch_shape(artifact)

@@ -57,6 +57,7 @@ class Row:
     warnings: list[str] = field(default_factory=list)
     weights: str = ""  # which weights the model ran with: random (seed N), pretrained, checkpoint PATH (full/partial)
     triage: dict[str, Any] | None = None  # compare --triage: deploybench.triage.Triage.to_dict() of a failing row
+    utilization: dict[str, Any] | None = None  # GPU rows: achieved TFLOP/s and share of the dense peak
 
     @property
     def key(self) -> str:

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from deploybench import batch as batches
-from deploybench import isolation, registry
+from deploybench import isolation, peak, registry
 from deploybench.artifact import Artifact, BatchRange
 from deploybench.cache import ArtifactCache
 from deploybench.cell import Cell, run_in_chunks
@@ -353,6 +353,8 @@ class Sweep:
         # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
         self.done = {row.key for row in results.rows if row.status == "ok" or not config.retry_failed}
         self.skipped: list[SkippedCell] = []
+        # GPU rows get their share of the device's dense peak (deploybench.peak).
+        self.gpu = peak.local_gpu() if config.device.startswith("cuda") else None
 
     def nothing_ran(self) -> str | None:
         """Why this sweep produced no row at all, or None when it has rows (or is one shard of several)."""
@@ -401,6 +403,7 @@ class Sweep:
                                     dataset_arrays(spec, config), origin)
         if spec.checkpoint_load is not None:  # what the checkpoint matched is known once the model is built
             self.progress(f"{spec.name}: weights {spec.weights}")
+        flops = peak.model_flops(spec) if self.gpu else None
         for item in todo:
             exported: dict[BatchRange, tuple[str | None, dict]] = {}
             for batch in batches:
@@ -411,7 +414,7 @@ class Sweep:
                 if batch_range not in exported:
                     exported[batch_range] = self._artifact(spec, item, batch_range)
                 artifact_dir, export_info = exported[batch_range]
-                row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference))
+                row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference), flops)
                 if config.batches == "auto" and self._auto_stop(spec, item, row):
                     break
 
@@ -441,7 +444,7 @@ class Sweep:
                                                  if artifact.manifest.get(k) is not None}}
 
     def _run_cell(self, spec: ModelSpec, item: PlannedCell, batch: int, artifact_dir: str | None,
-                  export_info: dict, reference: str) -> Row:
+                  export_info: dict, reference: str, flops: int | None = None) -> Row:
         config = self.config
         cell = Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime, batch=batch,
                     device=config.device, precision=item.precision, artifact_dir=artifact_dir, reference=reference,
@@ -460,6 +463,7 @@ class Sweep:
             if row.parity is not None:
                 row.parity_reference = reference_source(spec).label
         row.weights = spec.weights
+        peak.annotate(row, flops, self.gpu)
         self._record(row)
         self.progress(f"{label}: {describe(row)}")
         return row

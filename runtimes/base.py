@@ -145,6 +145,15 @@ class Runtime(ABC):
         """The CUDA stream the runtime launches on, for event timing; None when unseen or on CPU."""
         return None
 
+    def cross_check(self, input_shape: tuple[int, ...], median_ms: float,
+                    device_median_ms: float | None) -> dict[str, Any] | None:
+        """The runtime's own benchmark tool on the same artifact and shape, after unloading (e.g. trtexec).
+
+        Returns the tool's figures and the ratio of medians for the row's info; None where the
+        runtime has no such tool or it is not installed.
+        """
+        return None
+
     # -- hooks ---------------------------------------------------------------------------
     @abstractmethod
     def _load(self, artifact: Artifact) -> None:

@@ -12,6 +12,10 @@ there is no static variant to choose.
 
 from __future__ import annotations
 
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,26 +33,16 @@ FEED_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tens
                "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
 
 
-def provider_config(options: RuntimeOptions, available: list[str]) -> list[Any]:
-    """The ``providers`` argument for ``InferenceSession``: the wanted provider with its options.
-
-    CUDA: ``use_tf32`` is ``1`` only for the ``tf32`` precision (ONNX Runtime turns TF32 on by
-    default), and CUDA graphs when asked. The CPU provider follows as the fallback.
-    """
+def provider_config(options: RuntimeOptions, available: list[str], artifact: Artifact | None = None) -> list[Any]:
+    """The ``providers`` argument for ``InferenceSession``: the wanted provider with its options,
+    then its fallbacks (see ``provider_chain``); refused when this ONNX Runtime lacks it."""
     wanted = PROVIDERS.get(options.provider or options.device)
     if wanted is None:
         raise UnsupportedError(f"unknown execution provider {options.provider!r}; choose from {', '.join(PROVIDERS)}")
     if wanted not in available:
         raise UnsupportedError(f"ONNX Runtime here offers {', '.join(available)}, not {wanted}; "
                                "install onnxruntime-gpu (pip install 'deploybench[gpu]') for CUDA and TensorRT")
-    if wanted == "CPUExecutionProvider":
-        return [wanted]
-    settings: dict[str, str] = {}
-    if wanted == "CUDAExecutionProvider":
-        settings["use_tf32"] = "1" if options.precision == "tf32" else "0"
-        if options.cuda_graphs:
-            settings["enable_cuda_graph"] = "1"
-    return [(wanted, settings), "CPUExecutionProvider"]
+    return provider_chain(wanted, options, artifact)
 
 
 class OnnxRuntime(Runtime):
@@ -66,8 +60,12 @@ class OnnxRuntime(Runtime):
         import onnxruntime as ort
 
         threads, level = self.options.resolved_threads(), self.options.graph_optimization
+        if self.options.cuda_graphs and not (self.options.device == "cuda" and self.options.io_binding):
+            raise UnsupportedError("CUDA graphs need --device cuda with IOBinding (the graph replays fixed device "
+                                   "buffers); drop --cuda-graphs or run on cuda")
         session_options = self._session_options(ort, artifact)
-        providers = provider_config(self.options, ort.get_available_providers())
+        providers = provider_config(self.options, ort.get_available_providers(), artifact)
+        self._placement_pending = self._profile_placement(session_options)
         try:
             self._session = ort.InferenceSession(str(artifact.file), session_options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
@@ -95,6 +93,38 @@ class OnnxRuntime(Runtime):
             self.timed_region = "CUDA: IOBinding with inputs and outputs in device memory; run_with_iobinding"
         elif self.options.device != "cpu":  # the provider copies host arrays in and out on every run
             self.timed_region = f"{self.options.device.upper()}: session.run on host arrays, copied to the device and back"
+        self._graph = None
+        if self._on_device and self.options.cuda_graphs:
+            if len(self._inputs) != 1:
+                raise UnsupportedError(f"CUDA graphs here replay one input and {artifact.file.name} takes "
+                                       f"{len(self._inputs)}; run without --cuda-graphs")
+            self._graph = GraphBuffers(ort, self._session, self._binding)
+            self.timed_region = ("CUDA graph replay: inputs copied into fixed device buffers outside the timed "
+                                 "region, outputs left in device memory; run_with_iobinding")
+        self.info["cuda_graphs"] = self._graph is not None
+
+    def _profile_placement(self, session_options: Any) -> bool:
+        """On a GPU provider, profile the first run to report the nodes it left on the CPU.
+
+        Not with CUDA graphs: ONNX Runtime refuses to capture a graph unless every node is on CUDA.
+        """
+        provider = PROVIDERS.get(self.options.provider or self.options.device)
+        if provider == "CPUExecutionProvider" or self.options.cuda_graphs:
+            return False
+        self._profile_dir = tempfile.TemporaryDirectory(prefix="deploybench-ort-profile-")
+        enable_placement_profile(session_options, Path(self._profile_dir.name))
+        return True
+
+    def _report_placement(self, feeds: Any) -> None:
+        """Run the first prepared batch once, untimed, and record where each node ran."""
+        if not self._placement_pending:
+            return
+        self._placement_pending = False
+        self.infer(feeds)
+        self.synchronize()
+        placement = read_placement(self._session)
+        self.info["node_placement"] = placement.to_dict()
+        self._profile_dir.cleanup()
 
     def _session_options(self, ort: Any, artifact: Artifact) -> Any:
         """Threads (intra-op; one inter-op) and the graph optimisation level."""
@@ -108,7 +138,7 @@ class OnnxRuntime(Runtime):
         return session_options
 
     def _unload(self) -> None:
-        self._session = self._binding = None
+        self._session = self._binding = self._graph = None
 
     def prepare(self, batch: Batch) -> Any:
         parts = arrays(batch)
@@ -117,7 +147,11 @@ class OnnxRuntime(Runtime):
                                    f"and {len(parts)} were given")
         host = [np.ascontiguousarray(part, dtype=dtype) for part, dtype in zip(parts, self._feed_dtypes)]
         if not self._on_device:
-            return dict(zip(self._inputs, host))
+            feeds = dict(zip(self._inputs, host))
+            self._report_placement(feeds)
+            return feeds
+        if self._graph is not None:
+            return self._graph.feed(host[0])
         import onnxruntime as ort
 
         values = [ort.OrtValue.ortvalue_from_numpy(part, "cuda", 0) for part in host]
@@ -125,6 +159,7 @@ class OnnxRuntime(Runtime):
             self._binding.bind_ortvalue_input(name, value)
         for name in self._output_names:
             self._binding.bind_output(name, "cuda", 0)
+        self._report_placement(values)
         return values  # keep the device buffers alive while they are bound
 
     def infer(self, feeds: Any) -> None:
@@ -141,3 +176,163 @@ class OnnxRuntime(Runtime):
         if self._on_device:
             return [np.asarray(o, dtype=np.float32) for o in self._binding.copy_outputs_to_cpu()]
         return [np.asarray(o, dtype=np.float32) for o in self._result]
+
+
+# -- GPU providers: options, node placement, CUDA graph buffers ---------------------------------------
+
+# Engines the TensorRT execution provider builds, kept in deploybench's cache folder: one folder per
+# artifact (engines belong to one graph), and one timing cache shared by every build, as trtexec shares one.
+ORT_TENSORRT_CACHE = "onnxruntime-tensorrt"
+
+
+def tensorrt_cache_dir(artifact: Artifact | None) -> Path:
+    """Where the TensorRT provider keeps its engines for ``artifact``: beside the artifact, in the cache."""
+    from deploybench.cache import default_cache_dir
+
+    if artifact is not None and artifact.path is not None:
+        return artifact.path.parent / ORT_TENSORRT_CACHE / artifact.path.name
+    return default_cache_dir() / ORT_TENSORRT_CACHE / "modules"
+
+
+def tensorrt_provider_options(precision: str, engine_dir: Path) -> dict[str, Any]:
+    """TensorRT provider options: engine and timing caches under ``engine_dir``'s cache, FP16 for fp16 rows.
+
+    FP32 rows keep TensorRT's FP32 (its provider enables TF32 only when asked); INT8 in the provider
+    needs a calibration table of its own, which deploybench does not write, so int8 is not offered.
+    """
+    return {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(engine_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(engine_dir.parent),  # shared across artifacts, like trtexec's --timingCacheFile
+        "trt_fp16_enable": precision == "fp16",
+    }
+
+
+def cuda_provider_options(options: RuntimeOptions) -> dict[str, str]:
+    """CUDA provider options: ``use_tf32`` is ``1`` only for the ``tf32`` precision (ONNX Runtime
+    turns TF32 on by default, so fp32 would silently be TF32), and CUDA graphs when asked."""
+    settings = {"use_tf32": "1" if options.precision == "tf32" else "0"}
+    if options.cuda_graphs:
+        settings["enable_cuda_graph"] = "1"
+    return settings
+
+
+def provider_chain(wanted: str, options: RuntimeOptions, artifact: Artifact | None) -> list[Any]:
+    """The ``providers`` list for a session: the wanted provider with its options, then its fallbacks.
+
+    TensorRT falls back to CUDA for the subgraphs it cannot take, then to the CPU (ONNX Runtime's
+    documented order); CUDA falls back to the CPU.
+    """
+    cuda = ("CUDAExecutionProvider", cuda_provider_options(options))
+    if wanted == "TensorrtExecutionProvider":
+        engine_dir = tensorrt_cache_dir(artifact)
+        engine_dir.mkdir(parents=True, exist_ok=True)
+        return [(wanted, tensorrt_provider_options(options.precision, engine_dir)), cuda, "CPUExecutionProvider"]
+    if wanted == "CUDAExecutionProvider":
+        return [cuda, "CPUExecutionProvider"]
+    return [wanted]
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    """Which execution provider ran each node of one profiled run."""
+
+    nodes_by_provider: dict[str, int]
+    cpu_nodes: list[str]  # "OpType:node name" of the nodes that ran on the CPU
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes_by_provider": self.nodes_by_provider, "cpu_nodes": self.cpu_nodes}
+
+
+def node_placement(events: list[dict[str, Any]]) -> NodePlacement:
+    """Parse ONNX Runtime's profile (Chrome trace JSON): each ``Node`` event's ``args.provider``.
+
+    Kernel events are named ``<node>_kernel_time``; the fence events of older releases carry no
+    provider and are skipped. A node seen twice (several runs) counts once.
+    """
+    placed: dict[str, tuple[str, str]] = {}
+    for event in events:
+        args = event.get("args") or {}
+        name = str(event.get("name", ""))
+        if event.get("cat") != "Node" or not args.get("provider") or not name.endswith("_kernel_time"):
+            continue
+        placed[name[: -len("_kernel_time")]] = (str(args.get("op_name", "?")), str(args["provider"]))
+    counts: dict[str, int] = {}
+    for _, provider in placed.values():
+        counts[provider] = counts.get(provider, 0) + 1
+    on_cpu = [f"{op}:{node}" for node, (op, provider) in placed.items() if provider == "CPUExecutionProvider"]
+    return NodePlacement(nodes_by_provider=counts, cpu_nodes=on_cpu)
+
+
+def enable_placement_profile(session_options: Any, folder: Path) -> None:
+    """Profile the session's first run, to read back which provider ran each node."""
+    session_options.enable_profiling = True
+    session_options.profile_file_prefix = str(folder / "ort-profile")
+
+
+def read_placement(session: Any) -> NodePlacement:
+    """End profiling (ONNX Runtime stops collecting there, so timed runs carry no profiling cost) and parse it."""
+    path = session.end_profiling()
+    try:
+        return node_placement(json.loads(Path(path).read_text()))
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+# ONNX tensor type strings -> numpy dtypes, for output buffers allocated before the first run.
+ORT_DTYPES = {**FEED_DTYPES, "tensor(bool)": np.bool_}
+
+
+def fixed_output_shape(name: str, dims: list[Any], batch: int) -> tuple[int, ...]:
+    """An output's shape at ``batch``: the leading symbolic dimension is the batch, any other must be fixed."""
+    shape = []
+    for index, dim in enumerate(dims):
+        if isinstance(dim, int) and dim > 0:
+            shape.append(dim)
+        elif index == 0:
+            shape.append(batch)
+        else:
+            raise UnsupportedError(f"output {name!r} has the dynamic dimension {dim!r}; CUDA graphs replay into "
+                                   "buffers allocated before the first run: run without --cuda-graphs")
+    return tuple(shape)
+
+
+class GraphBuffers:
+    """Input and output buffers that stay at one device address, as a replayed CUDA graph needs.
+
+    The first batch allocates them and binds them once; every later batch is copied into the
+    bound input (``OrtValue.update_inplace``), because a graph replays the addresses it captured
+    and would never see a freshly bound buffer.
+    """
+
+    def __init__(self, ort: Any, session: Any, binding: Any, device_id: int = 0) -> None:
+        self._ort, self._session, self._binding, self._device_id = ort, session, binding, device_id
+        self._input_name = session.get_inputs()[0].name
+        self.input: Any = None
+        self.outputs: list[Any] = []
+
+    def feed(self, batch: np.ndarray) -> Any:
+        batch = np.ascontiguousarray(batch)
+        if self.input is None:
+            self._allocate(batch)
+        elif tuple(self.input.shape()) != batch.shape:
+            raise UnsupportedError(f"a captured CUDA graph replays shape {tuple(self.input.shape())}, not "
+                                   f"{batch.shape}; measure each batch size in its own session")
+        else:
+            self.input.update_inplace(batch)
+        return self.input
+
+    def _allocate(self, batch: np.ndarray) -> None:
+        ort, binding = self._ort, self._binding
+        self.input = ort.OrtValue.ortvalue_from_numpy(batch, "cuda", self._device_id)
+        binding.bind_ortvalue_input(self._input_name, self.input)
+        for output in self._session.get_outputs():
+            dtype = ORT_DTYPES.get(output.type)
+            if dtype is None:
+                raise UnsupportedError(f"output {output.name!r} has type {output.type}, which deploybench cannot "
+                                       "allocate for a CUDA graph; run without --cuda-graphs")
+            shape = fixed_output_shape(output.name, list(output.shape), batch.shape[0])
+            value = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cuda", self._device_id)
+            binding.bind_ortvalue_output(output.name, value)
+            self.outputs.append(value)

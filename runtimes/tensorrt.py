@@ -199,6 +199,15 @@ class TensorRTRuntime(Runtime):
         self._stream.synchronize()  # the copies below run on the default stream
         return [tensor.float().cpu().numpy() for tensor in self._bound.outputs]
 
+    def cross_check(self, input_shape: tuple[int, ...], median_ms: float,
+                    device_median_ms: float | None) -> dict[str, Any] | None:
+        """``trtexec --loadEngine`` on this engine at this shape, where trtexec is on PATH."""
+        from deploybench.trtexec import cross_check
+
+        assert self.artifact is not None
+        found = cross_check(self.artifact.file, self._input, input_shape, median_ms, device_median_ms)
+        return found.to_dict() if found is not None else None
+
 
 def _activation_bytes(engine: Any) -> int:
     """Device memory an execution context needs (``device_memory_size_v2`` from TensorRT 10.1)."""

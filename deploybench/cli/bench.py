@@ -46,6 +46,10 @@ def common_run_options(func: Any) -> Any:
         click.option("--dataset", type=click.Path(file_okay=False), help="ImageFolder dataset: adds top-1/top-5 accuracy per row."),
         click.option("--mode", default="auto", show_default=True, help="OpenVINO hint: auto, latency, throughput."),
         click.option("--compile-mode", default="default", show_default=True, help="torch.compile mode."),
+        click.option("--ort-provider", type=click.Choice(["cuda", "tensorrt"]), default=None,
+                     help="ONNX Runtime's execution provider on --device cuda (default: cuda)."),
+        click.option("--cuda-graphs", is_flag=True,
+                     help="ONNX Runtime on CUDA: capture each cell once as a CUDA graph and replay it."),
     ]):
         func = option(func)
     return func
@@ -56,7 +60,8 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
                  threads: int | None, quick: bool, min_iters: int | None, min_seconds: float | None,
                  no_isolate: bool, timeout: float, tolerance: tuple[str, ...], images: str | None,
                  dataset: str | None, mode: str,
-                 compile_mode: str, weights: dict[str, Any], dynamic_batch: bool = False, **extra: Any) -> Any:
+                 compile_mode: str, weights: dict[str, Any], dynamic_batch: bool = False, ort_provider: str | None = None,
+                 cuda_graphs: bool = False, **extra: Any) -> Any:
     from deploybench.compare import parse_tolerance_overrides
     from deploybench.harness import MeasurePolicy
     from deploybench.runtimes.base import RuntimeOptions
@@ -72,7 +77,8 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
         precisions=precisions or target.precisions, batches=parse_batches(batch) if batch else target.batches,
         device=device or target.device, threads=threads if threads is not None else target.threads,
         policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
-        tolerance=parse_tolerance_overrides(tolerance), runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode),
+        tolerance=parse_tolerance_overrides(tolerance),
+        runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode, provider=ort_provider, cuda_graphs=cuda_graphs),
         dynamic_batch=dynamic_batch,
         **weights, **extra)  # pretrained, checkpoint, trust_checkpoint, checkpoint_partial, data_init
 
