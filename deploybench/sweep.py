@@ -160,6 +160,7 @@ class SkippedCell:
     precision: str
     reason: str
     precision_unsupported: bool = False  # the runtime has no such precision: summarised per model
+    device: str = "cpu"
 
     def __str__(self) -> str:
         return f"{self.model} {self.runtime} {self.precision}: {self.reason}"
@@ -178,7 +179,7 @@ def summarise_skips(skipped: list[SkippedCell]) -> list[str]:
     lines = []
     for (model, cause), cells in groups.items():
         if cells[0].precision_unsupported:  # each runtime with the precisions it has
-            has = [f"{c.runtime} ({', '.join(registry.runtimes.get(c.runtime).precisions)})" for c in cells]
+            has = [f"{c.runtime} ({', '.join(registry.runtimes.get(c.runtime).precisions_on(c.device))})" for c in cells]
             lines.append(f"{model} {cause} {', '.join(has)}")
         else:
             lines.append(f"{model} {', '.join(f'{c.runtime} {c.precision}' for c in cells)}: {cause}")
@@ -229,7 +230,8 @@ def plan(config: SweepConfig, model: str, spec: ModelSpec | None = None) -> tupl
                 why = f"{runtime}: {available.reason}"
             if why:
                 unsupported = not no_gpu and not source_why and precision not in runtime_cls.precisions
-                skipped.append(SkippedCell(model, runtime, precision, why, precision_unsupported=unsupported))
+                skipped.append(SkippedCell(model, runtime, precision, why, precision_unsupported=unsupported,
+                                           device=config.device))
             else:
                 cells.append(PlannedCell(model, runtime, fmt, precision, artifact_precision))
     return cells, skipped

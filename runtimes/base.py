@@ -94,6 +94,12 @@ class Runtime(ABC):
 
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
+    def precisions_on(cls, device: str) -> tuple[str, ...]:
+        """The precisions this runtime offers on ``device`` (tf32 only on CUDA)."""
+        cuda = device.startswith("cuda")
+        return tuple(p for p in cls.precisions if cuda or p not in cls.cuda_only_precisions)
+
+    @classmethod
     def supports(cls, fmt: str, device: str, precision: str) -> str | None:
         """Why this runtime cannot run the combination, or None if it can."""
         if fmt not in cls.formats:
