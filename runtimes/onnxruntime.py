@@ -1,8 +1,8 @@
 """ONNX Runtime: CPU, CUDA and TensorRT execution providers, with IOBinding on the GPU.
 
-Inputs are fed in the dtype the graph declares (an FP16 graph takes float16), converted
-when the batch is prepared, outside the timed region, as a deployment feeding that graph
-would. The CUDA provider is created with ``use_tf32`` set from the precision, so fp32 means
+Inputs are fed in the dtype the graph declares (a graph with float16 inputs takes float16;
+deploybench's own FP16 export keeps float32 I/O), converted when the batch is prepared,
+outside the timed region, as a deployment feeding that graph would. The CUDA provider is created with ``use_tf32`` set from the precision, so fp32 means
 IEEE fp32 on Ampere and later GPUs and ``tf32`` is a precision of its own.
 
 The graph keeps its dynamic batch axis: fixing it at session creation

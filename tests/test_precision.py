@@ -51,12 +51,35 @@ def test_onnxruntime_fp16_exports_and_runs_on_the_cpu(cache, tiny) -> None:
     with registry.runtimes.get("onnxruntime")(RuntimeOptions(precision="fp16", threads=1)).load(artifact) as rt:
         feeds = rt.prepare(batch)
         out = rt.run(batch)[0]
-        assert rt.info["input_dtype"] == "float16" and rt.info["precision_used"] == "fp16"
-    assert next(iter(feeds.values())).dtype == np.float16  # fed in the dtype the graph declares
+        # deploybench's FP16 graph keeps float32 inputs and outputs, with fp16 inside.
+        assert rt.info["input_dtype"] == "float32" and rt.info["precision_used"] == "fp16"
+    assert next(iter(feeds.values())).dtype == np.float32
     assert out.dtype == np.float32 and out.shape == (2, 1000)
     from deploybench.compare import compare
 
     assert compare([expected], [out], "classification", "fp16").passed
+
+
+def test_onnxruntime_feeds_a_float16_input_in_float16(tmp_path) -> None:
+    """A graph of the user's that declares a float16 input gets float16 feeds, cast outside the timed call."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)], "half_input",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])])
+    path = tmp_path / "half.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    from deploybench.models import resolve
+
+    artifact = Artifact.from_onnx_file(resolve(str(path)))
+    batch = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with registry.runtimes.get("onnxruntime")(RuntimeOptions(threads=1)).load(artifact) as rt:
+        feeds = rt.prepare(batch)
+        out = rt.run(batch)[0]
+        assert rt.info["input_dtype"] == "float16"
+    assert next(iter(feeds.values())).dtype == np.float16
+    np.testing.assert_array_equal(out, batch)
 
 
 def _cuda() -> bool:

@@ -95,7 +95,7 @@ def test_onnx_fp16_triage_names_the_overflowing_layer_and_its_module(on_path, ca
 
     options = TriageOptions(format="onnx", precision="fp16")
     tap = open_tap("onnxruntime", *artifacts_for(cache, spec, options), spec, options)
-    inputs = parity_inputs(spec, SweepConfig(models=(spec.name,)))
+    inputs, _ = parity_inputs(spec, SweepConfig(models=(spec.name,)))
     one_by_one = walk(tap, inputs, jump_rule("fp16"), pass_bytes=1)
     assert [(r.name, r.error) for r in one_by_one.layers] == [(r.name, r.error) for r in result.layers]
     # The table keeps what it is told to, and the first jump among them.
