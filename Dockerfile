@@ -2,10 +2,12 @@
 # (with its Python bindings); deploybench adds ONNX Runtime for CUDA, OpenVINO, Ultralytics and
 # NVML on top, at the versions in docker/constraints.txt. The tag is pinned: a new tag changes
 # library versions, and the regression gate refuses results across such a change unless told
-# --force, so bump it (and the constraints) on purpose.
+# --force, so bump it (and the constraints) on purpose. The digest pins the exact image behind the tag
+# (25.01: CUDA 12.8, PyTorch 2.6.0a0+ecf3bae40a); `python scripts/docker_build.py` (CI's docker job)
+# builds it and records the digest it pulled and the image's `pip freeze`.
 #   docker build -t deploybench .
 #   docker run --rm --gpus all --ipc=host deploybench compare --models resnet50 --target auto
-FROM nvcr.io/nvidia/pytorch:25.01-py3
+FROM nvcr.io/nvidia/pytorch:25.01-py3@sha256:96990c82825613c3bdeebb66675c7c91b0123f64a5895623316dc5b824e0d7a9
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

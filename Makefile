@@ -1,6 +1,8 @@
 # The two commands of a fresh machine. Each creates and fills its own virtual environment.
 #   make compare   the main job: deploybench compare --models yolov8n,mobilenetv4 on the CPU -> results/
 #   make test      the test suite (what .ci/run calls)
+#   make gpu-check on a machine with an NVIDIA GPU: versions, GPU tests, a quick GPU compare -> $(GPU_CHECK_OUT)/
+#                  (offline: uses the Python that has torch and the project; WHEELS=DIR installs wheels brought along)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +10,7 @@ BIN    := $(VENV)/bin
 MODELS ?= yolov8n,mobilenetv4
 OUT    ?= results
 
-.PHONY: compare test bench-fidelity clean
+.PHONY: compare test bench-fidelity bench-main-job gpu-check docker-build clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +24,22 @@ compare: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# No venv is built here: a GPU machine may be offline, with torch and the project already installed.
+GPU_PYTHON    ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+GPU_CHECK_OUT ?= gpu-check-out
+WHEELS        ?=
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py --out $(GPU_CHECK_OUT) $(if $(WHEELS),--wheels $(WHEELS))
+
+# Builds the Docker image where a Docker engine runs; says why and exits 0 where none does.
+docker-build:
+	$(PYTHON) scripts/docker_build.py
+
+bench-main-job: $(VENV)/.installed
+	$(BIN)/python benchmarks/main_job.py --models $(MODELS) --readme
+
 bench-fidelity: $(VENV)/.installed
-	$(BIN)/python benchmarks/fidelity.py
+	$(BIN)/python benchmarks/fidelity.py --readme README.md --out benchmarks/results/fidelity-cpu.md
 
 clean:
-	rm -rf $(VENV) $(OUT) build *.egg-info
+	rm -rf $(VENV) $(OUT) $(GPU_CHECK_OUT) build *.egg-info

@@ -11,7 +11,7 @@ Run: python benchmarks/data_init_effect.py [--models mobilenetv4,resnet50,yolov8
 from __future__ import annotations
 
 import argparse
-import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,8 @@ import numpy as np
 from deploybench.models import ModelRef, resolve
 from deploybench.sample_images import PARITY_SEED, sample_batch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BEGIN, END = "<!-- data-init:begin -->", "<!-- data-init:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_block import write_block  # noqa: E402
 
 
 def _first(output: object) -> np.ndarray:
@@ -60,9 +60,7 @@ def main() -> None:
         lines.append(f"| {name} | {spread:.3f} | {spread_init:.3f} | {error:.2%} | {error_init:.2%} |")
     table = "\n".join(lines) + "\n\nWritten by `benchmarks/data_init_effect.py` (random weights, seed 0, 8 parity images)."
     print(table)
-    text = README.read_text()
-    README.write_text(re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{table}\n{END}",
-                             text, flags=re.S))
+    write_block("data-init", table)
 
 
 if __name__ == "__main__":

@@ -1,145 +1,239 @@
-"""Fidelity benchmark: does deploybench report what the runtime's own tool (or a bare loop) reports?
+"""Fidelity benchmark: does ``deploybench bench`` report what the runtime's own tool reports?
 
-For ONNX Runtime and OpenVINO on the CPU, the same artifact runs with the same threads and
-setting through (a) the runtime's own benchmark tool or a minimal hand-written loop and
-(b) deploybench's harness, alternating several rounds; medians and their ratio are printed.
-It also measures the harness's own per-iteration overhead with a runtime that does nothing.
+Through the path users run: ``deploybench bench`` as a command, each cell in its worker
+process with the memory sampler on, against
 
-    python benchmarks/fidelity.py [--model mobilenetv4] [--threads 2] [--rounds 3] [--out FILE.md]
+- OpenVINO's ``benchmark_app`` on the same IR with the static shape (``-shape``), one
+  synchronous request at batch 1 (the LATENCY hint's one stream, spelled out) and the
+  THROUGHPUT hint with the request count deploybench used at larger batches;
+- a bare ONNX Runtime loop (``session.run`` under ``perf_counter``) on the same ONNX file,
+  in its own process.
+
+Each (model, batch) runs in alternating rounds (the order flips every round, so drift on a
+shared machine hits both sides). Reported per row: the median of the rounds' median
+latency, as ms/image, and the median throughput, each with its ratio deploybench /
+reference. With ``--readme`` the table replaces the text between the fidelity markers.
+
+    python benchmarks/fidelity.py [--models mobilenetv4,resnet50,vit_s16] [--batches 1,8] [--threads 2]
+                                  [--rounds 3] [--seconds 10] [--out FILE.md] [--readme README.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
-
-from deploybench import registry
-from deploybench.cache import ArtifactCache
-from deploybench.exporters.base import ExportOptions
-from deploybench.harness import MeasurePolicy, measure
-from deploybench.models import example_batch, resolve
-from deploybench.runtimes.base import Runtime, RuntimeOptions
-
-POLICY = MeasurePolicy(warmup_iters=20, warmup_seconds=1.0, min_iters=200, min_seconds=5.0)
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from readme_block import write_block  # noqa: E402
 
 
-def bare_onnxruntime_median(path: Path, batch: np.ndarray, threads: int, seconds: float) -> float:
-    """The smallest honest loop: one session.run per sample, perf_counter around it."""
-    import onnxruntime as ort
+@dataclass(frozen=True)
+class Timing:
+    """One run: median latency of one call on ``batch`` images, and images per second."""
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feeds = {session.get_inputs()[0].name: batch}
-    for _ in range(20):
-        session.run(None, feeds)
-    samples, end = [], time.perf_counter() + seconds
-    while time.perf_counter() < end or len(samples) < 200:
-        t0 = time.perf_counter()
-        session.run(None, feeds)
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+    median_ms: float
+    throughput: float
 
 
-def benchmark_app_median(path: Path, shape: tuple[int, ...], threads: int, seconds: float) -> float:
-    """OpenVINO's own benchmark_app: one stream, one synchronous request, FP32 compute.
+@dataclass
+class Comparison:
+    model: str
+    batch: int
+    label: str
+    reference: list[Timing] = field(default_factory=list)
+    deploybench: list[Timing] = field(default_factory=list)
 
-    benchmark_app refuses -nthreads together with a hint, so the LATENCY hint deploybench
-    uses is spelled out as what it resolves to on a CPU: one stream, the given threads.
-    """
+    def medians(self, side: list[Timing]) -> tuple[float, float]:
+        return statistics.median(t.median_ms for t in side), statistics.median(t.throughput for t in side)
+
+
+# -- deploybench, through its command line -----------------------------------------------
+
+@dataclass(frozen=True)
+class BenchRow:
+    timing: Timing
+    artifact: Path
+    infer_requests: int
+    streams: int
+
+
+def deploybench_bench(model: str, runtime: str, batch: int, threads: int, seconds: float) -> BenchRow:
+    """``deploybench bench`` in a subprocess (which runs the cell in its own worker)."""
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
+        out = Path(tmp, "results.json")
+        command = [str(Path(sys.executable).parent / "deploybench"), "bench", model, "--runtime", runtime,
+                   "--batch", str(batch), "--threads", str(threads), "--min-seconds", str(seconds),
+                   "--json", str(out)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"deploybench bench failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        row = json.loads(out.read_text())["rows"][0]
+    folder = Path(row["artifact"]["path"])
+    main_file = json.loads((folder / "manifest.json").read_text())["main_file"]
+    info = row["runtime_info"]
+    return BenchRow(Timing(row["stats"]["median"], row["throughput"]), folder / main_file,
+                    int(info.get("infer_requests") or 1), int(info.get("streams") or 1))
+
+
+# -- the references --------------------------------------------------------------------
+
+BARE_ORT = r"""
+import json, sys, time, statistics
+import numpy as np, onnxruntime as ort
+path, batch, threads, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+options = ort.SessionOptions()
+options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+first = session.get_inputs()[0]
+x = np.random.default_rng(0).standard_normal((batch, *first.shape[1:])).astype(np.float32)
+feeds = {first.name: x}
+end = time.perf_counter() + 2.0
+while time.perf_counter() < end:
+    session.run(None, feeds)
+samples, start = [], time.perf_counter()
+while time.perf_counter() - start < seconds or len(samples) < 10:
+    t0 = time.perf_counter()
+    session.run(None, feeds)
+    samples.append((time.perf_counter() - t0) * 1e3)
+wall = time.perf_counter() - start
+print(json.dumps({"median_ms": statistics.median(samples), "throughput": batch * len(samples) / wall}))
+"""
+
+
+def bare_onnxruntime(path: Path, batch: int, threads: int, seconds: float) -> Timing:
+    """The smallest honest loop, in its own process: 2 s of warm-up, then session.run under perf_counter."""
+    done = subprocess.run([sys.executable, "-c", BARE_ORT, str(path), str(batch), str(threads), str(seconds)],
+                          capture_output=True, text=True, check=True)
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return Timing(data["median_ms"], data["throughput"])
+
+
+def benchmark_app_command() -> list[str]:
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
-    command = [tool, "-m", str(path), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nthreads", str(threads),
-               "-nireq", "1", "-api", "sync", "-infer_precision", "f32",
-               "-shape", str(list(shape)).replace(" ", ""), "-t", str(int(seconds))]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Median:\s+([\d.]+) ms", output)
-    if not match:
-        raise RuntimeError(f"benchmark_app printed no median:\n{output[-2000:]}")
-    return float(match.group(1))
+    if Path(tool).is_file():
+        return [tool]
+    return [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; "
+            "sys.argv[0] = 'benchmark_app'; main()"]
 
 
-def deploybench_median(runtime_name: str, artifact, batch: np.ndarray, options: RuntimeOptions) -> float:
-    with registry.runtimes.get(runtime_name)(options).load(artifact) as runtime:
-        return measure(runtime, runtime.prepare(batch), len(batch), POLICY).stats.median
+def benchmark_app_mode(ov: BenchRow, threads: int) -> tuple[list[str], str]:
+    """benchmark_app's options for the setting deploybench ran, and its label.
+
+    benchmark_app refuses ``-nthreads`` beside a hint, so one request is spelled out as what
+    the LATENCY hint resolves to (one stream, sync). Requests in flight use the THROUGHPUT
+    hint itself with deploybench's request count when the threads are the physical cores
+    (what the hint uses); otherwise the streams deploybench's hint chose are spelled out.
+    """
+    from deploybench.runtimes.base import physical_cores
+
+    if ov.infer_requests == 1:
+        return ["-hint", "none", "-nstreams", "1", "-nireq", "1", "-api", "sync", "-nthreads", str(threads)], \
+            "sync, 1 request"
+    if threads == physical_cores():
+        return ["-hint", "throughput", "-nireq", str(ov.infer_requests), "-api", "async"], \
+            f"throughput hint, {ov.infer_requests} requests"
+    return ["-hint", "none", "-nstreams", str(ov.streams), "-nireq", str(ov.infer_requests), "-api", "async",
+            "-nthreads", str(threads)], f"{ov.streams} streams, {ov.infer_requests} requests"
 
 
-class NullRuntime(Runtime):
-    """Does nothing: what the harness measures is its own cost per iteration."""
+def benchmark_app(path: Path, shape: list[int], seconds: float, mode: list[str]) -> Timing:
+    """OpenVINO's benchmark_app on the static shape (``-shape``), FP32 compute."""
+    command = [*benchmark_app_command(), "-m", str(path), "-d", "CPU", *mode,
+               "-infer_precision", "f32", "-shape", str(shape).replace(" ", ""), "-t", str(max(1, round(seconds)))]
+    done = subprocess.run(command, capture_output=True, text=True)
+    output = done.stdout
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark_app failed: {' '.join(command)}\n{(done.stdout + done.stderr)[-2000:]}")
+    median = re.search(r"Median:\s+([\d.]+) ms", output)
+    throughput = re.search(r"Throughput:\s+([\d.]+) FPS", output)
+    if not (median and throughput):
+        raise RuntimeError(f"benchmark_app printed no median or throughput:\n{output[-2000:]}")
+    return Timing(float(median.group(1)), float(throughput.group(1)))
 
-    name, formats = "null", ("pytorch",)
 
-    def _load(self, artifact) -> None: ...
-    def prepare(self, batch): return batch
-    def infer(self, feeds) -> None: ...
-    def outputs(self): return []
+# -- rounds and the table ----------------------------------------------------------------
+
+def alternate(rounds: int, reference: Callable[[], Timing], ours: Callable[[], Timing], comparison: Comparison) -> None:
+    for index in range(rounds):
+        sides = [(reference, comparison.reference), (ours, comparison.deploybench)]
+        for run, into in sides if index % 2 == 0 else sides[::-1]:
+            into.append(run())
 
 
-def harness_overhead_us() -> tuple[float, float]:
-    """Median per-iteration time of the harness around a no-op, and of a bare perf_counter pair."""
-    runtime = NullRuntime()
-    m = measure(runtime, None, 1, MeasurePolicy(warmup_iters=100, warmup_seconds=0, min_iters=100_000, min_seconds=1))
-    pairs = []
-    for _ in range(100_000):
-        t0 = time.perf_counter_ns()
-        pairs.append(time.perf_counter_ns() - t0)
-    return m.stats.median * 1e3, statistics.median(pairs) / 1e3
+def compare_model(model: str, batch: int, args: argparse.Namespace) -> list[Comparison]:
+    from deploybench.models import resolve
+
+    shape = [batch, *resolve(model).input.shape]
+    ov = deploybench_bench(model, "openvino", batch, args.threads, args.seconds)  # exports, learns the request count
+    ort = deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds)
+    mode, label = benchmark_app_mode(ov, args.threads)
+    pairs = [
+        (Comparison(model, batch, f"openvino vs benchmark_app ({label})"),
+         lambda: benchmark_app(ov.artifact, shape, args.seconds, mode),
+         lambda: deploybench_bench(model, "openvino", batch, args.threads, args.seconds).timing),
+        (Comparison(model, batch, "onnxruntime vs bare session.run loop"),
+         lambda: bare_onnxruntime(ort.artifact, batch, args.threads, args.seconds),
+         lambda: deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds).timing),
+    ]
+    for comparison, reference, ours in pairs:
+        alternate(args.rounds, reference, ours, comparison)
+        print(f"{model} b{batch} {comparison.label}: reference {comparison.reference} / deploybench "
+              f"{comparison.deploybench}", file=sys.stderr, flush=True)
+    return [pair[0] for pair in pairs]
+
+
+def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [f"Written by `python benchmarks/fidelity.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}, "
+             f"{cpu}, {len(os.sched_getaffinity(0))} usable cores, {args.threads} threads, FP32, "
+             f"{args.rounds} alternating rounds of at least {args.seconds:g} s per side. ms/image is the median "
+             "latency of one call divided by the batch; ratios are deploybench / reference.", "",
+             "| model | batch | runtime vs reference | reference ms/img | deploybench ms/img | ratio | "
+             "reference img/s | deploybench img/s | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        (ref_ms, ref_tput), (our_ms, our_tput) = c.medians(c.reference), c.medians(c.deploybench)
+        lines.append(f"| {c.model} | {c.batch} | {c.label} | {ref_ms / c.batch:.3f} | {our_ms / c.batch:.3f} | "
+                     f"{our_ms / ref_ms:.3f} | {ref_tput:.1f} | {our_tput:.1f} | {our_tput / ref_tput:.3f} |")
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="mobilenetv4")
+    parser.add_argument("--models", default="mobilenetv4,resnet50,vit_s16")
+    parser.add_argument("--batches", default="1,8")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, help="Also write the Markdown table here.")
+    parser.add_argument("--readme", type=Path, help="Put the table between the fidelity markers of this file.")
     args = parser.parse_args()
 
-    spec = resolve(args.model)
-    cache = ArtifactCache()
-    onnx_artifact, _ = cache.get_or_export(registry.exporters.get("onnx")(), spec, ExportOptions())
-    ov_artifact, _ = cache.get_or_export(registry.exporters.get("openvino")(), spec, ExportOptions())
-    batch = example_batch(spec.input, 1)
-    options = RuntimeOptions(threads=args.threads, precision="fp32", mode="latency")
-
-    rows = []
-    for label, own, ours in (
-        ("onnxruntime (bare session.run loop)",
-         lambda: bare_onnxruntime_median(onnx_artifact.file, batch, args.threads, args.seconds),
-         lambda: deploybench_median("onnxruntime", onnx_artifact, batch, options)),
-        ("openvino (benchmark_app, 1 stream, sync)",
-         lambda: benchmark_app_median(ov_artifact.file, batch.shape, args.threads, args.seconds),
-         lambda: deploybench_median("openvino", ov_artifact, batch, options)),
-    ):
-        theirs_runs, ours_runs = [], []
-        for _ in range(args.rounds):  # alternate, so drift on a shared machine hits both sides
-            theirs_runs.append(own())
-            ours_runs.append(ours())
-        theirs, mine = statistics.median(theirs_runs), statistics.median(ours_runs)
-        rows.append((label, theirs, mine, mine / theirs, theirs_runs, ours_runs))
-
-    overhead_us, clock_us = harness_overhead_us()
-    lines = [f"Model {spec.name}, batch 1, {args.threads} threads, FP32, {args.rounds} alternating rounds of "
-             f"at least {args.seconds:.0f} s each; medians in ms.", "",
-             "| runtime (reference tool) | reference median | deploybench median | ratio | rounds (ref / deploybench) |",
-             "|---|---|---|---|---|"]
-    for label, theirs, mine, ratio, t_runs, o_runs in rows:
-        lines.append(f"| {label} | {theirs:.3f} | {mine:.3f} | {ratio:.3f} | "
-                     f"{', '.join(f'{v:.3f}' for v in t_runs)} / {', '.join(f'{v:.3f}' for v in o_runs)} |")
-    lines += ["", f"Harness overhead per timed iteration (no-op runtime): {overhead_us:.2f} us "
-                  f"(a bare perf_counter_ns pair: {clock_us:.2f} us)."]
-    text = "\n".join(lines)
+    comparisons = [c for model in args.models.split(",") for batch in (int(b) for b in args.batches.split(","))
+                   for c in compare_model(model, batch, args)]
+    text = render(comparisons, args)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+    if args.readme:
+        write_block("fidelity", text, args.readme)
     return 0
 
 

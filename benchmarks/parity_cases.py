@@ -10,7 +10,6 @@ the parity-cases markers. Run: python benchmarks/parity_cases.py [--seeds N]
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,12 +18,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import test_parity_suite as suite  # noqa: E402  (the case definitions live with the tests)
 
 from deploybench.compare import compare  # noqa: E402
 
-BEGIN, END = "<!-- parity-cases:begin -->", "<!-- parity-cases:end -->"
+from readme_block import write_block  # noqa: E402
 
 
 def _cell(verdicts: Counter) -> str:
@@ -67,11 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     text = table(tuple(range(args.seeds)))
     print(text)
-    readme = ROOT / "README.md"
-    content = readme.read_text()
-    block = f"{BEGIN}\n{text}\n{END}"
-    content = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, content, flags=re.S)
-    readme.write_text(content)
+    write_block("parity-cases", text)
 
 
 if __name__ == "__main__":

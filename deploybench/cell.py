@@ -6,6 +6,7 @@ fresh worker process so memory figures are clean and a crash only ends its own r
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from deploybench.errors import DeployBenchError, UnsupportedError, first_line
 from deploybench.harness import MeasurePolicy, measure
 from deploybench.memory import MemorySampler
 from deploybench.models import ModelRef
+from deploybench.nvml import NvmlSampler
 from deploybench.results import Row
 from deploybench.tegrastats import TegrastatsSampler
 from deploybench.runtimes.base import RuntimeOptions
@@ -44,7 +46,7 @@ class Cell:
     policy: MeasurePolicy = field(default_factory=MeasurePolicy)
     tolerance: dict[str, float] = field(default_factory=dict)
     plugin_modules: tuple[str, ...] = ()
-    sample: tuple[str, ...] = ()  # samplers beside RSS during the timed loop, e.g. "tegrastats"
+    sample: tuple[str, ...] = ("rss",)  # what to record during the window: rss (or rss-sampled), tegrastats
 
     @property
     def key(self) -> str:
@@ -110,41 +112,72 @@ def check_parity(runtime: Any, reference: Any, cell: Cell) -> dict[str, Any]:
     return parity
 
 
+def memory_window(sample: tuple[str, ...]) -> Any:
+    """The memory sampler a cell's ``sample`` asks for: ``rss`` (the kernel's high-water mark),
+    ``rss-sampled`` (a thread sampling RSS every 10 ms, to compare with), or none at all."""
+    if "rss-sampled" in sample:
+        return MemorySampler(interval_s=0.01, rss="sampled")
+    if "rss" in sample:
+        return MemorySampler()
+    return contextlib.nullcontext()
+
+
+def _inputs(cell: Cell, reference: Any) -> Batch:
+    """The inputs the timed batch is tiled from: the parity inputs, or seeded ones."""
+    if reference is not None:
+        return batches.load_arrays(reference, "inputs")
+    from deploybench.models import resolve, seeded_inputs
+
+    return seeded_inputs(resolve(cell.model), cell.batch)
+
+
 def run_cell(cell: Cell) -> Row:
-    """Measure one cell in this process. Failures become the row's status, never an exception."""
+    """Measure one cell in this process. Failures become the row's status, never an exception.
+
+    The memory window holds the inference alone: loading, preparing the timed batch and the
+    timed loop. Parity, with its inputs, outputs and dataset, runs after the window closes,
+    on the runtime that is still loaded.
+    """
     row = cell.empty_row()
     try:
         registry.import_plugin_modules(list(cell.plugin_modules))
         runtime_cls = registry.runtimes.require(cell.runtime)
         reference = np.load(cell.reference) if cell.reference else None
         artifact = _load_artifact(cell)
-        with MemorySampler() as memory:
-            started = time.perf_counter()
-            runtime = runtime_cls(cell.runtime_options).load(artifact)
-            with runtime:
-                if reference is not None:
-                    inputs = batches.load_arrays(reference, "inputs")
-                else:
-                    from deploybench.models import resolve, seeded_inputs
-
-                    inputs = seeded_inputs(resolve(cell.model), cell.batch)
-                feeds = runtime.prepare(batches.tile(inputs, cell.batch))  # compiles for runtimes that compile per shape
+        host_batch = batches.tile(_inputs(cell, reference), cell.batch)
+        with contextlib.ExitStack() as loaded:
+            with memory_window(cell.sample) as memory:
+                started = time.perf_counter()
+                runtime = loaded.enter_context(runtime_cls(cell.runtime_options).load(artifact))
+                feeds = runtime.prepare(host_batch)  # compiles for runtimes that compile per shape
                 row.load_seconds = time.perf_counter() - started
-                with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power:  # no-op off Jetson
+                with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power, \
+                        NvmlSampler(enabled="nvml" in cell.sample) as gpu:  # each a no-op without its GPU
                     result = measure(runtime, feeds, cell.batch, cell.policy)
-                del feeds
-                if reference is not None:
-                    row.parity = check_parity(runtime, reference, cell)
-                device_peak = runtime.device_memory_peak()
-                row.runtime_info = dict(runtime.info)
-                if power.samples:
-                    row.runtime_info["tegrastats"] = power.summary()
+                gpu_window = gpu.window(result.window_seconds, result.batch * len(result.samples_ms))
+            del feeds
+            if reference is not None:
+                row.parity = check_parity(runtime, reference, cell)
+            row.runtime_info = dict(runtime.info)
+            if power.samples:
+                row.runtime_info["tegrastats"] = power.summary()
+            if gpu_window is not None:
+                row.runtime_info["nvml"] = gpu_window.to_dict()
+                result.warnings.extend(gpu_window.warnings())
         _fill_measurement(row, result)
+        # The runtime's own tool (trtexec) on the same artifact, after unloading and outside every window.
+        native = runtime.cross_check((cell.batch, *batches.arrays(host_batch)[0].shape[1:]), result.stats.median,
+                                     result.device_stats.median if result.device_stats else None)
+        if native:
+            row.runtime_info["cross_check"] = native
         row.precision_used = row.runtime_info.get("precision_used")
         row.threads = row.runtime_info.get("threads")
-        mem = memory.report(device_peak)
-        row.memory = {"baseline_rss_mb": round(mem.baseline_rss_mb, 1), "peak_rss_mb": round(mem.peak_rss_mb, 1),
-                      "rss_growth_mb": round(mem.rss_growth_mb, 1), "peak_device_mb": mem.peak_device_mb}
+        row.batch_shape = row.runtime_info.get("batch_shape") or artifact_batch_shape(artifact)
+        if memory is not None:
+            mem = memory.report()
+            row.memory = {"baseline_rss_mb": round(mem.baseline_rss_mb, 1), "peak_rss_mb": round(mem.peak_rss_mb, 1),
+                          "rss_growth_mb": round(mem.rss_growth_mb, 1), "peak_device_mb": mem.peak_device_mb,
+                          "rss_source": mem.rss_source, "device_source": mem.device_source}
         if artifact.path is not None:
             row.artifact = {"path": str(artifact.path), "size_mb": round(artifact.size_bytes() / 2**20, 3),
                             "export_seconds": artifact.manifest.get("export_seconds")}
@@ -152,6 +185,11 @@ def run_cell(cell: Cell) -> Row:
         row.status = "oom" if is_out_of_memory(exc) else "error"
         row.message = first_line(exc) if isinstance(exc, DeployBenchError) else f"{type(exc).__name__}: {first_line(exc)}"
     return row
+
+
+def artifact_batch_shape(artifact: Artifact) -> str:
+    """``static`` when the artifact accepts one batch size, else ``dynamic``."""
+    return "dynamic" if artifact.batch.dynamic else "static"
 
 
 def _fill_measurement(row: Row, result: Any) -> None:
@@ -164,4 +202,8 @@ def _fill_measurement(row: Row, result: Any) -> None:
     row.window_seconds = result.window_seconds
     row.first_inference_ms = result.first_inference_ms
     row.timed_region = result.timed_region
+    row.median_ci_ms = [round(v, 5) for v in result.median_ci_ms]
+    row.stop_reason = result.stop_reason
+    row.requests_in_flight = result.requests_in_flight
+    row.warmup_iters = result.warmup_iters
     row.warnings = list(result.warnings)

@@ -94,3 +94,7 @@ def reading(what: str, path: Path | str, hint: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise UserFileError(what, path, f"could not be read ({type(exc).__name__}: {first_line(exc)})", hint) from exc
+
+
+class TriageError(DeployBenchError):
+    """Precision triage cannot run: no artifact to triage, or no intermediate tensors to compare."""

@@ -1,36 +1,56 @@
-"""The measurement harness: warm-up, a timed loop with a stop rule, raw samples, statistics.
+"""The measurement harness: warm-up until settled, a timed window with a stop rule, raw samples, statistics.
 
-The harness owns the clock. Each timed iteration is ``infer`` followed by ``synchronize``,
-so asynchronous launches are never timed alone. Load, first inference (which includes
-compilation for JIT runtimes) and warm-up are timed apart from the steady state.
+The harness owns the clock. A synchronous runtime is timed call by call: ``infer`` then
+``synchronize``, so asynchronous launches are never timed alone. A runtime that keeps
+several requests in flight (``ConcurrentRuntime``) is driven through ``submit`` with a
+completion callback: the harness timestamps each request's start and end, keeps the
+requests in flight for the whole window, and derives throughput from the window's wall
+time, as benchmark_app does. Either way one sample is one call on ``batch`` images.
+
+Warm-up runs until the running median settles (with floors on count and time). The
+timed window runs at least ``min_iters`` and ``min_seconds`` (trtexec's floor: 10 and
+2 s) and then until the 95 % confidence interval of the median is within
+``ci_target`` of it, or a cap is reached; the interval is recorded with the result.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from deploybench.runtimes.base import Runtime
+from deploybench.runtimes.base import ConcurrentRuntime, Runtime
 
 
 @dataclass(frozen=True)
 class MeasurePolicy:
-    """How long to warm up and measure. Stop when both minimums are met, or at a maximum."""
+    """How long to warm up and measure.
 
-    warmup_iters: int = 10
-    warmup_seconds: float = 1.0
-    min_iters: int = 50
-    min_seconds: float = 3.0
+    Warm-up: at least ``warmup_iters`` and ``warmup_seconds``, then until the median of the
+    last ``settle_window`` samples is within ``settle_tolerance`` of the median of the window
+    before it, or ``max_warmup_seconds``. Timed window: at least ``min_iters`` and
+    ``min_seconds``, then until the 95 % interval of the median is within ±``ci_target``,
+    or ``max_iters`` / ``max_seconds``.
+    """
+
+    warmup_iters: int = 5
+    warmup_seconds: float = 0.5
+    settle_window: int = 5
+    settle_tolerance: float = 0.02
+    max_warmup_seconds: float = 20.0
+    min_iters: int = 10
+    min_seconds: float = 2.0
+    ci_target: float = 0.02
     max_iters: int = 100_000
-    max_seconds: float = 60.0
-    cv_warning: float = 0.10  # flag rows whose spread is above 10 %
+    max_seconds: float = 30.0
 
     @classmethod
     def quick(cls) -> "MeasurePolicy":
-        """For smoke runs and tests: a short warm-up and a short timed window."""
-        return cls(warmup_iters=2, warmup_seconds=0.0, min_iters=5, min_seconds=0.2, max_seconds=10.0)
+        """For smoke runs and tests: a short warm-up, a short window and a loose interval."""
+        return cls(warmup_iters=2, warmup_seconds=0.0, settle_window=0, max_warmup_seconds=5.0, min_iters=5,
+                   min_seconds=0.2, ci_target=0.05, max_seconds=2.0)
 
 
 @dataclass(frozen=True)
@@ -71,18 +91,41 @@ def percentile(sorted_data: list[float], q: float) -> float:
     return sorted_data[low] + (sorted_data[high] - sorted_data[low]) * (rank - low)
 
 
+def median_interval(sorted_data: list[float], z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free 95 % confidence interval of the median, from order statistics.
+
+    The ranks ``n/2 ∓ z·√n/2`` (the binomial's normal approximation, 1-based, widened
+    outwards); with 10 samples this is the whole range, so a short run never claims precision.
+    """
+    n = len(sorted_data)
+    low = math.floor(n / 2 - z * math.sqrt(n) / 2)
+    high = math.ceil(1 + n / 2 + z * math.sqrt(n) / 2)
+    return sorted_data[max(low - 1, 0)], sorted_data[min(high - 1, n - 1)]
+
+
+def relative_half_width(interval: tuple[float, float], median: float) -> float:
+    return (interval[1] - interval[0]) / (2 * median) if median > 0 else 0.0
+
+
 @dataclass
 class Measurement:
-    """One timed run of one runtime at one batch size, with its raw samples."""
+    """One timed run of one runtime at one batch size, with its raw samples.
+
+    Each sample is one call on ``batch`` images. With ``requests_in_flight`` above 1 the
+    calls overlapped, so throughput comes from the window's wall time, not from latency.
+    """
 
     batch: int
-    items_per_call: int
     samples_ms: list[float]
     window_seconds: float
     first_inference_ms: float
     warmup_iters: int
     timed_region: str
+    warmup_settled: bool = True
+    stop_reason: str = ""
+    requests_in_flight: int = 1
     stats: Stats = field(init=False)
+    median_ci_ms: tuple[float, float] = field(init=False)
     warnings: list[str] = field(default_factory=list)
     # GPU time of each iteration from CUDA events on the runtime's stream, when it shows one.
     device_samples_ms: list[float] = field(default_factory=list)
@@ -90,26 +133,38 @@ class Measurement:
 
     def __post_init__(self) -> None:
         self.stats = Stats.from_samples(self.samples_ms)
+        self.median_ci_ms = median_interval(sorted(self.samples_ms))
         if self.device_samples_ms:
             self.device_stats = Stats.from_samples(self.device_samples_ms)
 
     @property
+    def items_per_call(self) -> int:
+        return self.batch
+
+    @property
+    def median_ci_rel(self) -> float:
+        """Half-width of the median's 95 % interval, relative to the median."""
+        return relative_half_width(self.median_ci_ms, self.stats.median)
+
+    @property
     def ms_per_image(self) -> float:
-        return self.stats.median / self.items_per_call
+        return self.stats.median / self.batch
 
     @property
     def throughput(self) -> float:
         """Images per second over the wall time of the whole timed window."""
-        return self.items_per_call * len(self.samples_ms) / self.window_seconds
+        return self.batch * len(self.samples_ms) / self.window_seconds
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(ms_per_image=self.ms_per_image, throughput=self.throughput)
+        data.update(ms_per_image=self.ms_per_image, throughput=self.throughput, median_ci_rel=self.median_ci_rel)
         return data
 
 
 Clock = Callable[[], int]
 EventFactory = Callable[[], Any]
+# Decides from the samples so far and the seconds elapsed whether a window is over.
+Done = Callable[[list[float], float], bool]
 
 
 def cuda_event() -> Any:
@@ -135,56 +190,156 @@ class _DeviceTimer:
         return float(self.start.elapsed_time(self.end))
 
 
+@dataclass
+class _Window:
+    samples_ms: list[float]
+    device_samples_ms: list[float]
+    seconds: float
+
+
+class _Driver(ABC):
+    """Runs calls on prepared feeds for one window and timestamps each."""
+
+    def __init__(self, runtime: Runtime, feeds: Any, clock: Clock) -> None:
+        self.runtime, self.feeds, self.clock = runtime, feeds, clock
+
+    def first(self) -> float:
+        """The first call alone (compilation for JIT runtimes), in ms."""
+        start = self.clock()
+        self.runtime.infer(self.feeds)
+        self.runtime.synchronize()
+        return (self.clock() - start) / 1e6
+
+    @abstractmethod
+    def window(self, done: Done) -> _Window:
+        """Run until ``done`` says so; every sample is one call on the batch."""
+
+
+class _SyncDriver(_Driver):
+    """One call at a time: infer + synchronize, optionally bracketed by CUDA events."""
+
+    def __init__(self, runtime: Runtime, feeds: Any, clock: Clock, make_event: EventFactory) -> None:
+        super().__init__(runtime, feeds, clock)
+        stream = runtime.cuda_stream()
+        self.timer = _DeviceTimer(stream, make_event) if stream is not None else None
+
+    def window(self, done: Done) -> _Window:
+        runtime, feeds, clock, timer = self.runtime, self.feeds, self.clock, self.timer
+        samples: list[float] = []
+        device_samples: list[float] = []
+        start = clock()
+        elapsed = 0.0
+        while not done(samples, elapsed):
+            t0 = clock()
+            if timer:
+                timer.begin()
+            runtime.infer(feeds)
+            if timer:
+                timer.finish()
+            runtime.synchronize()
+            t1 = clock()
+            samples.append((t1 - t0) / 1e6)
+            if timer:  # read after the timestamp: elapsed_time is a host call outside the timed region
+                device_samples.append(timer.elapsed_ms())
+            elapsed = (t1 - start) / 1e9
+        return _Window(samples, device_samples, elapsed)
+
+
+class _ConcurrentDriver(_Driver):
+    """Keeps every request busy for the whole window, as benchmark_app does.
+
+    A request is timestamped once a slot is idle (waiting for the slot is not its latency)
+    and again in its completion callback. When ``done`` holds, no more requests start; the
+    window ends when the last one in flight completes.
+    """
+
+    runtime: ConcurrentRuntime
+
+    def window(self, done: Done) -> _Window:
+        runtime, feeds, clock = self.runtime, self.feeds, self.clock
+        samples: list[float] = []  # appended from the runtime's callback threads
+        start = clock()
+        while not done(samples, (clock() - start) / 1e9):
+            runtime.wait_idle()
+            t0 = clock()
+            runtime.submit(feeds, lambda t0=t0: samples.append((clock() - t0) / 1e6))
+        runtime.wait_all()
+        return _Window(samples, [], (clock() - start) / 1e9)
+
+
+class _Settled:
+    """Warm-up's end: floors met, then the running median stopped moving (or the cap)."""
+
+    def __init__(self, policy: MeasurePolicy) -> None:
+        self.policy, self.settled = policy, False
+
+    def __call__(self, samples: list[float], elapsed: float) -> bool:
+        p = self.policy
+        if elapsed >= p.max_warmup_seconds and samples:
+            return True
+        if len(samples) < p.warmup_iters or elapsed < p.warmup_seconds:
+            return False
+        w = p.settle_window
+        if w <= 0:
+            self.settled = True
+            return True
+        if len(samples) < 2 * w:
+            return False
+        recent, before = sorted(samples[-w:]), sorted(samples[-2 * w:-w])
+        previous = percentile(before, 50)
+        self.settled = abs(percentile(recent, 50) - previous) <= p.settle_tolerance * previous
+        return self.settled
+
+
+class _StopRule:
+    """The timed window's end: floors, then the median's interval within target, or a cap.
+
+    The interval needs a sort, so it is checked at counts growing by 20 %: the cost stays
+    linear in the number of samples.
+    """
+
+    def __init__(self, policy: MeasurePolicy) -> None:
+        self.policy, self.reason = policy, ""
+        self._next_check = policy.min_iters
+
+    def __call__(self, samples: list[float], elapsed: float) -> bool:
+        p, n = self.policy, len(samples)
+        if n and n >= p.max_iters:
+            self.reason = "iteration cap"
+        elif n and elapsed >= p.max_seconds:
+            self.reason = "time cap"
+        elif n >= p.min_iters and elapsed >= p.min_seconds and n >= self._next_check:
+            self._next_check = max(n + 1, int(n * 1.2))
+            data = sorted(samples)
+            if relative_half_width(median_interval(data), percentile(data, 50)) <= p.ci_target:
+                self.reason = "median interval within target"
+        return bool(self.reason)
+
+
 def measure(runtime: Runtime, feeds: Any, batch: int, policy: MeasurePolicy = MeasurePolicy(),
             clock: Clock = time.perf_counter_ns, make_event: EventFactory = cuda_event) -> Measurement:
-    """Warm up, then time ``infer`` + ``synchronize`` until the policy's stop rule holds.
+    """Warm up until settled, then time calls until the stop rule holds.
 
-    Host wall time per iteration is always recorded; where the runtime exposes its CUDA
-    stream, CUDA events on that stream also give the GPU time of each iteration.
+    Host wall time per call is always recorded; where the runtime exposes its CUDA stream,
+    CUDA events on that stream also give the GPU time of each call.
     """
-    start = clock()
-    runtime.infer(feeds)
-    runtime.synchronize()
-    first_ms = (clock() - start) / 1e6
-
-    warm_start, warm_iters = clock(), 0
-    while warm_iters < policy.warmup_iters or (clock() - warm_start) / 1e9 < policy.warmup_seconds:
-        runtime.infer(feeds)
-        runtime.synchronize()
-        warm_iters += 1
-        if (clock() - warm_start) / 1e9 > policy.max_seconds:
-            break
-
-    stream = runtime.cuda_stream()
-    timer = _DeviceTimer(stream, make_event) if stream is not None else None
-    samples: list[float] = []
-    device_samples: list[float] = []
-    window_start = clock()
-    elapsed = 0.0
-    while not should_stop(len(samples), elapsed, policy):
-        t0 = clock()
-        if timer:
-            timer.begin()
-        runtime.infer(feeds)
-        if timer:
-            timer.finish()
-        runtime.synchronize()
-        t1 = clock()
-        samples.append((t1 - t0) / 1e6)
-        if timer:  # read after the timestamp: elapsed_time is a host call outside the timed region
-            device_samples.append(timer.elapsed_ms())
-        elapsed = (t1 - window_start) / 1e9
-
-    result = Measurement(batch=batch, items_per_call=runtime.items_per_call(batch), samples_ms=samples,
-                         window_seconds=elapsed, first_inference_ms=first_ms, warmup_iters=warm_iters,
-                         timed_region=runtime.timed_region, device_samples_ms=device_samples)
-    if result.stats.cv > policy.cv_warning:
-        result.warnings.append(f"noisy: coefficient of variation {result.stats.cv:.0%} > {policy.cv_warning:.0%}")
+    in_flight = runtime.requests_in_flight() if isinstance(runtime, ConcurrentRuntime) else 1
+    driver: _Driver = (_ConcurrentDriver(runtime, feeds, clock) if in_flight > 1
+                       else _SyncDriver(runtime, feeds, clock, make_event))
+    first_ms = driver.first()
+    settled = _Settled(policy)
+    warm = driver.window(settled)
+    stop = _StopRule(policy)
+    timed = driver.window(stop)
+    result = Measurement(batch=batch, samples_ms=timed.samples_ms, window_seconds=timed.seconds,
+                         first_inference_ms=first_ms, warmup_iters=len(warm.samples_ms),
+                         timed_region=runtime.timed_region, warmup_settled=settled.settled,
+                         stop_reason=stop.reason, requests_in_flight=in_flight,
+                         device_samples_ms=timed.device_samples_ms)
+    if result.median_ci_rel > policy.ci_target:
+        low, high = result.median_ci_ms
+        result.warnings.append(f"noisy: the median is known only to ±{result.median_ci_rel:.1%} (95 % interval "
+                               f"{low:.3f}–{high:.3f} ms) after {result.stats.n} calls; stopped at the {stop.reason}")
+    if not settled.settled:
+        result.warnings.append(f"warm-up did not settle within {policy.max_warmup_seconds:.0f} s")
     return result
-
-
-def should_stop(iterations: int, elapsed_seconds: float, policy: MeasurePolicy) -> bool:
-    """At least min_iters and min_seconds, or either maximum reached."""
-    if iterations >= policy.max_iters or elapsed_seconds >= policy.max_seconds:
-        return iterations > 0
-    return iterations >= policy.min_iters and elapsed_seconds >= policy.min_seconds

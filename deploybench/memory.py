@@ -1,4 +1,4 @@
-"""Memory figures for one cell: host RSS sampled in the background, device memory from NVML."""
+"""Memory figures of one window: host RSS from the kernel's high-water mark, device memory from NVML."""
 
 from __future__ import annotations
 
@@ -10,11 +10,18 @@ from pathlib import Path
 from typing import Any
 
 
+RSS_SOURCES = ("kernel", "sampled")
+KERNEL_RSS = "kernel high-water mark (VmHWM, reset at the window's start)"
+NVML_DEVICE = "NVML per-process used memory, sampled"
+
+
 @dataclass
 class MemoryReport:
     baseline_rss_mb: float
     peak_rss_mb: float
     peak_device_mb: float | None
+    rss_source: str = KERNEL_RSS
+    device_source: str | None = None  # None: no NVML-visible GPU
 
     @property
     def rss_growth_mb(self) -> float:
@@ -40,47 +47,82 @@ def _kernel_peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-class MemorySampler:
-    """Samples this process's RSS (and its NVML GPU memory) on a background thread."""
+def reset_kernel_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux 4.0+: ``5`` into clear_refs); False where that is refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
 
-    def __init__(self, interval_s: float = 0.01) -> None:
+
+class MemorySampler:
+    """Peak host RSS and device memory of one window (``with MemorySampler() as m: ...``).
+
+    Host RSS comes from the kernel's own high-water mark, reset when the window opens: it is
+    exact and costs nothing while the window runs. Where it cannot be reset (not Linux,
+    ``rss="sampled"``), a background thread samples RSS instead. Device memory always comes
+    from one source, NVML's per-process figure (it sees the CUDA context, TensorRT's and ONNX
+    Runtime's own allocations and torch's cache alike), sampled by that thread. The thread
+    runs at the lowest scheduling priority and only when it has something to sample, so on a
+    CPU-only machine nothing shares the cores with the timed loop.
+    """
+
+    def __init__(self, interval_s: float = 0.05, rss: str = "kernel") -> None:
         import psutil
 
+        assert rss in RSS_SOURCES, rss
         self._process = psutil.Process(os.getpid())
         self._interval = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="deploybench-memory", daemon=True)
         self._nvml = _NvmlProbe()
-        self.baseline = _rss_bytes(self._process)
-        self.peak = self.baseline
+        self._sample_rss = rss == "sampled"
+        self._thread: threading.Thread | None = None
+        self.baseline = self.peak = 0
         self.peak_device: int | None = None
+        self.rss_source = KERNEL_RSS
 
     def _sample(self) -> None:
-        self.peak = max(self.peak, _rss_bytes(self._process))
+        if self._sample_rss:
+            self.peak = max(self.peak, _rss_bytes(self._process))
         device = self._nvml.used_by(os.getpid())
         if device is not None:
             self.peak_device = max(self.peak_device or 0, device)
 
     def _run(self) -> None:
+        try:  # a Linux thread is a task with its own nice value; raising it needs no privilege
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
         while not self._stop.wait(self._interval):
             self._sample()
 
     def __enter__(self) -> "MemorySampler":
-        self._thread.start()
+        if not self._sample_rss and not reset_kernel_peak_rss():
+            self._sample_rss = True
+        if self._sample_rss:
+            self.rss_source = f"RSS sampled every {self._interval * 1e3:.0f} ms"
+        self.baseline = self.peak = _rss_bytes(self._process)
+        if self._sample_rss or self._nvml.available:
+            self._thread = threading.Thread(target=self._run, name="deploybench-memory", daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         self._sample()
-        # The kernel's own high-water mark catches spikes between samples.
+        # The kernel's high-water mark also catches spikes between samples.
         self.peak = max(self.peak, _kernel_peak_rss_bytes())
         self._nvml.close()
 
-    def report(self, allocator_peak: int | None = None) -> MemoryReport:
-        device = max(filter(None, (self.peak_device, allocator_peak)), default=None)
+    def report(self) -> MemoryReport:
+        device = self.peak_device
         return MemoryReport(baseline_rss_mb=self.baseline / 2**20, peak_rss_mb=self.peak / 2**20,
-                            peak_device_mb=device / 2**20 if device is not None else None)
+                            peak_device_mb=device / 2**20 if device is not None else None, rss_source=self.rss_source,
+                            device_source=f"{NVML_DEVICE} every {self._interval * 1e3:.0f} ms" if self._nvml.available else None)
 
 
 class _NvmlProbe:
@@ -96,6 +138,10 @@ class _NvmlProbe:
             self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
         except Exception:  # no library, no driver, no GPU
             self._nvml = None
+
+    @property
+    def available(self) -> bool:
+        return bool(self._handles)
 
     def used_by(self, pid: int) -> int | None:
         if not self._handles:

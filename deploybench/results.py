@@ -42,15 +42,22 @@ class Row:
     throughput: float | None = None
     items_per_call: int | None = None
     window_seconds: float | None = None
+    median_ci_ms: list[float] | None = None  # 95 % confidence interval of the median (stats["median"])
+    stop_reason: str = ""  # what ended the timed window: the interval reached its target, or a cap
+    warmup_iters: int | None = None
+    requests_in_flight: int = 1  # > 1: OpenVINO throughput mode; each sample is still one call on `batch`
+    batch_shape: str | None = None  # "static": built/compiled for this batch; "dynamic": a batch range
     first_inference_ms: float | None = None
     load_seconds: float | None = None
-    memory: dict[str, float | None] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)  # figures in MB, plus rss_source and device_source
     artifact: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] | None = None
     parity_reference: str | None = None  # what parity compared against, e.g. "pytorch-fp32"
     runtime_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     weights: str = ""  # which weights the model ran with: random (seed N), pretrained, checkpoint PATH (full/partial)
+    triage: dict[str, Any] | None = None  # compare --triage: deploybench.triage.Triage.to_dict() of a failing row
+    utilization: dict[str, Any] | None = None  # GPU rows: achieved TFLOP/s and share of the dense peak
 
     @property
     def key(self) -> str:

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from deploybench import batch as batches
-from deploybench import isolation, registry
+from deploybench import isolation, peak, registry
 from deploybench.artifact import Artifact, BatchRange
 from deploybench.cache import ArtifactCache
 from deploybench.cell import Cell, run_in_chunks
@@ -77,11 +77,18 @@ class SweepConfig:
     shard: tuple[int, int] = (1, 1)  # this shard (1-based) of N
     retry_failed: bool = False  # with a resumed Results: run again the cells that did not end "ok"
     sample: tuple[str, ...] = ("rss",)  # what to sample during a run (a target's "sample"): rss, nvml, tegrastats
+    dynamic_batch: bool = False  # time the dynamic-batch artifact instead of one built for each batch
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
         """The sizes to try: the given list, or the doubling ladder for ``auto``."""
         return AUTO_BATCHES if self.batches == "auto" else self.batches  # type: ignore[return-value]
+
+    def model_ref(self, name: str) -> ModelRef:
+        """``name`` with the weights this sweep asks for."""
+        return ModelRef(name, pretrained=self.pretrained, checkpoint=self.checkpoint,
+                        trust_checkpoint=self.trust_checkpoint, checkpoint_partial=self.checkpoint_partial,
+                        data_init=self.data_init)
 
     def validate(self) -> list[str]:
         """Refuse what cannot run, before any model is resolved; returns warnings worth printing once.
@@ -118,7 +125,7 @@ def threads_warnings(threads: int | None) -> list[str]:
     if threads is None:
         return []
     if threads < 1:
-        raise UsageError(f"--threads {threads} is not a thread count; pass 1 or more (default: every usable core)")
+        raise UsageError(f"--threads {threads} is not a thread count; pass 1 or more (default: the physical cores)")
     cores = os.cpu_count() or 1
     if threads > cores:
         return [f"--threads {threads} is more than the {cores} logical cores of this machine: the runtimes' threads "
@@ -153,6 +160,7 @@ class SkippedCell:
     precision: str
     reason: str
     precision_unsupported: bool = False  # the runtime has no such precision: summarised per model
+    device: str = "cpu"
 
     def __str__(self) -> str:
         return f"{self.model} {self.runtime} {self.precision}: {self.reason}"
@@ -171,7 +179,7 @@ def summarise_skips(skipped: list[SkippedCell]) -> list[str]:
     lines = []
     for (model, cause), cells in groups.items():
         if cells[0].precision_unsupported:  # each runtime with the precisions it has
-            has = [f"{c.runtime} ({', '.join(registry.runtimes.get(c.runtime).precisions)})" for c in cells]
+            has = [f"{c.runtime} ({', '.join(registry.runtimes.get(c.runtime).precisions_on(c.device))})" for c in cells]
             lines.append(f"{model} {cause} {', '.join(has)}")
         else:
             lines.append(f"{model} {', '.join(f'{c.runtime} {c.precision}' for c in cells)}: {cause}")
@@ -222,7 +230,8 @@ def plan(config: SweepConfig, model: str, spec: ModelSpec | None = None) -> tupl
                 why = f"{runtime}: {available.reason}"
             if why:
                 unsupported = not no_gpu and not source_why and precision not in runtime_cls.precisions
-                skipped.append(SkippedCell(model, runtime, precision, why, precision_unsupported=unsupported))
+                skipped.append(SkippedCell(model, runtime, precision, why, precision_unsupported=unsupported,
+                                           device=config.device))
             else:
                 cells.append(PlannedCell(model, runtime, fmt, precision, artifact_precision))
     return cells, skipped
@@ -305,6 +314,19 @@ def _export_batch_range(batches: tuple[int, ...]) -> BatchRange:
     return replace(default, max=max(default.max, *batches))
 
 
+def export_batch(static_per_batch: bool, batch: int, batches: tuple[int, ...], dynamic: bool) -> BatchRange:
+    """The batch range of the artifact a cell at ``batch`` times.
+
+    Formats whose tools make static shapes faster (TensorRT) get one artifact per batch,
+    min = opt = max = batch, the one ``deploybench export --batch N`` writes. The others
+    share the dynamic default and are fixed to the batch at load where their runtime can
+    (OpenVINO reshapes before compiling). ``dynamic`` keeps the shared dynamic artifact.
+    """
+    if static_per_batch and not dynamic:
+        return BatchRange(batch, batch, batch)
+    return _export_batch_range(batches)
+
+
 def shard_of(key: str, shards: int) -> int:
     """A stable 1-based shard for a cell key (the same on every machine and Python).
 
@@ -333,6 +355,8 @@ class Sweep:
         # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
         self.done = {row.key for row in results.rows if row.status == "ok" or not config.retry_failed}
         self.skipped: list[SkippedCell] = []
+        # GPU rows get their share of the device's dense peak (deploybench.peak).
+        self.gpu = peak.local_gpu() if config.device.startswith("cuda") else None
 
     def nothing_ran(self) -> str | None:
         """Why this sweep produced no row at all, or None when it has rows (or is one shard of several)."""
@@ -366,10 +390,7 @@ class Sweep:
 
     def _run_model(self, model_name: str) -> None:
         config = self.config
-        ref = ModelRef(model_name, pretrained=config.pretrained, checkpoint=config.checkpoint,
-                       trust_checkpoint=config.trust_checkpoint, checkpoint_partial=config.checkpoint_partial,
-                       data_init=config.data_init)
-        spec = resolve(ref)
+        spec = resolve(config.model_ref(model_name))
         for note in spec.notes:
             self.progress(f"{spec.name}: {note}")
         planned, skipped = plan(config, model_name, spec)
@@ -384,26 +405,35 @@ class Sweep:
                                     dataset_arrays(spec, config), origin)
         if spec.checkpoint_load is not None:  # what the checkpoint matched is known once the model is built
             self.progress(f"{spec.name}: weights {spec.weights}")
+        flops = peak.model_flops(spec) if self.gpu else None
         for item in todo:
-            artifact_dir, export_info = self._artifact(spec, item)
+            exported: dict[BatchRange, tuple[str | None, dict]] = {}
             for batch in batches:
                 key = self._key(spec, item, batch)
                 if key in self.done or not self._in_shard(key):
                     continue
-                row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference))
+                batch_range = self._export_batch(item, batch)
+                if batch_range not in exported:
+                    exported[batch_range] = self._artifact(spec, item, batch_range)
+                artifact_dir, export_info = exported[batch_range]
+                row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference), flops)
                 if config.batches == "auto" and self._auto_stop(spec, item, row):
                     break
 
     def _key(self, spec: ModelSpec, item: PlannedCell, batch: int) -> str:
         return Row(spec.name, item.format, item.runtime, self.config.device, item.precision, batch).key
 
-    def _artifact(self, spec: ModelSpec, item: PlannedCell) -> tuple[str | None, dict]:
+    def _export_batch(self, item: PlannedCell, batch: int) -> BatchRange:
+        static = item.format != PYTORCH_FORMAT and registry.exporters.get(item.format).static_per_batch
+        return export_batch(static, batch, self.config.batch_sizes, self.config.dynamic_batch)
+
+    def _artifact(self, spec: ModelSpec, item: PlannedCell, batch: BatchRange) -> tuple[str | None, dict]:
         """Export through the cache; returns the folder (None for the module) or the failure."""
         if item.format == PYTORCH_FORMAT:
             return None, {}
         exporter = registry.exporters.get(item.format)()
         options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device,
-                          batch=_export_batch_range(self.config.batch_sizes))
+                          batch=batch)
         self.progress(f"{spec.name}: export {item.format} {item.artifact_precision} ...")
         try:
             artifact, hit = self.cache.get_or_export(exporter, spec, options)
@@ -416,12 +446,12 @@ class Sweep:
                                                  if artifact.manifest.get(k) is not None}}
 
     def _run_cell(self, spec: ModelSpec, item: PlannedCell, batch: int, artifact_dir: str | None,
-                  export_info: dict, reference: str) -> Row:
+                  export_info: dict, reference: str, flops: int | None = None) -> Row:
         config = self.config
         cell = Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime, batch=batch,
                     device=config.device, precision=item.precision, artifact_dir=artifact_dir, reference=reference,
                     runtime_options=replace(config.runtime_options, device=config.device, precision=item.precision,
-                                            threads=config.threads),
+                                            threads=config.threads, dynamic_batch=config.dynamic_batch),
                     policy=config.policy, tolerance=config.tolerance,
                     plugin_modules=tuple(registry.dynamic_plugin_modules()), sample=config.sample)
         label = f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}"
@@ -435,6 +465,7 @@ class Sweep:
             if row.parity is not None:
                 row.parity_reference = reference_source(spec).label
         row.weights = spec.weights
+        peak.annotate(row, flops, self.gpu)
         self._record(row)
         self.progress(f"{label}: {describe(row)}")
         return row

@@ -43,10 +43,22 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def strict_fp32() -> None:
-    """The FP32 reference: no TF32 in matmuls or convolutions."""
+def set_tf32(allowed: bool) -> None:
+    """TensorFloat-32 in CUDA matmuls and cuDNN convolutions: off is IEEE fp32, on is ``tf32``."""
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+    torch.set_float32_matmul_precision("high" if allowed else "highest")
+
+
+def tf32_enabled() -> bool:
+    """Whether either CUDA path would use TF32 now (what a runtime records)."""
+    import torch
+
+    return bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+
+
+def strict_fp32() -> None:
+    """The FP32 reference: no TF32 in matmuls or convolutions."""
+    set_tf32(False)

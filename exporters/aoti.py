@@ -1,4 +1,9 @@
-"""torch.export + AOTInductor: a compiled ``.pt2`` package for CPU or CUDA."""
+"""torch.export + AOTInductor: a compiled ``.pt2`` package for CPU or CUDA.
+
+CPU kernels ask OpenMP for their thread count at run time (see ``INDUCTOR_CONFIGS``), so one
+package follows the runtime's ``--threads``. CUDA packages are compiled with TF32 off, so an
+fp32 package computes IEEE fp32.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from typing import Any
 
 from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
 from deploybench.models import ModelSpec
-from deploybench.torch_utils import module_for, torch_dtype
+from deploybench.torch_utils import module_for, set_tf32, torch_dtype
+
 
 # Inductor bakes `#pragma omp parallel num_threads(N)` into CPU kernels, N being torch's thread
 # count at export, whenever that differs from os.cpu_count(): a package exported under one
@@ -26,6 +32,10 @@ class AotiExporter(Exporter):
     precisions = ("fp32", "fp16", "bf16")
     check_runtime = "aoti"
 
+    def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
+        # Packages compiled with other Inductor settings (threads baked in) are other artifacts.
+        return {**super().cache_identity(options), "inductor_configs": INDUCTOR_CONFIGS}
+
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
         import torch
 
@@ -34,13 +44,12 @@ class AotiExporter(Exporter):
         dynamic = None
         if options.batch.dynamic:
             dynamic = ({0: torch.export.Dim("batch", min=options.batch.min, max=options.batch.max)},)
+        if options.device.startswith("cuda"):
+            set_tf32(False)  # Triton matmul templates take allow_tf32 from the flags at compile time
         with torch.no_grad():
             program = torch.export.export(module, (example,), dynamic_shapes=dynamic)
             path = out_dir / "model.pt2"
             torch._inductor.aoti_compile_and_package(program, package_path=str(path),
                                                      inductor_configs=dict(INDUCTOR_CONFIGS))
-        return path.name, {"inductor_configs": dict(INDUCTOR_CONFIGS)}
-
-    def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
-        # Packages compiled with other Inductor settings (threads baked in) are other artifacts.
-        return {**super().cache_identity(options), "inductor_configs": INDUCTOR_CONFIGS}
+        return path.name, {"inductor_configs": dict(INDUCTOR_CONFIGS),
+                           "tf32": False if options.device.startswith("cuda") else None}

@@ -38,6 +38,9 @@ class ExportOptions:
     calib_size: int = 64
     workspace_gb: float = 4.0
     timing_cache: str | None = None  # TensorRT; the cache folder fills this in
+    # Layers kept in FP32 inside a lower-precision artifact, named as in the FP32 graph
+    # (what ``deploybench triage`` suggests); formats that support it list ``keep_fp32_precisions``.
+    keep_fp32: tuple[str, ...] = ()
 
 
 class Exporter(ABC):
@@ -51,6 +54,9 @@ class Exporter(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     dynamic_batch: ClassVar[bool] = True
+    # True: a comparison builds one artifact per timed batch (min = opt = max = batch), as
+    # trtexec --shapes users do, because this format's tools make static shapes faster.
+    static_per_batch: ClassVar[bool] = False
     # The runtime that loads the result back once after export.
     check_runtime: ClassVar[str | None] = None
     # ExportOptions fields that change this format's artifact (the cache key uses them).
@@ -59,6 +65,8 @@ class Exporter(ABC):
     key_libraries: ClassVar[tuple[str, ...]] = ("torch",)
     # False where the format can also be made from an existing ONNX file (runtime-only models).
     needs_module: ClassVar[bool] = True
+    # Precisions at which named layers can stay in FP32 (ExportOptions.keep_fp32).
+    keep_fp32_precisions: ClassVar[tuple[str, ...]] = ()
 
     # -- the template method ---------------------------------------------------------
     def validate(self, model: ModelSpec, options: ExportOptions) -> None:
@@ -72,6 +80,9 @@ class Exporter(ABC):
                                    f"supported: {', '.join(self.devices)}")
         if options.batch.dynamic and not self.dynamic_batch:
             raise UnsupportedError(f"{self.name} artifacts have a static batch; pass one batch size")
+        if options.keep_fp32 and options.precision not in self.keep_fp32_precisions:
+            can = f"only at {', '.join(self.keep_fp32_precisions)}" if self.keep_fp32_precisions else "at no precision"
+            raise UnsupportedError(f"{self.name} can keep layers in FP32 {can}, not at {options.precision}")
         if why := self.source_problem(model):
             raise UnsupportedError(why)
 
@@ -140,8 +151,11 @@ class Exporter(ABC):
 
     def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
         versions = library_versions()
-        return {"format": self.name, "options": {k: _jsonable(getattr(options, k)) for k in self.key_options},
-                "libraries": {k: versions.get(k) for k in self.key_libraries}}
+        identity = {"format": self.name, "options": {k: _jsonable(getattr(options, k)) for k in self.key_options},
+                    "libraries": {k: versions.get(k) for k in self.key_libraries}}
+        if options.keep_fp32:  # only when set, so every artifact cached before the option keeps its key
+            identity["keep_fp32"] = sorted(options.keep_fp32)
+        return identity
 
     @abstractmethod
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:

@@ -1,16 +1,23 @@
-"""ONNX through torch.onnx's dynamo exporter, falling back to the TorchScript-based one."""
+"""ONNX through torch.onnx's dynamo exporter, falling back to the TorchScript-based one.
+
+FP16 graphs are converted from the FP32 graph by onnxruntime's float16 converter (FP32
+inputs and outputs, Casts at the borders), so named layers can stay in FP32 and the
+FP16 graph's node names are the FP32 graph's.
+"""
 
 from __future__ import annotations
 
+import copy
+import heapq
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from deploybench.errors import ExportError, first_line
 from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
 from deploybench.models import ModelSpec
-from deploybench.torch_utils import flatten_outputs, module_for, torch_dtype
+from deploybench.torch_utils import flatten_outputs
 
 log = logging.getLogger(__name__)
 # Above this size protobuf cannot hold the weights inline; they go to an external-data file.
@@ -26,8 +33,9 @@ class OnnxExporter(Exporter):
     precisions = ("fp32", "fp16")
     check_runtime = "onnxruntime"
     key_options = ("precision", "batch", "opset", "simplify")
-    key_libraries = ("torch", "onnx", "onnxscript", "onnxslim")
+    key_libraries = ("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime")
     needs_module = False  # an ONNX file is its own artifact
+    keep_fp32_precisions = ("fp16",)
 
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
         if model.onnx_path is not None:
@@ -35,9 +43,10 @@ class OnnxExporter(Exporter):
         import onnx
         import torch
 
-        # Export on the CPU: the graph is the same, and it needs no GPU at export time.
-        module = module_for(model.build(), "cpu", options.precision)
-        example = example_inputs(model, trace_batch(options), torch_dtype(options.precision))
+        # Export on the CPU in FP32: the graph is the same, it needs no GPU at export time, and
+        # FP16 is a conversion of this graph (below).
+        module = model.build()
+        example = example_inputs(model, trace_batch(options))
         with torch.no_grad():
             n_outputs = len(flatten_outputs(module(example)))
         output_names = ["output"] if n_outputs == 1 else [f"output{i}" for i in range(n_outputs)]
@@ -57,10 +66,13 @@ class OnnxExporter(Exporter):
             exporter = "torchscript"
         if options.simplify:
             self._simplify(path, large)
+        if options.precision == "fp16":
+            fp16 = to_float16(onnx.load(str(path)), options.keep_fp32)
+            onnx.save(fp16, str(path), save_as_external_data=large, location=f"{path.name}.data" if large else None)
         onnx.checker.check_model(str(path))  # the path form handles external data
         opset = next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
         return path.name, {"onnx_exporter": exporter, "opset": opset, "external_data": large,
-                           "simplified": options.simplify}
+                           "simplified": options.simplify, "kept_fp32": list(options.keep_fp32)}
 
     @staticmethod
     def _copy_file(source: Path, out_dir: Path) -> tuple[str, dict[str, Any]]:
@@ -106,6 +118,47 @@ class OnnxExporter(Exporter):
 
         slim = onnxslim.slim(onnx.load(str(path)))
         onnx.save(slim, str(path), save_as_external_data=large, location=f"{path.name}.data" if large else None)
+
+
+def to_float16(model: Any, keep_fp32: Sequence[str] = ()) -> Any:
+    """``model`` (an FP32 ``onnx.ModelProto``) in FP16, keeping FP32 inputs, outputs and the nodes named in ``keep_fp32``."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    names = {node.name for node in model.graph.node}
+    unknown = sorted(set(keep_fp32) - names)
+    if unknown:
+        raise ExportError(f"cannot keep {', '.join(unknown[:3])} in FP32: the ONNX graph has no node of that name; "
+                          "use the layer names deploybench triage prints")
+    # Shape inference runs on a copy; the converter would otherwise rewrite the caller's graph.
+    converted = convert_float_to_float16(copy.deepcopy(model), keep_io_types=True, node_block_list=list(keep_fp32))
+    _sort_topologically(converted.graph)  # the converter appends its Casts at the end
+    # Its value_info can keep FP16 types on the outputs of kept nodes; the types are optional, so they go.
+    del converted.graph.value_info[:]
+    return converted
+
+
+def _sort_topologically(graph: Any) -> None:
+    """Reorder ``graph.node`` so that every node follows the producers of its inputs (Kahn, stable)."""
+    nodes = list(graph.node)
+    producer = {name: index for index, node in enumerate(nodes) for name in node.output}
+    waiting = [len({producer[name] for name in node.input if name in producer}) for node in nodes]
+    consumers: dict[int, list[int]] = {}
+    for index, node in enumerate(nodes):
+        for source in {producer[name] for name in node.input if name in producer}:
+            consumers.setdefault(source, []).append(index)
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    ordered = []
+    while ready:
+        index = heapq.heappop(ready)
+        ordered.append(nodes[index])
+        for consumer in consumers.get(index, ()):
+            waiting[consumer] -= 1
+            if waiting[consumer] == 0:
+                heapq.heappush(ready, consumer)
+    if len(ordered) == len(nodes):  # a cycle is left as it was, for onnx.checker to report
+        del graph.node[:]
+        graph.node.extend(ordered)
 
 
 def _batch_is_symbolic(path: Path) -> bool:

@@ -25,6 +25,7 @@ class OpenVinoExporter(Exporter):
     key_options = ("precision", "batch", "calib_data", "calib_size")
     key_libraries = ("torch", "openvino", "nncf")
     needs_module = False  # convert_model reads ONNX files too
+    keep_fp32_precisions = ("int8",)
 
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
         import openvino as ov
@@ -41,28 +42,40 @@ class OpenVinoExporter(Exporter):
             port.get_tensor().set_names({spec.name})
         extra: dict[str, Any] = {}
         if options.precision == "int8":
-            ov_model, extra = self._quantize(ov_model, model, options)
+            ov_model, extra = quantize_int8(ov_model, model, options)
         path = out_dir / "model.xml"
         # INT8 keeps its FP32 scales; FP16 compresses the weights only (compute precision is the runtime's).
         ov.save_model(ov_model, str(path), compress_to_fp16=options.precision == "fp16")
         return path.name, extra
 
-    @staticmethod
-    def _quantize(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tuple[Any, dict[str, Any]]:
-        import nncf
 
-        if model.extra_inputs:
-            raise UnsupportedError(f"INT8 calibration feeds one image input and {model.name} has {len(model.inputs)} "
-                                   "inputs; quantize it yourself and pass the quantized file, or use fp32/fp16")
-        samples, origin = calibration_samples(model, options)
-        dataset = nncf.Dataset([sample[None] for sample in samples])
-        ignored, kept = None, None
-        if model.int8_float_scope is not None:
-            patterns, types = model.int8_float_scope(model.build())
-            ignored = nncf.IgnoredScope(patterns=list(patterns), types=list(types), validate=False)
-            kept = {"patterns": list(patterns), "types": list(types)}
-        # NNCF draws progress bars on stdout, which belongs to deploybench's tables.
-        with contextlib.redirect_stdout(sys.stderr):
-            quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples), ignored_scope=ignored)
-        return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf",
-                           "kept_in_float": kept}
+def quantize_int8(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tuple[Any, dict[str, Any]]:
+    """NNCF post-training INT8 of ``ov_model``.
+
+    Left in float: the model's own float scope (a YOLO head's box decoding) and the ops named
+    in ``options.keep_fp32`` (names as triage reports them), inputs and weights.
+    """
+    import nncf
+
+    if model.extra_inputs:
+        raise UnsupportedError(f"INT8 calibration feeds one image input and {model.name} has {len(model.inputs)} "
+                               "inputs; quantize it yourself and pass the quantized file, or use fp32/fp16")
+    samples, origin = calibration_samples(model, options)
+    dataset = nncf.Dataset([sample[None] for sample in samples])
+    patterns: list[str] = []
+    types: list[str] = []
+    if model.int8_float_scope is not None:
+        scope_patterns, scope_types = model.int8_float_scope(model.build())
+        patterns, types = list(scope_patterns), list(scope_types)
+    names = list(options.keep_fp32)
+    ignored = None
+    if names or patterns or types:
+        # The float scope is written for a family of models, so parts of it may match nothing
+        # here; names the user kept must all exist, and are checked when the scope is alone.
+        ignored = nncf.IgnoredScope(names=names, patterns=patterns, types=types, validate=not (patterns or types))
+    # NNCF draws progress bars on stdout, which belongs to deploybench's tables.
+    with contextlib.redirect_stdout(sys.stderr):
+        quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples), ignored_scope=ignored)
+    kept = {"patterns": patterns, "types": types} if (patterns or types) else None
+    return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf",
+                       "kept_in_float": kept, "kept_fp32": names}

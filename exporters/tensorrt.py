@@ -45,7 +45,9 @@ class TensorRTExporter(Exporter):
     extra = "tensorrt"
     devices = ("cuda",)
     precisions = PRECISIONS
+    keep_fp32_precisions = ("fp16", "bf16", "int8")
     check_runtime = "tensorrt"
+    static_per_batch = True  # kernels are chosen for the profile's opt shape
     key_options = ("precision", "batch", "workspace_gb", "opset", "calib_data", "calib_size")
     key_libraries = ("torch", "onnx", "onnxscript", "tensorrt")
     needs_module = False  # built from the ONNX artifact, which an ONNX file already is
@@ -151,6 +153,8 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
         config.int8_calibrator = calibrator
         info.update(calibration=origin, calibration_samples=calibrator.used, calibrator="IInt8EntropyCalibrator2")
 
+    if options.keep_fp32:
+        info["kept_fp32"] = keep_layers_fp32(trt, network, config, options.keep_fp32)
     info["timing_cache_reused"] = _attach_timing_cache(config, cache_file)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -160,6 +164,25 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
     _save_timing_cache(config, cache_file)
     info["timing_cache"] = str(cache_file)
     return memoryview(plan), info  # no copy: engines of large models are hundreds of MB
+
+
+def keep_layers_fp32(trt: Any, network: Any, config: Any, names: tuple[str, ...]) -> list[str]:
+    """Pin the named layers (ONNX node names; the parser names layers after them) to FP32."""
+    wanted, kept = set(names), []
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.name in wanted:
+            layer.precision = trt.float32
+            for output in range(layer.num_outputs):
+                layer.set_output_type(output, trt.float32)
+            kept.append(layer.name)
+    missing = sorted(wanted - set(kept))
+    if missing:
+        raise ExportError(f"cannot keep {', '.join(missing[:3])} in FP32: the TensorRT network has no layer of that "
+                          "name; use the layer names deploybench triage prints")
+    # Without this flag TensorRT treats layer precisions as hints and may still pick FP16/INT8.
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    return kept
 
 
 def _python_logger(trt: Any) -> Any:
@@ -186,10 +209,13 @@ def _entropy_calibrator(trt: Any, samples: np.ndarray, batch: int) -> Any:
     """An ``IInt8EntropyCalibrator2`` that feeds ``samples`` in batches of ``batch`` from one device buffer."""
     import torch
 
+    if len(samples) == 0:
+        raise ExportError("INT8 calibration got no samples: raise --calib-size or add images to --calib-data")
+    if len(samples) < batch:
+        # An engine built for one large batch calibrates on batches of that size: repeat the
+        # samples to fill one (the histograms keep their shape; duplicates add no information).
+        samples = samples[np.arange(batch) % len(samples)]
     usable = len(samples) // batch * batch
-    if usable == 0:
-        raise ExportError(f"INT8 calibration needs at least {batch} samples (the profile's opt batch); "
-                          f"got {len(samples)}: raise --calib-size or add images to --calib-data")
     samples = np.ascontiguousarray(samples[:usable], dtype=np.float32)
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):

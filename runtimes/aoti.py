@@ -14,6 +14,8 @@ class AotiRuntime(TorchRuntimeBase):
     aliases = ("aotinductor", "pt2")
     formats = ("aoti",)
     call = "compiled package call"
+    # TF32 is decided when the package is compiled (exported with TF32 off), not at load.
+    precisions = ("fp32", "fp16", "bf16")
 
     def _open(self, artifact: Artifact) -> Any:
         import torch._inductor

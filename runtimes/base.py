@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -21,8 +22,30 @@ from deploybench.batch import Batch
 from deploybench.errors import RuntimeLoadError, UnsupportedError
 
 
+def usable_cpus() -> set[int]:
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
+def physical_cores(cpus: set[int] | None = None, sysfs: Path = Path("/sys/devices/system/cpu")) -> int:
+    """Physical cores among the CPUs this process may use (SMT siblings count once).
+
+    What ONNX Runtime and OpenVINO default to. Read from sysfs topology; where that is
+    missing, every usable CPU counts as a core.
+    """
+    cpus = usable_cpus() if cpus is None else cpus
+    cores = set()
+    for cpu in cpus:
+        topology = sysfs / f"cpu{cpu}" / "topology"
+        try:
+            cores.add((topology.joinpath("physical_package_id").read_text().strip(),
+                       topology.joinpath("core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(len(cores), 1)
+
+
 def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return physical_cores()
 
 
 @dataclass(frozen=True)
@@ -31,7 +54,7 @@ class RuntimeOptions:
 
     device: str = "cpu"
     precision: str = "fp32"
-    threads: int | None = None  # None: every usable core, recorded as a number
+    threads: int | None = None  # None: the physical cores this process may use, recorded as a number
     mode: str = "auto"  # openvino: latency|throughput|auto (auto: latency at batch 1)
     compile_mode: str = "default"  # torch-compile: default|max-autotune|reduce-overhead
     channels_last: bool = False
@@ -39,6 +62,9 @@ class RuntimeOptions:
     provider: str | None = None  # onnxruntime execution provider; None picks by device
     cuda_graphs: bool = False
     io_binding: bool = True
+    # False: run the shape the cell times (OpenVINO reshapes, ONNX Runtime fixes the batch
+    # dimension); True: keep the artifact's dynamic batch, to measure what it costs.
+    dynamic_batch: bool = False
 
     def resolved_threads(self) -> int:
         return self.threads or default_threads()
@@ -52,6 +78,8 @@ class Runtime(ABC):
     formats: ClassVar[tuple[str, ...]]  # artifact formats it loads
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # Precisions that exist on CUDA devices only (TF32 is an NVIDIA tensor-core mode).
+    cuda_only_precisions: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None
     # The timed region, in words, stored with every measurement. A runtime whose region depends
@@ -66,6 +94,12 @@ class Runtime(ABC):
 
     # -- lifecycle -------------------------------------------------------------------
     @classmethod
+    def precisions_on(cls, device: str) -> tuple[str, ...]:
+        """The precisions this runtime offers on ``device`` (tf32 only on CUDA)."""
+        cuda = device.startswith("cuda")
+        return tuple(p for p in cls.precisions if cuda or p not in cls.cuda_only_precisions)
+
+    @classmethod
     def supports(cls, fmt: str, device: str, precision: str) -> str | None:
         """Why this runtime cannot run the combination, or None if it can."""
         if fmt not in cls.formats:
@@ -74,6 +108,8 @@ class Runtime(ABC):
             return f"{cls.name} runs on {', '.join(cls.devices)}, not {device}"
         if precision not in cls.precisions:
             return f"{cls.name} supports precisions {', '.join(cls.precisions)}, not {precision}"
+        if precision in cls.cuda_only_precisions and not device.startswith("cuda"):
+            return f"{precision} is a CUDA precision; {cls.name} on {device} runs {precision} as fp32, so use fp32"
         return None
 
     def load(self, artifact: Artifact) -> "Runtime":
@@ -108,10 +144,6 @@ class Runtime(ABC):
         self.synchronize()
         return self.outputs()
 
-    def items_per_call(self, batch: int) -> int:
-        """Images one ``infer`` call processes (more than ``batch`` when requests run in parallel)."""
-        return batch
-
     def synchronize(self) -> None:
         """Wait for queued device work; CPU runtimes return from ``infer`` when done."""
 
@@ -119,8 +151,13 @@ class Runtime(ABC):
         """The CUDA stream the runtime launches on, for event timing; None when unseen or on CPU."""
         return None
 
-    def device_memory_peak(self) -> int | None:
-        """Peak device memory in bytes as the runtime's allocator saw it, when it can tell."""
+    def cross_check(self, input_shape: tuple[int, ...], median_ms: float,
+                    device_median_ms: float | None) -> dict[str, Any] | None:
+        """The runtime's own benchmark tool on the same artifact and shape, after unloading (e.g. trtexec).
+
+        Returns the tool's figures and the ratio of medians for the row's info; None where the
+        runtime has no such tool or it is not installed.
+        """
         return None
 
     # -- hooks ---------------------------------------------------------------------------
@@ -145,3 +182,28 @@ class Runtime(ABC):
     @abstractmethod
     def outputs(self) -> list[np.ndarray]:
         """Outputs of the last ``infer`` as float32-comparable numpy arrays on the host."""
+
+
+class ConcurrentRuntime(Runtime):
+    """A runtime that can keep several requests in flight (OpenVINO's throughput mode).
+
+    The harness drives it and owns the clock: it waits for an idle slot, timestamps, and
+    submits with a callback that the runtime calls (from any thread) when that request is
+    done. ``infer`` stays one synchronous call, for the first inference and parity.
+    """
+
+    @abstractmethod
+    def requests_in_flight(self) -> int:
+        """Requests kept busy for the prepared feeds; 1 means the harness times ``infer`` calls."""
+
+    @abstractmethod
+    def wait_idle(self) -> None:
+        """Block until ``submit`` can start a request at once."""
+
+    @abstractmethod
+    def submit(self, feeds: Any, done: Callable[[], None]) -> None:
+        """Start one request on ``feeds``; call ``done()`` when its outputs are ready."""
+
+    @abstractmethod
+    def wait_all(self) -> None:
+        """Block until every submitted request is done."""

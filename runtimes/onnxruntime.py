@@ -1,7 +1,21 @@
-"""ONNX Runtime: CPU, CUDA and TensorRT execution providers, with IOBinding on the GPU."""
+"""ONNX Runtime: CPU, CUDA and TensorRT execution providers, with IOBinding on the GPU.
+
+Inputs are fed in the dtype the graph declares (a graph with float16 inputs takes float16;
+deploybench's own FP16 export keeps float32 I/O), converted when the batch is prepared,
+outside the timed region, as a deployment feeding that graph would. The CUDA provider is created with ``use_tf32`` set from the precision, so fp32 means
+IEEE fp32 on Ampere and later GPUs and ``tf32`` is a precision of its own.
+
+The graph keeps its dynamic batch axis: fixing it at session creation
+(``add_free_dimension_override_by_name``) measured no faster on the CPU (see README), so
+there is no static variant to choose.
+"""
 
 from __future__ import annotations
 
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,11 +23,26 @@ import numpy as np
 from deploybench.artifact import Artifact
 from deploybench.batch import Batch, arrays
 from deploybench.errors import RuntimeLoadError, UnsupportedError, first_line
-from deploybench.runtimes.base import Runtime
+from deploybench.runtimes.base import Runtime, RuntimeOptions
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                 "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+# ONNX tensor type strings (as InferenceSession reports them) -> the numpy dtype to feed.
+FEED_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+               "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+
+def provider_config(options: RuntimeOptions, available: list[str], artifact: Artifact | None = None) -> list[Any]:
+    """The ``providers`` argument for ``InferenceSession``: the wanted provider with its options,
+    then its fallbacks (see ``provider_chain``); refused when this ONNX Runtime lacks it."""
+    wanted = PROVIDERS.get(options.provider or options.device)
+    if wanted is None:
+        raise UnsupportedError(f"unknown execution provider {options.provider!r}; choose from {', '.join(PROVIDERS)}")
+    if wanted not in available:
+        raise UnsupportedError(f"ONNX Runtime here offers {', '.join(available)}, not {wanted}; "
+                               "install onnxruntime-gpu (pip install 'deploybench[gpu]') for CUDA and TensorRT")
+    return provider_chain(wanted, options, artifact)
 
 
 class OnnxRuntime(Runtime):
@@ -21,7 +50,8 @@ class OnnxRuntime(Runtime):
     aliases = ("ort",)
     formats = ("onnx",)
     devices = ("cpu", "cuda")
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "tf32", "fp16")
+    cuda_only_precisions = ("tf32",)
     requires = ("onnxruntime",)
     extra = "onnx"
     timed_region = "CPU: session.run on host arrays, outputs returned to host"
@@ -29,59 +59,107 @@ class OnnxRuntime(Runtime):
     def _load(self, artifact: Artifact) -> None:
         import onnxruntime as ort
 
-        threads = self.options.resolved_threads()
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = threads
-        session_options.inter_op_num_threads = 1
-        level = self.options.graph_optimization
-        if level not in GRAPH_LEVELS:
-            raise UnsupportedError(f"unknown graph optimisation level {level!r}; choose from {', '.join(GRAPH_LEVELS)}")
-        session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
-        providers = self._providers(ort.get_available_providers())
+        threads, level = self.options.resolved_threads(), self.options.graph_optimization
+        if self.options.cuda_graphs and not (self.options.device == "cuda" and self.options.io_binding):
+            raise UnsupportedError("CUDA graphs need --device cuda with IOBinding (the graph replays fixed device "
+                                   "buffers); drop --cuda-graphs or run on cuda")
+        session_options = self._session_options(ort, artifact)
+        providers = provider_config(self.options, ort.get_available_providers(), artifact)
+        self._placement_pending = self._profile_placement(session_options)
         try:
             self._session = ort.InferenceSession(str(artifact.file), session_options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
             raise RuntimeLoadError(f"{artifact.file.name} could not be loaded by ONNX Runtime ({first_line(exc)}); export it again") from exc
-        self._inputs = [i.name for i in self._session.get_inputs()]
+        graph_inputs = self._session.get_inputs()
+        for graph_input in graph_inputs:
+            if graph_input.type not in FEED_DTYPES:
+                raise RuntimeLoadError(f"input {graph_input.name!r} has type {graph_input.type}, which deploybench "
+                                       f"cannot feed; supported: {', '.join(FEED_DTYPES)}")
+        self._inputs = [i.name for i in graph_inputs]
+        self._feed_dtypes = [FEED_DTYPES[i.type] for i in graph_inputs]
         self._output_names = [o.name for o in self._session.get_outputs()]
         self._on_device = self.options.device == "cuda" and self.options.io_binding
         self._result: list[np.ndarray] = []
+        precision = "tf32" if self.options.precision == "tf32" else artifact.precision
+        batch_axis = graph_inputs[0].shape[0] if graph_inputs[0].shape else None
         self.info.update(threads=threads, graph_optimization=level, providers=self._session.get_providers(),
-                         precision_used=artifact.precision, io_binding=self._on_device, onnxruntime=ort.__version__)
+                         provider_options={name: opts for name, opts in self._session.get_provider_options().items()
+                                           if name != "CPUExecutionProvider"},
+                         precision_used=precision, input_dtype=np.dtype(self._feed_dtypes[0]).name,
+                         batch_shape="static" if isinstance(batch_axis, int) else "dynamic",
+                         io_binding=self._on_device, onnxruntime=ort.__version__)
         if self._on_device:
             self._binding = self._session.io_binding()
             self.timed_region = "CUDA: IOBinding with inputs and outputs in device memory; run_with_iobinding"
         elif self.options.device != "cpu":  # the provider copies host arrays in and out on every run
             self.timed_region = f"{self.options.device.upper()}: session.run on host arrays, copied to the device and back"
+        self._graph = None
+        if self._on_device and self.options.cuda_graphs:
+            if len(self._inputs) != 1:
+                raise UnsupportedError(f"CUDA graphs here replay one input and {artifact.file.name} takes "
+                                       f"{len(self._inputs)}; run without --cuda-graphs")
+            self._graph = GraphBuffers(ort, self._session, self._binding)
+            self.timed_region = ("CUDA graph replay: inputs copied into fixed device buffers outside the timed "
+                                 "region, outputs left in device memory; run_with_iobinding")
+        self.info["cuda_graphs"] = self._graph is not None
 
-    def _providers(self, available: list[str]) -> list[Any]:
-        wanted = PROVIDERS.get(self.options.provider or self.options.device)
-        if wanted is None:
-            raise UnsupportedError(f"unknown execution provider {self.options.provider!r}; choose from {', '.join(PROVIDERS)}")
-        if wanted not in available:
-            raise UnsupportedError(f"ONNX Runtime here offers {', '.join(available)}, not {wanted}; "
-                                   "install onnxruntime-gpu (pip install 'deploybench[gpu]') for CUDA and TensorRT")
-        if wanted == "CUDAExecutionProvider" and self.options.cuda_graphs:
-            return [(wanted, {"enable_cuda_graph": "1"}), "CPUExecutionProvider"]
-        return [wanted, "CPUExecutionProvider"] if wanted != "CPUExecutionProvider" else [wanted]
+    def _profile_placement(self, session_options: Any) -> bool:
+        """On a GPU provider, profile the first run to report the nodes it left on the CPU.
+
+        Not with CUDA graphs: ONNX Runtime refuses to capture a graph unless every node is on CUDA.
+        """
+        provider = PROVIDERS.get(self.options.provider or self.options.device)
+        if provider == "CPUExecutionProvider" or self.options.cuda_graphs:
+            return False
+        self._profile_dir = tempfile.TemporaryDirectory(prefix="deploybench-ort-profile-")
+        enable_placement_profile(session_options, Path(self._profile_dir.name))
+        return True
+
+    def _report_placement(self, feeds: Any) -> None:
+        """Run the first prepared batch once, untimed, and record where each node ran."""
+        if not self._placement_pending:
+            return
+        self._placement_pending = False
+        self.infer(feeds)
+        self.synchronize()
+        placement = read_placement(self._session)
+        self.info["node_placement"] = placement.to_dict()
+        self._profile_dir.cleanup()
+
+    def _session_options(self, ort: Any, artifact: Artifact) -> Any:
+        """Threads (intra-op; one inter-op) and the graph optimisation level."""
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = self.options.resolved_threads()
+        session_options.inter_op_num_threads = 1
+        level = self.options.graph_optimization
+        if level not in GRAPH_LEVELS:
+            raise UnsupportedError(f"unknown graph optimisation level {level!r}; choose from {', '.join(GRAPH_LEVELS)}")
+        session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
+        return session_options
 
     def _unload(self) -> None:
-        self._session = self._binding = None
+        self._session = self._binding = self._graph = None
 
     def prepare(self, batch: Batch) -> Any:
         parts = arrays(batch)
         if len(parts) != len(self._inputs):
             raise UnsupportedError(f"the model takes {len(self._inputs)} inputs ({', '.join(self._inputs)}), "
                                    f"and {len(parts)} were given")
+        host = [np.ascontiguousarray(part, dtype=dtype) for part, dtype in zip(parts, self._feed_dtypes)]
         if not self._on_device:
-            return {name: np.ascontiguousarray(part) for name, part in zip(self._inputs, parts)}
+            feeds = dict(zip(self._inputs, host))
+            self._report_placement(feeds)
+            return feeds
+        if self._graph is not None:
+            return self._graph.feed(host[0])
         import onnxruntime as ort
 
-        values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(part), "cuda", 0) for part in parts]
+        values = [ort.OrtValue.ortvalue_from_numpy(part, "cuda", 0) for part in host]
         for name, value in zip(self._inputs, values):
             self._binding.bind_ortvalue_input(name, value)
         for name in self._output_names:
             self._binding.bind_output(name, "cuda", 0)
+        self._report_placement(values)
         return values  # keep the device buffers alive while they are bound
 
     def infer(self, feeds: Any) -> None:
@@ -98,3 +176,163 @@ class OnnxRuntime(Runtime):
         if self._on_device:
             return [np.asarray(o, dtype=np.float32) for o in self._binding.copy_outputs_to_cpu()]
         return [np.asarray(o, dtype=np.float32) for o in self._result]
+
+
+# -- GPU providers: options, node placement, CUDA graph buffers ---------------------------------------
+
+# Engines the TensorRT execution provider builds, kept in deploybench's cache folder: one folder per
+# artifact (engines belong to one graph), and one timing cache shared by every build, as trtexec shares one.
+ORT_TENSORRT_CACHE = "onnxruntime-tensorrt"
+
+
+def tensorrt_cache_dir(artifact: Artifact | None) -> Path:
+    """Where the TensorRT provider keeps its engines for ``artifact``: beside the artifact, in the cache."""
+    from deploybench.cache import default_cache_dir
+
+    if artifact is not None and artifact.path is not None:
+        return artifact.path.parent / ORT_TENSORRT_CACHE / artifact.path.name
+    return default_cache_dir() / ORT_TENSORRT_CACHE / "modules"
+
+
+def tensorrt_provider_options(precision: str, engine_dir: Path) -> dict[str, Any]:
+    """TensorRT provider options: engine and timing caches under ``engine_dir``'s cache, FP16 for fp16 rows.
+
+    FP32 rows keep TensorRT's FP32 (its provider enables TF32 only when asked); INT8 in the provider
+    needs a calibration table of its own, which deploybench does not write, so int8 is not offered.
+    """
+    return {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(engine_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(engine_dir.parent),  # shared across artifacts, like trtexec's --timingCacheFile
+        "trt_fp16_enable": precision == "fp16",
+    }
+
+
+def cuda_provider_options(options: RuntimeOptions) -> dict[str, str]:
+    """CUDA provider options: ``use_tf32`` is ``1`` only for the ``tf32`` precision (ONNX Runtime
+    turns TF32 on by default, so fp32 would silently be TF32), and CUDA graphs when asked."""
+    settings = {"use_tf32": "1" if options.precision == "tf32" else "0"}
+    if options.cuda_graphs:
+        settings["enable_cuda_graph"] = "1"
+    return settings
+
+
+def provider_chain(wanted: str, options: RuntimeOptions, artifact: Artifact | None) -> list[Any]:
+    """The ``providers`` list for a session: the wanted provider with its options, then its fallbacks.
+
+    TensorRT falls back to CUDA for the subgraphs it cannot take, then to the CPU (ONNX Runtime's
+    documented order); CUDA falls back to the CPU.
+    """
+    cuda = ("CUDAExecutionProvider", cuda_provider_options(options))
+    if wanted == "TensorrtExecutionProvider":
+        engine_dir = tensorrt_cache_dir(artifact)
+        engine_dir.mkdir(parents=True, exist_ok=True)
+        return [(wanted, tensorrt_provider_options(options.precision, engine_dir)), cuda, "CPUExecutionProvider"]
+    if wanted == "CUDAExecutionProvider":
+        return [cuda, "CPUExecutionProvider"]
+    return [wanted]
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    """Which execution provider ran each node of one profiled run."""
+
+    nodes_by_provider: dict[str, int]
+    cpu_nodes: list[str]  # "OpType:node name" of the nodes that ran on the CPU
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes_by_provider": self.nodes_by_provider, "cpu_nodes": self.cpu_nodes}
+
+
+def node_placement(events: list[dict[str, Any]]) -> NodePlacement:
+    """Parse ONNX Runtime's profile (Chrome trace JSON): each ``Node`` event's ``args.provider``.
+
+    Kernel events are named ``<node>_kernel_time``; the fence events of older releases carry no
+    provider and are skipped. A node seen twice (several runs) counts once.
+    """
+    placed: dict[str, tuple[str, str]] = {}
+    for event in events:
+        args = event.get("args") or {}
+        name = str(event.get("name", ""))
+        if event.get("cat") != "Node" or not args.get("provider") or not name.endswith("_kernel_time"):
+            continue
+        placed[name[: -len("_kernel_time")]] = (str(args.get("op_name", "?")), str(args["provider"]))
+    counts: dict[str, int] = {}
+    for _, provider in placed.values():
+        counts[provider] = counts.get(provider, 0) + 1
+    on_cpu = [f"{op}:{node}" for node, (op, provider) in placed.items() if provider == "CPUExecutionProvider"]
+    return NodePlacement(nodes_by_provider=counts, cpu_nodes=on_cpu)
+
+
+def enable_placement_profile(session_options: Any, folder: Path) -> None:
+    """Profile the session's first run, to read back which provider ran each node."""
+    session_options.enable_profiling = True
+    session_options.profile_file_prefix = str(folder / "ort-profile")
+
+
+def read_placement(session: Any) -> NodePlacement:
+    """End profiling (ONNX Runtime stops collecting there, so timed runs carry no profiling cost) and parse it."""
+    path = session.end_profiling()
+    try:
+        return node_placement(json.loads(Path(path).read_text()))
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+# ONNX tensor type strings -> numpy dtypes, for output buffers allocated before the first run.
+ORT_DTYPES = {**FEED_DTYPES, "tensor(bool)": np.bool_}
+
+
+def fixed_output_shape(name: str, dims: list[Any], batch: int) -> tuple[int, ...]:
+    """An output's shape at ``batch``: the leading symbolic dimension is the batch, any other must be fixed."""
+    shape = []
+    for index, dim in enumerate(dims):
+        if isinstance(dim, int) and dim > 0:
+            shape.append(dim)
+        elif index == 0:
+            shape.append(batch)
+        else:
+            raise UnsupportedError(f"output {name!r} has the dynamic dimension {dim!r}; CUDA graphs replay into "
+                                   "buffers allocated before the first run: run without --cuda-graphs")
+    return tuple(shape)
+
+
+class GraphBuffers:
+    """Input and output buffers that stay at one device address, as a replayed CUDA graph needs.
+
+    The first batch allocates them and binds them once; every later batch is copied into the
+    bound input (``OrtValue.update_inplace``), because a graph replays the addresses it captured
+    and would never see a freshly bound buffer.
+    """
+
+    def __init__(self, ort: Any, session: Any, binding: Any, device_id: int = 0) -> None:
+        self._ort, self._session, self._binding, self._device_id = ort, session, binding, device_id
+        self._input_name = session.get_inputs()[0].name
+        self.input: Any = None
+        self.outputs: list[Any] = []
+
+    def feed(self, batch: np.ndarray) -> Any:
+        batch = np.ascontiguousarray(batch)
+        if self.input is None:
+            self._allocate(batch)
+        elif tuple(self.input.shape()) != batch.shape:
+            raise UnsupportedError(f"a captured CUDA graph replays shape {tuple(self.input.shape())}, not "
+                                   f"{batch.shape}; measure each batch size in its own session")
+        else:
+            self.input.update_inplace(batch)
+        return self.input
+
+    def _allocate(self, batch: np.ndarray) -> None:
+        ort, binding = self._ort, self._binding
+        self.input = ort.OrtValue.ortvalue_from_numpy(batch, "cuda", self._device_id)
+        binding.bind_ortvalue_input(self._input_name, self.input)
+        for output in self._session.get_outputs():
+            dtype = ORT_DTYPES.get(output.type)
+            if dtype is None:
+                raise UnsupportedError(f"output {output.name!r} has type {output.type}, which deploybench cannot "
+                                       "allocate for a CUDA graph; run without --cuda-graphs")
+            shape = fixed_output_shape(output.name, list(output.shape), batch.shape[0])
+            value = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cuda", self._device_id)
+            binding.bind_ortvalue_output(output.name, value)
+            self.outputs.append(value)

@@ -117,6 +117,8 @@ class TensorRTRuntime(Runtime):
         self.info.update(tensorrt=trt.__version__, precision_used="+".join(flags) or "fp32",
                          builder_flags=artifact.manifest.get("builder_flags"),
                          profile_batch=dict(zip(("min", "opt", "max"), self._batch_range)),
+                         batch_shape="static" if self._batch_range[0] == self._batch_range[2] else "dynamic",
+                         engine_device_mb=round(self._trt_bytes / 2**20, 1),
                          compute_capability=here["compute_capability"], gpu=here["gpu"],
                          stream="dedicated torch.cuda.Stream")
 
@@ -197,11 +199,14 @@ class TensorRTRuntime(Runtime):
         self._stream.synchronize()  # the copies below run on the default stream
         return [tensor.float().cpu().numpy() for tensor in self._bound.outputs]
 
-    def device_memory_peak(self) -> int | None:
-        import torch
+    def cross_check(self, input_shape: tuple[int, ...], median_ms: float,
+                    device_median_ms: float | None) -> dict[str, Any] | None:
+        """``trtexec --loadEngine`` on this engine at this shape, where trtexec is on PATH."""
+        from deploybench.trtexec import cross_check
 
-        # torch's allocator holds the IO buffers; TensorRT holds weights and activations itself.
-        return int(torch.cuda.max_memory_allocated()) + self._trt_bytes
+        assert self.artifact is not None
+        found = cross_check(self.artifact.file, self._input, input_shape, median_ms, device_median_ms)
+        return found.to_dict() if found is not None else None
 
 
 def _activation_bytes(engine: Any) -> int:

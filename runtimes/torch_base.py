@@ -10,7 +10,7 @@ import numpy as np
 from deploybench.artifact import Artifact
 from deploybench.errors import RuntimeLoadError, first_line
 from deploybench.runtimes.base import Runtime
-from deploybench.torch_utils import synchronize, to_numpy, torch_dtype
+from deploybench.torch_utils import set_tf32, synchronize, tf32_enabled, to_numpy, torch_dtype
 
 
 # What one timed iteration holds, by device. On the CPU there is nothing to transfer or
@@ -23,7 +23,8 @@ TIMED_REGIONS = {
 
 class TorchRuntimeBase(Runtime):
     devices = ("cpu", "cuda")
-    precisions = ("fp32", "fp16", "bf16")
+    precisions = ("fp32", "tf32", "fp16", "bf16")
+    cuda_only_precisions = ("tf32",)
     requires = ("torch",)
     call: ClassVar[str] = "forward"  # what is called, in the timed region's words
     timed_region = TIMED_REGIONS["cpu"].format(call="forward")
@@ -38,6 +39,11 @@ class TorchRuntimeBase(Runtime):
         self._dtype = torch_dtype(precision)
         self._result: Any = None
         self.info.update(threads=threads, precision_used=precision, torch=torch.__version__)
+        if self.options.device.startswith("cuda"):
+            # torch leaves cuDNN's TF32 on by default: fp32 must mean IEEE fp32 here too. The
+            # flags are read when kernels run (or compile, for torch.compile), after this.
+            set_tf32(precision == "tf32")
+            self.info["tf32"] = tf32_enabled()
         try:
             self._callable = self._open(artifact)
         except (RuntimeError, OSError, ValueError) as exc:  # corrupt or foreign file: the library says which
@@ -48,7 +54,7 @@ class TorchRuntimeBase(Runtime):
             torch.cuda.reset_peak_memory_stats()
 
     def _compute_precision(self, artifact: Artifact) -> str:
-        return artifact.precision
+        return "tf32" if self.options.precision == "tf32" else artifact.precision
 
     @abstractmethod
     def _open(self, artifact: Artifact) -> Any:
@@ -80,10 +86,3 @@ class TorchRuntimeBase(Runtime):
         import torch
 
         return torch.cuda.current_stream()
-
-    def device_memory_peak(self) -> int | None:
-        if not self.options.device.startswith("cuda"):
-            return None
-        import torch
-
-        return int(torch.cuda.max_memory_allocated())

@@ -23,5 +23,7 @@ class TorchCompileRuntime(TorchEagerRuntime):
         mode = self.options.compile_mode
         if mode not in COMPILE_MODES:
             raise UsageError(f"unknown torch.compile mode {mode!r}; choose from {', '.join(COMPILE_MODES)}")
-        self.info.update(compile_mode=mode, backend="inductor", compile_time="first inference of each batch size")
-        return torch.compile(module, mode=mode, backend="inductor", dynamic=False)
+        dynamic = self.options.dynamic_batch
+        self.info.update(compile_mode=mode, backend="inductor", compile_time="first inference of each batch size",
+                         batch_shape="dynamic" if dynamic else "static")
+        return torch.compile(module, mode=mode, backend="inductor", dynamic=dynamic)

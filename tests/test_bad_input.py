@@ -150,7 +150,7 @@ CASES: dict[str, tuple[Callable[[Files], list[str]], tuple[str, ...]]] = {
         ("does not export for device 'tpu'", "supported: cpu, cuda")),
     "precision the runtime lacks": (
         lambda f: bench(f, "--runtime", "onnxruntime", "--precision", "bf16"),
-        ("onnxruntime supports precisions fp32, fp16, not bf16",)),
+        ("onnxruntime supports precisions fp32, tf32, fp16, not bf16",)),
     "device the runtime lacks": (
         lambda f: bench(f, "--runtime", "torch", "--device", "tpu"), ("torch runs on cpu, cuda, not tpu",)),
     "format the runtime does not load": (

@@ -207,3 +207,17 @@ def test_inconclusive_parity_exits_1_only_with_strict_parity(capsys) -> None:
     assert "1 rows had inconclusive parity" in capsys.readouterr().err
     assert parity_exit_code(unsure, allow_mismatch=True, strict_parity=True) == 0
     assert parity_exit_code(Results(rows=[row("fail")]), allow_mismatch=False, strict_parity=False) == 1
+
+
+@pytest.mark.parametrize("flags, shape", [((), "static"), (("--dynamic-batch",), "dynamic")])
+def test_bench_times_the_static_shape_unless_dynamic_batch_is_asked(capsys, tmp_path, flags, shape) -> None:
+    from deploybench.results import Results
+
+    out_file = tmp_path / "r.json"
+    code, out, _ = run(capsys, "bench", "test_resnet", "--runtime", "openvino", "--batch", "2", "--quick",
+                       "--json", str(out_file), *flags)
+    assert code == 0
+    row = Results.load(out_file).rows[0]
+    assert row.batch_shape == shape and row.runtime_info["batch_shape"] == shape
+    assert f"{shape} batch shape" in out and "median 95 % interval" in out
+    assert row.memory["rss_source"].startswith("kernel high-water mark") and "host memory from the kernel" in out

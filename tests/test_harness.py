@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from deploybench.harness import MeasurePolicy, Stats, measure, percentile, should_stop
-from deploybench.runtimes.base import Runtime
+from deploybench.harness import MeasurePolicy, Stats, measure, median_interval, percentile
+from deploybench.runtimes.base import ConcurrentRuntime, Runtime
 
 
 def test_stats_match_hand_computed_values() -> None:
@@ -35,16 +37,10 @@ def test_single_sample_has_zero_spread() -> None:
     assert s.std == 0.0 and s.median == s.p99 == 2.5
 
 
-@pytest.mark.parametrize("iters, seconds, expected", [
-    (49, 10.0, False),  # enough time, too few iterations
-    (50, 2.9, False),   # enough iterations, too little time
-    (50, 3.0, True),
-    (5, 60.0, True),    # the time cap ends it
-    (100_000, 0.1, True),  # the iteration cap ends it
-    (0, 61.0, False),   # never stop with no sample
-])
-def test_stop_rule(iters: int, seconds: float, expected: bool) -> None:
-    assert should_stop(iters, seconds, MeasurePolicy()) is expected
+def test_median_interval_uses_order_statistics() -> None:
+    assert median_interval([float(v) for v in range(10)]) == (0.0, 9.0)  # 10 samples: the whole range
+    # n = 100: ranks floor(50 - 9.8) = 40 and ceil(51 + 9.8) = 61 (1-based)
+    assert median_interval([float(v) for v in range(100)]) == (39.0, 60.0)
 
 
 class FakeClock:
@@ -58,13 +54,14 @@ class FakeClock:
 
 
 class ScriptedRuntime(Runtime):
-    """Advances the fake clock by ``cost_ns`` per infer; counts calls."""
+    """Advances the fake clock by the next scripted cost (ns) per infer; counts calls."""
 
     name, formats = "scripted", ("pytorch",)
 
-    def __init__(self, clock: FakeClock, cost_ns: int, parallel: int = 1) -> None:
+    def __init__(self, clock: FakeClock, costs_ns) -> None:
         super().__init__()
-        self.clock, self.cost_ns, self.parallel, self.calls, self.syncs = clock, cost_ns, parallel, 0, 0
+        self.clock, self.calls, self.syncs = clock, 0, 0
+        self.costs = iter(costs_ns) if not isinstance(costs_ns, int) else itertools.repeat(costs_ns)
 
     def _load(self, artifact): ...
     def prepare(self, batch): return batch
@@ -72,51 +69,139 @@ class ScriptedRuntime(Runtime):
 
     def infer(self, feeds) -> None:
         self.calls += 1
-        self.clock.now += self.cost_ns
+        self.clock.now += next(self.costs)
 
     def synchronize(self) -> None:
         self.syncs += 1
 
-    def items_per_call(self, batch: int) -> int:
-        return batch * self.parallel
+
+NO_WARMUP = dict(warmup_iters=0, warmup_seconds=0.0, settle_window=0)
 
 
 def test_measure_with_a_fake_clock() -> None:
     clock = FakeClock()
-    runtime = ScriptedRuntime(clock, cost_ns=2_000_000)  # 2 ms per call
-    policy = MeasurePolicy(warmup_iters=3, warmup_seconds=0.0, min_iters=10, min_seconds=0.05)
+    runtime = ScriptedRuntime(clock, 2_000_000)  # 2 ms per call
+    policy = MeasurePolicy(warmup_iters=3, warmup_seconds=0.0, settle_window=0, min_iters=10, min_seconds=0.05)
     m = measure(runtime, None, batch=4, policy=policy, clock=clock)
     assert m.first_inference_ms == pytest.approx(2.0)
     assert m.warmup_iters == 3
-    assert len(m.samples_ms) == 25  # 0.05 s / 2 ms: the time minimum dominates
+    assert len(m.samples_ms) == 25  # 0.05 s / 2 ms: the time floor dominates, then the interval is 0
     assert runtime.calls == 1 + 3 + 25 and runtime.syncs == runtime.calls
-    assert m.stats.median == pytest.approx(2.0)
+    assert m.stats.median == pytest.approx(2.0) and m.median_ci_ms == (pytest.approx(2.0), pytest.approx(2.0))
     assert m.ms_per_image == pytest.approx(0.5)
     assert m.throughput == pytest.approx(4 * 25 / 0.05)  # images / window wall time
-    assert m.warnings == []
+    assert m.stop_reason == "median interval within target" and m.warnings == []
 
 
-def test_throughput_counts_parallel_requests() -> None:
+def test_stop_rule_floors_are_ten_calls_and_two_seconds() -> None:
+    fast = measure(ScriptedRuntime(clock := FakeClock(), 100_000), None, 1, MeasurePolicy(**NO_WARMUP), clock=clock)
+    assert len(fast.samples_ms) == 20_000  # 2 s of 0.1 ms calls, although the interval was tight after 10
+    slow = measure(ScriptedRuntime(clock := FakeClock(), 500_000_000), None, 1, MeasurePolicy(**NO_WARMUP), clock=clock)
+    assert len(slow.samples_ms) == 10  # 10 calls of 0.5 s: past 2 s, and identical samples
+
+
+def test_stop_rule_runs_on_until_the_median_is_known_to_two_percent() -> None:
+    rng = np.random.default_rng(3)
+    costs = rng.uniform(8e6, 12e6, size=200_000).astype(int).tolist()  # 10 ms ± 20 %, uniform
+    m = measure(ScriptedRuntime(clock := FakeClock(), costs), None, 1, MeasurePolicy(**NO_WARMUP), clock=clock)
+    assert m.stop_reason == "median interval within target"
+    assert m.median_ci_rel <= 0.02 and m.warnings == []
+    assert len(m.samples_ms) > 250  # past the floors (about 200 calls in 2 s)
+    # It went on because of the interval: at the floors (the first 2 s) it was wider than ±2 %.
+    at_floor = int(np.searchsorted(np.cumsum(m.samples_ms), 2000.0)) + 1
+    early = sorted(m.samples_ms[:at_floor])
+    low, high = median_interval(early)
+    assert (high - low) / 2 / percentile(early, 50) > 0.02
+
+
+def test_noisy_rows_stop_at_the_time_cap_and_say_how_well_the_median_is_known() -> None:
+    costs = itertools.cycle([1_000_000, 9_000_000])  # the median jumps between 1 and 9 ms
+    policy = MeasurePolicy(**NO_WARMUP, max_seconds=5.0)
+    m = measure(ScriptedRuntime(clock := FakeClock(), costs), None, 1, policy, clock=clock)
+    assert m.stop_reason == "time cap" and m.window_seconds == pytest.approx(5.0, abs=0.01)
+    assert m.median_ci_rel > 0.02
+    assert m.warnings and m.warnings[0].startswith("noisy: the median is known only to ±")
+
+
+def test_warm_up_runs_until_the_running_median_settles() -> None:
+    # A cold start: 20 calls slowing from 200 ms down to 105 ms, then a steady 100 ms.
+    cold = [int((200 - 5 * i) * 1e6) for i in range(20)]
+    runtime = ScriptedRuntime(clock := FakeClock(), itertools.chain([300_000_000], cold, itertools.repeat(100_000_000)))
+    policy = MeasurePolicy(warmup_iters=5, warmup_seconds=0.5, settle_window=5, min_seconds=2.0)
+    m = measure(runtime, None, 1, policy, clock=clock)
+    assert m.warmup_iters >= 20 and m.warmup_settled  # a fixed 5 calls or 0.5 s would have stopped at 5
+    assert m.stats.max == pytest.approx(100.0)  # no cold sample reached the timed window
+
+
+def test_warm_up_that_never_settles_stops_at_its_cap_with_a_warning() -> None:
+    runtime = ScriptedRuntime(clock := FakeClock(), (int(1e6 * 1.1 ** i) for i in range(10_000)))
+    policy = MeasurePolicy(warmup_iters=2, warmup_seconds=0.0, settle_window=3, max_warmup_seconds=1.0,
+                           min_iters=3, min_seconds=0.0, max_seconds=5.0)
+    m = measure(runtime, None, 1, policy, clock=clock)
+    assert not m.warmup_settled
+    assert any("warm-up did not settle" in w for w in m.warnings)
+
+
+class SimulatedQueue(ConcurrentRuntime):
+    """``requests`` slots; each request takes the next scripted cost. Waiting advances the fake
+    clock to the earliest completion and calls its callback, as an AsyncInferQueue would."""
+
+    name, formats = "simulated-queue", ("pytorch",)
+
+    def __init__(self, clock: FakeClock, requests: int, costs_ns) -> None:
+        super().__init__()
+        self.clock, self.requests, self.costs = clock, requests, itertools.cycle(costs_ns)
+        self.pending: list = []
+        self.submitted = self.completed = 0
+        self.busy_at_submit: list[int] = []
+
+    def _load(self, artifact): ...
+    def prepare(self, batch): return batch
+    def outputs(self): return []
+
+    def infer(self, feeds) -> None:  # the first inference: one request, synchronously
+        self.clock.now += next(self.costs)
+
+    def requests_in_flight(self) -> int:
+        return self.requests
+
+    def _complete_next(self) -> None:
+        finish, _, done = heapq.heappop(self.pending)
+        self.clock.now = max(self.clock.now, finish)
+        self.completed += 1
+        done()
+
+    def wait_idle(self) -> None:
+        while len(self.pending) >= self.requests:
+            self._complete_next()
+
+    def submit(self, feeds, done) -> None:
+        self.busy_at_submit.append(len(self.pending))
+        self.submitted += 1
+        heapq.heappush(self.pending, (self.clock.now + next(self.costs), self.submitted, done))
+
+    def wait_all(self) -> None:
+        while self.pending:
+            self._complete_next()
+
+
+def test_concurrent_requests_stay_in_flight_and_p50_is_one_request() -> None:
     clock = FakeClock()
-    runtime = ScriptedRuntime(clock, cost_ns=10_000_000, parallel=4)  # 4 requests of batch 2 per call
-    m = measure(runtime, None, batch=2, policy=MeasurePolicy.quick(), clock=clock)
-    assert m.items_per_call == 8
-    assert m.ms_per_image == pytest.approx(10.0 / 8)
-    assert m.throughput == pytest.approx(8 / 0.010)
-
-
-def test_noisy_rows_are_flagged() -> None:
-    clock = FakeClock()
-    costs = iter([1_000_000] * 6 + [1_000_000, 9_000_000] * 50)
-
-    class Noisy(ScriptedRuntime):
-        def infer(self, feeds) -> None:
-            self.clock.now += next(costs)
-
-    m = measure(Noisy(clock, 0), None, batch=1, policy=MeasurePolicy(warmup_iters=5, warmup_seconds=0,
-                                                                       min_iters=20, min_seconds=0), clock=clock)
-    assert m.stats.cv > 0.5
-    assert m.warnings and "noisy" in m.warnings[0]
+    ms = 1_000_000
+    runtime = SimulatedQueue(clock, requests=4, costs_ns=[10 * ms, 10 * ms, 30 * ms])
+    policy = MeasurePolicy(warmup_iters=8, warmup_seconds=0.0, settle_window=0, min_seconds=1.0, ci_target=1.0)
+    m = measure(runtime, None, batch=2, policy=policy, clock=clock)
+    assert m.requests_in_flight == 4
+    # p50 is the latency of one request on `batch` images, not of a wave of four.
+    assert m.stats.median == pytest.approx(10.0) and m.stats.max == pytest.approx(30.0)
+    assert m.ms_per_image == pytest.approx(5.0) and m.items_per_call == 2
+    # Throughput over the window: 4 requests busy, 50/3 ms each on average -> 240 requests/s of 2 images.
+    # Waves (start 4, wait for all) would give 4 per 30 ms: 267 images/s instead of 480.
+    assert m.throughput == pytest.approx(480, rel=0.03)
+    # Every slot was refilled as soon as it was free: only the fills at the start of the warm-up and
+    # of the timed window found fewer than 3 other requests busy.
+    assert sorted(runtime.busy_at_submit)[:8] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert runtime.completed == runtime.submitted  # the window ends when the last request in flight is done
 
 
 class FakeEvent:
@@ -149,7 +234,7 @@ def test_device_time_comes_from_events_on_the_runtimes_stream() -> None:
         events.append(FakeEvent(clock))
         return events[-1]
 
-    m = measure(GpuLike(clock, cost_ns=3_000_000), None, batch=1, policy=MeasurePolicy.quick(), clock=clock,
+    m = measure(GpuLike(clock, 3_000_000), None, batch=1, policy=MeasurePolicy.quick(), clock=clock,
                 make_event=make_event)
     assert m.stats.median == pytest.approx(4.0)  # host: launch + wait
     assert m.device_stats is not None and m.device_stats.median == pytest.approx(3.0)  # GPU: the work alone

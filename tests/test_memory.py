@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from deploybench import registry
+from deploybench.cache import ArtifactCache
+from deploybench.harness import MeasurePolicy
+from deploybench.results import Results
+from deploybench.sweep import Sweep, SweepConfig
 
 
 def test_a_workers_peak_rss_is_its_own_not_its_parents() -> None:
@@ -17,3 +27,38 @@ def test_a_workers_peak_rss_is_its_own_not_its_parents() -> None:
                                       check=True).stdout)
     assert child_peak < 300, child_peak
     del ballast
+
+
+@pytest.fixture
+def memory_plugins() -> Iterator[None]:
+    import memory_plugins
+
+    for plugin in memory_plugins.PLUGINS:
+        registry.runtimes.register(plugin)
+    try:
+        yield
+    finally:
+        for plugin in memory_plugins.PLUGINS:
+            registry.runtimes.unregister(plugin.name)
+        if "memory_plugins" in registry.runtimes.dynamic_modules:  # later sweeps need not import it
+            registry.runtimes.dynamic_modules.remove("memory_plugins")
+
+
+def test_the_memory_window_holds_the_inference_and_not_the_parity_check(tmp_path: Path, memory_plugins: None) -> None:
+    from faulty_plugins import TINY_NET
+    from memory_plugins import BALLAST_MB
+
+    config = SweepConfig(models=(TINY_NET,), runtimes=("torch", "memtest-parity-heavy", "memtest-inference-heavy"),
+                         batches=(1,), policy=MeasurePolicy.quick(), isolate=True, parity_images=2)
+    sweep = Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), work_dir=tmp_path / "refs")
+    rows = {row.runtime: row for row in sweep.run().rows}
+    plain, parity_heavy, inference_heavy = (rows[name] for name in config.runtimes)
+    for row in rows.values():
+        assert row.status == "ok", row.message
+        assert row.parity_verdict == "pass"  # parity did run, with its ballast
+        assert row.memory["rss_source"].startswith("kernel high-water mark")
+    # Against the plain eager runtime (whose growth is torch's own), the same ballast counts when
+    # the inference allocates it, and not when the parity check does.
+    base = plain.memory["rss_growth_mb"]
+    assert inference_heavy.memory["rss_growth_mb"] - base > 0.9 * BALLAST_MB
+    assert abs(parity_heavy.memory["rss_growth_mb"] - base) < 0.25 * BALLAST_MB

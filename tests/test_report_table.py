@@ -59,3 +59,23 @@ def test_a_non_pytorch_parity_reference_is_named_under_the_table() -> None:
     for text in (render_table(results), render_markdown(results)):
         assert "parity of net is against onnxruntime-fp32 (no PyTorch module)" in text
         assert "parity of resnet" not in text  # the usual reference goes without saying
+
+
+def test_status_says_why_a_row_needs_a_look() -> None:
+    from deploybench.report.table import render_csv
+
+    rows = [_row(model="quiet"), _row(model="noisy", warnings=["noisy: coefficient of variation 15% > 10%"]),
+            _row(model="hot", warnings=["GPU throttled during the timed window (sw_thermal_slowdown)",
+                                        "GPU clocked down during the timed window: SM clock 1500 to 1980 MHz"]),
+            _row(model="host", warnings=["host- or launch-bound: 1.0% of the H100 SXM's dense fp32 peak"],
+                 utilization={"achieved_tflops": 0.67, "share_of_peak": 0.01},
+                 runtime_info={"nvml": {"energy_per_image_mj": 12.5}})]
+    lines = {line.split()[0 if not line.startswith("*") else 1]: line for line in
+             render_table(Results(rows=rows)).splitlines()[2:-1]}
+    assert lines["quiet"].rstrip().endswith(" ok")
+    assert lines["noisy"].rstrip().endswith("ok (noisy)")
+    assert lines["hot"].rstrip().endswith("ok (throttled)")  # two warnings, one note
+    assert lines["host"].rstrip().endswith("ok (host-bound)")
+    csv_lines = render_csv(Results(rows=rows)).splitlines()
+    assert csv_lines[0].endswith("achieved_tflops,share_of_peak,energy_per_image_mj")
+    assert csv_lines[-1].endswith("0.67,0.01,12.5")

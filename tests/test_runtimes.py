@@ -24,14 +24,14 @@ def test_runtime_matches_reference_and_reports_its_setting(runtime: str, artifac
     with registry.runtimes.get("torch")().load(Artifact.from_module(tiny)) as rt:
         expected = rt.run(batch)
     options = RuntimeOptions(threads=1)
-    with registry.runtimes.get(runtime)(options).load(_artifact_for(runtime, artifacts, tiny)) as rt:
+    artifact = _artifact_for(runtime, artifacts, tiny)
+    with registry.runtimes.get(runtime)(options).load(artifact) as rt:
         feeds = rt.prepare(batch)
         rt.infer(feeds)
         rt.synchronize()
         out = rt.outputs()
         info = dict(rt.info)
         region = rt.timed_region
-        assert rt.items_per_call(2) >= 2
     # On the CPU nothing is device-resident and there is no device to synchronize: the row must not say so.
     assert "device-resident" not in region and "device synchronize" not in region, region
     assert info["threads"] == 1
@@ -55,12 +55,50 @@ def test_openvino_reads_back_the_precision_it_used(artifacts, tiny) -> None:
         assert used["bf16"] == "bf16" and used["auto"] == "bf16"  # what OpenVINO picks on its own here
 
 
-def test_openvino_throughput_mode_runs_parallel_requests(artifacts, tiny) -> None:
-    with registry.runtimes.get("openvino")(RuntimeOptions(mode="throughput")).load(artifacts.get("openvino")) as rt:
+def test_openvino_throughput_mode_keeps_its_requests_in_flight(artifacts, tiny) -> None:
+    from deploybench.harness import MeasurePolicy, measure
+
+    with registry.runtimes.get("openvino")(RuntimeOptions(mode="throughput", threads=2)).load(artifacts.get("openvino")) as rt:
+        feeds = rt.prepare(example_batch(tiny.input, 2))
+        m = measure(rt, feeds, 2, MeasurePolicy.quick())
         out = rt.run(example_batch(tiny.input, 2))
         assert rt.info["mode"] == "throughput" and rt.info["infer_requests"] >= 1
-        assert rt.items_per_call(2) == 2 * rt.info["infer_requests"]
+        assert rt.requests_in_flight() == rt.info["infer_requests"] == m.requests_in_flight
     assert out[0].shape == (2, 1000)
+    assert m.items_per_call == 2  # each sample is one request on the batch
+    assert m.throughput == pytest.approx(2 * len(m.samples_ms) / m.window_seconds)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_openvino_compiles_the_static_shape_of_the_timed_batch(artifacts, tiny, dynamic: bool) -> None:
+    ir = artifacts.get("openvino")
+    assert ir.batch.dynamic  # the IR on disk keeps its batch range; the runtime fixes it per cell
+    options = RuntimeOptions(mode="latency", threads=1, dynamic_batch=dynamic)
+    with registry.runtimes.get("openvino")(options).load(ir) as rt:
+        rt.prepare(example_batch(tiny.input, 3))
+        compiled, _ = rt.compile("latency", 3)
+        shape = compiled.inputs[0].get_partial_shape()
+        assert shape.is_dynamic is dynamic
+        if not dynamic:
+            assert shape.to_shape()[0] == 3 and list(shape.to_shape()[1:]) == list(tiny.input.shape)
+        assert rt.info["batch_shape"] == ("dynamic" if dynamic else "static")
+        assert rt.run(example_batch(tiny.input, 3))[0].shape == (3, 1000)
+
+
+def test_openvino_fp16_ir_is_labelled_by_what_it_computes(artifacts, tiny) -> None:
+    import openvino as ov
+
+    from deploybench.compare import DEFAULT_TOLERANCES, tolerance_for
+
+    ir = artifacts.get("openvino", "fp16")
+    weights = {op.get_output_element_type(0).get_type_name() for op in ov.Core().read_model(str(ir.file)).get_ops()
+               if op.get_type_name() == "Constant" and op.get_output_element_type(0).is_real()}
+    assert "f16" in weights  # the IR really stores its weights in fp16
+    with registry.runtimes.get("openvino")(RuntimeOptions(precision="fp16", threads=1)).load(ir) as rt:
+        rt.run(example_batch(tiny.input, 1))
+        compute, label = rt.info["float_compute"], rt.info["precision_used"]
+    assert label == ("fp16" if compute == "fp16" else f"fp16+{compute}")  # read back, not assumed
+    assert tolerance_for(label).max_error >= DEFAULT_TOLERANCES["fp16"].max_error
 
 
 def test_runtime_refuses_wrong_format(artifacts) -> None:
@@ -85,3 +123,26 @@ def test_corrupt_artifact_is_a_load_error(artifacts, tmp_path) -> None:
     (folder / "model.onnx").write_bytes(b"not an onnx model")
     with pytest.raises(RuntimeLoadError, match="export it again"):
         registry.runtimes.get("onnxruntime")().load(Artifact.load(folder))
+
+
+def test_physical_cores_count_smt_siblings_once(tmp_path) -> None:
+    from deploybench.runtimes.base import physical_cores
+
+    for cpu, core in enumerate([0, 1, 0, 1]):  # 4 logical CPUs, 2 cores with 2 threads each
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "core_id").write_text(f"{core}\n")
+        (topology / "physical_package_id").write_text("0\n")
+    assert physical_cores({0, 1, 2, 3}, sysfs=tmp_path) == 2
+    assert physical_cores({0, 2}, sysfs=tmp_path) == 1  # affinity to one core's two threads
+    assert physical_cores({0, 1, 7}, sysfs=tmp_path) == 3  # no topology for cpu7: it counts as a core
+
+
+def test_tf32_is_a_cuda_precision_only() -> None:
+    for name in ("torch", "torchscript", "torch-compile", "onnxruntime"):
+        cls = registry.runtimes.get(name)
+        assert cls.supports(cls.formats[0], "cuda", "tf32") is None
+        reason = cls.supports(cls.formats[0], "cpu", "tf32")
+        assert reason is not None and "use fp32" in reason
+    # AOTInductor decides TF32 when it compiles; its packages are compiled with TF32 off.
+    assert registry.runtimes.get("aoti").supports("aoti", "cuda", "tf32") is not None

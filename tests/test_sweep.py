@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -163,3 +164,44 @@ def test_resume_retries_failed_cells_only_when_asked(cache, tmp_path) -> None:
     statuses = {r.batch: r.status for r in retry.results.rows}
     assert statuses == {1: "ok", 2: "ok"}
     assert next(r for r in retry.results.rows if r.batch == 2).samples_ms == kept  # the ok cell was not re-run
+
+
+def test_static_formats_get_one_artifact_per_batch_unless_dynamic_is_asked() -> None:
+    from deploybench.artifact import BatchRange
+    from deploybench.sweep import export_batch
+
+    assert export_batch(True, 8, (1, 8), dynamic=False) == BatchRange(8, 8, 8)  # trtexec --shapes, opt = batch
+    assert export_batch(True, 8, (1, 8), dynamic=True) == BatchRange(1, 1, 64)  # the shared dynamic artifact
+    assert export_batch(False, 8, (1, 8), dynamic=False) == BatchRange(1, 1, 64)  # fixed at load where it can be
+    assert export_batch(False, 128, (1, 128), dynamic=False) == BatchRange(1, 1, 128)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_sweep_builds_and_labels_per_batch_artifacts(cache, tmp_path, monkeypatch, dynamic: bool) -> None:
+    from deploybench import registry
+
+    exporter = registry.exporters.get("torchscript")
+    monkeypatch.setattr(exporter, "static_per_batch", True)  # as TensorRT declares it
+    monkeypatch.setattr(exporter, "key_options", (*exporter.key_options, "batch"))
+    config = SweepConfig(models=("test_resnet",), runtimes=("torchscript",), batches=(1, 2), dynamic_batch=dynamic,
+                         policy=MeasurePolicy.quick(), isolate=False, parity_images=2)
+    rows = Sweep(config, cache, Results(), work_dir=tmp_path).run().rows
+    assert [r.status for r in rows] == ["ok", "ok"], [r.message for r in rows]
+    batches = [Artifact.load(Path(r.artifact["path"])).batch for r in rows]
+    if dynamic:
+        assert batches[0] == batches[1] and batches[0].dynamic
+        assert [r.batch_shape for r in rows] == ["dynamic", "dynamic"]
+    else:
+        assert [(b.min, b.opt, b.max) for b in batches] == [(1, 1, 1), (2, 2, 2)]
+        assert [r.batch_shape for r in rows] == ["static", "static"]
+
+
+def test_openvino_rows_record_the_static_shape_and_the_interval(swept) -> None:
+    sweep, _ = swept
+    rows = [r for r in sweep.results.rows if r.runtime == "openvino" and r.status == "ok"]
+    assert rows
+    for row in rows:
+        assert row.batch_shape == "static"
+        assert row.runtime_info["compiled_input_shape"].startswith(f"[{row.batch},")
+        low, high = row.median_ci_ms
+        assert low <= row.stats["median"] <= high and row.stop_reason

@@ -16,7 +16,7 @@ from deploybench.compare import output_metrics, tolerance_for
 from deploybench.errors import RuntimeLoadError, UnsupportedError
 from deploybench.exporters.base import ExportOptions
 from deploybench.exporters.tensorrt import PRECISION_FLAGS, TIMING_CACHE_NAME, TensorRTExporter, timing_cache_path
-from deploybench.models import example_batch
+from deploybench.models import example_batch, resolve
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.runtimes.tensorrt import TensorRTRuntime, foreign_engine_problem
 
@@ -145,7 +145,7 @@ def test_engine_matches_pytorch(gpu_cache: ArtifactCache, tiny, precision: str) 
     with TensorRTRuntime(RuntimeOptions(device="cuda", precision=precision)).load(Artifact.load(artifact.path)) as rt:
         candidate = rt.run(batch)
         assert rt.info["precision_used"] == precision and rt.info["profile_batch"] == {"min": 1, "opt": 2, "max": 4}
-        assert rt.device_memory_peak() > 0
+        assert rt.info["engine_device_mb"] > 0 and rt.info["batch_shape"] == "dynamic"
         with pytest.raises(UnsupportedError, match="batch 1 to 4"):
             rt.prepare(example_batch(tiny.input, 5))
     tolerance = tolerance_for(precision)
@@ -187,3 +187,24 @@ def test_engine_from_another_gpu_is_refused_at_load(gpu_cache: ArtifactCache, ti
     artifact.manifest["compute_capability"] = "1.0"
     with pytest.raises(RuntimeLoadError, match="rebuild"):
         TensorRTRuntime(RuntimeOptions(device="cuda")).load(artifact)
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_a_comparison_builds_one_engine_per_batch_with_opt_at_that_batch(gpu_cache: ArtifactCache, tmp_path: Path) -> None:
+    from deploybench.harness import MeasurePolicy
+    from deploybench.results import Results
+    from deploybench.sweep import Sweep, SweepConfig
+
+    config = SweepConfig(models=("test_resnet",), runtimes=("tensorrt",), batches=(1, 4), device="cuda",
+                         policy=MeasurePolicy.quick(), isolate=False, parity_images=2)
+    rows = Sweep(config, gpu_cache, Results(), work_dir=tmp_path).run().rows
+    assert [r.status for r in rows] == ["ok", "ok"], [r.message for r in rows]
+    for row in rows:
+        b = row.batch
+        assert row.runtime_info["profile_batch"] == {"min": b, "opt": b, "max": b} and row.batch_shape == "static"
+    assert rows[0].artifact["path"] != rows[1].artifact["path"]  # cached per batch
+    # The same engine as `deploybench export --to trt --batch 4` writes: one cache entry for both.
+    again, hit = gpu_cache.get_or_export(TensorRTExporter(), resolve("test_resnet"),
+                                         ExportOptions(device="cuda", batch=BatchRange(4, 4, 4)))
+    assert hit and str(again.path) == rows[1].artifact["path"]

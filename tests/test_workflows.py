@@ -109,7 +109,7 @@ def test_nightly_gpu_checks_the_state_folder_first(tmp_path: Path) -> None:
 def test_cpu_workflow_runs_the_readme_test_command() -> None:
     workflow = load("ci.yml")
     assert {"push", "pull_request"} <= set(workflow["on"])
-    (job,) = workflow["jobs"].values()
+    job = workflow["jobs"]["test"]
     assert ["make", "test"] in shell_commands(run_lines(job))
     assert re.search(r"^test:", (ROOT / "Makefile").read_text(), re.M)
 
@@ -142,8 +142,8 @@ def load_module(path: Path) -> ModuleType:
 def test_dockerfile_is_pinned_and_runs_deploybench() -> None:
     instructions = dockerfile_instructions()
     base = next(args for op, args in instructions if op == "FROM")
-    match = re.fullmatch(r"nvcr\.io/nvidia/pytorch:(\d\d)\.(\d\d)-py3", base)
-    assert match, base  # NVIDIA's PyTorch container, pinned to a YY.MM release, never `latest`
+    match = re.fullmatch(r"nvcr\.io/nvidia/pytorch:(\d\d)\.(\d\d)-py3@sha256:[0-9a-f]{64}", base)
+    assert match, base  # NVIDIA's PyTorch container: a YY.MM release, never `latest`, and the digest behind it
     assert 1 <= int(match.group(2)) <= 12
     assert ("ENTRYPOINT", '["deploybench"]') in instructions
     ignored = (ROOT / ".dockerignore").read_text().split()
@@ -269,3 +269,81 @@ def test_nightly_script_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     # Night 1 recorded; night 2 only if it passed; the smoke run never, and it is not gated against full nights.
     assert runs == [1, 2, 2] if verdicts[1] == "PASS" else runs == [1, 1, 1]
     assert verdicts[2] == "NO-BASELINE"
+
+
+def test_everything_the_image_installs_is_pinned() -> None:
+    """Each requirement of deploybench and of the image's extras has an == pin, or comes with the base image."""
+    instructions = dockerfile_instructions()
+    (install,) = [args for op, args in instructions if op == "RUN" and "requirements.py" in args]
+    first = shlex.split(install.split("&&")[0].split(">")[0])
+    listed = subprocess.run([sys.executable, *first[1:]], cwd=ROOT, capture_output=True, text=True, check=True)
+    name_of = load_module(ROOT / "docker" / "requirements.py").name_of
+    constraints = (ROOT / "docker" / "constraints.txt").read_text().splitlines()
+    pinned = {name_of(line) for line in constraints if "==" in line and not line.startswith("#")}
+    base_image = {"torch", "torchvision", "numpy"}
+    needed = {name_of(line) for line in listed.stdout.splitlines() if "python_version < \"3.11\"" not in line}
+    assert needed - pinned - base_image == set()
+
+
+# scripts/docker_build.py: builds where a Docker engine answers, skips with the reason elsewhere ----
+
+DOCKER_BUILD = ROOT / "scripts" / "docker_build.py"
+
+
+def fake_docker(folder: Path, engine: bool) -> Path:
+    """A docker client that logs its calls; its engine answers only when told."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "docker"
+    script.write_text(f"#!{sys.executable}\n"
+                      "import os, sys\n"
+                      "open(os.environ['FAKE_DOCKER_LOG'], 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+                      "if sys.argv[1] == 'info':\n"
+                      f"    print('28.2.2') if {engine} else sys.exit('Cannot connect to the Docker daemon')\n"
+                      "elif sys.argv[1] == 'image':\n"
+                      "    print('nvcr.io/nvidia/pytorch@sha256:' + 'a' * 64)\n"
+                      "elif sys.argv[1] == 'run':\n"
+                      "    print('timm==1.0.31')\n")
+    script.chmod(0o755)
+    return folder
+
+
+def run_docker_build(tmp_path: Path, path: str, log: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=path, FAKE_DOCKER_LOG=str(log))
+    return subprocess.run([sys.executable, str(DOCKER_BUILD), "--out", str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_docker_build_skips_without_a_client_or_an_engine(tmp_path: Path) -> None:
+    log = tmp_path / "calls.txt"
+    no_client = run_docker_build(tmp_path, str(tmp_path / "empty"), log)
+    assert no_client.returncode == 0 and "skipped: no docker client on PATH" in no_client.stdout
+    no_engine = run_docker_build(tmp_path, str(fake_docker(tmp_path / "bin", engine=False)), log)
+    assert no_engine.returncode == 0
+    assert "skipped: no Docker engine answers (Cannot connect to the Docker daemon)" in no_engine.stdout
+    assert log.read_text().split("\n")[0].startswith("info")  # asked, and built nothing
+    assert "build" not in log.read_text()
+
+
+def test_docker_build_builds_and_records_the_image_where_an_engine_answers(tmp_path: Path) -> None:
+    log = tmp_path / "calls.txt"
+    done = run_docker_build(tmp_path, str(fake_docker(tmp_path / "bin", engine=True)), log)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = log.read_text().splitlines()
+    assert calls[1] == f"build -t deploybench:ci {ROOT}"
+    assert (tmp_path / "out" / "base-image.txt").read_text().startswith("nvcr.io/nvidia/pytorch@sha256:")
+    assert (tmp_path / "out" / "pip-freeze.txt").read_text() == "timm==1.0.31\n"
+
+
+def test_ci_builds_the_image_with_the_script() -> None:
+    job = load("ci.yml")["jobs"]["docker"]
+    assert any("scripts/docker_build.py" in step.get("run", "") for step in job["steps"])
+    assert re.search(r"^docker-build:", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_nightly_smoke_step_is_the_gpu_check_script() -> None:
+    (job,) = load("nightly-gpu.yml")["jobs"].values()
+    steps = [step for step in job["steps"] if "scripts/gpu_check.py" in step.get("run", "")]
+    assert len(steps) == 1 and job["steps"].index(steps[0]) < job["steps"].index(nightly_step(job))
+    (docker,) = [c for c in shell_commands(steps[0]["run"]) if c[:2] == ["docker", "run"]]
+    assert docker_run_options(docker)["--gpus"] == ["all"] and "scripts/gpu_check.py" in docker
+    assert re.search(r"^gpu-check:\n\t.*scripts/gpu_check.py", (ROOT / "Makefile").read_text(), re.M)

@@ -31,9 +31,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def _register_commands() -> None:
     # Imported here so that `deploybench --help` stays fast and backend-free.
-    from deploybench.cli import bench, cache, catalog, export, fleet, report
+    from deploybench.cli import bench, cache, catalog, export, fleet, report, triage
 
-    for module in (catalog, export, bench, report, cache, fleet):
+    for module in (catalog, export, bench, report, cache, fleet, triage):
         for command in module.COMMANDS:
             cli.add_command(command)
 

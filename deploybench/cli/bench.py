@@ -32,10 +32,13 @@ def common_run_options(func: Any) -> Any:
     for option in reversed([
         click.option("--batch", "batch", default=None, help="Batch sizes, e.g. 1,8,32, or 'auto'."),
         click.option("--device", default=None, help="cpu or cuda (default: the target's)."),
-        click.option("--threads", type=int, help="CPU threads for every runtime, 1 or more (default: all usable cores)."),
+        click.option("--threads", type=int, help="CPU threads for every runtime, 1 or more (default: the physical cores)."),
         click.option("--quick", is_flag=True, help="Short warm-up and timed window (smoke runs)."),
-        click.option("--min-iters", type=int, help="Timed iterations at least (default 50)."),
-        click.option("--min-seconds", type=float, help="Timed seconds at least (default 3)."),
+        click.option("--min-iters", type=int, help="Timed iterations at least (default 10)."),
+        click.option("--min-seconds", type=float, help="Timed seconds at least (default 2); then on until the "
+                     "median's 95 % interval is within ±2 % (30 s at most)."),
+        click.option("--dynamic-batch", is_flag=True, help="Time the dynamic-batch artifact instead of one "
+                     "built or compiled for each batch size."),
         click.option("--no-isolate", is_flag=True, help="Run cells in this process (debugging)."),
         click.option("--timeout", type=float, default=600, show_default=True, help="Seconds per cell."),
         click.option("--tolerance", multiple=True, help="Override a parity tolerance, e.g. max_error=1e-2 (keys: see README)."),
@@ -43,6 +46,10 @@ def common_run_options(func: Any) -> Any:
         click.option("--dataset", type=click.Path(file_okay=False), help="ImageFolder dataset: adds top-1/top-5 accuracy per row."),
         click.option("--mode", default="auto", show_default=True, help="OpenVINO hint: auto, latency, throughput."),
         click.option("--compile-mode", default="default", show_default=True, help="torch.compile mode."),
+        click.option("--ort-provider", type=click.Choice(["cuda", "tensorrt"]), default=None,
+                     help="ONNX Runtime's execution provider on --device cuda (default: cuda)."),
+        click.option("--cuda-graphs", is_flag=True,
+                     help="ONNX Runtime on CUDA: capture each cell once as a CUDA graph and replay it."),
     ]):
         func = option(func)
     return func
@@ -53,7 +60,8 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
                  threads: int | None, quick: bool, min_iters: int | None, min_seconds: float | None,
                  no_isolate: bool, timeout: float, tolerance: tuple[str, ...], images: str | None,
                  dataset: str | None, mode: str,
-                 compile_mode: str, weights: dict[str, Any], **extra: Any) -> Any:
+                 compile_mode: str, weights: dict[str, Any], dynamic_batch: bool = False, ort_provider: str | None = None,
+                 cuda_graphs: bool = False, **extra: Any) -> Any:
     from deploybench.compare import parse_tolerance_overrides
     from deploybench.harness import MeasurePolicy
     from deploybench.runtimes.base import RuntimeOptions
@@ -69,7 +77,9 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
         precisions=precisions or target.precisions, batches=parse_batches(batch) if batch else target.batches,
         device=device or target.device, threads=threads if threads is not None else target.threads,
         policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
-        tolerance=parse_tolerance_overrides(tolerance), runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode),
+        tolerance=parse_tolerance_overrides(tolerance),
+        runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode, provider=ort_provider, cuda_graphs=cuda_graphs),
+        dynamic_batch=dynamic_batch,
         **weights, **extra)  # pretrained, checkpoint, trust_checkpoint, checkpoint_partial, data_init
 
 
@@ -91,7 +101,8 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
                               # Runs measured under different policies are not comparable (regress, history).
                               "policy": {"quick": policy == MeasurePolicy.quick(), "min_iters": policy.min_iters,
                                          "min_seconds": policy.min_seconds, "warmup_iters": policy.warmup_iters,
-                                         "warmup_seconds": policy.warmup_seconds}},
+                                         "warmup_seconds": policy.warmup_seconds, "ci_target": policy.ci_target,
+                                         "max_seconds": policy.max_seconds}},
                       environment=fingerprint())
     cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
     cache.ensure_writable()  # refuse now, not after the first cells have run
@@ -149,6 +160,7 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--allow-empty", is_flag=True,
               help="Exit 0 even when no cell could run (every one skipped); the default is exit 2, saying why.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
+@click.option("--triage", "triage_failures", is_flag=True, help="Triage rows that fail parity: which layer, what to keep in FP32.")
 @record_options()
 @common_run_options
 @cache_option
@@ -157,7 +169,8 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
                     target_file: str | None, out_dir: str | None, html: str | None, resume: str | None,
                     retry_failed: bool, shard: str,
                     allow_mismatch: bool, strict_parity: bool, allow_empty: bool, calib_data: str | None,
-                    history_path: str | None, cache_dir: str | None, weights: dict[str, Any], **run: Any) -> int:
+                    triage_failures: bool, history_path: str | None, cache_dir: str | None, weights: dict[str, Any],
+                    **run: Any) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench.exporters.base import ExportOptions
     from deploybench.output_lock import exclusive_output
@@ -180,7 +193,13 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
 
             raise UnsupportedError(f"nothing to run: {why}; pass --allow-empty to exit 0 with an empty table")
         results = sweep.results
+        if triage_failures:
+            from deploybench.triage.failing_rows import triage_failing_rows
+
+            triage_failing_rows(results, config, sweep.cache, _progress)
         click.echo(render_table(results))
+        if triage_failures:
+            _echo_triages(results)
         write_outputs(results, out, html)
     if history_path is not None:
         record_run(results, history_path)
@@ -198,6 +217,17 @@ def parity_exit_code(results: Any, allow_mismatch: bool, strict_parity: bool) ->
         click.echo(f"{what} (pass --allow-mismatch to exit 0 anyway)", err=True)
         return 1
     return 0
+
+
+def _echo_triages(results: Any) -> None:
+    from deploybench.triage.render import summary
+    from deploybench.triage.report import Triage
+
+    shown = set()
+    for row in results.rows:
+        if row.triage and (key := (row.model, row.format, row.runtime, row.precision)) not in shown:
+            shown.add(key)
+            click.echo("\n" + summary(Triage.from_dict(row.triage)))
 
 
 @click.command("bench")
@@ -245,14 +275,26 @@ def render_stats(results: Any) -> str:
             "min", "mean", "median", "p90", "p95", "p99", "max", "std")), f"{s['cv']:.1%}", f"{r.ms_per_image:.3f}",
             f"{r.throughput:.1f}", f"{r.first_inference_ms:.1f}", f"{r.memory['peak_rss_mb']:.0f} (+{r.memory['rss_growth_mb']:.0f})",
             r.parity_verdict or "-"])
-        notes.append(f"b{r.batch}: {s['n']} iterations in {r.window_seconds:.2f} s; timed region: {r.timed_region}")
+        notes.append(f"b{r.batch}: {s['n']} calls in {r.window_seconds:.2f} s ({r.stop_reason or 'stopped'}); "
+                     f"median 95 % interval {_interval(r)}; {r.batch_shape or 'unknown'} batch shape; "
+                     f"timed region: {r.timed_region}")
         if r.parity_reference:
             notes.append(f"b{r.batch}: parity against {r.parity_reference}")
+        if r.memory.get("rss_source"):
+            notes.append(f"b{r.batch}: host memory from the {r.memory['rss_source']}; device memory from "
+                         f"{r.memory.get('device_source') or 'nothing (no NVML-visible GPU)'}")
         if r.runtime_info:
             notes.append(f"b{r.batch}: runtime used " + ", ".join(f"{k}={v}" for k, v in r.runtime_info.items()))
     headers = ["runtime", "batch", "precision", "threads", "min", "mean", "p50", "p90", "p95", "p99", "max", "std",
                "cv", "ms/img", "img/s", "first ms", "host MB (growth)", "parity"]
     return tabulate(lines, headers=headers, disable_numparse=True) + "\n" + "\n".join(notes)
+
+
+def _interval(row: Any) -> str:
+    if not row.median_ci_ms:
+        return "not recorded"
+    low, high = row.median_ci_ms
+    return f"{low:.3f}–{high:.3f} ms (±{(high - low) / 2 / row.stats['median']:.1%})"
 
 
 COMMANDS = [compare_command, bench_command]

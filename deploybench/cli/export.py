@@ -25,13 +25,14 @@ from deploybench.cli.streams import stdout_to_stderr
 @click.option("--script", is_flag=True, help="TorchScript: script instead of trace.")
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Folder of images for INT8 calibration.")
 @click.option("--workspace-gb", type=float, default=4.0, show_default=True, help="TensorRT builder workspace.")
+@click.option("--keep-fp32", help="Layers to keep in FP32, comma-separated, as deploybench triage names them.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Also copy each artifact folder here.")
 @click.option("--force", is_flag=True, help="Rebuild even when the cache has it.")
 @cache_option
 @weights_options
 def export_command(model: str, formats: str, precision: str, batch: str, device: str, opset: int | None,
-                   simplify: bool, script: bool, calib_data: str | None, workspace_gb: float, out_dir: str | None,
-                   force: bool, cache_dir: str | None, weights: dict[str, Any]) -> None:
+                   simplify: bool, script: bool, calib_data: str | None, workspace_gb: float, keep_fp32: str | None,
+                   out_dir: str | None, force: bool, cache_dir: str | None, weights: dict[str, Any]) -> None:
     """Export MODEL to one or more formats (cached; each result is loaded back and run once)."""
     from deploybench import registry
     from deploybench.artifact import BatchRange
@@ -41,7 +42,8 @@ def export_command(model: str, formats: str, precision: str, batch: str, device:
 
     names = [registry.exporters.canonical(f) for f in split_list(formats) or ()]
     options = ExportOptions(precision=precision, device=device, batch=BatchRange.parse(batch), opset=opset,
-                            simplify=simplify, script=script, calib_data=calib_data, workspace_gb=workspace_gb)
+                            simplify=simplify, script=script, calib_data=calib_data, workspace_gb=workspace_gb,
+                            keep_fp32=split_list(keep_fp32) or ())
     exporters = [registry.exporters.get(name)() for name in names]
     spec = resolve(model, **weights)
     for exporter in exporters:  # refuse unsupported combinations before any work

@@ -362,6 +362,10 @@ def _row_detail(index: int, row: Row) -> str:
         cards.append(_card("Latency (ms per call)", _kv_table(stats)))
     if row.parity:
         cards.append(_card(f"Parity: {verdict}", _parity_detail(row.parity), wide=True))
+    if row.triage:
+        from deploybench.report.triage_html import triage_card
+
+        cards.append(triage_card(row.triage))
     if row.runtime_info:
         cards.append(_card("Runtime", _kv_table(row.runtime_info)))
     if row.memory or row.artifact:

@@ -77,6 +77,22 @@ def format_number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+# Row warnings by the word they start with or contain -> the note the status column shows.
+STATUS_NOTES = {"noisy": "noisy", "throttled": "throttled", "clocked down": "throttled",
+                "host- or launch-bound": "host-bound"}
+
+
+def status_notes(row: Row) -> list[str]:
+    """Short notes for an ok row's status, one per warning: noisy, throttled, host-bound, or the
+    warning's headline ("likely misconfiguration: 3.4x slower than eager"); the full text is in
+    its warnings."""
+    notes = []
+    for warning in row.warnings:
+        known = [note for key, note in STATUS_NOTES.items() if key in warning]
+        notes.append(known[0] if known else warning.split(" (", 1)[0])
+    return list(dict.fromkeys(notes))
+
+
 def table_rows(results: Results) -> list[list[Any]]:
     baseline = eager_baseline(results)
     fastest = fastest_faithful(results)
@@ -84,9 +100,8 @@ def table_rows(results: Results) -> list[list[Any]]:
     for row in results.rows:
         base = baseline.get((row.model, row.device, row.batch))
         speedup = f"{base / row.ms_per_image:.2f}x" if base and row.ms_per_image else "-"
-        # Each warning's headline: "noisy", "likely misconfiguration: 3.4x slower than eager".
-        flags = ["noisy" if w.startswith("noisy") else w.split(" (", 1)[0] for w in row.warnings]
-        status = row.status if row.status != "ok" else ("ok" + (f" ({'; '.join(flags)})" if flags else ""))
+        notes = status_notes(row)
+        status = row.status if row.status != "ok" else ("ok" + (f" ({'; '.join(notes)})" if notes else ""))
         if row.status != "ok" and row.message:
             status = f"{row.status}: {row.message[:60]}"
         stats = row.stats or {}
@@ -144,7 +159,7 @@ def render_csv(results: Results) -> str:
                      "parity", "parity_reference", "p50_ms", "mean_ms", "p90_ms", "p99_ms", "cv", "ms_per_image",
                      "images_per_s", "first_inference_ms",
                      "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region",
-                     "weights"])
+                     "weights", "achieved_tflops", "share_of_peak", "energy_per_image_mj"])
     for r in results.rows:
         stats = r.stats or {}
         writer.writerow([r.model, r.format, r.runtime, r.device, r.precision, r.precision_used, r.batch, r.status,
@@ -152,7 +167,9 @@ def render_csv(results: Results) -> str:
                          stats.get("p90"), stats.get("p99"),
                          stats.get("cv"), r.ms_per_image, r.throughput, r.first_inference_ms, r.load_seconds,
                          r.memory.get("peak_rss_mb"), r.memory.get("rss_growth_mb"), r.memory.get("peak_device_mb"),
-                         r.artifact.get("size_mb"), r.threads, r.timed_region, r.weights])
+                         r.artifact.get("size_mb"), r.threads, r.timed_region, r.weights,
+                         (r.utilization or {}).get("achieved_tflops"), (r.utilization or {}).get("share_of_peak"),
+                         r.runtime_info.get("nvml", {}).get("energy_per_image_mj")])
     return buffer.getvalue()
 
 

@@ -1,0 +1,128 @@
+"""Precision labels that are true: IEEE fp32 where a row says fp32, tf32 where it says tf32, fp16 that runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deploybench import registry
+from deploybench.artifact import Artifact
+from deploybench.errors import UnsupportedError
+from deploybench.exporters.base import ExportOptions
+from deploybench.models import example_batch
+from deploybench.runtimes.base import RuntimeOptions
+from deploybench.runtimes.onnxruntime import provider_config
+
+GPU_PROVIDERS = ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("precision, tf32", [("fp32", "0"), ("fp16", "0"), ("tf32", "1")])
+def test_onnxruntime_cuda_provider_sets_tf32_from_the_precision(precision: str, tf32: str) -> None:
+    providers = provider_config(RuntimeOptions(device="cuda", precision=precision), GPU_PROVIDERS)
+    assert providers[0] == ("CUDAExecutionProvider", {"use_tf32": tf32})
+    assert providers[-1] == "CPUExecutionProvider"
+
+
+def test_onnxruntime_provider_options_keep_cuda_graphs_and_refuse_what_is_missing() -> None:
+    providers = provider_config(RuntimeOptions(device="cuda", cuda_graphs=True), GPU_PROVIDERS)
+    assert providers[0] == ("CUDAExecutionProvider", {"use_tf32": "0", "enable_cuda_graph": "1"})
+    assert provider_config(RuntimeOptions(), ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with pytest.raises(UnsupportedError, match=r"deploybench\[gpu\]"):
+        provider_config(RuntimeOptions(device="cuda"), ["CPUExecutionProvider"])
+
+
+def test_onnxruntime_session_on_cuda_really_has_tf32_off(artifacts) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("needs onnxruntime-gpu and a CUDA GPU to create a CUDA session")
+    with registry.runtimes.get("onnxruntime")(RuntimeOptions(device="cuda")).load(artifacts.get("onnx")) as rt:
+        assert rt.info["provider_options"]["CUDAExecutionProvider"]["use_tf32"] == "0"
+
+
+def test_onnxruntime_fp16_exports_and_runs_on_the_cpu(cache, tiny) -> None:
+    # The export's own check loads the graph in ONNX Runtime and runs one batch: it used to fail
+    # with "expected: (tensor(float16))" because float32 feeds were never cast.
+    artifact, _ = cache.get_or_export(registry.exporters.get("onnx")(), tiny, ExportOptions(precision="fp16"))
+    assert artifact.manifest["checked_with"] == "onnxruntime"
+    batch = example_batch(tiny.input, 2, seed=5)
+    with registry.runtimes.get("torch")().load(Artifact.from_module(tiny)) as rt:
+        expected = rt.run(batch)[0]
+    with registry.runtimes.get("onnxruntime")(RuntimeOptions(precision="fp16", threads=1)).load(artifact) as rt:
+        feeds = rt.prepare(batch)
+        out = rt.run(batch)[0]
+        # deploybench's FP16 graph keeps float32 inputs and outputs, with fp16 inside.
+        assert rt.info["input_dtype"] == "float32" and rt.info["precision_used"] == "fp16"
+    assert next(iter(feeds.values())).dtype == np.float32
+    assert out.dtype == np.float32 and out.shape == (2, 1000)
+    from deploybench.compare import compare
+
+    assert compare([expected], [out], "classification", "fp16").passed
+
+
+def test_onnxruntime_feeds_a_float16_input_in_float16(tmp_path) -> None:
+    """A graph of the user's that declares a float16 input gets float16 feeds, cast outside the timed call."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)], "half_input",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])])
+    path = tmp_path / "half.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    from deploybench.models import resolve
+
+    artifact = Artifact.from_onnx_file(resolve(str(path)))
+    batch = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with registry.runtimes.get("onnxruntime")(RuntimeOptions(threads=1)).load(artifact) as rt:
+        feeds = rt.prepare(batch)
+        out = rt.run(batch)[0]
+        assert rt.info["input_dtype"] == "float16"
+    assert next(iter(feeds.values())).dtype == np.float16
+    np.testing.assert_array_equal(out, batch)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+needs_cuda = pytest.mark.skipif(not _cuda(), reason="TF32 exists on CUDA GPUs only; no CUDA GPU here")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("runtime", ["torch", "torchscript", "torch-compile"])
+@pytest.mark.parametrize("precision, tf32", [("fp32", False), ("tf32", True)])
+def test_torch_runtimes_set_tf32_from_the_precision_on_cuda(runtime: str, precision: str, tf32: bool, tiny) -> None:
+    import torch
+
+    fmt = registry.runtimes.get(runtime).formats[0]
+    if fmt == "pytorch":
+        artifact = Artifact.from_module(tiny, device="cuda")
+    else:
+        from deploybench.cache import ArtifactCache
+
+        artifact, _ = ArtifactCache().get_or_export(registry.exporters.get(fmt)(), tiny, ExportOptions(device="cuda"))
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32  # start from the opposite
+    with registry.runtimes.get(runtime)(RuntimeOptions(device="cuda", precision=precision)).load(artifact) as rt:
+        rt.run(example_batch(tiny.input, 1))
+        assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32
+        assert rt.info["tf32"] is tf32 and rt.info["precision_used"] == precision
+
+
+def test_tf32_switch_sets_both_cuda_paths() -> None:
+    import torch
+
+    from deploybench.torch_utils import set_tf32, tf32_enabled
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        set_tf32(True)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 and tf32_enabled()
+        set_tf32(False)
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert not tf32_enabled() and torch.get_float32_matmul_precision() == "highest"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
