@@ -8,7 +8,7 @@ from deploybench.models import count_flops, resolve
 
 
 def describe_model(spec: str, **weights: Any) -> dict[str, Any]:
-    """Source, task, input, outputs, exact parameter count and counted FLOPs of one image."""
+    """Source, task, input, outputs, exact parameter count, and counted FLOPs and MACs of one image."""
     model = resolve(spec, **weights)
     data: dict[str, Any] = {
         "name": model.name, "spec": spec, "source": model.source, "library": f"{model.library} {model.library_version}",
@@ -28,13 +28,14 @@ def describe_model(spec: str, **weights: Any) -> dict[str, Any]:
                            for i, o in enumerate(outputs)]
         data["parameters"] = model.parameters
         data["flops"] = count_flops(module, model.input)
+        data["macs"] = data["flops"] // 2  # FlopCounterMode counts convolutions and matmuls, 2 FLOPs per MAC
     else:  # an ONNX file: what the graph declares; nothing runs
         from deploybench.sources import read_onnx_graph
 
         assert model.onnx_path is not None, "a spec without a module is an ONNX file"
         data["outputs"] = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
                            for t in read_onnx_graph(model.onnx_path).outputs]
-        data["parameters"], data["flops"] = None, None
+        data["parameters"], data["flops"], data["macs"] = None, None, None
     data["weights"] = model.weights  # after the build: a checkpoint's load is described only then
     data["notes"] = model.notes
     return data

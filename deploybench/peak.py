@@ -137,18 +137,6 @@ def local_gpu() -> LocalGpu | None:
     return LocalGpu(name=props.name, multiprocessors=props.multi_processor_count)
 
 
-def model_flops(model: Any) -> int | None:
-    """FLOPs of one image's forward pass (a ModelSpec's module, counted once); None where they cannot be counted."""
-    from deploybench.models import count_flops
-
-    if not model.has_module:
-        return None
-    try:
-        return count_flops(model.build(), model.input) or None
-    except Exception:  # a module torch's counter cannot trace: the row simply has no % of peak
-        return None
-
-
 def annotate(row: Any, flops_per_image: int | None, gpu: LocalGpu | None) -> None:
     """Give a measured GPU row its achieved TFLOP/s and % of peak, and the host-bound warning."""
     if row.status != "ok" or not flops_per_image or gpu is None or not row.throughput:

@@ -10,6 +10,7 @@ from typing import Any
 
 from deploybench.artifact import write_json_atomic
 from deploybench.errors import ResultsError
+from deploybench.model_facts import ModelFacts
 
 SCHEMA_VERSION = 1
 # Every status a row can end with: "ok", or how it failed (each failure carries a message).
@@ -58,6 +59,7 @@ class Row:
     weights: str = ""  # which weights the model ran with: random (seed N), pretrained, checkpoint PATH (full/partial)
     triage: dict[str, Any] | None = None  # compare --triage: deploybench.triage.Triage.to_dict() of a failing row
     utilization: dict[str, Any] | None = None  # GPU rows: achieved TFLOP/s and share of the dense peak
+    gflops_per_s: float | None = None  # the model's FLOPs per image x images per second
 
     @property
     def key(self) -> str:
@@ -99,12 +101,14 @@ class Results:
     config: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
+    models: dict[str, ModelFacts] = field(default_factory=dict)  # by model name: parameters, MACs, input
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": self.schema_version, "created": self.created, "config": self.config,
-                "environment": self.environment, "rows": [r.to_dict() for r in self.rows]}
+                "environment": self.environment, "models": {name: f.to_dict() for name, f in self.models.items()},
+                "rows": [r.to_dict() for r in self.rows]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -119,8 +123,10 @@ class Results:
             raise ResultsError(f"results schema version {version!r} is not supported (this deploybench reads "
                                f"version {SCHEMA_VERSION}); re-run the comparison with this version")
         created = data["created"]
+        models = {name: ModelFacts.from_dict(facts) for name, facts in (data.get("models") or {}).items()}
         return cls(config=data.get("config", {}), environment=data.get("environment", {}),
-                   rows=[Row.from_dict(r) for r in data["rows"]], created=created, schema_version=version)
+                   rows=[Row.from_dict(r) for r in data["rows"]], models=models, created=created,
+                   schema_version=version)
 
     @classmethod
     def from_json(cls, text: str) -> "Results":

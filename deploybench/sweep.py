@@ -25,6 +25,7 @@ from deploybench.errors import DeployBenchError, UnknownNameError, UsageError
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
 from deploybench.batch import Batch
+from deploybench.model_facts import ModelFacts, model_facts
 from deploybench.models import ModelRef, ModelSpec, resolve, seeded_inputs
 from deploybench.results import Results, Row
 from deploybench.sanity import flag_slower_than_eager
@@ -405,7 +406,8 @@ class Sweep:
                                     dataset_arrays(spec, config), origin)
         if spec.checkpoint_load is not None:  # what the checkpoint matched is known once the model is built
             self.progress(f"{spec.name}: weights {spec.weights}")
-        flops = peak.model_flops(spec) if self.gpu else None
+        facts = self.results.models.get(spec.name) or model_facts(spec)
+        self.results.models[spec.name] = facts
         for item in todo:
             exported: dict[BatchRange, tuple[str | None, dict]] = {}
             for batch in batches:
@@ -416,7 +418,7 @@ class Sweep:
                 if batch_range not in exported:
                     exported[batch_range] = self._artifact(spec, item, batch_range)
                 artifact_dir, export_info = exported[batch_range]
-                row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference), flops)
+                row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference), facts)
                 if config.batches == "auto" and self._auto_stop(spec, item, row):
                     break
 
@@ -446,7 +448,7 @@ class Sweep:
                                                  if artifact.manifest.get(k) is not None}}
 
     def _run_cell(self, spec: ModelSpec, item: PlannedCell, batch: int, artifact_dir: str | None,
-                  export_info: dict, reference: str, flops: int | None = None) -> Row:
+                  export_info: dict, reference: str, facts: ModelFacts | None = None) -> Row:
         config = self.config
         cell = Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime, batch=batch,
                     device=config.device, precision=item.precision, artifact_dir=artifact_dir, reference=reference,
@@ -465,7 +467,10 @@ class Sweep:
             if row.parity is not None:
                 row.parity_reference = reference_source(spec).label
         row.weights = spec.weights
-        peak.annotate(row, flops, self.gpu)
+        if facts is not None:
+            peak.annotate(row, facts.flops, self.gpu)
+            if row.status == "ok" and (achieved := facts.achieved_gflops(row.throughput)) is not None:
+                row.gflops_per_s = round(achieved, 3)
         self._record(row)
         self.progress(f"{label}: {describe(row)}")
         return row

@@ -78,10 +78,11 @@ def test_no_figure_without_a_peak_flops_or_throughput() -> None:
 
 
 def test_gpu_rows_get_their_share_of_peak_and_the_host_bound_warning(tiny) -> None:
-    from deploybench.peak import LocalGpu, annotate, model_flops
+    from deploybench.model_facts import model_facts
+    from deploybench.peak import LocalGpu, annotate
     from deploybench.results import Row
 
-    flops = model_flops(tiny)
+    flops = model_facts(tiny).flops
     assert flops and flops > 1e6  # counted by torch's FlopCounterMode on the tiny timm model
     h100 = LocalGpu("NVIDIA H100 80GB HBM3", 132)
     row = Row("m", "tensorrt", "tensorrt", "cuda", "int8", 256, precision_used="int8+fp16", throughput=5000.0)

@@ -28,7 +28,7 @@ def models_command(pattern: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @weights_options
 def info_command(model: str, as_json: bool, weights: dict[str, Any]) -> None:
-    """Describe MODEL: source, task, input, outputs, parameters and FLOPs (counted)."""
+    """Describe MODEL: source, task, input, outputs, parameters, FLOPs and MACs (counted)."""
     from deploybench.cli.streams import stdout_to_stderr
     from deploybench.describe import describe_model
 
@@ -42,12 +42,14 @@ def info_command(model: str, as_json: bool, weights: dict[str, Any]) -> None:
             for index, spec in enumerate(value):
                 click.echo(f"{'input' if len(value) == 1 else f'input {index}':>16}: {spec}")
             continue
-        if value is None and key in ("parameters", "flops"):
+        if value is None and key in ("parameters", "flops", "macs"):
             value = "not counted (no PyTorch module)"
         elif key == "parameters":
             value = f"{value:,}"
         elif key == "flops":
-            value = f"{value / 1e9:.3f} GFLOPs ({value:,})"
+            value = f"{value / 1e9:.3f} GFLOPs ({value:,}; 2 per multiply-accumulate)"
+        elif key == "macs":
+            value = f"{value / 1e9:.3f} GMACs (the figure papers and model zoos quote)"
         click.echo(f"{key:>16}: {value}")
 
 

@@ -10,7 +10,7 @@ from deploybench.results import Results, Row
 # --columns option: the tail is what a deployment budget is set against, and a fixed set of
 # columns keeps tables of different runs comparable line for line.
 COLUMNS = ["", "model", "format", "runtime", "device", "precision", "batch", "threads", "streams/req", "parity",
-           "p50 ms", "p90 ms", "p99 ms", "ms/img", "img/s", "host MB", "dev MB", "artifact MB", "vs eager", "status"]
+           "p50 ms", "p90 ms", "p99 ms", "ms/img", "img/s", "GFLOP/s", "host MB", "dev MB", "artifact MB", "vs eager", "status"]
 FASTEST_MARK = "*"
 FOOTNOTE = f"{FASTEST_MARK} fastest row that passed parity, per model and batch size"
 DEFAULT_REFERENCE = "pytorch-fp32"
@@ -42,14 +42,18 @@ def _parallelism(row: Row) -> str:
 
 
 def footnotes(results: Results) -> list[str]:
-    """The fastest-row mark, any model whose parity reference is not PyTorch FP32, the weights and
-    parity inputs of each model, and why any row's parity did not pass."""
+    """The fastest-row mark, each model's size (parameters, MACs, input), any model whose parity
+    reference is not PyTorch FP32, the weights and parity inputs of each model, and why any row's
+    parity did not pass."""
     references: dict[str, str] = {}
     for row in results.rows:
         if row.parity_reference and row.parity_reference != DEFAULT_REFERENCE:
             references.setdefault(row.model, row.parity_reference)
     inputs = parity_inputs_line(results)
-    return [FOOTNOTE, *(f"parity of {model} is against {reference}" for model, reference in references.items()),
+    facts = [f"{name}: {model.describe()}" for name, model in results.models.items()
+             if any(row.model == name for row in results.rows)]
+    return [FOOTNOTE, *facts,
+            *(f"parity of {model} is against {reference}" for model, reference in references.items()),
             *weights_used(results), *([f"parity inputs: {inputs}"] if inputs else []),
             *(f"parity: {note}" for note in parity_notes(results))]
 
@@ -109,6 +113,7 @@ def table_rows(results: Results) -> list[list[Any]]:
                       _precision(row), row.batch, row.threads or "-", _parallelism(row), _parity(row),
                       *(format_number(stats.get(key), 3) for key in ("median", "p90", "p99")),
                       format_number(row.ms_per_image, 3), format_number(row.throughput, 1),
+                      format_number(row.gflops_per_s, 1),
                       format_number(row.memory.get("peak_rss_mb"), 0),
                       format_number(row.memory.get("peak_device_mb"), 0),
                       format_number(row.artifact.get("size_mb"), 2), speedup, status])
@@ -157,17 +162,21 @@ def render_csv(results: Results) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["model", "format", "runtime", "device", "precision", "precision_used", "batch", "status", "message",
                      "parity", "parity_reference", "p50_ms", "mean_ms", "p90_ms", "p99_ms", "cv", "ms_per_image",
-                     "images_per_s", "first_inference_ms",
+                     "images_per_s", "gflops_per_s", "first_inference_ms",
                      "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region",
-                     "weights", "achieved_tflops", "share_of_peak", "energy_per_image_mj"])
+                     "weights", "parameters", "gmacs", "achieved_tflops", "share_of_peak", "energy_per_image_mj"])
     for r in results.rows:
         stats = r.stats or {}
+        facts = results.models.get(r.model)
+        macs = facts.macs if facts else None
         writer.writerow([r.model, r.format, r.runtime, r.device, r.precision, r.precision_used, r.batch, r.status,
                          r.message, r.parity_verdict, r.parity_reference, stats.get("median"), stats.get("mean"),
                          stats.get("p90"), stats.get("p99"),
-                         stats.get("cv"), r.ms_per_image, r.throughput, r.first_inference_ms, r.load_seconds,
+                         stats.get("cv"), r.ms_per_image, r.throughput, r.gflops_per_s, r.first_inference_ms,
+                         r.load_seconds,
                          r.memory.get("peak_rss_mb"), r.memory.get("rss_growth_mb"), r.memory.get("peak_device_mb"),
                          r.artifact.get("size_mb"), r.threads, r.timed_region, r.weights,
+                         facts.parameters if facts else None, round(macs / 1e9, 3) if macs else None,
                          (r.utilization or {}).get("achieved_tflops"), (r.utilization or {}).get("share_of_peak"),
                          r.runtime_info.get("nvml", {}).get("energy_per_image_mj")])
     return buffer.getvalue()
