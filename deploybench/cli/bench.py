@@ -154,7 +154,8 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--html", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Finish the missing cells of an earlier --out folder.")
 @click.option("--retry-failed", is_flag=True, help="With --resume: also run again cells that crashed, timed out or failed.")
-@click.option("--shard", default="1/1", show_default=True, help="Run slice I of N of the cells (I/N).")
+@click.option("--shard", default="1/1", show_default=True,
+              help="Run slice I of N of the cells (I/N); auto reads Slurm's array task, auto/N a Kubernetes Indexed Job's.")
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
 @click.option("--strict-parity", is_flag=True, help="Exit 1 when a parity verdict is inconclusive, not only when one fails.")
 @click.option("--allow-empty", is_flag=True,

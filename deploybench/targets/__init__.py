@@ -4,6 +4,8 @@ reads a user's own."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,12 +80,51 @@ def load_target(name: str, file: str | None = None) -> Target:
     return Target.from_toml(path)
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``I/N`` with 1 <= I <= N."""
+def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """``I/N`` with 1 <= I <= N; ``auto`` (or ``auto/N``) reads them from the scheduler running the job."""
+    if text == "auto" or text.startswith("auto/"):
+        return scheduler_shard(text, os.environ if env is None else env)
     try:
         index, count = (int(v) for v in text.split("/"))
     except ValueError:
-        raise UsageError(f"malformed shard {text!r}; write I/N, e.g. 2/4") from None
+        raise UsageError(f"malformed shard {text!r}; write I/N, e.g. 2/4, or auto") from None
     if not 1 <= index <= count:
         raise UsageError(f"malformed shard {text!r}; need 1 <= I <= N")
+    return index, count
+
+
+def scheduler_shard(text: str, env: Mapping[str, str]) -> tuple[int, int]:
+    """The array index and count of a Slurm array task or a Kubernetes Indexed Job, as ``(I, N)``.
+
+    Slurm: ``SLURM_ARRAY_TASK_ID`` counted from ``SLURM_ARRAY_TASK_MIN``, of
+    ``SLURM_ARRAY_TASK_COUNT``. Kubernetes: ``JOB_COMPLETION_INDEX`` (from 0) of the N in
+    ``auto/N``, since the pod is not told its job's completions.
+    """
+    given = text.partition("/")[2]
+    if given and not given.isdigit():
+        raise UsageError(f"malformed shard {text!r}; write auto or auto/N with N the number of shards")
+    if "SLURM_ARRAY_TASK_ID" in env:
+        try:
+            task, first, count = (int(env[name]) for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN",
+                                                                "SLURM_ARRAY_TASK_COUNT"))
+        except (KeyError, ValueError):
+            raise UsageError("--shard auto found SLURM_ARRAY_TASK_ID without a numeric SLURM_ARRAY_TASK_MIN and "
+                             "SLURM_ARRAY_TASK_COUNT; submit with sbatch --array, or pass --shard I/N") from None
+        index = task - first + 1
+    elif "JOB_COMPLETION_INDEX" in env:
+        if not given:
+            raise UsageError("--shard auto found a Kubernetes JOB_COMPLETION_INDEX but no shard count; pass "
+                             "--shard auto/N with N the job's completions")
+        try:
+            index, count = int(env["JOB_COMPLETION_INDEX"]) + 1, int(given)
+        except ValueError:
+            raise UsageError(f"--shard auto: JOB_COMPLETION_INDEX is {env['JOB_COMPLETION_INDEX']!r}, not a "
+                             "number; pass --shard I/N") from None
+    else:
+        raise UsageError("--shard auto found no scheduler array index (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX); "
+                         "pass --shard I/N, e.g. --shard ${{ matrix.shard }}/N in a GitHub Actions matrix")
+    if given and int(given) != count:
+        raise UsageError(f"--shard {text} disagrees with the scheduler's {count} array tasks; pass --shard auto")
+    if not 1 <= index <= count:
+        raise UsageError(f"--shard auto read shard {index} of {count} from the scheduler; need 1 <= I <= N")
     return index, count
