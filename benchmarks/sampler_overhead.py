@@ -57,7 +57,7 @@ def main() -> int:
     order = list(VARIANTS)
     for round_index in range(args.rounds):
         for name in order[round_index % len(order):] + order[:round_index % len(order)]:  # rotate the order
-            row = run_isolated(replace(base, sample=VARIANTS[name]))
+            row = run_isolated([replace(base, sample=VARIANTS[name])])[0]
             if row.status != "ok":
                 raise SystemExit(f"error: {name} run failed: {row.message}")
             medians[name].append(row.stats["median"])

@@ -7,10 +7,11 @@ fresh worker process so memory figures are clean and a crash only ends its own r
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -131,12 +132,16 @@ def _inputs(cell: Cell, reference: Any) -> Batch:
     return seeded_inputs(resolve(cell.model), cell.batch)
 
 
-def run_cell(cell: Cell) -> Row:
+Phase = Callable[[str], None]
+
+
+def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_parity: dict[str, Any] | None = None) -> Row:
     """Measure one cell in this process. Failures become the row's status, never an exception.
 
     The memory window holds the inference alone: loading, preparing the timed batch and the
     timed loop. Parity, with its inputs, outputs and dataset, runs after the window closes,
-    on the runtime that is still loaded.
+    on the runtime that is still loaded, unless ``known_parity`` is this artifact's verdict
+    from an earlier batch. ``on_phase`` hears load, warm-up, timed and parity as each begins.
     """
     row = cell.empty_row()
     try:
@@ -147,17 +152,21 @@ def run_cell(cell: Cell) -> Row:
         host_batch = batches.tile(_inputs(cell, reference), cell.batch)
         with contextlib.ExitStack() as loaded:
             with memory_window(cell.sample) as memory:
+                on_phase("load")
                 started = time.perf_counter()
                 runtime = loaded.enter_context(runtime_cls(cell.runtime_options).load(artifact))
                 feeds = runtime.prepare(host_batch)  # compiles for runtimes that compile per shape
                 row.load_seconds = time.perf_counter() - started
                 with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power, \
                         NvmlSampler(enabled="nvml" in cell.sample) as gpu:  # each a no-op without its GPU
-                    result = measure(runtime, feeds, cell.batch, cell.policy)
+                    result = measure(runtime, feeds, cell.batch, cell.policy, on_phase=on_phase)
                 gpu_window = gpu.window(result.window_seconds, result.batch * len(result.samples_ms))
             del feeds
-            if reference is not None:
-                row.parity = check_parity(runtime, reference, cell)
+            if known_parity is not None:
+                row.parity = dict(known_parity)
+            elif reference is not None:
+                on_phase("parity")
+                row.parity = dict(check_parity(runtime, reference, cell), checked_at_batch=cell.batch)
             row.runtime_info = dict(runtime.info)
             if power.samples:
                 row.runtime_info["tegrastats"] = power.summary()
@@ -185,6 +194,26 @@ def run_cell(cell: Cell) -> Row:
         row.status = "oom" if is_out_of_memory(exc) else "error"
         row.message = first_line(exc) if isinstance(exc, DeployBenchError) else f"{type(exc).__name__}: {first_line(exc)}"
     return row
+
+
+def run_cells(cells: list[Cell], on_phase: Callable[[int, str], None] = lambda index, phase: None,
+              on_row: Callable[[int, Row], None] = lambda index, row: None) -> list[Row]:
+    """Measure ``cells`` one after another in this process (one worker per artifact).
+
+    Parity depends on the artifact, not the batch it is timed at, so it is checked once per
+    artifact and the verdict is carried to its other batches (``checked_at_batch`` says where).
+    """
+    verdicts: dict[str, dict[str, Any]] = {}
+    rows = []
+    for index, cell in enumerate(cells):
+        key = f"{cell.artifact_dir}|{cell.runtime}|{cell.precision}|{cell.reference}"
+        row = run_cell(cell, lambda phase, index=index: on_phase(index, phase), verdicts.get(key))
+        row.runtime_info["worker_pid"] = os.getpid()  # which rows shared a process
+        if row.status == "ok" and row.parity is not None:
+            verdicts.setdefault(key, row.parity)
+        on_row(index, row)
+        rows.append(row)
+    return rows
 
 
 def artifact_batch_shape(artifact: Artifact) -> str:

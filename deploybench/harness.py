@@ -317,18 +317,22 @@ class _StopRule:
 
 
 def measure(runtime: Runtime, feeds: Any, batch: int, policy: MeasurePolicy = MeasurePolicy(),
-            clock: Clock = time.perf_counter_ns, make_event: EventFactory = cuda_event) -> Measurement:
+            clock: Clock = time.perf_counter_ns, make_event: EventFactory = cuda_event,
+            on_phase: Callable[[str], None] = lambda phase: None) -> Measurement:
     """Warm up until settled, then time calls until the stop rule holds.
 
     Host wall time per call is always recorded; where the runtime exposes its CUDA stream,
-    CUDA events on that stream also give the GPU time of each call.
+    CUDA events on that stream also give the GPU time of each call. ``on_phase`` hears
+    ``warm-up`` and ``timed`` as each begins (the progress display).
     """
     in_flight = runtime.requests_in_flight() if isinstance(runtime, ConcurrentRuntime) else 1
     driver: _Driver = (_ConcurrentDriver(runtime, feeds, clock) if in_flight > 1
                        else _SyncDriver(runtime, feeds, clock, make_event))
+    on_phase("warm-up")
     first_ms = driver.first()
     settled = _Settled(policy)
     warm = driver.window(settled)
+    on_phase("timed")
     stop = _StopRule(policy)
     timed = driver.window(stop)
     result = Measurement(batch=batch, samples_ms=timed.samples_ms, window_seconds=timed.seconds,

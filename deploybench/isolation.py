@@ -1,4 +1,10 @@
-"""Run cells in fresh worker processes, with a timeout; crashes and hangs become row statuses."""
+"""Run cells in fresh worker processes, with a timeout; crashes and hangs become row statuses.
+
+One worker measures one artifact at each of its batch sizes: the runtime, the model code and
+the artifact's imports are paid once, and parity is checked once. A crash, hang or
+out-of-memory kill costs only the cell it happened in: the worker's finished rows are kept,
+and the cells after it run in a fresh worker. ``--isolate cell`` gives every cell its own.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,19 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable
 
-from deploybench.cell import Cell, run_cell
+from deploybench.cell import Cell, run_cell, run_cells
 from deploybench.results import Row
+from deploybench.worker import read_phase, row_file
 
 DEFAULT_TIMEOUT_S = 600.0
+POLL_S = 0.2  # how often the parent looks for finished rows and the worker's phase
+
+OnPhase = Callable[[Cell, str], None]
+OnRow = Callable[[Row], None]
 
 
 def _worker_env() -> dict[str, str]:
@@ -32,31 +45,71 @@ def _tail(path: Path, lines: int = 1) -> str:
     return " | ".join(text[-lines:])
 
 
-def run_isolated(cell: Cell, timeout_s: float = DEFAULT_TIMEOUT_S) -> Row:
-    """Run ``cell`` in a new process and read its row back."""
+def _one_worker(cells: list[Cell], timeout_s: float, on_phase: OnPhase, on_row: OnRow) -> int:
+    """Run ``cells`` in one worker until it ends; returns how many rows it finished.
+
+    Every cell has ``timeout_s`` from when the one before it finished. When the worker dies or
+    hangs, the cell it was on gets the status (``crashed`` or ``timeout``) and is counted too.
+    """
     with tempfile.TemporaryDirectory(prefix="deploybench-cell-") as tmp:
-        cell_file, row_file, log_file = Path(tmp, "cell.json"), Path(tmp, "row.json"), Path(tmp, "worker.log")
-        cell_file.write_text(json.dumps(cell.to_dict()))
+        out = Path(tmp)
+        cells_file, log_file = out / "cells.json", out / "worker.log"
+        cells_file.write_text(json.dumps([cell.to_dict() for cell in cells]))
+        finished, seen_phase = 0, None
         with open(log_file, "w") as log:
             # A new session: a terminal Ctrl-C reaches the parent, which then ends the worker.
-            proc = subprocess.Popen([sys.executable, "-m", "deploybench.worker", str(cell_file), str(row_file)],
+            proc = subprocess.Popen([sys.executable, "-m", "deploybench.worker", str(cells_file), str(out)],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     env=_worker_env(), start_new_session=True)
+            deadline = time.monotonic() + timeout_s
             try:
-                returncode = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill(proc)
-                return _failed(cell, "timeout", f"no result within {timeout_s:.0f} s; raise --timeout or check the runtime")
+                while True:
+                    returncode = proc.poll()
+                    while finished < len(cells) and row_file(out, finished).is_file():
+                        on_row(Row.from_dict(json.loads(row_file(out, finished).read_text())))
+                        finished += 1
+                        deadline = time.monotonic() + timeout_s
+                    if returncode is not None or finished == len(cells):
+                        break
+                    phase = read_phase(out)
+                    if phase is not None and phase != seen_phase and phase[0] == finished:
+                        seen_phase = phase
+                        on_phase(cells[finished], phase[1])
+                    if time.monotonic() > deadline:
+                        _kill(proc)
+                        on_row(_failed(cells[finished], "timeout",
+                                       f"no result within {timeout_s:.0f} s; raise --timeout or check the runtime"))
+                        return finished + 1
+                    time.sleep(POLL_S)
             except BaseException:  # KeyboardInterrupt, SystemExit: take the worker down with us
                 _kill(proc)
                 raise
-        if row_file.is_file():
-            return Row.from_dict(json.loads(row_file.read_text()))
-        if returncode < 0:
+            proc.wait()
+        if finished == len(cells):
+            return finished
+        if returncode is not None and returncode < 0:
             name = signal.Signals(-returncode).name
             why = " (the kernel's out-of-memory killer sends this)" if returncode == -signal.SIGKILL else ""
-            return _failed(cell, "crashed", f"worker died with {name}{why}; last output: {_tail(log_file)}")
-        return _failed(cell, "crashed", f"worker exited with code {returncode}; last output: {_tail(log_file, 2)}")
+            message = f"worker died with {name}{why}; last output: {_tail(log_file)}"
+        else:
+            message = f"worker exited with code {returncode}; last output: {_tail(log_file, 2)}"
+        on_row(_failed(cells[finished], "crashed", message))
+        return finished + 1
+
+
+def run_isolated(cells: list[Cell], timeout_s: float = DEFAULT_TIMEOUT_S,
+                 on_phase: OnPhase = lambda cell, phase: None, on_row: OnRow = lambda row: None) -> list[Row]:
+    """Run ``cells`` in worker processes, a fresh one after any crash or hang; rows in cell order."""
+    rows: list[Row] = []
+
+    def keep(row: Row) -> None:
+        rows.append(row)
+        on_row(row)
+
+    start = 0
+    while start < len(cells):
+        start += _one_worker(cells[start:], timeout_s, on_phase, keep)
+    return rows
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -73,5 +126,15 @@ def _failed(cell: Cell, status: str, message: str) -> Row:
     return row
 
 
+def run_group(cells: list[Cell], isolate: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
+              on_phase: OnPhase = lambda cell, phase: None, on_row: OnRow = lambda row: None) -> list[Row]:
+    """Measure one artifact's cells: in a worker process, or in this one (``--no-isolate``)."""
+    if isolate:
+        return run_isolated(cells, timeout_s, on_phase, on_row)
+    return run_cells(cells, on_phase=lambda index, phase: on_phase(cells[index], phase),
+                     on_row=lambda index, row: on_row(row))
+
+
 def run(cell: Cell, isolate: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> Row:
-    return run_isolated(cell, timeout_s) if isolate else run_cell(cell)
+    """One cell on its own (``--isolate cell``, triage's before/after rows)."""
+    return run_isolated([cell], timeout_s)[0] if isolate else run_cell(cell)

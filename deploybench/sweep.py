@@ -8,6 +8,8 @@ interrupted sweep keeps what it measured and ``--resume`` finishes the rest.
 
 from __future__ import annotations
 
+import io
+
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -26,6 +28,7 @@ from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
 from deploybench.batch import Batch
 from deploybench.model_facts import ModelFacts, model_facts
+from deploybench.progress import Progress
 from deploybench.models import ModelRef, ModelSpec, resolve, seeded_inputs
 from deploybench.results import Results, Row
 from deploybench.sanity import flag_slower_than_eager
@@ -62,6 +65,7 @@ class SweepConfig:
     threads: int | None = None
     policy: MeasurePolicy = field(default_factory=MeasurePolicy)
     isolate: bool = True
+    worker_per: str = "artifact"  # one worker process per artifact (its batch sizes), or per "cell"
     timeout_s: float = isolation.DEFAULT_TIMEOUT_S
     parity_images: int = 8
     images_dir: str | None = None
@@ -347,9 +351,11 @@ class Sweep:
 
     def __init__(self, config: SweepConfig, cache: ArtifactCache, results: Results,
                  results_path: Path | None = None, work_dir: Path | None = None,
-                 progress: ProgressFn = lambda message: None) -> None:
+                 progress: ProgressFn = lambda message: None, tracker: Progress | None = None) -> None:
         self.config, self.cache, self.results = config, cache, results
         self.results_path, self.progress = results_path, progress
+        # Cells done of the total, the current cell's phase, the ETA; silent unless the CLI gives one.
+        self.tracker = tracker or Progress(stream=io.StringIO(), live=False)
         for warning in config.validate():  # before any model is resolved
             progress(f"warning: {warning}")
         self.work_dir = work_dir or cache.root / "references"
@@ -377,8 +383,11 @@ class Sweep:
         self.done.add(row.key)
 
     def run(self) -> Results:
-        for model in self.config.models:
-            self._run_model(model)
+        # Every model planned first: the progress display knows the total, and a model that does
+        # not resolve stops the sweep before anything is measured.
+        work = [self._plan_model(model) for model in self.config.models]
+        for spec, todo in work:
+            self._run_model(spec, todo)
         for row in flag_slower_than_eager(self.results):
             self.progress(f"{row.model} {row.runtime}/{row.format} {row.precision} b{row.batch}: {row.warnings[-1]}")
         if self.results_path is not None and self.results.rows:
@@ -389,16 +398,23 @@ class Sweep:
         index, count = self.config.shard
         return count == 1 or shard_of(key, count) == index
 
-    def _run_model(self, model_name: str) -> None:
-        config = self.config
-        spec = resolve(config.model_ref(model_name))
+    def _plan_model(self, model_name: str) -> tuple[ModelSpec, list[PlannedCell]]:
+        """The model and its cells still to run (not done, in this shard); counted into the progress total."""
+        spec = resolve(self.config.model_ref(model_name))
         for note in spec.notes:
             self.progress(f"{spec.name}: {note}")
-        planned, skipped = plan(config, model_name, spec)
+        planned, skipped = plan(self.config, model_name, spec)
         self.skipped += skipped
-        batches = config.batch_sizes
-        todo = [p for p in planned if any(self._in_shard(self._key(spec, p, b)) and self._key(spec, p, b) not in self.done
-                                           for b in batches)]
+        todo = [p for p in planned if self._wanted_batches(spec, p)]
+        self.tracker.add(sum(len(self._wanted_batches(spec, p)) for p in todo))
+        return spec, todo
+
+    def _wanted_batches(self, spec: ModelSpec, item: PlannedCell) -> list[int]:
+        return [b for b in self.config.batch_sizes
+                if (key := self._key(spec, item, b)) not in self.done and self._in_shard(key)]
+
+    def _run_model(self, spec: ModelSpec, todo: list[PlannedCell]) -> None:
+        config = self.config
         if not todo:
             return
         inputs, origin = parity_inputs(spec, config)
@@ -409,18 +425,21 @@ class Sweep:
         facts = self.results.models.get(spec.name) or model_facts(spec)
         self.results.models[spec.name] = facts
         for item in todo:
-            exported: dict[BatchRange, tuple[str | None, dict]] = {}
-            for batch in batches:
-                key = self._key(spec, item, batch)
-                if key in self.done or not self._in_shard(key):
-                    continue
-                batch_range = self._export_batch(item, batch)
-                if batch_range not in exported:
-                    exported[batch_range] = self._artifact(spec, item, batch_range)
-                artifact_dir, export_info = exported[batch_range]
-                row = self._run_cell(spec, item, batch, artifact_dir, export_info, str(reference), facts)
-                if config.batches == "auto" and self._auto_stop(spec, item, row):
-                    break
+            wanted = self._wanted_batches(spec, item)
+            if config.batches == "auto":  # each batch decides whether the next is worth running
+                for done, batch in enumerate(wanted, start=1):
+                    (row,) = self._run_artifact(spec, item, [batch], str(reference), facts)
+                    if self._auto_stop(spec, item, row):
+                        self.tracker.add(done - len(wanted))  # the larger batches will not run
+                        break
+                continue
+            by_artifact: dict[BatchRange, list[int]] = {}
+            for batch in wanted:  # static formats get an artifact per batch, dynamic ones share one
+                by_artifact.setdefault(self._export_batch(item, batch), []).append(batch)
+            for artifact_batches in by_artifact.values():
+                groups = [artifact_batches] if config.worker_per == "artifact" else [[b] for b in artifact_batches]
+                for group in groups:
+                    self._run_artifact(spec, item, group, str(reference), facts)
 
     def _key(self, spec: ModelSpec, item: PlannedCell, batch: int) -> str:
         return Row(spec.name, item.format, item.runtime, self.config.device, item.precision, batch).key
@@ -436,7 +455,7 @@ class Sweep:
         exporter = registry.exporters.get(item.format)()
         options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device,
                           batch=batch)
-        self.progress(f"{spec.name}: export {item.format} {item.artifact_precision} ...")
+        self.tracker.phase("export")
         try:
             artifact, hit = self.cache.get_or_export(exporter, spec, options)
         except DeployBenchError as exc:
@@ -447,22 +466,46 @@ class Sweep:
                                     "manifest": {k: artifact.manifest.get(k) for k in ("onnx_exporter", "calibration", "opset")
                                                  if artifact.manifest.get(k) is not None}}
 
-    def _run_cell(self, spec: ModelSpec, item: PlannedCell, batch: int, artifact_dir: str | None,
-                  export_info: dict, reference: str, facts: ModelFacts | None = None) -> Row:
+    def _run_artifact(self, spec: ModelSpec, item: PlannedCell, batches_: list[int], reference: str,
+                      facts: ModelFacts | None) -> list[Row]:
+        """Export (or find in the cache) the artifact for ``batches_`` and measure it at each, in one worker."""
         config = self.config
-        cell = Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime, batch=batch,
-                    device=config.device, precision=item.precision, artifact_dir=artifact_dir, reference=reference,
-                    runtime_options=replace(config.runtime_options, device=config.device, precision=item.precision,
-                                            threads=config.threads, dynamic_batch=config.dynamic_batch),
-                    policy=config.policy, tolerance=config.tolerance,
-                    plugin_modules=tuple(registry.dynamic_plugin_modules()), sample=config.sample)
-        label = f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}"
+        labels = {batch: f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}" for batch in batches_}
+        self.tracker.begin(labels[batches_[0]])
+        artifact_dir, export_info = self._artifact(spec, item, self._export_batch(item, batches_[0]))
+        cells = [Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime,
+                      batch=batch, device=config.device, precision=item.precision, artifact_dir=artifact_dir,
+                      reference=reference,
+                      runtime_options=replace(config.runtime_options, device=config.device, precision=item.precision,
+                                              threads=config.threads, dynamic_batch=config.dynamic_batch),
+                      policy=config.policy, tolerance=config.tolerance,
+                      plugin_modules=tuple(registry.dynamic_plugin_modules()), sample=config.sample)
+                 for batch in batches_]
+        rows: list[Row] = []
         if "error" in export_info:
-            row = cell.empty_row()
-            row.status, row.message = "export-failed", export_info["error"]
-        else:
-            self.progress(f"{label}: measuring ...")
-            row = isolation.run(cell, isolate=config.isolate, timeout_s=config.timeout_s)
+            for cell in cells:
+                row = cell.empty_row()
+                row.status, row.message = "export-failed", export_info["error"]
+                rows.append(self._finish_row(spec, row, export_info, facts, labels[cell.batch], measured=False))
+            return rows
+
+        def on_phase(cell: Cell, phase: str) -> None:
+            if self.tracker.cell != labels[cell.batch]:
+                self.tracker.begin(labels[cell.batch])
+            self.tracker.phase(phase)
+
+        def on_row(row: Row) -> None:
+            if self.tracker.cell != labels[row.batch]:
+                self.tracker.begin(labels[row.batch])
+            rows.append(self._finish_row(spec, row, export_info, facts, labels[row.batch]))
+
+        isolation.run_group(cells, isolate=config.isolate, timeout_s=config.timeout_s, on_phase=on_phase, on_row=on_row)
+        return rows
+
+    def _finish_row(self, spec: ModelSpec, row: Row, export_info: dict, facts: ModelFacts | None, label: str,
+                    measured: bool = True) -> Row:
+        """What the sweep adds to a worker's row (artifact, reference, weights, FLOP rates); recorded at once."""
+        if row.status != "export-failed":
             row.artifact.update(export_info)
             if row.parity is not None:
                 row.parity_reference = reference_source(spec).label
@@ -472,7 +515,7 @@ class Sweep:
             if row.status == "ok" and (achieved := facts.achieved_gflops(row.throughput)) is not None:
                 row.gflops_per_s = round(achieved, 3)
         self._record(row)
-        self.progress(f"{label}: {describe(row)}")
+        self.tracker.finish(describe(row), measured=measured)
         return row
 
     def _auto_stop(self, spec: ModelSpec, item: PlannedCell, row: Row) -> bool:

@@ -1,19 +1,46 @@
-"""Worker process entry: ``python -m deploybench.worker CELL.json ROW.json``."""
+"""Worker process entry: ``python -m deploybench.worker CELLS.json OUT_DIR``.
+
+Measures the cells in order (one artifact at its batch sizes) and leaves in ``OUT_DIR``:
+``row-<i>.json`` as each cell finishes, so a crash loses only the cell it happened in, and
+``phase``, naming the cell and what it is doing, for the parent's progress display.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from deploybench.artifact import write_json_atomic
-from deploybench.cell import Cell, run_cell
+from deploybench.cell import Cell, run_cells
+
+PHASE_FILE = "phase"
+
+
+def row_file(out_dir: Path, index: int) -> Path:
+    return out_dir / f"row-{index}.json"
+
+
+def write_phase(out_dir: Path, index: int, phase: str) -> None:
+    temporary = out_dir / f"{PHASE_FILE}.tmp"
+    temporary.write_text(f"{index} {phase}")
+    os.replace(temporary, out_dir / PHASE_FILE)  # the parent never reads half a line
+
+
+def read_phase(out_dir: Path) -> tuple[int, str] | None:
+    try:
+        index, phase = (out_dir / PHASE_FILE).read_text().split(" ", 1)
+        return int(index), phase
+    except (OSError, ValueError):
+        return None
 
 
 def main(argv: list[str]) -> int:
-    cell_file, row_file = Path(argv[0]), Path(argv[1])
-    row = run_cell(Cell.from_dict(json.loads(cell_file.read_text())))
-    write_json_atomic(row_file, row.to_dict())
+    cells_file, out_dir = Path(argv[0]), Path(argv[1])
+    cells = [Cell.from_dict(data) for data in json.loads(cells_file.read_text())]
+    run_cells(cells, on_phase=lambda index, phase: write_phase(out_dir, index, phase),
+              on_row=lambda index, row: write_json_atomic(row_file(out_dir, index), row.to_dict()))
     return 0
 
 

@@ -74,6 +74,18 @@ class KilledRuntime(_FaultyEager):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class SegfaultAtTwoRuntime(_FaultyEager):
+    """Healthy at every batch size but 2: one worker's cells around a crash."""
+
+    name = "fault-segfault-b2"
+
+    def infer(self, feeds: Any) -> None:
+        if len(feeds) == 2:
+            _refuse_in_host("segfault")
+            os.kill(os.getpid(), signal.SIGSEGV)
+        super().infer(feeds)
+
+
 class HangRuntime(_FaultyEager):
     name = "fault-hang"
 
@@ -212,7 +224,7 @@ def _touch(path: str) -> str:
     return path
 
 
-RUNTIMES = (SegfaultRuntime, KilledRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime,
+RUNTIMES = (SegfaultRuntime, SegfaultAtTwoRuntime, KilledRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime,
             BrokenFormatRuntime, NeedsMissingRuntime, SlowRuntime)
 EXPORTERS = (BrokenExporter, PartialExporter, SlowExporter, NeedsMissingExporter)
 

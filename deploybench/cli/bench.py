@@ -39,7 +39,10 @@ def common_run_options(func: Any) -> Any:
                      "median's 95 % interval is within ±2 % (30 s at most)."),
         click.option("--dynamic-batch", is_flag=True, help="Time the dynamic-batch artifact instead of one "
                      "built or compiled for each batch size."),
+        click.option("--isolate", "worker_per", type=click.Choice(["artifact", "cell"]), default="artifact",
+                     show_default=True, help="One worker process per artifact (all its batch sizes) or per cell."),
         click.option("--no-isolate", is_flag=True, help="Run cells in this process (debugging)."),
+        click.option("--quiet", is_flag=True, help="Progress as plain lines, not a live display."),
         click.option("--timeout", type=float, default=600, show_default=True, help="Seconds per cell."),
         click.option("--tolerance", multiple=True, help="Override a parity tolerance, e.g. max_error=1e-2 (keys: see README)."),
         click.option("--images", type=click.Path(file_okay=False), help="Real images for parity instead of seeded noise."),
@@ -58,7 +61,7 @@ def common_run_options(func: Any) -> Any:
 def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, formats: tuple[str, ...] | None,
                  precisions: tuple[str, ...] | None, target: Any, batch: str | None, device: str | None,
                  threads: int | None, quick: bool, min_iters: int | None, min_seconds: float | None,
-                 no_isolate: bool, timeout: float, tolerance: tuple[str, ...], images: str | None,
+                 no_isolate: bool, worker_per: str, timeout: float, tolerance: tuple[str, ...], images: str | None,
                  dataset: str | None, mode: str,
                  compile_mode: str, weights: dict[str, Any], dynamic_batch: bool = False, ort_provider: str | None = None,
                  cuda_graphs: bool = False, **extra: Any) -> Any:
@@ -76,14 +79,15 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
         models=models, runtimes=runtimes or target.runtimes, formats=formats,
         precisions=precisions or target.precisions, batches=parse_batches(batch) if batch else target.batches,
         device=device or target.device, threads=threads if threads is not None else target.threads,
-        policy=policy, isolate=not no_isolate, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
+        policy=policy, isolate=not no_isolate, worker_per=worker_per, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
         tolerance=parse_tolerance_overrides(tolerance),
         runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode, provider=ort_provider, cuda_graphs=cuda_graphs),
         dynamic_batch=dynamic_batch,
         **weights, **extra)  # pretrained, checkpoint, trust_checkpoint, checkpoint_partial, data_init
 
 
-def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Path | None, argv: list[str]) -> Any:
+def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Path | None, argv: list[str],
+            quiet: bool = False) -> Any:
     """Run the sweep; rows are saved as they finish when there is an output folder."""
     from deploybench.cache import ArtifactCache
     from deploybench.env import fingerprint
@@ -115,13 +119,20 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
             _progress(f"resuming: {len(results.rows)} rows already in {results_path}")
     elif out_dir is not None:
         results_path = out_dir / "results.json"
+    from deploybench.progress import Progress
+
+    tracker = Progress(live=False if quiet else None)  # live on a terminal, plain lines in a log
     sweep = Sweep(config, cache, results, results_path,
-                  work_dir=(out_dir or resume) / "references" if (out_dir or resume) else None, progress=_progress)
+                  work_dir=(out_dir or resume) / "references" if (out_dir or resume) else None,
+                  progress=tracker.note, tracker=tracker)
     _terminate_as_interrupt()
     from deploybench.sweep import summarise_skips
 
     with stdout_to_stderr():  # library prints and progress bars must not land in the table's stream
-        sweep.run()
+        try:
+            sweep.run()
+        finally:
+            tracker.close()
     for line in summarise_skips(sweep.skipped):
         _progress(f"skipped {line}")
     return sweep
@@ -179,6 +190,7 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
     from deploybench.targets import load_target, parse_shard
 
     tgt = load_target(target, target_file)
+    quiet = run.pop("quiet")
     config = build_config(split_list(models) or (), split_list(runtimes), split_list(formats), split_list(precisions),
                           tgt, weights=weights,
                           shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data), retry_failed=retry_failed,
@@ -188,7 +200,7 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
                f"precisions {', '.join(config.precisions)}, batches {config.batches}", err=True)
     # One run per output folder: a second one is refused instead of overwriting this one's rows.
     with exclusive_output(out, "--resume" if resume else "--out") if out else contextlib.nullcontext():
-        sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv)
+        sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv, quiet)
         if not allow_empty and (why := sweep.nothing_ran()):
             from deploybench.errors import UnsupportedError
 
@@ -247,11 +259,12 @@ def bench_command(model: str, runtime: str, fmt: str | None, precision: str, jso
     from deploybench.targets import load_target
 
     run["batch"] = run["batch"] or "1"
+    quiet = run.pop("quiet")
     devices = registry.runtimes.get(runtime).devices
     run["device"] = run["device"] or ("cpu" if "cpu" in devices else devices[0])  # tensorrt: cuda
     config = build_config((model,), (runtime,), (fmt,) if fmt else None, (precision,), load_target("cpu", None),
                           weights=weights, **run)
-    sweep = execute(config, cache_dir, None, None, sys.argv)
+    sweep = execute(config, cache_dir, None, None, sys.argv, quiet)
     if why := sweep.nothing_ran():
         from deploybench.errors import UnsupportedError
 

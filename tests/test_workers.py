@@ -1,0 +1,52 @@
+"""One worker per artifact: its batch sizes share a process and one parity check; a crash
+costs only its own cell; ``--isolate cell`` restores a process per cell."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import faulty_plugins
+from faulty_plugins import TINY_NET
+from deploybench.cache import ArtifactCache
+from deploybench.harness import MeasurePolicy
+from deploybench.results import Results, Row
+from deploybench.sweep import Sweep, SweepConfig
+
+
+@pytest.fixture
+def faults() -> Iterator[None]:
+    with faulty_plugins.installed():
+        yield
+
+
+def sweep(tmp_path: Path, runtime: str, batches: tuple[int, ...], worker_per: str = "artifact") -> list[Row]:
+    config = SweepConfig(models=(TINY_NET,), runtimes=(runtime,), batches=batches, policy=MeasurePolicy.quick(),
+                         parity_images=2, worker_per=worker_per)
+    return Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), work_dir=tmp_path / "refs").run().rows
+
+
+def test_an_artifacts_batches_share_one_worker_and_one_parity_check(tmp_path: Path, faults: None) -> None:
+    rows = sweep(tmp_path, "onnxruntime", (1, 2, 4))
+    assert [r.status for r in rows] == ["ok"] * 3, [r.message for r in rows]
+    pids = {r.runtime_info["worker_pid"] for r in rows}
+    assert len(pids) == 1 and os.getpid() not in pids
+    assert [r.parity["checked_at_batch"] for r in rows] == [1, 1, 1]
+    assert all(r.parity_verdict == "pass" for r in rows)
+
+
+def test_isolate_cell_gives_every_cell_its_own_worker(tmp_path: Path, faults: None) -> None:
+    rows = sweep(tmp_path, "onnxruntime", (1, 2), worker_per="cell")
+    assert len({r.runtime_info["worker_pid"] for r in rows}) == 2
+    assert [r.parity["checked_at_batch"] for r in rows] == [1, 2]
+
+
+def test_a_crash_costs_only_its_own_cell(tmp_path: Path, faults: None) -> None:
+    rows = {r.batch: r for r in sweep(tmp_path, "fault-segfault-b2", (1, 2, 4))}
+    assert rows[1].status == "ok" and rows[4].status == "ok"
+    assert rows[2].status == "crashed" and "SIGSEGV" in rows[2].message
+    # The cells after the crash ran in a fresh worker.
+    assert rows[1].runtime_info["worker_pid"] != rows[4].runtime_info["worker_pid"]
