@@ -42,3 +42,25 @@ def test_results_written_before_model_facts_still_load() -> None:
     data = Results(rows=[Row("m", "onnx", "onnxruntime", "cpu", "fp32", 1)]).to_dict()
     del data["models"]
     assert Results.from_dict(data).models == {}
+
+
+def test_html_draws_accuracy_against_speed_with_bubbles_sized_by_the_artifact() -> None:
+    import re
+
+    from deploybench.report.html import render_html
+
+    def row(model: str, runtime: str, precision: str, ms: float, top1: float, size_mb: float) -> Row:
+        return Row(model, runtime, runtime, "cpu", precision, 1, ms_per_image=ms, throughput=1000 / ms,
+                   stats={"median": ms}, samples_ms=[ms], artifact={"size_mb": size_mb},
+                   parity={"verdict": "pass", "outputs": [], "precision": precision, "tolerance": {},
+                           "accuracy": {"top1": top1, "delta_top1": 0.0}})
+
+    rows = [row("resnet50", "onnxruntime", "fp32", 20.0, 0.80, 97.0), row("resnet50", "openvino", "int8", 6.0, 0.79, 25.0),
+            row("mobilenetv4", "onnxruntime", "fp32", 3.0, 0.73, 14.0)]
+    page = render_html(Results(rows=rows))
+    chart = page[page.index("accuracy vs speed"):]
+    radii = [float(r) for r in re.findall(r'<circle cx="[^"]+" cy="[^"]+" r="([0-9.]+)"', chart)[:3]]
+    expected = [18.0, 4.0 + 14.0 * (25 / 97) ** 0.5, 4.0 + 14.0 * (14 / 97) ** 0.5]  # area ~ size on disk
+    assert sorted(radii) == pytest.approx(sorted(expected), abs=0.06)
+    assert "top-1 80.0 %" in chart and "artifact 97.0 MB" in chart
+    assert "accuracy vs speed" not in render_html(Results(rows=[row("m", "onnxruntime", "fp32", 1.0, 0.5, 1.0)][:0]))

@@ -226,6 +226,9 @@ def _charts(results: Results, models: list[str]) -> str:
             charts = "<div class=\"charts\">" + latency_chart(model, ok) + throughput_chart(model, ok) \
                      + tradeoff_chart(model, ok) + "</div>"
         sections.append(f"<h3>{escape(model)}</h3>{note}{charts}")
+    across = accuracy_chart(measured(results.rows))
+    if across:
+        sections.append(f"<h3>Accuracy against speed, every model</h3><div class=\"charts\">{across}</div>")
     return "<section id=\"plots\"><h2>Plots</h2>" + "".join(sections) + "</section>"
 
 
@@ -316,6 +319,31 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
                if v in verdicts}
     caption = "Error 0 (identical outputs) is drawn on the bottom line. Dashed: tolerance of each precision."
     return svg.scatter_chart(f"{model}: speed vs parity error", points, colours, x, y, tolerances, caption)
+
+
+def accuracy_chart(rows: list[Row]) -> str:
+    """With ``--dataset``: top-1 accuracy against ms/image across models and formats, each
+    bubble's area the artifact's size on disk (the chart model-comparison posts draw)."""
+    scored = [r for r in rows if (r.parity or {}).get("accuracy") and r.ms_per_image]
+    if not scored:
+        return ""
+    sizes = [float(r.artifact.get("size_mb") or 0.0) for r in scored]
+    largest = max(sizes) or 1.0
+    x_lo, x_hi = svg.log_domain([r.ms_per_image for r in scored], pad=1.4)  # type: ignore[misc]
+    x = svg.Axis("ms per image (log, lower is better)", x_lo, x_hi, svg.log_ticks(x_lo, x_hi), log=True)
+    accuracies = [100.0 * r.parity["accuracy"]["top1"] for r in scored]  # type: ignore[index]
+    lo, hi = max(0.0, min(accuracies) - 5.0), min(100.0, max(accuracies) + 5.0)
+    y = svg.Axis("top-1 accuracy on --dataset (%, higher is better)", lo, hi, svg.linear_ticks(lo, hi))
+    points = []
+    for row, accuracy, size in zip(scored, accuracies, sizes):
+        tooltip = (f"{row.model} {series_name(row)} batch {row.batch}: {row.ms_per_image:.4g} ms/image, "
+                   f"top-1 {accuracy:.1f} %, artifact {size:.1f} MB")
+        radius = 4.0 + 14.0 * math.sqrt(size / largest)  # area proportional to size on disk
+        points.append(svg.Point(row.ms_per_image, accuracy, f"{row.runtime}/{row.precision}", row.model,  # type: ignore[arg-type]
+                                tooltip, radius))
+    colours = {model: svg.PALETTE[index % len(svg.PALETTE)] for index, model in enumerate(_unique(r.model for r in scored))}
+    caption = "Bubble area: the artifact's size on disk (PyTorch eager rows have none and are drawn smallest)."
+    return svg.scatter_chart("accuracy vs speed", points, colours, x, y, caption=caption)
 
 
 def _tolerance_lines(rows: Iterable[Row]) -> list[svg.HLine]:

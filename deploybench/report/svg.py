@@ -132,6 +132,7 @@ class Point:
     label: str
     group: str
     tooltip: str = ""
+    radius: float = 5.0  # a bubble chart sizes its points by a third quantity
 
 
 @dataclass
@@ -258,12 +259,14 @@ def scatter_chart(title: str, points: list[Point], colours: dict[str, str], x: A
                      f'y2="{py:.1f}" stroke="#999" stroke-dasharray="5 4"/><text x="{frame.right - 4}" '
                      f'y="{py - 4:.1f}" text-anchor="end" fill="#777" font-size="11">{escape(line.label)}</text></g>')
     # Labels keep clear of every marker as well as of each other.
-    placed = [(frame.x(p.x) - 6, frame.y(p.y) - 6, 12.0, 12.0) for p in points]
+    placed = [(frame.x(p.x) - p.radius - 1, frame.y(p.y) - p.radius - 1, 2 * p.radius + 2, 2 * p.radius + 2)
+              for p in points]
     for point in sorted(points, key=lambda p: (p.x, p.y)):
         px, py = frame.x(point.x), frame.y(point.y)
         colour = colours.get(point.group, PALETTE[-2])
         parts.append(f'<g class="point" data-group="{escape(point.group)}">'
-                     f'<circle cx="{px:.1f}" cy="{py:.1f}" r="5" fill="{colour}" fill-opacity="0.85" stroke="#fff">'
+                     f'<circle cx="{px:.1f}" cy="{py:.1f}" r="{point.radius:.1f}" fill="{colour}" fill-opacity="0.85" '
+                     f'stroke="#fff">'
                      f"<title>{escape(point.tooltip or point.label)}</title></circle>")
         label_x, label_y, anchor, leader = _place_label(point.label, px, py, frame, placed)
         if leader:  # a label moved away from its marker gets a thin line back to it
