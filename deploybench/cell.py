@@ -7,6 +7,7 @@ fresh worker process so memory figures are clean and a crash only ends its own r
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -98,8 +99,9 @@ def run_in_chunks(runtime: Any, inputs: Batch, batch: int) -> list[np.ndarray]:
     return [np.concatenate(parts) for parts in zip(*chunks)]
 
 
-def check_parity(runtime: Any, reference: Any, cell: Cell) -> dict[str, Any]:
-    """The runtime's outputs on the reference inputs, judged at the precision it really used."""
+def check_parity(runtime: Any, reference: Any, cell: Cell, known_accuracy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The runtime's outputs on the reference inputs, judged at the precision it really used;
+    with a dataset, its accuracy (``known_accuracy`` when an earlier batch measured it)."""
     from deploybench.compare import compare, dataset_accuracy
 
     candidate = run_in_chunks(runtime, batches.load_arrays(reference, "inputs"), cell.batch)
@@ -107,7 +109,9 @@ def check_parity(runtime: Any, reference: Any, cell: Cell) -> dict[str, Any]:
     used = str(runtime.info.get("precision_used") or cell.precision)
     origin = str(reference["inputs_origin"]) if "inputs_origin" in reference.files else ""
     parity = compare(expected, candidate, cell.task, used, cell.tolerance, inputs=origin).to_dict()
-    if "dataset_inputs" in reference.files:
+    if known_accuracy is not None:
+        parity["accuracy"] = dict(known_accuracy)
+    elif "dataset_inputs" in reference.files:
         scores = run_in_chunks(runtime, reference["dataset_inputs"], cell.batch)[0]
         parity["accuracy"] = dataset_accuracy(scores, reference["dataset_labels"], reference["dataset_reference"])
     return parity
@@ -135,13 +139,15 @@ def _inputs(cell: Cell, reference: Any) -> Batch:
 Phase = Callable[[str], None]
 
 
-def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_parity: dict[str, Any] | None = None) -> Row:
+def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: dict[str, Any] | None = None) -> Row:
     """Measure one cell in this process. Failures become the row's status, never an exception.
 
     The memory window holds the inference alone: loading, preparing the timed batch and the
     timed loop. Parity, with its inputs, outputs and dataset, runs after the window closes,
-    on the runtime that is still loaded, unless ``known_parity`` is this artifact's verdict
-    from an earlier batch. ``on_phase`` hears load, warm-up, timed and parity as each begins.
+    on the runtime that is still loaded. ``known_accuracy`` is this artifact's ``--dataset``
+    accuracy from an earlier batch (a thousand images; the parity images are checked at every
+    batch, since a static reshape or a graph with a batch baked in breaks at one batch only).
+    ``on_phase`` hears load, warm-up, timed and parity as each begins.
     """
     row = cell.empty_row()
     try:
@@ -162,11 +168,9 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_parity: dic
                     result = measure(runtime, feeds, cell.batch, cell.policy, on_phase=on_phase)
                 gpu_window = gpu.window(result.window_seconds, result.batch * len(result.samples_ms))
             del feeds
-            if known_parity is not None:
-                row.parity = dict(known_parity)
-            elif reference is not None:
+            if reference is not None:
                 on_phase("parity")
-                row.parity = dict(check_parity(runtime, reference, cell), checked_at_batch=cell.batch)
+                row.parity = check_parity(runtime, reference, cell, known_accuracy)
             row.runtime_info = dict(runtime.info)
             if power.samples:
                 row.runtime_info["tegrastats"] = power.summary()
@@ -198,21 +202,23 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_parity: dic
 
 def run_cells(cells: list[Cell], on_phase: Callable[[int, str], None] = lambda index, phase: None,
               on_row: Callable[[int, Row], None] = lambda index, row: None) -> list[Row]:
-    """Measure ``cells`` one after another in this process (one worker per artifact).
+    """Measure ``cells``, one artifact at its batch sizes, one after another in this process.
 
-    Parity depends on the artifact, not the batch it is timed at, so it is checked once per
-    artifact and the verdict is carried to its other batches (``checked_at_batch`` says where).
+    The ``--dataset`` accuracy depends on the artifact alone, so it is measured at the first
+    batch and carried to the others (``accuracy.measured_at_batch``). Between cells the
+    garbage of the last one is collected, so the next window starts from what stays loaded.
     """
-    verdicts: dict[str, dict[str, Any]] = {}
+    assert len({(c.artifact_dir, c.runtime, c.precision, c.reference) for c in cells}) <= 1, "one artifact per call"
+    accuracy: dict[str, Any] | None = None
     rows = []
     for index, cell in enumerate(cells):
-        key = f"{cell.artifact_dir}|{cell.runtime}|{cell.precision}|{cell.reference}"
-        row = run_cell(cell, lambda phase, index=index: on_phase(index, phase), verdicts.get(key))
+        row = run_cell(cell, lambda phase, index=index: on_phase(index, phase), accuracy)
         row.runtime_info["worker_pid"] = os.getpid()  # which rows shared a process
-        if row.status == "ok" and row.parity is not None:
-            verdicts.setdefault(key, row.parity)
+        if accuracy is None and row.parity and row.parity.get("accuracy"):
+            accuracy = dict(row.parity["accuracy"], measured_at_batch=cell.batch)
         on_row(index, row)
         rows.append(row)
+        gc.collect()
     return rows
 
 

@@ -24,6 +24,7 @@ from deploybench.worker import read_phase, row_file
 
 DEFAULT_TIMEOUT_S = 600.0
 POLL_S = 0.2  # how often the parent looks for finished rows and the worker's phase
+EXIT_GRACE_S = 30.0  # a worker that wrote every row gets this long to exit before it is killed
 
 OnPhase = Callable[[Cell, str], None]
 OnRow = Callable[[Row], None]
@@ -77,14 +78,19 @@ def _one_worker(cells: list[Cell], timeout_s: float, on_phase: OnPhase, on_row: 
                         on_phase(cells[finished], phase[1])
                     if time.monotonic() > deadline:
                         _kill(proc)
-                        on_row(_failed(cells[finished], "timeout",
-                                       f"no result within {timeout_s:.0f} s; raise --timeout or check the runtime"))
+                        if row_file(out, finished).is_file():  # written just before the kill: keep it
+                            on_row(Row.from_dict(json.loads(row_file(out, finished).read_text())))
+                        else:
+                            on_row(_failed(cells[finished], "timeout",
+                                           f"no result within {timeout_s:.0f} s; raise --timeout or check the runtime"))
                         return finished + 1
                     time.sleep(POLL_S)
+                proc.wait(timeout=EXIT_GRACE_S)  # every row is in; a worker stuck in its teardown is ended
+            except subprocess.TimeoutExpired:
+                _kill(proc)
             except BaseException:  # KeyboardInterrupt, SystemExit: take the worker down with us
                 _kill(proc)
                 raise
-            proc.wait()
         if finished == len(cells):
             return finished
         if returncode is not None and returncode < 0:
@@ -136,5 +142,5 @@ def run_group(cells: list[Cell], isolate: bool = True, timeout_s: float = DEFAUL
 
 
 def run(cell: Cell, isolate: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> Row:
-    """One cell on its own (``--isolate cell``, triage's before/after rows)."""
+    """One cell on its own process (triage's before and after rows)."""
     return run_isolated([cell], timeout_s)[0] if isolate else run_cell(cell)

@@ -87,5 +87,6 @@ def merge(documents: Sequence[Results], force: bool = False) -> Results:
     first = documents[0]
     config = dict(first.config, shard=[1, 1], shards=_shard(first)[1], missing_shards=missing_shards(documents),
                   merged_from=[_origin(d) for d in documents])
-    return Results(config=config, environment=first.environment, rows=list(rows.values()),
+    models = {name: facts for document in documents for name, facts in document.models.items()}
+    return Results(config=config, environment=first.environment, rows=list(rows.values()), models=models,
                    created=min(d.created for d in documents), schema_version=first.schema_version)

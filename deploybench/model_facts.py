@@ -58,9 +58,8 @@ def model_facts(model: "ModelSpec") -> ModelFacts:
     shape = tuple(model.input.shape)
     if not model.has_module:
         return ModelFacts(parameters=None, flops=None, input_shape=shape)
-    module = model.build()
     try:
-        flops: int | None = count_flops(module, model.input) or None
+        flops: int | None = count_flops(model.build(), model.input) or None
     except Exception:  # a module torch's counter cannot trace: the facts say so rather than end the run
         flops = None
     return ModelFacts(parameters=model.parameters, flops=flops, input_shape=shape)

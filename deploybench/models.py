@@ -117,6 +117,10 @@ class ModelSpec:
         """Every input, in the order the model takes them."""
         return (self.input, *self.extra_inputs)
 
+    def release(self) -> None:
+        """Drop the built module (``build`` makes it again); its memory goes back before the next model."""
+        self._module = None
+
     def build(self) -> Any:
         """The torch module in eval mode, built once per spec (seeded, weights loaded)."""
         if self.factory is None:

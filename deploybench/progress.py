@@ -12,9 +12,6 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
-PHASES = ("export", "load", "warm-up", "timed", "parity")
-
-
 def clock_text(seconds: float) -> str:
     """``75.2`` -> ``1:15``; an hour or more -> ``1:02:03``."""
     seconds = int(round(seconds))
@@ -37,8 +34,7 @@ class Progress:
         self.started = clock()
         self.total = self.done = 0
         self.cell = self.current_phase = ""
-        self._cell_started: float | None = None
-        self._cell_seconds: list[float] = []
+        self._measured = 0  # finished cells that were measured (an export that failed was not)
         self._bar: Any = None
 
     # -- what the sweep tells it ------------------------------------------------------------------
@@ -50,7 +46,6 @@ class Progress:
 
     def begin(self, cell: str) -> None:
         self.cell, self.current_phase = cell, ""
-        self._cell_started = self.clock()
         self._show(f"{cell}: measuring ...")
 
     def phase(self, name: str) -> None:
@@ -60,10 +55,8 @@ class Progress:
         self._show(f"{self.cell}: {name}", plain=name == "export")
 
     def finish(self, summary: str, measured: bool = True) -> None:
-        """One cell ended; ``measured`` False (an export that failed) keeps it out of the ETA."""
-        if self._cell_started is not None and measured:
-            self._cell_seconds.append(self.clock() - self._cell_started)
-        self._cell_started = None
+        """One cell ended; ``measured`` False (an export that failed) does not count towards the ETA's rate."""
+        self._measured += measured
         self.done += 1
         if self._bar is not None:
             self._bar.update(1)
@@ -78,10 +71,14 @@ class Progress:
         return self.clock() - self.started
 
     def eta(self) -> float | None:
-        """Seconds left: the mean finished cell times the cells not finished; None before the first."""
-        if not self._cell_seconds or self.total <= self.done:
-            return None if not self._cell_seconds else 0.0
-        return sum(self._cell_seconds) / len(self._cell_seconds) * (self.total - self.done)
+        """Seconds left: the sweep's time so far per measured cell, times the cells not finished.
+
+        Whole elapsed time, not the cells' own clocks: exports, worker start-up and references
+        are part of what the remaining cells will cost too. None before a cell was measured.
+        """
+        if not self._measured:
+            return None
+        return max(self.total - self.done, 0) * self.elapsed() / self._measured
 
     def status(self) -> str:
         """``[3/24 0:42, ETA 2:10]``."""

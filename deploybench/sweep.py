@@ -54,6 +54,9 @@ def parse_batches(text: str) -> tuple[int, ...] | str:
     return values
 
 
+WORKER_PER = ("artifact", "cell")
+
+
 @dataclass(frozen=True)
 class SweepConfig:
     models: tuple[str, ...]
@@ -65,7 +68,7 @@ class SweepConfig:
     threads: int | None = None
     policy: MeasurePolicy = field(default_factory=MeasurePolicy)
     isolate: bool = True
-    worker_per: str = "artifact"  # one worker process per artifact (its batch sizes), or per "cell"
+    worker_per: str = "artifact"  # one of WORKER_PER: a worker process per artifact (its batch sizes), or per cell
     timeout_s: float = isolation.DEFAULT_TIMEOUT_S
     parity_images: int = 8
     images_dir: str | None = None
@@ -107,6 +110,8 @@ class SweepConfig:
             raise UsageError("no model to run; pass --models A,B (aliases, timm names, YOLO names or files)")
         if not self.runtimes:
             raise UsageError(f"no runtime to run; pass --runtimes, e.g. {','.join(DEFAULT_RUNTIMES)}")
+        if self.worker_per not in WORKER_PER:
+            raise UsageError(f"--isolate {self.worker_per!r} is not one of {', '.join(WORKER_PER)}")
         for name in self.runtimes:
             registry.runtimes.canonical(name)
         for name in self.formats or ():
@@ -388,6 +393,7 @@ class Sweep:
         work = [self._plan_model(model) for model in self.config.models]
         for spec, todo in work:
             self._run_model(spec, todo)
+            spec.release()  # a built module stays in this process only while its model runs
         for row in flag_slower_than_eager(self.results):
             self.progress(f"{row.model} {row.runtime}/{row.format} {row.precision} b{row.batch}: {row.warnings[-1]}")
         if self.results_path is not None and self.results.rows:
@@ -466,13 +472,13 @@ class Sweep:
                                     "manifest": {k: artifact.manifest.get(k) for k in ("onnx_exporter", "calibration", "opset")
                                                  if artifact.manifest.get(k) is not None}}
 
-    def _run_artifact(self, spec: ModelSpec, item: PlannedCell, batches_: list[int], reference: str,
+    def _run_artifact(self, spec: ModelSpec, item: PlannedCell, sizes: list[int], reference: str,
                       facts: ModelFacts | None) -> list[Row]:
-        """Export (or find in the cache) the artifact for ``batches_`` and measure it at each, in one worker."""
+        """Export (or find in the cache) the artifact for batch ``sizes`` and measure it at each, in one worker."""
         config = self.config
-        labels = {batch: f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}" for batch in batches_}
-        self.tracker.begin(labels[batches_[0]])
-        artifact_dir, export_info = self._artifact(spec, item, self._export_batch(item, batches_[0]))
+        labels = {batch: f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}" for batch in sizes}
+        self.tracker.begin(labels[sizes[0]])
+        artifact_dir, export_info = self._artifact(spec, item, self._export_batch(item, sizes[0]))
         cells = [Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime,
                       batch=batch, device=config.device, precision=item.precision, artifact_dir=artifact_dir,
                       reference=reference,
@@ -480,7 +486,7 @@ class Sweep:
                                               threads=config.threads, dynamic_batch=config.dynamic_batch),
                       policy=config.policy, tolerance=config.tolerance,
                       plugin_modules=tuple(registry.dynamic_plugin_modules()), sample=config.sample)
-                 for batch in batches_]
+                 for batch in sizes]
         rows: list[Row] = []
         if "error" in export_info:
             for cell in cells:
@@ -505,6 +511,8 @@ class Sweep:
     def _finish_row(self, spec: ModelSpec, row: Row, export_info: dict, facts: ModelFacts | None, label: str,
                     measured: bool = True) -> Row:
         """What the sweep adds to a worker's row (artifact, reference, weights, FLOP rates); recorded at once."""
+        if self.tracker.cell != label:
+            self.tracker.begin(label)
         if row.status != "export-failed":
             row.artifact.update(export_info)
             if row.parity is not None:

@@ -45,3 +45,24 @@ def test_compare_with_shard_auto_and_no_scheduler_exits_2(monkeypatch, capsys) -
     assert main(["compare", "--models", "test_resnet", "--shard", "auto"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "found no scheduler array index" in err[0]
+
+
+def test_a_stepped_slurm_array_counts_its_tasks_not_their_ids() -> None:
+    stepped = {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4",
+               "SLURM_ARRAY_TASK_STEP": "2"}  # --array=0-6:2
+    assert parse_shard("auto", stepped) == (3, 4)
+    with pytest.raises(UsageError, match="cannot place Slurm task 3"):
+        parse_shard("auto", {**stepped, "SLURM_ARRAY_TASK_ID": "3"})
+
+
+def test_merged_shards_keep_every_models_facts() -> None:
+    from deploybench.merge import merge
+    from deploybench.model_facts import ModelFacts
+    from deploybench.results import Results, Row
+
+    def shard(index: int, model: str) -> Results:
+        return Results(config={"shard": [index, 2]}, rows=[Row(model, "onnx", "onnxruntime", "cpu", "fp32", 1)],
+                       models={model: ModelFacts(parameters=index, flops=2 * index, input_shape=(3, 8, 8))})
+
+    merged = merge([shard(1, "a"), shard(2, "b")], force=True)
+    assert set(merged.models) == {"a", "b"} and merged.models["b"].parameters == 2

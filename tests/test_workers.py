@@ -1,5 +1,5 @@
-"""One worker per artifact: its batch sizes share a process and one parity check; a crash
-costs only its own cell; ``--isolate cell`` restores a process per cell."""
+"""One worker per artifact: its batch sizes share a process; a crash costs only its own
+cell; ``--isolate cell`` restores a process per cell."""
 
 from __future__ import annotations
 
@@ -29,19 +29,18 @@ def sweep(tmp_path: Path, runtime: str, batches: tuple[int, ...], worker_per: st
     return Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), work_dir=tmp_path / "refs").run().rows
 
 
-def test_an_artifacts_batches_share_one_worker_and_one_parity_check(tmp_path: Path, faults: None) -> None:
+def test_an_artifacts_batches_share_one_worker_and_each_checks_parity(tmp_path: Path, faults: None) -> None:
     rows = sweep(tmp_path, "onnxruntime", (1, 2, 4))
     assert [r.status for r in rows] == ["ok"] * 3, [r.message for r in rows]
     pids = {r.runtime_info["worker_pid"] for r in rows}
     assert len(pids) == 1 and os.getpid() not in pids
-    assert [r.parity["checked_at_batch"] for r in rows] == [1, 1, 1]
-    assert all(r.parity_verdict == "pass" for r in rows)
+    # A graph can break at one batch size only (a batch baked into a reshape): every batch is judged.
+    assert all(r.parity_verdict == "pass" and r.parity["outputs"] for r in rows)
 
 
 def test_isolate_cell_gives_every_cell_its_own_worker(tmp_path: Path, faults: None) -> None:
     rows = sweep(tmp_path, "onnxruntime", (1, 2), worker_per="cell")
     assert len({r.runtime_info["worker_pid"] for r in rows}) == 2
-    assert [r.parity["checked_at_batch"] for r in rows] == [1, 2]
 
 
 def test_a_crash_costs_only_its_own_cell(tmp_path: Path, faults: None) -> None:

@@ -23,7 +23,7 @@ from deploybench.results import Results, Row
 # smallest non-zero error (or here, when every error is zero) and the tick reads "0".
 ZERO_ERROR_FLOOR = 1e-9
 VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "inconclusive": "#e0a100", "not checked": "#7f7f7f"}
-NUMERIC_COLUMNS = {"batch", "threads", "p50 ms", "p90 ms", "p99 ms", "ms/img", "img/s", "host MB", "dev MB", "artifact MB", "vs eager"}
+NUMERIC_COLUMNS = {"batch", "threads", "p50 ms", "p90 ms", "p99 ms", "ms/img", "img/s", "GFLOP/s", "host MB", "dev MB", "artifact MB", "vs eager"}
 STAT_KEYS = ("n", "min", "mean", "median", "p90", "p95", "p99", "max", "std", "cv")
 
 CSS = """
@@ -339,7 +339,8 @@ def accuracy_chart(rows: list[Row]) -> str:
         tooltip = (f"{row.model} {series_name(row)} batch {row.batch}: {row.ms_per_image:.4g} ms/image, "
                    f"top-1 {accuracy:.1f} %, artifact {size:.1f} MB")
         radius = 4.0 + 14.0 * math.sqrt(size / largest)  # area proportional to size on disk
-        points.append(svg.Point(row.ms_per_image, accuracy, f"{row.runtime}/{row.precision}", row.model,  # type: ignore[arg-type]
+        points.append(svg.Point(row.ms_per_image, accuracy, f"{row.runtime}/{row.format}/{row.precision} b{row.batch}",
+                                row.model,  # type: ignore[arg-type]
                                 tooltip, radius))
     colours = {model: svg.PALETTE[index % len(svg.PALETTE)] for index, model in enumerate(_unique(r.model for r in scored))}
     caption = "Bubble area: the artifact's size on disk (PyTorch eager rows have none and are drawn smallest)."

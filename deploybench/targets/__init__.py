@@ -96,7 +96,8 @@ def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, i
 def scheduler_shard(text: str, env: Mapping[str, str]) -> tuple[int, int]:
     """The array index and count of a Slurm array task or a Kubernetes Indexed Job, as ``(I, N)``.
 
-    Slurm: ``SLURM_ARRAY_TASK_ID`` counted from ``SLURM_ARRAY_TASK_MIN``, of
+    Slurm: ``SLURM_ARRAY_TASK_ID`` counted from ``SLURM_ARRAY_TASK_MIN`` in steps of
+    ``SLURM_ARRAY_TASK_STEP``, of
     ``SLURM_ARRAY_TASK_COUNT``. Kubernetes: ``JOB_COMPLETION_INDEX`` (from 0) of the N in
     ``auto/N``, since the pod is not told its job's completions.
     """
@@ -110,7 +111,11 @@ def scheduler_shard(text: str, env: Mapping[str, str]) -> tuple[int, int]:
         except (KeyError, ValueError):
             raise UsageError("--shard auto found SLURM_ARRAY_TASK_ID without a numeric SLURM_ARRAY_TASK_MIN and "
                              "SLURM_ARRAY_TASK_COUNT; submit with sbatch --array, or pass --shard I/N") from None
-        index = task - first + 1
+        step = int(env.get("SLURM_ARRAY_TASK_STEP") or 1)  # --array=0-6:2 runs tasks 0, 2, 4, 6
+        if step < 1 or (task - first) % step:
+            raise UsageError(f"--shard auto cannot place Slurm task {task} in an array from {first} by {step}; "
+                             "pass --shard I/N")
+        index = (task - first) // step + 1
     elif "JOB_COMPLETION_INDEX" in env:
         if not given:
             raise UsageError("--shard auto found a Kubernetes JOB_COMPLETION_INDEX but no shard count; pass "
