@@ -3,7 +3,7 @@
 Runs the CLI on the tiny precision-sensitive models of ``tests/precision_models.py`` in a
 fresh cache and writes the commands with their real stdout as Markdown.
 
-    python benchmarks/triage_example.py --out benchmarks/results/triage_example.md
+    python benchmarks/triage_example.py [--readme] [--out benchmarks/results/triage_example.md]
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from readme_block import write_block  # noqa: E402
 EXAMPLES = {
     "onnx-fp16": ("precision_models:overflow_net", "onnx", "fp16"),
     "openvino-int8": ("precision_models:outlier_net", "openvino", "int8"),
@@ -34,6 +36,7 @@ def main() -> int:
     parser.add_argument("--example", choices=sorted(EXAMPLES), default="onnx-fp16")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="Also write the Markdown here.")
+    parser.add_argument("--readme", action="store_true", help="Put it between the README's triage-example markers.")
     args = parser.parse_args()
 
     model, fmt, precision = EXAMPLES[args.example]
@@ -49,6 +52,8 @@ def main() -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    if args.readme:
+        write_block("triage-example", text)
     return 0
 
 
