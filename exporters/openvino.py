@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deploybench.calibration import calibration_samples
-from deploybench.errors import UnsupportedError
+from deploybench.errors import ExportError, UnsupportedError
 from deploybench.exporters.base import ExportOptions, Exporter, artifact_batch, example_inputs, trace_batch
 from deploybench.models import ModelSpec
 
@@ -68,11 +68,15 @@ def quantize_int8(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tu
         scope_patterns, scope_types = model.int8_float_scope(model.build())
         patterns, types = list(scope_patterns), list(scope_types)
     names = list(options.keep_fp32)
+    unknown = sorted(set(names) - {op.get_friendly_name() for op in ov_model.get_ops()})
+    if unknown:  # checked here, as NNCF's own check would also reject the float scope's unmatched patterns
+        raise ExportError(f"--keep-fp32 names {', '.join(unknown)}, which {model.name}'s OpenVINO graph does not "
+                          "have; use the layer names deploybench triage prints")
     ignored = None
     if names or patterns or types:
         # The float scope is written for a family of models, so parts of it may match nothing
-        # here; names the user kept must all exist, and are checked when the scope is alone.
-        ignored = nncf.IgnoredScope(names=names, patterns=patterns, types=types, validate=not (patterns or types))
+        # here (validate=False); the names the user kept were checked above.
+        ignored = nncf.IgnoredScope(names=names, patterns=patterns, types=types, validate=False)
     # NNCF draws progress bars on stdout, which belongs to deploybench's tables.
     with contextlib.redirect_stdout(sys.stderr):
         quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples), ignored_scope=ignored)

@@ -75,7 +75,8 @@ class TensorRTExporter(Exporter):
         # The ONNX graph is an intermediate: built in a scratch folder that is gone before the
         # artifact's files are recorded, so the artifact's size is the engine's.
         with tempfile.TemporaryDirectory(prefix=".onnx-", dir=out_dir) as scratch:
-            onnx_options = replace(options, precision="fp32", device="cpu")  # precision is the builder's job
+            # Precision, and the layers kept in FP32, are the builder's job: the ONNX graph is plain FP32.
+            onnx_options = replace(options, precision="fp32", device="cpu", keep_fp32=())
             onnx_artifact = registry.exporters.get("onnx")().export(model, onnx_options, Path(scratch))
             plan, build_info = build_engine(trt, onnx_artifact.file, model, options, cache_file)
         path = out_dir / "model.engine"

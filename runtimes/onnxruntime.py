@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,9 @@ class OnnxRuntime(Runtime):
         if self.options.cuda_graphs and not (self.options.device == "cuda" and self.options.io_binding):
             raise UnsupportedError("CUDA graphs need --device cuda with IOBinding (the graph replays fixed device "
                                    "buffers); drop --cuda-graphs or run on cuda")
+        if self.options.cuda_graphs and PROVIDERS.get(self.options.provider or "") == "TensorrtExecutionProvider":
+            raise UnsupportedError("--cuda-graphs captures the CUDA provider's graph, and with --ort-provider tensorrt "
+                                   "TensorRT runs the nodes; drop one of the two")
         session_options = self._session_options(ort, artifact)
         providers = provider_config(self.options, ort.get_available_providers(), artifact)
         self._placement_pending = self._profile_placement(session_options)
@@ -228,7 +231,10 @@ def provider_chain(wanted: str, options: RuntimeOptions, artifact: Artifact | No
     if wanted == "TensorrtExecutionProvider":
         engine_dir = tensorrt_cache_dir(artifact)
         engine_dir.mkdir(parents=True, exist_ok=True)
-        return [(wanted, tensorrt_provider_options(options.precision, engine_dir)), cuda, "CPUExecutionProvider"]
+        # The CUDA fallback runs only what TensorRT leaves, so it never captures a graph: ONNX
+        # Runtime refuses capture unless every node is on CUDA (``--cuda-graphs`` is refused here).
+        fallback = ("CUDAExecutionProvider", cuda_provider_options(replace(options, cuda_graphs=False)))
+        return [(wanted, tensorrt_provider_options(options.precision, engine_dir)), fallback, "CPUExecutionProvider"]
     if wanted == "CUDAExecutionProvider":
         return [cuda, "CPUExecutionProvider"]
     return [wanted]

@@ -63,6 +63,15 @@ def test_cuda_graphs_without_a_cuda_device_are_refused_before_loading(artifacts)
         OnnxRuntime(RuntimeOptions(cuda_graphs=True)).load(artifacts.get("onnx"))
 
 
+def test_cuda_graphs_stay_off_the_tensorrt_providers_cuda_fallback(artifacts) -> None:
+    # ONNX Runtime refuses to capture a CUDA graph unless every node is on CUDA; TensorRT takes them.
+    chain = provider_chain("TensorrtExecutionProvider", RuntimeOptions(device="cuda", cuda_graphs=True),
+                           artifacts.get("onnx"))
+    assert chain[1] == ("CUDAExecutionProvider", {"use_tf32": "0"})
+    with pytest.raises(UnsupportedError, match="drop one of the two"):
+        OnnxRuntime(RuntimeOptions(device="cuda", provider="tensorrt", cuda_graphs=True)).load(artifacts.get("onnx"))
+
+
 # -- nodes left on the CPU ----------------------------------------------------------------------------
 
 def gpu_session_sample() -> list[dict]:

@@ -119,6 +119,15 @@ def test_openvino_int8_triage_names_the_layer_next_to_the_outlier(on_path, cache
     assert Triage.from_dict(json.loads(json.dumps(result.to_dict()))) == result
 
 
+@needs("openvino")
+def test_a_kept_layer_the_graph_does_not_have_is_refused(on_path, cache) -> None:
+    from deploybench.errors import ExportError
+
+    with pytest.raises(ExportError, match="does not have; use the layer names deploybench triage prints"):
+        cache.get_or_export(registry.exporters.get("openvino")(), resolve(OUTLIER),
+                            ExportOptions(precision="int8", keep_fp32=("no_such_layer",)))
+
+
 # -- --fix: before and after, measured ----------------------------------------------------------
 
 @pytest.mark.slow

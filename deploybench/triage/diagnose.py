@@ -113,6 +113,10 @@ def triage(spec: ModelSpec, options: TriageOptions, cache: ArtifactCache, progre
     """Compare every layer of the candidate with the FP32 graph, name the first jump, suggest what to keep in FP32."""
     from deploybench.sweep import SweepConfig, parity_inputs
 
+    if not spec.has_module or spec.extra_inputs:  # the end-to-end verdict is against PyTorch on one image input
+        raise TriageError(f"triage compares against the PyTorch module on one image input, and {spec.name} is "
+                          f"{'an ONNX file' if not spec.has_module else 'a model of several inputs'}; "
+                          "export from the PyTorch model to triage it")
     reference, candidate = artifacts_for(cache, spec, options)
     runtime = options.runtime or default_runtime(candidate.format, registry.runtimes.names())
     inputs, _ = parity_inputs(spec, SweepConfig(models=(spec.name,), images_dir=options.images_dir))
