@@ -18,6 +18,7 @@ import argparse
 import os
 import re
 import statistics
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -30,6 +31,9 @@ from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy, measure
 from deploybench.models import example_batch, resolve
 from deploybench.runtimes.base import RuntimeOptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_block import publish  # noqa: E402
 
 
 def parallel_pragmas(artifact: Artifact) -> list[str]:
@@ -95,9 +99,7 @@ def main() -> None:
         lines.append(f"| {label} | {', '.join(f'`{p}`' for p in pragmas.get(label, [])) or '-'} | {median:.3f} | "
                      f"{median / eager:.2f}x | {', '.join(f'{v:.3f}' for v in values)} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

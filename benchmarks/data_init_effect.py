@@ -20,7 +20,7 @@ from deploybench.models import ModelRef, resolve
 from deploybench.sample_images import PARITY_SEED, sample_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_block import write_block  # noqa: E402
+from readme_block import publish  # noqa: E402
 
 
 def _first(output: object) -> np.ndarray:
@@ -59,8 +59,7 @@ def main() -> None:
         (spread, error), (spread_init, error_init) = figures(name, False), figures(name, True)
         lines.append(f"| {name} | {spread:.3f} | {spread_init:.3f} | {error:.2%} | {error_init:.2%} |")
     table = "\n".join(lines) + "\n\nWritten by `benchmarks/data_init_effect.py` (random weights, seed 0, 8 parity images)."
-    print(table)
-    write_block("data-init", table)
+    publish(table, block="data-init")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from readme_block import write_block  # noqa: E402
+from readme_block import README, publish  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -229,11 +229,7 @@ def main() -> int:
     comparisons = [c for model in args.models.split(",") for batch in (int(b) for b in args.batches.split(","))
                    for c in compare_model(model, batch, args)]
     text = render(comparisons, args)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    if args.readme:
-        write_block("fidelity", text, args.readme)
+    publish(text, args.out, "fidelity" if args.readme else None, args.readme or README)
     return 0
 
 

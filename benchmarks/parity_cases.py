@@ -24,7 +24,7 @@ import test_parity_suite as suite  # noqa: E402  (the case definitions live with
 
 from deploybench.compare import compare  # noqa: E402
 
-from readme_block import write_block  # noqa: E402
+from readme_block import publish  # noqa: E402
 
 
 def _cell(verdicts: Counter) -> str:
@@ -66,8 +66,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     text = table(tuple(range(args.seeds)))
-    print(text)
-    write_block("parity-cases", text)
+    publish(text, block="parity-cases")
 
 
 if __name__ == "__main__":

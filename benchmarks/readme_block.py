@@ -11,6 +11,17 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
 
+def publish(text: str, out: Path | None = None, block: str | None = None, readme: Path = README) -> None:
+    """What every benchmark does with its table: print it, write it to ``out``, and put it
+    between the README's ``block`` markers, each when asked."""
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text.rstrip() + "\n")
+    if block is not None:
+        write_block(block, text, readme)
+
+
 def write_block(name: str, text: str, path: Path = README) -> None:
     """Put ``text`` between the ``name`` markers of ``path``; refuse when the markers are missing."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"

@@ -31,6 +31,9 @@ from deploybench.isolation import run_isolated
 from deploybench.models import resolve
 from deploybench.runtimes.base import RuntimeOptions
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_block import publish  # noqa: E402
+
 VARIANTS = {"off": (), "rss": ("rss",), "rss-sampled": ("rss-sampled",)}
 
 
@@ -70,9 +73,7 @@ def main() -> int:
         median = statistics.median(values)
         lines.append(f"| {name} | {median:.3f} | {median / off:.3f} | {', '.join(f'{v:.3f}' for v in values)} |")
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish(text, args.out)
     return 0
 
 

@@ -30,6 +30,9 @@ from deploybench.models import example_batch, resolve
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.runtimes.onnxruntime import OnnxRuntime
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_block import publish  # noqa: E402
+
 POLICY = MeasurePolicy(min_seconds=3.0, max_seconds=10.0)
 
 
@@ -107,9 +110,7 @@ def main() -> int:
                 lines.append(f"| {spec.name} | {batch} | {runtime} | {d:.3f} | {s:.3f} | {s / d:.3f} |")
                 print(lines[-1], flush=True)
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish(text, args.out)
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from readme_block import write_block  # noqa: E402
+from readme_block import publish  # noqa: E402
 EXAMPLES = {
     "onnx-fp16": ("precision_models:overflow_net", "onnx", "fp16"),
     "openvino-int8": ("precision_models:outlier_net", "openvino", "int8"),
@@ -48,12 +48,7 @@ def main() -> int:
         output = run(triage, env)
     text = "\n".join(["```console", f"$ PYTHONPATH=tests deploybench {' '.join(export)}",
                       f"$ PYTHONPATH=tests deploybench {' '.join(triage)}", output.rstrip(), "```"])
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    if args.readme:
-        write_block("triage-example", text)
+    publish(text, args.out, "triage-example" if args.readme else None)
     return 0
 
 
