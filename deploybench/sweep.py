@@ -501,8 +501,6 @@ class Sweep:
             self.tracker.phase(phase)
 
         def on_row(row: Row) -> None:
-            if self.tracker.cell != labels[row.batch]:
-                self.tracker.begin(labels[row.batch])
             rows.append(self._finish_row(spec, row, export_info, facts, labels[row.batch]))
 
         isolation.run_group(cells, isolate=config.isolate, timeout_s=config.timeout_s, on_phase=on_phase, on_row=on_row)
