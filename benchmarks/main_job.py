@@ -6,7 +6,8 @@ artifact cache (cold) and ``--runs - 1`` more times on the cache it filled (warm
 a fresh output folder. For every run it reports:
 
 - wall time, split into the phases the rows record: exports (cache misses), runtime loads,
-  timed windows, and the rest (worker start-up, model builds, warm-up, parity, references);
+  warm-up, timed windows, parity checks, and the rest (worker start-up, model builds,
+  reference outputs, reports);
 - the peak RSS of the parent ``deploybench`` process (the kernel's high-water mark, read at
   exit), apart from the worker processes that measure each cell;
 - the exit status and the rows' statuses and parity verdicts;
@@ -120,13 +121,14 @@ def render(runs: list[Run], models: str) -> str:
     lines = [f"Written by `python benchmarks/main_job.py --runs {len(runs)} --readme` on "
              f"{time.strftime('%Y-%m-%d')}, {cpu}, {cores} usable cores: `deploybench compare --models {models} "
              "--target cpu` with an empty cache, then warm (venv not included).", "",
-             "| run | exit | wall | exports | loads | timed windows | rest | parent peak RSS | rows |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| run | exit | wall | exports | loads | warm-up | timed windows | parity | rest | parent peak RSS | rows |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
-        exports, loads, windows = run.export_s, run.seconds("load_seconds"), run.seconds("window_seconds")
-        rest = run.wall_s - exports - loads - windows
-        lines.append(f"| {run.label} | {run.exit_code} | {minutes(run.wall_s)} | {exports:.0f} s | {loads:.0f} s | "
-                     f"{windows:.0f} s | {rest:.0f} s | {run.parent_peak_mb:,.0f} MB | {run.statuses} |")
+        phases = [run.export_s, *(run.seconds(key) for key in
+                                  ("load_seconds", "warmup_seconds", "window_seconds", "parity_seconds"))]
+        cells = " | ".join(f"{seconds:.0f} s" for seconds in [*phases, run.wall_s - sum(phases)])
+        lines.append(f"| {run.label} | {run.exit_code} | {minutes(run.wall_s)} | {cells} | "
+                     f"{run.parent_peak_mb:,.0f} MB | {run.statuses} |")
     typical, worst, counted = spread(runs)
     lines += ["", f"Run-to-run spread of each row's median ms/image over the {len(runs)} runs "
                   f"((max - min) / median, {counted} rows): median {typical:.1%}, largest {worst:.1%}."]

@@ -77,6 +77,19 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in text or "failed to allocate" in text or "bad_alloc" in text
 
 
+# One worker measures one artifact at several batch sizes: the model is built once per process.
+_built: dict[ModelRef, Any] = {}
+
+
+def _model(ref: ModelRef) -> Any:
+    from deploybench.models import resolve
+
+    if ref not in _built:
+        _built.clear()  # one model at a time: a worker never needs the one before
+        _built[ref] = resolve(ref)
+    return _built[ref]
+
+
 def _load_artifact(cell: Cell) -> Artifact:
     if cell.artifact_dir is not None:
         artifact = Artifact.load(Path(cell.artifact_dir))
@@ -84,9 +97,7 @@ def _load_artifact(cell: Cell) -> Artifact:
             raise UnsupportedError(f"{artifact.main_file} accepts batch {artifact.batch.min} to {artifact.batch.max}, "
                                    f"not {cell.batch}; pass --batch {artifact.batch.opt}")
         return artifact
-    from deploybench.models import resolve
-
-    return Artifact.from_module(resolve(cell.model), precision=cell.precision, device=cell.device)
+    return Artifact.from_module(_model(cell.model), precision=cell.precision, device=cell.device)
 
 
 def run_in_chunks(runtime: Any, inputs: Batch, batch: int) -> list[np.ndarray]:
@@ -131,9 +142,9 @@ def _inputs(cell: Cell, reference: Any) -> Batch:
     """The inputs the timed batch is tiled from: the parity inputs, or seeded ones."""
     if reference is not None:
         return batches.load_arrays(reference, "inputs")
-    from deploybench.models import resolve, seeded_inputs
+    from deploybench.models import seeded_inputs
 
-    return seeded_inputs(resolve(cell.model), cell.batch)
+    return seeded_inputs(_model(cell.model), cell.batch)
 
 
 Phase = Callable[[str], None]
@@ -170,7 +181,9 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
             del feeds
             if reference is not None:
                 on_phase("parity")
+                started = time.perf_counter()
                 row.parity = check_parity(runtime, reference, cell, known_accuracy)
+                row.parity_seconds = time.perf_counter() - started
             row.runtime_info = dict(runtime.info)
             if power.samples:
                 row.runtime_info["tegrastats"] = power.summary()
@@ -211,14 +224,17 @@ def run_cells(cells: list[Cell], on_phase: Callable[[int, str], None] = lambda i
     assert len({(c.artifact_dir, c.runtime, c.precision, c.reference) for c in cells}) <= 1, "one artifact per call"
     accuracy: dict[str, Any] | None = None
     rows = []
-    for index, cell in enumerate(cells):
-        row = run_cell(cell, lambda phase, index=index: on_phase(index, phase), accuracy)
-        row.runtime_info["worker_pid"] = os.getpid()  # which rows shared a process
-        if accuracy is None and row.parity and row.parity.get("accuracy"):
-            accuracy = dict(row.parity["accuracy"], measured_at_batch=cell.batch)
-        on_row(index, row)
-        rows.append(row)
-        gc.collect()
+    try:
+        for index, cell in enumerate(cells):
+            row = run_cell(cell, lambda phase, index=index: on_phase(index, phase), accuracy)
+            row.runtime_info["worker_pid"] = os.getpid()  # which rows shared a process
+            if accuracy is None and row.parity and row.parity.get("accuracy"):
+                accuracy = dict(row.parity["accuracy"], measured_at_batch=cell.batch)
+            on_row(index, row)
+            rows.append(row)
+            gc.collect()
+    finally:
+        _built.clear()  # in-process runs (--no-isolate) keep no model past its artifact
     return rows
 
 
@@ -241,4 +257,5 @@ def _fill_measurement(row: Row, result: Any) -> None:
     row.stop_reason = result.stop_reason
     row.requests_in_flight = result.requests_in_flight
     row.warmup_iters = result.warmup_iters
+    row.warmup_seconds = result.warmup_seconds
     row.warnings = list(result.warnings)

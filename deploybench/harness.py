@@ -39,12 +39,14 @@ class MeasurePolicy:
     warmup_seconds: float = 0.5
     settle_window: int = 5
     settle_tolerance: float = 0.02
-    max_warmup_seconds: float = 20.0
+    # Caps that keep a 24-row sweep in minutes on 2 cores: a call that does not settle in 6 s
+    # is timed anyway (and flagged), and a window stops at 10 s (trtexec's default is 3 s).
+    max_warmup_seconds: float = 6.0
     min_iters: int = 10
     min_seconds: float = 2.0
     ci_target: float = 0.02
     max_iters: int = 100_000
-    max_seconds: float = 30.0
+    max_seconds: float = 10.0
 
     @classmethod
     def quick(cls) -> "MeasurePolicy":
@@ -121,6 +123,7 @@ class Measurement:
     first_inference_ms: float
     warmup_iters: int
     timed_region: str
+    warmup_seconds: float = 0.0
     warmup_settled: bool = True
     stop_reason: str = ""
     requests_in_flight: int = 1
@@ -336,7 +339,7 @@ def measure(runtime: Runtime, feeds: Any, batch: int, policy: MeasurePolicy = Me
     stop = _StopRule(policy)
     timed = driver.window(stop)
     result = Measurement(batch=batch, samples_ms=timed.samples_ms, window_seconds=timed.seconds,
-                         first_inference_ms=first_ms, warmup_iters=len(warm.samples_ms),
+                         first_inference_ms=first_ms, warmup_iters=len(warm.samples_ms), warmup_seconds=warm.seconds,
                          timed_region=runtime.timed_region, warmup_settled=settled.settled,
                          stop_reason=stop.reason, requests_in_flight=in_flight,
                          device_samples_ms=timed.device_samples_ms)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from deploybench.cell import Cell, run_cell, run_cells
+from deploybench.cell import Cell, run_cells
 from deploybench.results import Row
 from deploybench.worker import read_phase, row_file
 
@@ -143,4 +143,4 @@ def run_group(cells: list[Cell], isolate: bool = True, timeout_s: float = DEFAUL
 
 def run(cell: Cell, isolate: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> Row:
     """One cell on its own process (triage's before and after rows)."""
-    return run_isolated([cell], timeout_s)[0] if isolate else run_cell(cell)
+    return run_isolated([cell], timeout_s)[0] if isolate else run_cells([cell])[0]

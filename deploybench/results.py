@@ -46,6 +46,8 @@ class Row:
     median_ci_ms: list[float] | None = None  # 95 % confidence interval of the median (stats["median"])
     stop_reason: str = ""  # what ended the timed window: the interval reached its target, or a cap
     warmup_iters: int | None = None
+    warmup_seconds: float | None = None
+    parity_seconds: float | None = None  # checking the parity images (and --dataset) after the timed window
     requests_in_flight: int = 1  # > 1: OpenVINO throughput mode; each sample is still one call on `batch`
     batch_shape: str | None = None  # "static": built/compiled for this batch; "dynamic": a batch range
     first_inference_ms: float | None = None

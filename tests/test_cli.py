@@ -221,3 +221,19 @@ def test_bench_times_the_static_shape_unless_dynamic_batch_is_asked(capsys, tmp_
     assert row.batch_shape == shape and row.runtime_info["batch_shape"] == shape
     assert f"{shape} batch shape" in out and "median 95 % interval" in out
     assert row.memory["rss_source"].startswith("kernel high-water mark") and "host memory from the kernel" in out
+
+
+def test_the_time_cap_is_a_flag_and_never_cuts_the_floor_short() -> None:
+    from deploybench.cli.bench import build_config
+    from deploybench.targets import load_target
+
+    def policy(min_seconds: float | None, max_seconds: float | None):
+        return build_config(models=("test_resnet",), runtimes=None, formats=None, precisions=None,
+                            target=load_target("cpu", None), batch=None, device=None, threads=None, quick=False,
+                            min_iters=None, min_seconds=min_seconds, max_seconds=max_seconds, no_isolate=False,
+                            worker_per="artifact", timeout=60.0, tolerance=(), images=None, dataset=None,
+                            mode="sync", compile_mode="default", weights={}).policy
+
+    assert policy(None, None).max_seconds == 10.0
+    assert policy(None, 4.0).max_seconds == 4.0
+    assert policy(6.0, 4.0).max_seconds == 6.0  # the floor wins over a lower cap

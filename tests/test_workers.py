@@ -36,6 +36,7 @@ def test_an_artifacts_batches_share_one_worker_and_each_checks_parity(tmp_path: 
     assert len(pids) == 1 and os.getpid() not in pids
     # A graph can break at one batch size only (a batch baked into a reshape): every batch is judged.
     assert all(r.parity_verdict == "pass" and r.parity["outputs"] for r in rows)
+    assert all(r.parity_seconds is not None and r.parity_seconds > 0 for r in rows)
 
 
 def test_isolate_cell_gives_every_cell_its_own_worker(tmp_path: Path, faults: None) -> None:
@@ -49,3 +50,20 @@ def test_a_crash_costs_only_its_own_cell(tmp_path: Path, faults: None) -> None:
     assert rows[2].status == "crashed" and "SIGSEGV" in rows[2].message
     # The cells after the crash ran in a fresh worker.
     assert rows[1].runtime_info["worker_pid"] != rows[4].runtime_info["worker_pid"]
+
+
+def test_a_workers_cells_build_the_model_once_and_record_where_their_time_went(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploybench import cell as cells, models
+    from deploybench.models import ModelRef
+
+    built: list[ModelRef] = []
+    real = models.resolve
+    monkeypatch.setattr(models, "resolve", lambda ref, **kw: built.append(ref) or real(ref, **kw))
+    todo = [cells.Cell(model=ModelRef(TINY_NET), model_name="tiny", task="other", format="pytorch", runtime="torch",
+                       batch=batch, policy=MeasurePolicy.quick()) for batch in (1, 2, 4)]
+    rows = cells.run_cells(todo)
+    assert [r.status for r in rows] == ["ok"] * 3, [r.message for r in rows]
+    assert built == [ModelRef(TINY_NET)]
+    assert not cells._built  # nothing stays behind in an in-process run
+    assert all(r.warmup_seconds is not None and 0 < r.warmup_seconds < 10 for r in rows)

@@ -36,7 +36,8 @@ def common_run_options(func: Any) -> Any:
         click.option("--quick", is_flag=True, help="Short warm-up and timed window (smoke runs)."),
         click.option("--min-iters", type=int, help="Timed iterations at least (default 10)."),
         click.option("--min-seconds", type=float, help="Timed seconds at least (default 2); then on until the "
-                     "median's 95 % interval is within ±2 % (30 s at most)."),
+                     "median's 95 % interval is within ±2 % (--max-seconds at most)."),
+        click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), help="Timed seconds at most (default 10; never under --min-seconds)."),
         click.option("--dynamic-batch", is_flag=True, help="Time the dynamic-batch artifact instead of one "
                      "built or compiled for each batch size."),
         click.option("--isolate", "worker_per", type=click.Choice(["artifact", "cell"]), default="artifact",
@@ -61,6 +62,7 @@ def common_run_options(func: Any) -> Any:
 def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, formats: tuple[str, ...] | None,
                  precisions: tuple[str, ...] | None, target: Any, batch: str | None, device: str | None,
                  threads: int | None, quick: bool, min_iters: int | None, min_seconds: float | None,
+                 max_seconds: float | None,
                  no_isolate: bool, worker_per: str, timeout: float, tolerance: tuple[str, ...], images: str | None,
                  dataset: str | None, mode: str,
                  compile_mode: str, weights: dict[str, Any], dynamic_batch: bool = False, ort_provider: str | None = None,
@@ -75,6 +77,10 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
         policy = replace(policy, min_iters=min_iters)
     if min_seconds is not None:
         policy = replace(policy, min_seconds=min_seconds)
+    if max_seconds is not None:
+        policy = replace(policy, max_seconds=max_seconds)
+    if policy.max_seconds < policy.min_seconds:  # the cap never cuts the floor short
+        policy = replace(policy, max_seconds=policy.min_seconds)
     return SweepConfig(
         models=models, runtimes=runtimes or target.runtimes, formats=formats,
         precisions=precisions or target.precisions, batches=parse_batches(batch) if batch else target.batches,
