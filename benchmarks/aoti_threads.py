@@ -33,7 +33,7 @@ from deploybench.models import example_batch, resolve
 from deploybench.runtimes.base import RuntimeOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_block import publish  # noqa: E402
+from readme_block import publish
 
 
 def parallel_pragmas(artifact: Artifact) -> list[str]:
@@ -78,26 +78,37 @@ def main() -> None:
     spec = resolve(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         cache = ArtifactCache(Path(tmp))
-        candidates = {"eager": ("torch", Artifact.from_module(spec)),
-                      "aoti, Inductor defaults": ("aoti", export(args.model, args.export_threads, {}, cache)),
-                      "aoti, deploybench's INDUCTOR_CONFIGS": (
-                          "aoti", export(args.model, args.export_threads, dict(aoti.INDUCTOR_CONFIGS), cache))}
+        candidates = {
+            "eager": ("torch", Artifact.from_module(spec)),
+            "aoti, Inductor defaults": ("aoti", export(args.model, args.export_threads, {}, cache)),
+            "aoti, deploybench's INDUCTOR_CONFIGS": (
+                "aoti",
+                export(args.model, args.export_threads, dict(aoti.INDUCTOR_CONFIGS), cache),
+            ),
+        }
         rounds: dict[str, list[float]] = {label: [] for label in candidates}
         for _ in range(args.rounds):  # alternate, so a change in the machine's load hits every candidate
             for label, (runtime, artifact) in candidates.items():
                 rounds[label].append(median_ms(runtime, artifact, args.threads, args.batch))
-        pragmas = {label: parallel_pragmas(artifact) for label, (runtime, artifact) in candidates.items()
-                   if runtime == "aoti"}
+        pragmas = {
+            label: parallel_pragmas(artifact) for label, (runtime, artifact) in candidates.items() if runtime == "aoti"
+        }
 
     eager = statistics.median(rounds["eager"])
-    lines = [f"Model {args.model}, batch {args.batch}, exported while torch used {args.export_threads} threads, run with "
-             f"{args.threads} threads on a machine with {os.cpu_count()} logical cores (load average "
-             f"{os.getloadavg()[0]:.1f} at the end); {args.rounds} alternating rounds, medians in ms per call.", "",
-             "| candidate | parallel pragmas in the package | median ms | vs eager | rounds |", "|---|---|---|---|---|"]
+    lines = [
+        f"Model {args.model}, batch {args.batch}, exported while torch used {args.export_threads} threads, run with "
+        f"{args.threads} threads on a machine with {os.cpu_count()} logical cores (load average "
+        f"{os.getloadavg()[0]:.1f} at the end); {args.rounds} alternating rounds, medians in ms per call.",
+        "",
+        "| candidate | parallel pragmas in the package | median ms | vs eager | rounds |",
+        "|---|---|---|---|---|",
+    ]
     for label, values in rounds.items():
         median = statistics.median(values)
-        lines.append(f"| {label} | {', '.join(f'`{p}`' for p in pragmas.get(label, [])) or '-'} | {median:.3f} | "
-                     f"{median / eager:.2f}x | {', '.join(f'{v:.3f}' for v in values)} |")
+        lines.append(
+            f"| {label} | {', '.join(f'`{p}`' for p in pragmas.get(label, [])) or '-'} | {median:.3f} | "
+            f"{median / eager:.2f}x | {', '.join(f'{v:.3f}' for v in values)} |"
+        )
     text = "\n".join(lines) + "\n"
     publish(text, args.out)
 

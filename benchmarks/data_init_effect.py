@@ -20,7 +20,7 @@ from deploybench.models import ModelRef, resolve
 from deploybench.sample_images import PARITY_SEED, sample_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_block import publish  # noqa: E402
+from readme_block import publish
 
 
 def _first(output: object) -> np.ndarray:
@@ -44,7 +44,7 @@ def figures(name: str, data_init: bool) -> tuple[float, float]:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             rounded = _first(module(torch.from_numpy(inputs)))
     flat, other = exact.reshape(len(exact), -1), rounded.reshape(len(rounded), -1)
-    rms = float(np.sqrt(np.mean(flat ** 2)))
+    rms = float(np.sqrt(np.mean(flat**2)))
     spread = float(np.sqrt(np.mean((flat - flat.mean(axis=0)) ** 2))) / rms
     error = float(np.sqrt(np.mean((other - flat) ** 2, axis=1)).max()) / rms
     return spread, error
@@ -54,11 +54,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="mobilenetv4,resnet50,yolov8n")
     args = parser.parse_args()
-    lines = ["| model | spread / RMS | with --data-init | bf16 error / RMS | with --data-init |", "|---|---|---|---|---|"]
+    lines = [
+        "| model | spread / RMS | with --data-init | bf16 error / RMS | with --data-init |",
+        "|---|---|---|---|---|",
+    ]
     for name in args.models.split(","):
         (spread, error), (spread_init, error_init) = figures(name, False), figures(name, True)
         lines.append(f"| {name} | {spread:.3f} | {spread_init:.3f} | {error:.2%} | {error_init:.2%} |")
-    table = "\n".join(lines) + "\n\nWritten by `benchmarks/data_init_effect.py` (random weights, seed 0, 8 parity images)."
+    table = (
+        "\n".join(lines) + "\n\nWritten by `benchmarks/data_init_effect.py` (random weights, seed 0, 8 parity images)."
+    )
     publish(table, block="data-init")
 
 

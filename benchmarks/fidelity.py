@@ -31,13 +31,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from readme_block import README, publish  # noqa: E402
+import contextlib
+
+from readme_block import README, publish
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Comparison:
 
 # -- deploybench, through its command line -----------------------------------------------
 
+
 @dataclass(frozen=True)
 class BenchRow:
     timing: Timing
@@ -74,9 +77,21 @@ def deploybench_bench(model: str, runtime: str, batch: int, threads: int, second
     """``deploybench bench`` in a subprocess (which runs the cell in its own worker)."""
     with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
         out = Path(tmp, "results.json")
-        command = [str(Path(sys.executable).parent / "deploybench"), "bench", model, "--runtime", runtime,
-                   "--batch", str(batch), "--threads", str(threads), "--min-seconds", str(seconds),
-                   "--json", str(out)]
+        command = [
+            str(Path(sys.executable).parent / "deploybench"),
+            "bench",
+            model,
+            "--runtime",
+            runtime,
+            "--batch",
+            str(batch),
+            "--threads",
+            str(threads),
+            "--min-seconds",
+            str(seconds),
+            "--json",
+            str(out),
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0 or not out.is_file():
             raise RuntimeError(f"deploybench bench failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
@@ -84,8 +99,12 @@ def deploybench_bench(model: str, runtime: str, batch: int, threads: int, second
     folder = Path(row["artifact"]["path"])
     main_file = json.loads((folder / "manifest.json").read_text())["main_file"]
     info = row["runtime_info"]
-    return BenchRow(Timing(row["stats"]["median"], row["throughput"]), folder / main_file,
-                    int(info.get("infer_requests") or 1), int(info.get("streams") or 1))
+    return BenchRow(
+        Timing(row["stats"]["median"], row["throughput"]),
+        folder / main_file,
+        int(info.get("infer_requests") or 1),
+        int(info.get("streams") or 1),
+    )
 
 
 # -- the references --------------------------------------------------------------------
@@ -115,8 +134,12 @@ print(json.dumps({"median_ms": statistics.median(samples), "throughput": batch *
 
 def bare_onnxruntime(path: Path, batch: int, threads: int, seconds: float) -> Timing:
     """The smallest honest loop, in its own process: 2 s of warm-up, then session.run under perf_counter."""
-    done = subprocess.run([sys.executable, "-c", BARE_ORT, str(path), str(batch), str(threads), str(seconds)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", BARE_ORT, str(path), str(batch), str(threads), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     data = json.loads(done.stdout.strip().splitlines()[-1])
     return Timing(data["median_ms"], data["throughput"])
 
@@ -125,8 +148,11 @@ def benchmark_app_command() -> list[str]:
     tool = shutil.which("benchmark_app") or str(Path(sys.executable).parent / "benchmark_app")
     if Path(tool).is_file():
         return [tool]
-    return [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; "
-            "sys.argv[0] = 'benchmark_app'; main()"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from openvino.tools.benchmark.main import main; sys.argv[0] = 'benchmark_app'; main()",
+    ]
 
 
 def benchmark_app_mode(ov: BenchRow, threads: int) -> tuple[list[str], str]:
@@ -140,19 +166,57 @@ def benchmark_app_mode(ov: BenchRow, threads: int) -> tuple[list[str], str]:
     from deploybench.runtimes.base import physical_cores
 
     if ov.infer_requests == 1:
-        return ["-hint", "none", "-nstreams", "1", "-nireq", "1", "-api", "sync", "-nthreads", str(threads)], \
-            "sync, 1 request"
+        return [
+            "-hint",
+            "none",
+            "-nstreams",
+            "1",
+            "-nireq",
+            "1",
+            "-api",
+            "sync",
+            "-nthreads",
+            str(threads),
+        ], "sync, 1 request"
     if threads == physical_cores():
-        return ["-hint", "throughput", "-nireq", str(ov.infer_requests), "-api", "async"], \
-            f"throughput hint, {ov.infer_requests} requests"
-    return ["-hint", "none", "-nstreams", str(ov.streams), "-nireq", str(ov.infer_requests), "-api", "async",
-            "-nthreads", str(threads)], f"{ov.streams} streams, {ov.infer_requests} requests"
+        return [
+            "-hint",
+            "throughput",
+            "-nireq",
+            str(ov.infer_requests),
+            "-api",
+            "async",
+        ], f"throughput hint, {ov.infer_requests} requests"
+    return [
+        "-hint",
+        "none",
+        "-nstreams",
+        str(ov.streams),
+        "-nireq",
+        str(ov.infer_requests),
+        "-api",
+        "async",
+        "-nthreads",
+        str(threads),
+    ], f"{ov.streams} streams, {ov.infer_requests} requests"
 
 
 def benchmark_app(path: Path, shape: list[int], seconds: float, mode: list[str]) -> Timing:
     """OpenVINO's benchmark_app on the static shape (``-shape``), FP32 compute."""
-    command = [*benchmark_app_command(), "-m", str(path), "-d", "CPU", *mode,
-               "-infer_precision", "f32", "-shape", str(shape).replace(" ", ""), "-t", str(max(1, round(seconds)))]
+    command = [
+        *benchmark_app_command(),
+        "-m",
+        str(path),
+        "-d",
+        "CPU",
+        *mode,
+        "-infer_precision",
+        "f32",
+        "-shape",
+        str(shape).replace(" ", ""),
+        "-t",
+        str(max(1, round(seconds))),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     output = done.stdout
     if done.returncode != 0:
@@ -165,6 +229,7 @@ def benchmark_app(path: Path, shape: list[int], seconds: float, mode: list[str])
 
 
 # -- rounds and the table ----------------------------------------------------------------
+
 
 def alternate(rounds: int, reference: Callable[[], Timing], ours: Callable[[], Timing], comparison: Comparison) -> None:
     for index in range(rounds):
@@ -181,37 +246,52 @@ def compare_model(model: str, batch: int, args: argparse.Namespace) -> list[Comp
     ort = deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds)
     mode, label = benchmark_app_mode(ov, args.threads)
     pairs = [
-        (Comparison(model, batch, f"openvino vs benchmark_app ({label})"),
-         lambda: benchmark_app(ov.artifact, shape, args.seconds, mode),
-         lambda: deploybench_bench(model, "openvino", batch, args.threads, args.seconds).timing),
-        (Comparison(model, batch, "onnxruntime vs bare session.run loop"),
-         lambda: bare_onnxruntime(ort.artifact, batch, args.threads, args.seconds),
-         lambda: deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds).timing),
+        (
+            Comparison(model, batch, f"openvino vs benchmark_app ({label})"),
+            lambda: benchmark_app(ov.artifact, shape, args.seconds, mode),
+            lambda: deploybench_bench(model, "openvino", batch, args.threads, args.seconds).timing,
+        ),
+        (
+            Comparison(model, batch, "onnxruntime vs bare session.run loop"),
+            lambda: bare_onnxruntime(ort.artifact, batch, args.threads, args.seconds),
+            lambda: deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds).timing,
+        ),
     ]
     for comparison, reference, ours in pairs:
         alternate(args.rounds, reference, ours, comparison)
-        print(f"{model} b{batch} {comparison.label}: reference {comparison.reference} / deploybench "
-              f"{comparison.deploybench}", file=sys.stderr, flush=True)
+        print(
+            f"{model} b{batch} {comparison.label}: reference {comparison.reference} / deploybench "
+            f"{comparison.deploybench}",
+            file=sys.stderr,
+            flush=True,
+        )
     return [pair[0] for pair in pairs]
 
 
 def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
     cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    lines = [f"Written by `python benchmarks/fidelity.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}, "
-             f"{cpu}, {len(os.sched_getaffinity(0))} usable cores, {args.threads} threads, FP32, "
-             f"{args.rounds} alternating rounds of at least {args.seconds:g} s per side. ms/image is the median "
-             "latency of one call divided by the batch; ratios are deploybench / reference.", "",
-             "| model | batch | runtime vs reference | reference ms/img | deploybench ms/img | ratio | "
-             "reference img/s | deploybench img/s | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    lines = [
+        f"Written by `python benchmarks/fidelity.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}, "
+        f"{cpu}, {len(os.sched_getaffinity(0))} usable cores, {args.threads} threads, FP32, "
+        f"{args.rounds} alternating rounds of at least {args.seconds:g} s per side. ms/image is the median "
+        "latency of one call divided by the batch; ratios are deploybench / reference.",
+        "",
+        "| model | batch | runtime vs reference | reference ms/img | deploybench ms/img | ratio | "
+        "reference img/s | deploybench img/s | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in comparisons:
         (ref_ms, ref_tput), (our_ms, our_tput) = c.medians(c.reference), c.medians(c.deploybench)
-        lines.append(f"| {c.model} | {c.batch} | {c.label} | {ref_ms / c.batch:.3f} | {our_ms / c.batch:.3f} | "
-                     f"{our_ms / ref_ms:.3f} | {ref_tput:.1f} | {our_tput:.1f} | {our_tput / ref_tput:.3f} |")
+        lines.append(
+            f"| {c.model} | {c.batch} | {c.label} | {ref_ms / c.batch:.3f} | {our_ms / c.batch:.3f} | "
+            f"{our_ms / ref_ms:.3f} | {ref_tput:.1f} | {our_tput:.1f} | {our_tput / ref_tput:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -226,8 +306,12 @@ def main() -> int:
     parser.add_argument("--readme", type=Path, help="Put the table between the fidelity markers of this file.")
     args = parser.parse_args()
 
-    comparisons = [c for model in args.models.split(",") for batch in (int(b) for b in args.batches.split(","))
-                   for c in compare_model(model, batch, args)]
+    comparisons = [
+        c
+        for model in args.models.split(",")
+        for batch in (int(b) for b in args.batches.split(","))
+        for c in compare_model(model, batch, args)
+    ]
     text = render(comparisons, args)
     publish(text, args.out, "fidelity" if args.readme else None, args.readme or README)
     return 0

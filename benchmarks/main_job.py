@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_block import write_block  # noqa: E402
+from readme_block import write_block
 
 # Runs deploybench as its console script does, and writes the process's own peak RSS (VmHWM)
 # to $DEPLOYBENCH_PEAK_FILE at exit: the parent alone, not its worker processes.
@@ -68,23 +68,41 @@ class Run:
     @property
     def export_s(self) -> float:
         # An artifact serves several rows; count each export once, and only when it was built now.
-        built = {row["artifact"]["path"]: row["artifact"].get("export_seconds") or 0.0
-                 for row in self.rows if row.get("artifact", {}).get("path") and not row["artifact"].get("cache_hit")}
+        built = {
+            row["artifact"]["path"]: row["artifact"].get("export_seconds") or 0.0
+            for row in self.rows
+            if row.get("artifact", {}).get("path") and not row["artifact"].get("cache_hit")
+        }
         return sum(built.values())
 
     @property
     def statuses(self) -> str:
         counts = Counter(row["status"] for row in self.rows)
         verdicts = Counter((row.get("parity") or {}).get("verdict", "-") for row in self.rows)
-        return (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + "; parity "
-                + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
+        return (
+            ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            + "; parity "
+            + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+        )
 
 
 def run_compare(label: str, models: str, cache: Path, out: Path) -> Run:
     peak_file = out.parent / f"{out.name}.peak"
     env = {**os.environ, "DEPLOYBENCH_CACHE": str(cache), "DEPLOYBENCH_PEAK_FILE": str(peak_file)}
-    command = [sys.executable, "-c", PARENT, "compare", "--models", models, "--target", "cpu",
-               "--out", str(out), "--html", str(out / "report.html")]
+    command = [
+        sys.executable,
+        "-c",
+        PARENT,
+        "compare",
+        "--models",
+        models,
+        "--target",
+        "cpu",
+        "--out",
+        str(out),
+        "--html",
+        str(out / "report.html"),
+    ]
     print(f"{label}: {' '.join(command[3:])}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
@@ -118,20 +136,30 @@ def minutes(seconds: float) -> str:
 def render(runs: list[Run], models: str) -> str:
     cpu = platform.processor() or platform.machine()
     cores = len(os.sched_getaffinity(0))
-    lines = [f"Written by `python benchmarks/main_job.py --runs {len(runs)} --readme` on "
-             f"{time.strftime('%Y-%m-%d')}, {cpu}, {cores} usable cores: `deploybench compare --models {models} "
-             "--target cpu` with an empty cache, then warm (venv not included).", "",
-             "| run | exit | wall | exports | loads | warm-up | timed windows | parity | rest | parent peak RSS | rows |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Written by `python benchmarks/main_job.py --runs {len(runs)} --readme` on "
+        f"{time.strftime('%Y-%m-%d')}, {cpu}, {cores} usable cores: `deploybench compare --models {models} "
+        "--target cpu` with an empty cache, then warm (venv not included).",
+        "",
+        "| run | exit | wall | exports | loads | warm-up | timed windows | parity | rest | parent peak RSS | rows |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for run in runs:
-        phases = [run.export_s, *(run.seconds(key) for key in
-                                  ("load_seconds", "warmup_seconds", "window_seconds", "parity_seconds"))]
+        phases = [
+            run.export_s,
+            *(run.seconds(key) for key in ("load_seconds", "warmup_seconds", "window_seconds", "parity_seconds")),
+        ]
         cells = " | ".join(f"{seconds:.0f} s" for seconds in [*phases, run.wall_s - sum(phases)])
-        lines.append(f"| {run.label} | {run.exit_code} | {minutes(run.wall_s)} | {cells} | "
-                     f"{run.parent_peak_mb:,.0f} MB | {run.statuses} |")
+        lines.append(
+            f"| {run.label} | {run.exit_code} | {minutes(run.wall_s)} | {cells} | "
+            f"{run.parent_peak_mb:,.0f} MB | {run.statuses} |"
+        )
     typical, worst, counted = spread(runs)
-    lines += ["", f"Run-to-run spread of each row's median ms/image over the {len(runs)} runs "
-                  f"((max - min) / median, {counted} rows): median {typical:.1%}, largest {worst:.1%}."]
+    lines += [
+        "",
+        f"Run-to-run spread of each row's median ms/image over the {len(runs)} runs "
+        f"((max - min) / median, {counted} rows): median {typical:.1%}, largest {worst:.1%}.",
+    ]
     return "\n".join(lines)
 
 
@@ -143,8 +171,10 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="deploybench-main-job-") as tmp:
         cache = Path(tmp) / "cache"
-        runs = [run_compare("cold" if i == 0 else f"warm {i}", args.models, cache, Path(tmp) / f"run{i}")
-                for i in range(args.runs)]
+        runs = [
+            run_compare("cold" if i == 0 else f"warm {i}", args.models, cache, Path(tmp) / f"run{i}")
+            for i in range(args.runs)
+        ]
     text = render(runs, args.models)
     print(text)
     if args.readme:

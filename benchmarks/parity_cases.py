@@ -20,11 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import test_parity_suite as suite  # noqa: E402  (the case definitions live with the tests)
+import test_parity_suite as suite
+from readme_block import publish
 
-from deploybench.compare import compare  # noqa: E402
-
-from readme_block import publish  # noqa: E402
+from deploybench.compare import compare
 
 
 def _cell(verdicts: Counter) -> str:
@@ -33,14 +32,19 @@ def _cell(verdicts: Counter) -> str:
 
 def table(seeds: tuple[int, ...]) -> str:
     cases = suite.build_cases(seeds)
-    lines = ["| candidate | task | " + " | ".join(suite.PRECISIONS) + " |",
-             "|---|---|" + "---|" * len(suite.PRECISIONS)]
+    lines = [
+        "| candidate | task | " + " | ".join(suite.PRECISIONS) + " |",
+        "|---|---|" + "---|" * len(suite.PRECISIONS),
+    ]
     for name, (tasks, make) in suite.BROKEN.items():
         for task in tasks:
             cells = []
             for precision in suite.PRECISIONS:
-                verdicts = Counter(compare(ref, make(ref, precision, np.random.default_rng(seed)), kind, precision).verdict
-                                   for (t, seed), (kind, ref, _) in cases.items() if t == task)
+                verdicts = Counter(
+                    compare(ref, make(ref, precision, np.random.default_rng(seed)), kind, precision).verdict
+                    for (t, seed), (kind, ref, _) in cases.items()
+                    if t == task
+                )
                 cells.append(_cell(verdicts))
             lines.append(f"| broken: {name} | {task} | " + " | ".join(cells) + " |")
     for name, (precisions, make) in suite.FAITHFUL.items():
@@ -50,15 +54,20 @@ def table(seeds: tuple[int, ...]) -> str:
                 if precision not in precisions:
                     cells.append("-")
                     continue
-                verdicts = Counter(compare(ref, make(ref, quantised), kind, precision).verdict
-                                   for (t, _), (kind, ref, quantised) in cases.items() if t == task)
+                verdicts = Counter(
+                    compare(ref, make(ref, quantised), kind, precision).verdict
+                    for (t, _), (kind, ref, quantised) in cases.items()
+                    if t == task
+                )
                 cells.append(_cell(verdicts))
             lines.append(f"| faithful: {name} | {task} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + (f"\n\nEach cell counts the verdicts over {len(seeds)} seeds (`benchmarks/parity_cases.py`). "
-                               "The classifier's and detector's references use `--data-init` so that every break is "
-                               "visible; the detector is then chaotic (table above), and int8 weights change its "
-                               "class scores for real, which is why that faithful row fails and the test suite "
-                               "keeps int8 fake-quantisation to the small models.")
+    return "\n".join(lines) + (
+        f"\n\nEach cell counts the verdicts over {len(seeds)} seeds (`benchmarks/parity_cases.py`). "
+        "The classifier's and detector's references use `--data-init` so that every break is "
+        "visible; the detector is then chaotic (table above), and int8 weights change its "
+        "class scores for real, which is why that faithful row fails and the test suite "
+        "keeps int8 fake-quantisation to the small models."
+    )
 
 
 def main() -> None:

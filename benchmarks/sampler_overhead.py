@@ -11,7 +11,8 @@ three ways, in alternating order:
 
 Reported: the median of each round's median latency, and its ratio to "off".
 
-    python benchmarks/sampler_overhead.py [--model mobilenetv4] [--runtime onnxruntime] [--threads 2] [--rounds 5] [--out FILE.md]
+    python benchmarks/sampler_overhead.py [--model mobilenetv4] [--runtime onnxruntime] [--threads 2]
+                                          [--rounds 5] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from deploybench.models import resolve
 from deploybench.runtimes.base import RuntimeOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_block import publish  # noqa: E402
+from readme_block import publish
 
 VARIANTS = {"off": (), "rss": ("rss",), "rss-sampled": ("rss-sampled",)}
 
@@ -53,22 +54,34 @@ def main() -> int:
     fmt = registry.runtimes.get(runtime).formats[0]
     artifact, _ = ArtifactCache().get_or_export(registry.exporters.get(fmt)(), spec, ExportOptions())
     policy = MeasurePolicy(min_seconds=args.seconds, max_seconds=args.seconds * 3)
-    base = Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=fmt, runtime=runtime, batch=args.batch,
-                artifact_dir=str(artifact.path), policy=policy,
-                runtime_options=RuntimeOptions(threads=args.threads, mode="latency"))
+    base = Cell(
+        model=spec.ref,
+        model_name=spec.name,
+        task=spec.task,
+        format=fmt,
+        runtime=runtime,
+        batch=args.batch,
+        artifact_dir=str(artifact.path),
+        policy=policy,
+        runtime_options=RuntimeOptions(threads=args.threads, mode="latency"),
+    )
     medians: dict[str, list[float]] = {name: [] for name in VARIANTS}
     order = list(VARIANTS)
     for round_index in range(args.rounds):
-        for name in order[round_index % len(order):] + order[:round_index % len(order)]:  # rotate the order
+        for name in order[round_index % len(order) :] + order[: round_index % len(order)]:  # rotate the order
             row = run_isolated([replace(base, sample=VARIANTS[name])])[0]
             if row.status != "ok":
                 raise SystemExit(f"error: {name} run failed: {row.message}")
             medians[name].append(row.stats["median"])
             print(f"round {round_index + 1} {name}: {row.stats['median']:.3f} ms", file=sys.stderr, flush=True)
     off = statistics.median(medians["off"])
-    lines = [f"{spec.name}, {runtime}, batch {args.batch}, {args.threads} threads, {args.rounds} rounds in rotating "
-             f"order, each a fresh worker timing at least {args.seconds:.0f} s; medians in ms.", "",
-             "| sampler | median | ratio to off | rounds |", "|---|---|---|---|"]
+    lines = [
+        f"{spec.name}, {runtime}, batch {args.batch}, {args.threads} threads, {args.rounds} rounds in rotating "
+        f"order, each a fresh worker timing at least {args.seconds:.0f} s; medians in ms.",
+        "",
+        "| sampler | median | ratio to off | rounds |",
+        "|---|---|---|---|",
+    ]
     for name, values in medians.items():
         median = statistics.median(values)
         lines.append(f"| {name} | {median:.3f} | {median / off:.3f} | {', '.join(f'{v:.3f}' for v in values)} |")

@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from deploybench import registry
 from deploybench.artifact import BatchRange
@@ -31,7 +32,7 @@ from deploybench.runtimes.base import RuntimeOptions
 from deploybench.runtimes.onnxruntime import OnnxRuntime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme_block import publish  # noqa: E402
+from readme_block import publish
 
 POLICY = MeasurePolicy(min_seconds=3.0, max_seconds=10.0)
 
@@ -79,7 +80,10 @@ def variant(runtime: str, spec: Any, batch: int, threads: int, cache: ArtifactCa
         return (lambda: median_ms(ov, dynamic, ir, batch, spec), lambda: median_ms(ov, base, ir, batch, spec))
     if runtime == "aoti":
         packages, aoti = (export("aoti", dynamic_range), export("aoti", static_range)), registry.runtimes.get("aoti")
-        return (lambda: median_ms(aoti, base, packages[0], batch, spec), lambda: median_ms(aoti, base, packages[1], batch, spec))
+        return (
+            lambda: median_ms(aoti, base, packages[0], batch, spec),
+            lambda: median_ms(aoti, base, packages[1], batch, spec),
+        )
     raise SystemExit(f"error: no static/dynamic pair for {runtime!r}; choose from onnxruntime, openvino, aoti")
 
 
@@ -94,9 +98,13 @@ def main() -> int:
     args = parser.parse_args()
 
     cache = ArtifactCache()
-    lines = [f"{args.threads} threads, FP32, latency mode, {args.rounds} alternating rounds; medians of the "
-             "per-round medians in ms; ratio < 1 means static is faster.", "",
-             "| model | batch | runtime | dynamic | static | static / dynamic |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"{args.threads} threads, FP32, latency mode, {args.rounds} alternating rounds; medians of the "
+        "per-round medians in ms; ratio < 1 means static is faster.",
+        "",
+        "| model | batch | runtime | dynamic | static | static / dynamic |",
+        "|---|---|---|---|---|---|",
+    ]
     for model in args.models.split(","):
         spec = resolve(model)
         for batch in (int(b) for b in args.batches.split(",")):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from readme_block import publish  # noqa: E402
+from readme_block import publish
+
 EXAMPLES = {
     "onnx-fp16": ("precision_models:overflow_net", "onnx", "fp16"),
     "openvino-int8": ("precision_models:outlier_net", "openvino", "int8"),
@@ -26,8 +27,9 @@ EXAMPLES = {
 
 def run(args: list[str], env: dict[str, str]) -> str:
     # The console script beside this interpreter: the command a user types.
-    done = subprocess.run([str(Path(sys.executable).parent / "deploybench"), *args],
-                          env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "deploybench"), *args], env=env, capture_output=True, text=True, check=True
+    )
     return done.stdout
 
 
@@ -46,8 +48,15 @@ def main() -> int:
         triage = ["triage", model, "--format", fmt, "--precision", precision, "--fix", "--threads", str(args.threads)]
         run(export, env)
         output = run(triage, env)
-    text = "\n".join(["```console", f"$ PYTHONPATH=tests deploybench {' '.join(export)}",
-                      f"$ PYTHONPATH=tests deploybench {' '.join(triage)}", output.rstrip(), "```"])
+    text = "\n".join(
+        [
+            "```console",
+            f"$ PYTHONPATH=tests deploybench {' '.join(export)}",
+            f"$ PYTHONPATH=tests deploybench {' '.join(triage)}",
+            output.rstrip(),
+            "```",
+        ]
+    )
     publish(text, args.out, "triage-example" if args.readme else None)
     return 0
 

@@ -25,7 +25,7 @@ class BatchRange:
     max: int = 64
 
     @classmethod
-    def parse(cls, text: str) -> "BatchRange":
+    def parse(cls, text: str) -> BatchRange:
         """``8`` (static), ``1:64`` (min:max) or ``1:8:64`` (min:opt:max)."""
         try:
             parts = [int(p) for p in text.split(":")]
@@ -102,20 +102,32 @@ class Artifact:
     model: ModelSpec | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_module(cls, model: ModelSpec, precision: str = "fp32", device: str = "cpu") -> "Artifact":
+    def from_module(cls, model: ModelSpec, precision: str = "fp32", device: str = "cpu") -> Artifact:
         """The PyTorch module itself, for the eager and compile runtimes."""
-        return cls(format="pytorch", path=None, main_file="", precision=precision, device=device,
-                   inputs=[TensorInfo(model.input.name, ["batch", *model.input.shape])],
-                   batch=BatchRange(1, 1, 1 << 16), model=model)
+        return cls(
+            format="pytorch",
+            path=None,
+            main_file="",
+            precision=precision,
+            device=device,
+            inputs=[TensorInfo(model.input.name, ["batch", *model.input.shape])],
+            batch=BatchRange(1, 1, 1 << 16),
+            model=model,
+        )
 
     @classmethod
-    def from_onnx_file(cls, model: ModelSpec) -> "Artifact":
+    def from_onnx_file(cls, model: ModelSpec) -> Artifact:
         """A model's own ONNX file where it lies (runtime-only models; nothing is copied)."""
         assert model.onnx_path is not None, "only ONNX-file models have one"
         fixed = model.fixed_batch
-        return cls(format="onnx", path=model.onnx_path.parent, main_file=model.onnx_path.name,
-                   inputs=[TensorInfo(spec.name, ["batch", *spec.shape], spec.dtype) for spec in model.inputs],
-                   batch=BatchRange(fixed, fixed, fixed) if fixed else BatchRange(1, 1, 1 << 16), model=model)
+        return cls(
+            format="onnx",
+            path=model.onnx_path.parent,
+            main_file=model.onnx_path.name,
+            inputs=[TensorInfo(spec.name, ["batch", *spec.shape], spec.dtype) for spec in model.inputs],
+            batch=BatchRange(fixed, fixed, fixed) if fixed else BatchRange(1, 1, 1 << 16),
+            model=model,
+        )
 
     @property
     def file(self) -> Path:
@@ -131,7 +143,8 @@ class Artifact:
         assert self.path is not None
         self.manifest["files"] = {
             str(p.relative_to(self.path)): {"size": p.stat().st_size, "sha256": file_sha256(p)}
-            for p in sorted(self.path.rglob("*")) if p.is_file() and p.name != MANIFEST
+            for p in sorted(self.path.rglob("*"))
+            if p.is_file() and p.name != MANIFEST
         }
 
     def integrity_problem(self) -> str | None:
@@ -157,15 +170,21 @@ class Artifact:
         write_json_atomic(self.path / MANIFEST, self.to_dict())
 
     @classmethod
-    def load(cls, folder: Path) -> "Artifact":
+    def load(cls, folder: Path) -> Artifact:
         """Read an artifact folder's manifest (the files are checked by ``integrity_problem``)."""
         try:
             data = json.loads((folder / MANIFEST).read_text())
         except (OSError, ValueError) as exc:
             raise CacheError(f"{folder} has no readable {MANIFEST} ({exc}); export again with --force") from exc
         data.pop("schema", None)
-        return cls(format=data["format"], path=folder, main_file=data["main_file"],
-                   precision=data["precision"], device=data["device"],
-                   inputs=[TensorInfo(**t) for t in data["inputs"]],
-                   outputs=[TensorInfo(**t) for t in data["outputs"]],
-                   batch=BatchRange(**data["batch"]), manifest=data["manifest"])
+        return cls(
+            format=data["format"],
+            path=folder,
+            main_file=data["main_file"],
+            precision=data["precision"],
+            device=data["device"],
+            inputs=[TensorInfo(**t) for t in data["inputs"]],
+            outputs=[TensorInfo(**t) for t in data["outputs"]],
+            batch=BatchRange(**data["batch"]),
+            manifest=data["manifest"],
+        )

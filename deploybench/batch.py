@@ -8,11 +8,11 @@ every array sharing the leading batch axis. These helpers treat both alike.
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 
-Batch = Union[np.ndarray, tuple[np.ndarray, ...]]
+Batch = np.ndarray | tuple[np.ndarray, ...]
 
 
 def arrays(batch: Batch) -> tuple[np.ndarray, ...]:
@@ -45,7 +45,7 @@ def save_arrays(batch: Batch, prefix: str) -> dict[str, np.ndarray]:
     return {prefix if i == 0 else f"{prefix}{i}": a for i, a in enumerate(arrays(batch))}
 
 
-def load_arrays(stored: "np.lib.npyio.NpzFile", prefix: str) -> Batch:
+def load_arrays(stored: np.lib.npyio.NpzFile, prefix: str) -> Batch:
     """The batch ``save_arrays`` wrote."""
     parts = [stored[prefix]]
     while f"{prefix}{len(parts)}" in stored.files:

@@ -16,14 +16,15 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from deploybench.artifact import MANIFEST, Artifact
 from deploybench.errors import CacheError
 
 if TYPE_CHECKING:
-    from deploybench.exporters.base import ExportOptions, Exporter
+    from deploybench.exporters.base import Exporter, ExportOptions
     from deploybench.models import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -47,19 +48,23 @@ class ArtifactCache:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / ".locks").mkdir(exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-")
-            probe.close()
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                pass
         except OSError as exc:
-            raise CacheError(f"cache folder {self.root} is not writable ({exc.strerror}); "
-                             f"pass --cache DIR or set {CACHE_ENV}") from exc
+            raise CacheError(
+                f"cache folder {self.root} is not writable ({exc.strerror}); pass --cache DIR or set {CACHE_ENV}"
+            ) from exc
 
-    def key(self, exporter: "Exporter", model: "ModelSpec", options: "ExportOptions") -> str:
+    def key(self, exporter: Exporter, model: ModelSpec, options: ExportOptions) -> str:
         material = {"model": model.identity(), "exporter": exporter.cache_identity(options)}
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
-    def folder(self, exporter: "Exporter", model: "ModelSpec", options: "ExportOptions") -> Path:
+    def folder(self, exporter: Exporter, model: ModelSpec, options: ExportOptions) -> Path:
         safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
-        return self.root / f"{safe_name}-{exporter.name}-{options.precision}-{options.device}-{self.key(exporter, model, options)}"
+        return (
+            self.root
+            / f"{safe_name}-{exporter.name}-{options.precision}-{options.device}-{self.key(exporter, model, options)}"
+        )
 
     @contextlib.contextmanager
     def _lock(self, folder: Path) -> Iterator[None]:
@@ -85,8 +90,9 @@ class ArtifactCache:
         shutil.rmtree(folder, ignore_errors=True)
         return None
 
-    def get_or_export(self, exporter: "Exporter", model: "ModelSpec", options: "ExportOptions",
-                      force: bool = False) -> tuple[Artifact, bool]:
+    def get_or_export(
+        self, exporter: Exporter, model: ModelSpec, options: ExportOptions, force: bool = False
+    ) -> tuple[Artifact, bool]:
         """The cached artifact (hit=True) or a fresh export moved into the cache (hit=False)."""
         self.ensure_writable()
         options = exporter.bind_cache(options, self.root)
@@ -109,8 +115,10 @@ class ArtifactCache:
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
             except OSError as exc:  # disk full, quota, permissions: this entry fails, the sweep goes on
-                raise CacheError(f"could not write {folder.name} into the cache {self.root} ({exc.strerror or exc}); "
-                                 f"free some space or pass --cache DIR") from exc
+                raise CacheError(
+                    f"could not write {folder.name} into the cache {self.root} ({exc.strerror or exc}); "
+                    f"free some space or pass --cache DIR"
+                ) from exc
             artifact.path = folder
             return artifact, False
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from deploybench.exporters.base import ExportOptions
 
 
-def calibration_samples(model: ModelSpec, options: "ExportOptions") -> tuple[np.ndarray, str]:
+def calibration_samples(model: ModelSpec, options: ExportOptions) -> tuple[np.ndarray, str]:
     """Calibration images from ``--calib-data``, else views of the bundled photos (seeded noise
     where none is installed), with where they came from."""
     if options.calib_data:

@@ -10,9 +10,10 @@ import contextlib
 import gc
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +27,8 @@ from deploybench.memory import MemorySampler
 from deploybench.models import ModelRef
 from deploybench.nvml import NvmlSampler
 from deploybench.results import Row
-from deploybench.tegrastats import TegrastatsSampler
 from deploybench.runtimes.base import RuntimeOptions
+from deploybench.tegrastats import TegrastatsSampler
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,25 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return "|".join(str(v) for v in (self.model_name, self.format, self.runtime, self.device, self.precision, self.batch))
+        return "|".join(
+            str(v) for v in (self.model_name, self.format, self.runtime, self.device, self.precision, self.batch)
+        )
 
     def empty_row(self) -> Row:
-        return Row(model=self.model_name, format=self.format, runtime=self.runtime, device=self.device,
-                   precision=self.precision, batch=self.batch)
+        return Row(
+            model=self.model_name,
+            format=self.format,
+            runtime=self.runtime,
+            device=self.device,
+            precision=self.precision,
+            batch=self.batch,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Cell":
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
         data = dict(data)
         data["model"] = ModelRef(**data["model"])
         data["runtime_options"] = RuntimeOptions(**data["runtime_options"])
@@ -74,7 +83,9 @@ class Cell:
 
 def is_out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, MemoryError) or "out of memory" in text or "failed to allocate" in text or "bad_alloc" in text
+    return (
+        isinstance(exc, MemoryError) or "out of memory" in text or "failed to allocate" in text or "bad_alloc" in text
+    )
 
 
 # One worker measures one artifact at several batch sizes: the model is built once per process.
@@ -94,8 +105,10 @@ def _load_artifact(cell: Cell) -> Artifact:
     if cell.artifact_dir is not None:
         artifact = Artifact.load(Path(cell.artifact_dir))
         if cell.batch not in artifact.batch:  # e.g. an ONNX file whose batch axis is a number
-            raise UnsupportedError(f"{artifact.main_file} accepts batch {artifact.batch.min} to {artifact.batch.max}, "
-                                   f"not {cell.batch}; pass --batch {artifact.batch.opt}")
+            raise UnsupportedError(
+                f"{artifact.main_file} accepts batch {artifact.batch.min} to {artifact.batch.max}, "
+                f"not {cell.batch}; pass --batch {artifact.batch.opt}"
+            )
         return artifact
     return Artifact.from_module(_model(cell.model), precision=cell.precision, device=cell.device)
 
@@ -110,7 +123,9 @@ def run_in_chunks(runtime: Any, inputs: Batch, batch: int) -> list[np.ndarray]:
     return [np.concatenate(parts) for parts in zip(*chunks)]
 
 
-def check_parity(runtime: Any, reference: Any, cell: Cell, known_accuracy: dict[str, Any] | None = None) -> dict[str, Any]:
+def check_parity(
+    runtime: Any, reference: Any, cell: Cell, known_accuracy: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The runtime's outputs on the reference inputs, judged at the precision it really used;
     with a dataset, its accuracy (``known_accuracy`` when an earlier batch measured it)."""
     from deploybench.compare import compare, dataset_accuracy
@@ -174,8 +189,10 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
                 runtime = loaded.enter_context(runtime_cls(cell.runtime_options).load(artifact))
                 feeds = runtime.prepare(host_batch)  # compiles for runtimes that compile per shape
                 row.load_seconds = time.perf_counter() - started
-                with TegrastatsSampler(enabled="tegrastats" in cell.sample) as power, \
-                        NvmlSampler(enabled="nvml" in cell.sample) as gpu:  # each a no-op without its GPU
+                with (
+                    TegrastatsSampler(enabled="tegrastats" in cell.sample) as power,
+                    NvmlSampler(enabled="nvml" in cell.sample) as gpu,
+                ):  # each a no-op without its GPU
                     result = measure(runtime, feeds, cell.batch, cell.policy, on_phase=on_phase)
                 gpu_window = gpu.window(result.window_seconds, result.batch * len(result.samples_ms))
             del feeds
@@ -192,8 +209,11 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
                 result.warnings.extend(gpu_window.warnings())
         _fill_measurement(row, result)
         # The runtime's own tool (trtexec) on the same artifact, after unloading and outside every window.
-        native = runtime.cross_check((cell.batch, *batches.arrays(host_batch)[0].shape[1:]), result.stats.median,
-                                     result.device_stats.median if result.device_stats else None)
+        native = runtime.cross_check(
+            (cell.batch, *batches.arrays(host_batch)[0].shape[1:]),
+            result.stats.median,
+            result.device_stats.median if result.device_stats else None,
+        )
         if native:
             row.runtime_info["cross_check"] = native
         row.precision_used = row.runtime_info.get("precision_used")
@@ -201,20 +221,33 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
         row.batch_shape = row.runtime_info.get("batch_shape") or artifact_batch_shape(artifact)
         if memory is not None:
             mem = memory.report()
-            row.memory = {"baseline_rss_mb": round(mem.baseline_rss_mb, 1), "peak_rss_mb": round(mem.peak_rss_mb, 1),
-                          "rss_growth_mb": round(mem.rss_growth_mb, 1), "peak_device_mb": mem.peak_device_mb,
-                          "rss_source": mem.rss_source, "device_source": mem.device_source}
+            row.memory = {
+                "baseline_rss_mb": round(mem.baseline_rss_mb, 1),
+                "peak_rss_mb": round(mem.peak_rss_mb, 1),
+                "rss_growth_mb": round(mem.rss_growth_mb, 1),
+                "peak_device_mb": mem.peak_device_mb,
+                "rss_source": mem.rss_source,
+                "device_source": mem.device_source,
+            }
         if artifact.path is not None:
-            row.artifact = {"path": str(artifact.path), "size_mb": round(artifact.size_bytes() / 2**20, 3),
-                            "export_seconds": artifact.manifest.get("export_seconds")}
+            row.artifact = {
+                "path": str(artifact.path),
+                "size_mb": round(artifact.size_bytes() / 2**20, 3),
+                "export_seconds": artifact.manifest.get("export_seconds"),
+            }
     except Exception as exc:  # every failure is a status on this row, never the end of a sweep
         row.status = "oom" if is_out_of_memory(exc) else "error"
-        row.message = first_line(exc) if isinstance(exc, DeployBenchError) else f"{type(exc).__name__}: {first_line(exc)}"
+        row.message = (
+            first_line(exc) if isinstance(exc, DeployBenchError) else f"{type(exc).__name__}: {first_line(exc)}"
+        )
     return row
 
 
-def run_cells(cells: list[Cell], on_phase: Callable[[int, str], None] = lambda index, phase: None,
-              on_row: Callable[[int, Row], None] = lambda index, row: None) -> list[Row]:
+def run_cells(
+    cells: list[Cell],
+    on_phase: Callable[[int, str], None] = lambda index, phase: None,
+    on_row: Callable[[int, Row], None] = lambda index, row: None,
+) -> list[Row]:
     """Measure ``cells``, one artifact at its batch sizes, one after another in this process.
 
     The ``--dataset`` accuracy depends on the artifact alone, so it is measured at the first

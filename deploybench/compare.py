@@ -52,22 +52,32 @@ class Tolerance:
 
 # By the precision the runtime really used; overridable per run (``--tolerance KEY=VALUE``).
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(max_error=1e-3, max_spread_error=0.01, max_gain_error=1e-3, max_offset=1e-3,
-                      min_top1=1.0, min_recall=0.98),
-    "tf32": Tolerance(max_error=1e-2, max_spread_error=0.1, max_gain_error=0.01, max_offset=0.005,
-                      min_top1=0.95, min_recall=0.95),
-    "fp16": Tolerance(max_error=2e-2, max_spread_error=0.15, max_gain_error=0.01, max_offset=0.01,
-                      min_top1=0.95, min_recall=0.95),
-    "bf16": Tolerance(max_error=6e-2, max_spread_error=0.3, max_gain_error=0.02, max_offset=0.02,
-                      min_top1=0.9, min_recall=0.9),
-    "int8": Tolerance(max_error=0.35, max_spread_error=0.5, max_gain_error=0.04, max_offset=0.03,
-                      min_top1=0.9, min_recall=0.9),
+    "fp32": Tolerance(
+        max_error=1e-3, max_spread_error=0.01, max_gain_error=1e-3, max_offset=1e-3, min_top1=1.0, min_recall=0.98
+    ),
+    "tf32": Tolerance(
+        max_error=1e-2, max_spread_error=0.1, max_gain_error=0.01, max_offset=0.005, min_top1=0.95, min_recall=0.95
+    ),
+    "fp16": Tolerance(
+        max_error=2e-2, max_spread_error=0.15, max_gain_error=0.01, max_offset=0.01, min_top1=0.95, min_recall=0.95
+    ),
+    "bf16": Tolerance(
+        max_error=6e-2, max_spread_error=0.3, max_gain_error=0.02, max_offset=0.02, min_top1=0.9, min_recall=0.9
+    ),
+    "int8": Tolerance(
+        max_error=0.35, max_spread_error=0.5, max_gain_error=0.04, max_offset=0.03, min_top1=0.9, min_recall=0.9
+    ),
 }
 
 # Valid ranges of each tolerance key (inclusive), for --tolerance.
 TOLERANCE_RANGES: dict[str, tuple[float, float]] = {
-    "max_error": (0.0, 10.0), "max_spread_error": (0.0, 10.0), "max_gain_error": (0.0, 1.0),
-    "max_offset": (0.0, 10.0), "min_top1": (0.0, 1.0), "min_recall": (0.0, 1.0), "decisive_margin": (0.0, 100.0),
+    "max_error": (0.0, 10.0),
+    "max_spread_error": (0.0, 10.0),
+    "max_gain_error": (0.0, 1.0),
+    "max_offset": (0.0, 10.0),
+    "min_top1": (0.0, 1.0),
+    "min_recall": (0.0, 1.0),
+    "decisive_margin": (0.0, 100.0),
 }
 # An output whose candidate varies across images by less than this share of the reference's
 # variation no longer depends on its input.
@@ -166,7 +176,7 @@ class Parity:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Parity":
+    def from_dict(cls, data: dict[str, Any]) -> Parity:
         data = dict(data)
         known = {f.name for f in fields(OutputParity)}
         data["outputs"] = [OutputParity(**{k: v for k, v in o.items() if k in known}) for o in data["outputs"]]
@@ -175,6 +185,7 @@ class Parity:
 
 
 # -- per-output figures ------------------------------------------------------------------
+
 
 def _rms(values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
@@ -188,7 +199,7 @@ def _mixups(reference: np.ndarray, candidate: np.ndarray) -> int:
     cross = np.stack([np.sum((candidate - reference[j]) ** 2, axis=1) for j in range(len(reference))], axis=1)
     np.fill_diagonal(cross, np.inf)
     nearest = cross.min(axis=1)
-    return int(np.count_nonzero(nearest < (MIXUP_RATIO ** 2) * own))
+    return int(np.count_nonzero(nearest < (MIXUP_RATIO**2) * own))
 
 
 def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputParity:
@@ -202,10 +213,16 @@ def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> O
     peak = float(np.max(np.abs(ref))) if ref.size else 0.0
     denom = np.linalg.norm(ref) * np.linalg.norm(cand)
     cosine = float(np.dot(ref.ravel(), cand.ravel()) / denom) if denom > 0 else float(np.array_equal(ref, cand))
-    metrics = OutputParity(name=name, shape=list(cand.shape), max_abs_error=float(diff.max(initial=0.0)),
-                           mean_abs_error=float(diff.mean()) if diff.size else 0.0,
-                           max_rel_error=float(np.max(diff / (np.abs(ref) + 1e-6 * (peak or 1.0)), initial=0.0)),
-                           norm_error=float(diff.max(initial=0.0)) / (peak or 1.0), cosine=cosine, nonfinite=0)
+    metrics = OutputParity(
+        name=name,
+        shape=list(cand.shape),
+        max_abs_error=float(diff.max(initial=0.0)),
+        mean_abs_error=float(diff.mean()) if diff.size else 0.0,
+        max_rel_error=float(np.max(diff / (np.abs(ref) + 1e-6 * (peak or 1.0)), initial=0.0)),
+        norm_error=float(diff.max(initial=0.0)) / (peak or 1.0),
+        cosine=cosine,
+        nonfinite=0,
+    )
     if ref.ndim == 0 or ref.shape[0] == 0:
         return metrics
     r, c = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
@@ -257,8 +274,9 @@ def _gain_noise(reference: np.ndarray, candidate: np.ndarray, gain: float) -> fl
     return _rms(c_dev - gain * r_dev) / (_rms(r_dev) * math.sqrt(len(r)))
 
 
-def judge_output(reference: np.ndarray, candidate: np.ndarray, metrics: OutputParity,
-                 tolerance: Tolerance, precision: str) -> tuple[list[str], list[str]]:
+def judge_output(
+    reference: np.ndarray, candidate: np.ndarray, metrics: OutputParity, tolerance: Tolerance, precision: str
+) -> tuple[list[str], list[str]]:
     """(reasons it fails, reasons it is inconclusive) for one output or channel group."""
     name = metrics.name
     if metrics.nonfinite:
@@ -267,18 +285,24 @@ def judge_output(reference: np.ndarray, candidate: np.ndarray, metrics: OutputPa
         return [], []
     failures: list[str] = []
     if metrics.error > tolerance.max_error:
-        failures.append(f"{name}: an image's error is {metrics.error:.2g} of the output's RMS, more than "
-                        f"{precision} produces ({tolerance.max_error:g})")
+        failures.append(
+            f"{name}: an image's error is {metrics.error:.2g} of the output's RMS, more than "
+            f"{precision} produces ({tolerance.max_error:g})"
+        )
     if metrics.mixups:
-        failures.append(f"{name}: {metrics.mixups} of {len(reference)} images match another image's reference "
-                        "better than their own (batch mix-up or stale input)")
+        failures.append(
+            f"{name}: {metrics.mixups} of {len(reference)} images match another image's reference "
+            "better than their own (batch mix-up or stale input)"
+        )
     # An honest low-precision artifact may flatten an output whose spread across images is
     # below the precision's error; an exactly constant one is never honest.
     spread_above_error = (metrics.spread_ratio or 0.0) >= tolerance.max_error
     collapsed = metrics.candidate_spread is not None and metrics.candidate_spread < MIN_SPREAD_RATIO
     if collapsed and (spread_above_error or (metrics.candidate_spread or 0.0) < 0.01):
-        failures.append(f"{name} hardly varies with the input ({metrics.candidate_spread:.0%} of the reference's "
-                        "variation across images): constant output or input ignored")
+        failures.append(
+            f"{name} hardly varies with the input ({metrics.candidate_spread:.0%} of the reference's "
+            "variation across images): constant output or input ignored"
+        )
     if metrics.gain is not None:
         gain_error = abs(metrics.gain - 1.0)
         gain_noise = _gain_noise(reference, candidate, metrics.gain)
@@ -287,8 +311,9 @@ def judge_output(reference: np.ndarray, candidate: np.ndarray, metrics: OutputPa
         # only above that error, or when the candidate is a nearly exact scaled copy.
         telling = spread_above_error or gain_noise < tolerance.max_gain_error / 10
         if telling and gain_error > tolerance.max_gain_error and gain_error > SIGNIFICANCE * gain_noise:
-            failures.append(f"{name} is scaled by {metrics.gain:.4g} against the reference "
-                            f"(tolerance {tolerance.max_gain_error:g})")
+            failures.append(
+                f"{name} is scaled by {metrics.gain:.4g} against the reference (tolerance {tolerance.max_gain_error:g})"
+            )
     offsets, noise = _channel_offsets(reference, candidate)
     # Several channels are several tests: raise the bar so honest noise does not fail one by chance.
     bar = SIGNIFICANCE + math.sqrt(2.0 * math.log(len(offsets))) if len(offsets) > 1 else SIGNIFICANCE
@@ -296,20 +321,25 @@ def judge_output(reference: np.ndarray, candidate: np.ndarray, metrics: OutputPa
     if len(shifted):
         worst = int(shifted[np.argmax(np.abs(offsets[shifted]))])
         where = f" (channel {worst}, {len(shifted)} of {len(offsets)} channels)" if len(offsets) > 1 else ""
-        failures.append(f"{name} is offset by {offsets[worst]:+.3g} of its RMS{where} "
-                        f"(tolerance {tolerance.max_offset:g})")
+        failures.append(
+            f"{name} is offset by {offsets[worst]:+.3g} of its RMS{where} (tolerance {tolerance.max_offset:g})"
+        )
     if failures:
         return failures, []
     if metrics.spread_error is None:
         if metrics.error == 0.0:
             return [], []  # identical to the reference: faithful whatever the inputs
-        return [], [f"{name} does not vary across the parity images, so they cannot tell a faithful artifact "
-                    f"from one that ignores its input; {WEIGHTS_HINT}"]
+        return [], [
+            f"{name} does not vary across the parity images, so they cannot tell a faithful artifact "
+            f"from one that ignores its input; {WEIGHTS_HINT}"
+        ]
     if metrics.spread_error > tolerance.max_spread_error:
-        return [], [f"{name}: errors reach {metrics.spread_error:.2g} of the output's variation across images "
-                    f"(> {tolerance.max_spread_error:g}); the inputs hardly change the output "
-                    f"({metrics.spread_ratio:.1%} of its RMS), so {precision} error hides whether it follows the "
-                    f"input; {WEIGHTS_HINT}"]
+        return [], [
+            f"{name}: errors reach {metrics.spread_error:.2g} of the output's variation across images "
+            f"(> {tolerance.max_spread_error:g}); the inputs hardly change the output "
+            f"({metrics.spread_ratio:.1%} of its RMS), so {precision} error hides whether it follows the "
+            f"input; {WEIGHTS_HINT}"
+        ]
     return [], []
 
 
@@ -321,6 +351,7 @@ def output_groups(task: str, reference: np.ndarray) -> list[tuple[str, Any]]:
 
 
 # -- task checks -------------------------------------------------------------------------
+
 
 def classification_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Top-1 agreement and mean top-5 overlap between two (N, classes) score arrays."""
@@ -342,9 +373,12 @@ def decisive_classification(reference: np.ndarray, candidate: np.ndarray, tolera
     decisive = margins > needed
     agree = np.argmax(ref, axis=1) == np.argmax(candidate, axis=1)
     figures = classification_agreement(reference, candidate)
-    figures.update(images=float(len(ref)), decisive_images=float(decisive.sum()),
-                   top1_agreement=float(agree[decisive].mean()) if decisive.any() else 1.0,
-                   top1_all=figures["top1_agreement"])
+    figures.update(
+        images=float(len(ref)),
+        decisive_images=float(decisive.sum()),
+        top1_agreement=float(agree[decisive].mean()) if decisive.any() else 1.0,
+        top1_all=figures["top1_agreement"],
+    )
     return figures
 
 
@@ -358,8 +392,13 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def dataset_accuracy(scores: np.ndarray, labels: np.ndarray, reference_scores: np.ndarray) -> dict[str, float]:
     """Task accuracy of a candidate beside the reference's, with the top-1 delta."""
     mine, ref = topk_accuracy(scores, labels), topk_accuracy(reference_scores, labels)
-    return {**mine, "reference_top1": ref["top1"], "reference_top5": ref["top5"],
-            "delta_top1": mine["top1"] - ref["top1"], "images": float(len(labels))}
+    return {
+        **mine,
+        "reference_top1": ref["top1"],
+        "reference_top5": ref["top5"],
+        "delta_top1": mine["top1"] - ref["top1"],
+        "images": float(len(labels)),
+    }
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -383,7 +422,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         best, order = order[0], order[1:]
         keep.append(best)
         if len(order):
-            order = order[iou_matrix(boxes[best:best + 1], boxes[order])[0] <= iou_threshold]
+            order = order[iou_matrix(boxes[best : best + 1], boxes[order])[0] <= iou_threshold]
     return np.asarray(keep, dtype=int)
 
 
@@ -427,8 +466,13 @@ def _subset(detections: Detections, keep: np.ndarray) -> Detections:
     return Detections(detections.boxes[keep], detections.scores[keep], detections.classes[keep])
 
 
-def detection_agreement(reference: np.ndarray, candidate: np.ndarray, conf: float = 0.25,
-                        keep_at_least: int = 100, score_margin: float = 0.0) -> dict[str, float]:
+def detection_agreement(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    conf: float = 0.25,
+    keep_at_least: int = 100,
+    score_margin: float = 0.0,
+) -> dict[str, float]:
     """Recall and precision of the candidate's detections against the reference's.
 
     Randomly initialised heads score every box low, so the confidence threshold drops
@@ -449,34 +493,49 @@ def detection_agreement(reference: np.ndarray, candidate: np.ndarray, conf: floa
         cand_matched += match_detections(cand_sure, ref_dets)[0]
         decisive_ref += len(ref_sure.boxes)
         decisive_cand += len(cand_sure.boxes)
-    return {"recall": matched / decisive_ref if decisive_ref else 1.0,
-            "precision": cand_matched / decisive_cand if decisive_cand else 1.0,
-            "reference_detections": float(ref_total), "decisive_detections": float(decisive_ref)}
+    return {
+        "recall": matched / decisive_ref if decisive_ref else 1.0,
+        "precision": cand_matched / decisive_cand if decisive_cand else 1.0,
+        "reference_detections": float(ref_total),
+        "decisive_detections": float(decisive_ref),
+    }
 
 
 # -- the verdict -------------------------------------------------------------------------
 
-def _task_check(task: str, reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance,
-                scores_rms: float) -> tuple[dict[str, float], list[str]]:
+
+def _task_check(
+    task: str, reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance, scores_rms: float
+) -> tuple[dict[str, float], list[str]]:
     """The task figures on the first output and the reasons they fail."""
     if task == "classification" and reference.ndim == 2:
         figures = decisive_classification(reference, candidate, tolerance)
         if figures["decisive_images"] and figures["top1_agreement"] < tolerance.min_top1:
-            return figures, [f"top-1 agreement {figures['top1_agreement']:.0%} on {int(figures['decisive_images'])} "
-                             f"decisive images < {tolerance.min_top1:.0%}"]
+            return figures, [
+                f"top-1 agreement {figures['top1_agreement']:.0%} on {int(figures['decisive_images'])} "
+                f"decisive images < {tolerance.min_top1:.0%}"
+            ]
         return figures, []
     if task == "detection" and reference.ndim == 3 and reference.shape[1] > 4:
         margin = tolerance.decisive_margin * tolerance.max_error * scores_rms
         figures = detection_agreement(reference, candidate, score_margin=margin)
         if figures["decisive_detections"] and figures["recall"] < tolerance.min_recall:
-            return figures, [f"detection recall {figures['recall']:.0%} of {int(figures['decisive_detections'])} "
-                             f"decisive boxes < {tolerance.min_recall:.0%}"]
+            return figures, [
+                f"detection recall {figures['recall']:.0%} of {int(figures['decisive_detections'])} "
+                f"decisive boxes < {tolerance.min_recall:.0%}"
+            ]
         return figures, []
     return {}, []
 
 
-def compare(reference: list[np.ndarray], candidate: list[np.ndarray], task: str, precision: str,
-            overrides: dict[str, float] | None = None, inputs: str = "") -> Parity:
+def compare(
+    reference: list[np.ndarray],
+    candidate: list[np.ndarray],
+    task: str,
+    precision: str,
+    overrides: dict[str, float] | None = None,
+    inputs: str = "",
+) -> Parity:
     """Judge every output (per channel group) and the task check; NaN/Inf always fails."""
     tolerance = tolerance_for(precision, overrides)
     failures: list[str] = []
@@ -498,12 +557,23 @@ def compare(reference: list[np.ndarray], candidate: list[np.ndarray], task: str,
             failures += bad
             doubts += unsure
     task_metrics: dict[str, float] = {}
-    if reference and candidate and np.shape(reference[0]) == np.shape(candidate[0]) \
-            and not any(o.nonfinite for o in outputs):
+    if (
+        reference
+        and candidate
+        and np.shape(reference[0]) == np.shape(candidate[0])
+        and not any(o.nonfinite for o in outputs)
+    ):
         first_ref, first_cand = np.asarray(reference[0]), np.asarray(candidate[0])
         scores_rms = _rms(first_ref[:, 4:].astype(np.float64)) if first_ref.ndim == 3 else 0.0
         task_metrics, task_failures = _task_check(task, first_ref, first_cand, tolerance, scores_rms)
         failures += task_failures
     verdict = FAIL if failures else INCONCLUSIVE if doubts else PASS
-    return Parity(verdict=verdict, precision=precision, tolerance=asdict(tolerance), outputs=outputs,
-                  task=task_metrics, reasons=failures or doubts, inputs=inputs)
+    return Parity(
+        verdict=verdict,
+        precision=precision,
+        tolerance=asdict(tolerance),
+        outputs=outputs,
+        task=task_metrics,
+        reasons=failures or doubts,
+        inputs=inputs,
+    )

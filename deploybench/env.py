@@ -11,8 +11,19 @@ from typing import Any
 
 # ISA features that change numbers (bf16 auto-selection, VNNI/AMX int8 kernels).
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile", "fma")
-LIBRARIES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "nncf",
-             "tensorrt", "ultralytics", "numpy")
+LIBRARIES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "nncf",
+    "tensorrt",
+    "ultralytics",
+    "numpy",
+)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -72,16 +83,18 @@ def gpu_info() -> list[dict[str, Any]]:
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
             clock = pynvml.NVML_CLOCK_SM
-            gpus.append({
-                "index": index,
-                "name": pynvml.nvmlDeviceGetName(handle),
-                "compute_capability": f"{major}.{minor}",
-                "memory_mb": pynvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20,
-                "driver": driver,
-                "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}",
-                "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, clock),
-                "sm_clock_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, clock),
-            })
+            gpus.append(
+                {
+                    "index": index,
+                    "name": pynvml.nvmlDeviceGetName(handle),
+                    "compute_capability": f"{major}.{minor}",
+                    "memory_mb": pynvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20,
+                    "driver": driver,
+                    "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}",
+                    "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, clock),
+                    "sm_clock_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, clock),
+                }
+            )
     finally:
         pynvml.nvmlShutdown()
     return gpus

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 
 def first_line(exc: BaseException) -> str:

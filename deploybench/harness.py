@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from deploybench.runtimes.base import ConcurrentRuntime, Runtime
 
@@ -49,10 +50,18 @@ class MeasurePolicy:
     max_seconds: float = 10.0
 
     @classmethod
-    def quick(cls) -> "MeasurePolicy":
+    def quick(cls) -> MeasurePolicy:
         """For smoke runs and tests: a short warm-up, a short window and a loose interval."""
-        return cls(warmup_iters=2, warmup_seconds=0.0, settle_window=0, max_warmup_seconds=5.0, min_iters=5,
-                   min_seconds=0.2, ci_target=0.05, max_seconds=2.0)
+        return cls(
+            warmup_iters=2,
+            warmup_seconds=0.0,
+            settle_window=0,
+            max_warmup_seconds=5.0,
+            min_iters=5,
+            min_seconds=0.2,
+            ci_target=0.05,
+            max_seconds=2.0,
+        )
 
 
 @dataclass(frozen=True)
@@ -71,16 +80,25 @@ class Stats:
     cv: float
 
     @classmethod
-    def from_samples(cls, samples_ms: list[float]) -> "Stats":
+    def from_samples(cls, samples_ms: list[float]) -> Stats:
         if not samples_ms:
             raise ValueError("no samples")
         data = sorted(samples_ms)
         n = len(data)
         mean = sum(data) / n
         std = math.sqrt(sum((x - mean) ** 2 for x in data) / (n - 1)) if n > 1 else 0.0
-        return cls(n=n, min=data[0], mean=mean, median=percentile(data, 50), p90=percentile(data, 90),
-                   p95=percentile(data, 95), p99=percentile(data, 99), max=data[-1], std=std,
-                   cv=std / mean if mean > 0 else 0.0)
+        return cls(
+            n=n,
+            min=data[0],
+            mean=mean,
+            median=percentile(data, 50),
+            p90=percentile(data, 90),
+            p95=percentile(data, 95),
+            p99=percentile(data, 99),
+            max=data[-1],
+            std=std,
+            cv=std / mean if mean > 0 else 0.0,
+        )
 
 
 def percentile(sorted_data: list[float], q: float) -> float:
@@ -288,7 +306,7 @@ class _Settled:
             return True
         if len(samples) < 2 * w:
             return False
-        recent, before = sorted(samples[-w:]), sorted(samples[-2 * w:-w])
+        recent, before = sorted(samples[-w:]), sorted(samples[-2 * w : -w])
         previous = percentile(before, 50)
         self.settled = abs(percentile(recent, 50) - previous) <= p.settle_tolerance * previous
         return self.settled
@@ -319,9 +337,15 @@ class _StopRule:
         return bool(self.reason)
 
 
-def measure(runtime: Runtime, feeds: Any, batch: int, policy: MeasurePolicy = MeasurePolicy(),
-            clock: Clock = time.perf_counter_ns, make_event: EventFactory = cuda_event,
-            on_phase: Callable[[str], None] = lambda phase: None) -> Measurement:
+def measure(
+    runtime: Runtime,
+    feeds: Any,
+    batch: int,
+    policy: MeasurePolicy = MeasurePolicy(),
+    clock: Clock = time.perf_counter_ns,
+    make_event: EventFactory = cuda_event,
+    on_phase: Callable[[str], None] = lambda phase: None,
+) -> Measurement:
     """Warm up until settled, then time calls until the stop rule holds.
 
     Host wall time per call is always recorded; where the runtime exposes its CUDA stream,
@@ -329,8 +353,9 @@ def measure(runtime: Runtime, feeds: Any, batch: int, policy: MeasurePolicy = Me
     ``warm-up`` and ``timed`` as each begins (the progress display).
     """
     in_flight = runtime.requests_in_flight() if isinstance(runtime, ConcurrentRuntime) else 1
-    driver: _Driver = (_ConcurrentDriver(runtime, feeds, clock) if in_flight > 1
-                       else _SyncDriver(runtime, feeds, clock, make_event))
+    driver: _Driver = (
+        _ConcurrentDriver(runtime, feeds, clock) if in_flight > 1 else _SyncDriver(runtime, feeds, clock, make_event)
+    )
     on_phase("warm-up")
     first_ms = driver.first()
     settled = _Settled(policy)
@@ -338,15 +363,25 @@ def measure(runtime: Runtime, feeds: Any, batch: int, policy: MeasurePolicy = Me
     on_phase("timed")
     stop = _StopRule(policy)
     timed = driver.window(stop)
-    result = Measurement(batch=batch, samples_ms=timed.samples_ms, window_seconds=timed.seconds,
-                         first_inference_ms=first_ms, warmup_iters=len(warm.samples_ms), warmup_seconds=warm.seconds,
-                         timed_region=runtime.timed_region, warmup_settled=settled.settled,
-                         stop_reason=stop.reason, requests_in_flight=in_flight,
-                         device_samples_ms=timed.device_samples_ms)
+    result = Measurement(
+        batch=batch,
+        samples_ms=timed.samples_ms,
+        window_seconds=timed.seconds,
+        first_inference_ms=first_ms,
+        warmup_iters=len(warm.samples_ms),
+        warmup_seconds=warm.seconds,
+        timed_region=runtime.timed_region,
+        warmup_settled=settled.settled,
+        stop_reason=stop.reason,
+        requests_in_flight=in_flight,
+        device_samples_ms=timed.device_samples_ms,
+    )
     if result.median_ci_rel > policy.ci_target:
         low, high = result.median_ci_ms
-        result.warnings.append(f"noisy: the median is known only to ±{result.median_ci_rel:.1%} (95 % interval "
-                               f"{low:.3f}–{high:.3f} ms) after {result.stats.n} calls; stopped at the {stop.reason}")
+        result.warnings.append(
+            f"noisy: the median is known only to ±{result.median_ci_rel:.1%} (95 % interval "
+            f"{low:.3f}–{high:.3f} ms) after {result.stats.n} calls; stopped at the {stop.reason}"
+        )
     if not settled.settled:
         result.warnings.append(f"warm-up did not settle within {policy.max_warmup_seconds:.0f} s")
     return result

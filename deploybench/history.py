@@ -19,17 +19,23 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
-from typing import Any, Iterator, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from deploybench.errors import DeployBenchError
-from deploybench.regress import (COMPARED_CONFIG, MAD_TO_SIGMA, IncompatibleBaselineError, incompatibilities,
-                                 robust_spread_ms)
+from deploybench.regress import (
+    COMPARED_CONFIG,
+    MAD_TO_SIGMA,
+    IncompatibleBaselineError,
+    incompatibilities,
+    robust_spread_ms,
+)
 from deploybench.results import Results, Row
 
 HISTORY_ENV = "DEPLOYBENCH_HISTORY"
@@ -60,6 +66,8 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 CREATE INDEX IF NOT EXISTS cells_by_model ON cells (model, runtime);
 """
+
+
 class HistoryError(DeployBenchError):
     """A history database that cannot be used."""
 
@@ -103,8 +111,9 @@ def _instant(created: str) -> datetime:
     try:
         moment = datetime.fromisoformat(created)
     except (TypeError, ValueError):
-        raise HistoryError(f"run timestamp {created!r} is not an ISO 8601 time; record documents that "
-                           "deploybench compare wrote") from None
+        raise HistoryError(
+            f"run timestamp {created!r} is not an ISO 8601 time; record documents that deploybench compare wrote"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
@@ -112,9 +121,11 @@ def refuse_shard(shard: Sequence[int] | None, what: str) -> None:
     """One shard of a sweep is not a night: recorded, a partial run would become part of later baselines."""
     index, count = shard or (1, 1)
     if count > 1:
-        raise HistoryError(f"{what} is shard {index}/{count} of a sweep, and a shard is not recorded in the history; "
-                           "run the shards without --record, merge them ('deploybench merge SHARD.json ... -o "
-                           "all.json'), then 'deploybench history --record all.json'")
+        raise HistoryError(
+            f"{what} is shard {index}/{count} of a sweep, and a shard is not recorded in the history; "
+            "run the shards without --record, merge them ('deploybench merge SHARD.json ... -o "
+            "all.json'), then 'deploybench history --record all.json'"
+        )
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
@@ -145,8 +156,10 @@ class History:
         self.path = Path(path).expanduser() if path else default_history_path()
         self.read_only = read_only
         if read_only and not self.path.is_file():
-            raise MissingHistoryError(f"no history at {self.path} yet; record runs with "
-                                      "'deploybench compare ... --record' first, or pass --history PATH")
+            raise MissingHistoryError(
+                f"no history at {self.path} yet; record runs with "
+                "'deploybench compare ... --record' first, or pass --history PATH"
+            )
         # A WAL reader needs the -shm file beside the database; where there is none and none can be
         # created (a read-only share nobody writes to), SQLite reads the file only when told it is immutable.
         shm = Path(f"{self.path}-shm")
@@ -155,17 +168,23 @@ class History:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise HistoryError(f"cannot create the folder of history {self.path} ({exc.strerror}); "
-                                   "pass --history PATH to a writable file") from exc
+                raise HistoryError(
+                    f"cannot create the folder of history {self.path} ({exc.strerror}); "
+                    "pass --history PATH to a writable file"
+                ) from exc
         with self._connect() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise HistoryError(f"history {self.path} has schema version {version}, newer than this "
-                               f"deploybench reads ({SCHEMA_VERSION}); upgrade deploybench or pass another --history")
+            raise HistoryError(
+                f"history {self.path} has schema version {version}, newer than this "
+                f"deploybench reads ({SCHEMA_VERSION}); upgrade deploybench or pass another --history"
+            )
         if read_only:
             if version < SCHEMA_VERSION:
-                raise MissingHistoryError(f"history {self.path} holds no runs recorded by this deploybench; "
-                                          "record one first ('deploybench history --record RESULTS.json')")
+                raise MissingHistoryError(
+                    f"history {self.path} holds no runs recorded by this deploybench; "
+                    "record one first ('deploybench history --record RESULTS.json')"
+                )
             return
         with self._connect() as conn:
             _use_wal(conn)
@@ -203,8 +222,10 @@ class History:
             finally:
                 conn.close()  # closing with the transaction still open rolls it back
         except sqlite3.Error as exc:
-            raise HistoryError(f"history {self.path} cannot be used ({exc}); if another deploybench is writing "
-                               "to it, retry when it is done, else pass --history PATH to another file") from exc
+            raise HistoryError(
+                f"history {self.path} cannot be used ({exc}); if another deploybench is writing "
+                "to it, retry when it is done, else pass --history PATH to another file"
+            ) from exc
 
     def record(self, results: Results) -> int:
         """Store a run in one transaction; returns its id (the existing one if already recorded)."""
@@ -219,13 +240,20 @@ class History:
             cursor = conn.execute(
                 "INSERT INTO runs (digest, created, recorded, hostname, fingerprint, environment, config) "
                 "VALUES (?, ?, ?, ?, '', ?, ?)",
-                (digest, results.created, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 results.environment.get("hostname"), json.dumps(results.environment, default=str),
-                 json.dumps(results.config, default=str)))
+                (
+                    digest,
+                    results.created,
+                    datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    results.environment.get("hostname"),
+                    json.dumps(results.environment, default=str),
+                    json.dumps(results.config, default=str),
+                ),
+            )
             run_id = int(cursor.lastrowid)
             conn.executemany(
                 "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self._cell_values(run_id, row) for row in results.rows])
+                [self._cell_values(run_id, row) for row in results.rows],
+            )
         return run_id
 
     @staticmethod
@@ -233,32 +261,63 @@ class History:
         stats = row.stats or {}
         stored = row.to_dict()
         stored["samples_ms"] = []  # raw samples stay in the results file; their spread is kept below
-        return (run_id, row.key, row.model, row.format, row.runtime, row.device, row.precision, row.batch, row.status,
-                stats.get("median"), robust_spread_ms(row) if stats else None, row.ms_per_image, row.throughput,
-                row.memory.get("peak_rss_mb"), row.memory.get("peak_device_mb"), row.parity_verdict,
-                json.dumps(stored, default=str))
+        return (
+            run_id,
+            row.key,
+            row.model,
+            row.format,
+            row.runtime,
+            row.device,
+            row.precision,
+            row.batch,
+            row.status,
+            stats.get("median"),
+            robust_spread_ms(row) if stats else None,
+            row.ms_per_image,
+            row.throughput,
+            row.memory.get("peak_rss_mb"),
+            row.memory.get("peak_device_mb"),
+            row.parity_verdict,
+            json.dumps(stored, default=str),
+        )
 
     def runs(self) -> list[dict[str, Any]]:
         """Every recorded run, oldest first: id, created, hostname, cell count."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT r.id, r.created, r.hostname, COUNT(c.key) FROM runs r LEFT JOIN cells c "
-                                "ON c.run_id = r.id GROUP BY r.id ORDER BY r.created, r.id").fetchall()
+            rows = conn.execute(
+                "SELECT r.id, r.created, r.hostname, COUNT(c.key) FROM runs r LEFT JOIN cells c "
+                "ON c.run_id = r.id GROUP BY r.id ORDER BY r.created, r.id"
+            ).fetchall()
         return [{"id": i, "created": c, "hostname": h, "cells": n} for i, c, h, n in rows]
 
-    def trend(self, model: str | None = None, runtime: str | None = None, device: str | None = None,
-              precision: str | None = None, batch: int | None = None,
-              last: int | None = None) -> dict[str, list[TrendPoint]]:
+    def trend(
+        self,
+        model: str | None = None,
+        runtime: str | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+        batch: int | None = None,
+        last: int | None = None,
+    ) -> dict[str, list[TrendPoint]]:
         """Per cell key, its points in run order (the last ``last`` runs only, if given)."""
-        filters = {"c.model": model, "c.runtime": runtime, "c.device": device, "c.precision": precision,
-                   "c.batch": batch}
+        filters = {
+            "c.model": model,
+            "c.runtime": runtime,
+            "c.device": device,
+            "c.precision": precision,
+            "c.batch": batch,
+        }
         where = [f"{column} = ?" for column, value in filters.items() if value is not None]
         params: list[Any] = [value for value in filters.values() if value is not None]
         if last:
             where.append("r.id IN (SELECT id FROM runs ORDER BY created DESC, id DESC LIMIT ?)")
             params.append(last)
-        query = ("SELECT c.key, r.id, r.created, c.status, c.median_ms, c.ms_per_image, c.throughput, "
-                 "c.peak_rss_mb, c.parity FROM cells c JOIN runs r ON r.id = c.run_id "
-                 + (f"WHERE {' AND '.join(where)} " if where else "") + "ORDER BY c.key, r.created, r.id")
+        query = (
+            "SELECT c.key, r.id, r.created, c.status, c.median_ms, c.ms_per_image, c.throughput, "
+            "c.peak_rss_mb, c.parity FROM cells c JOIN runs r ON r.id = c.run_id "
+            + (f"WHERE {' AND '.join(where)} " if where else "")
+            + "ORDER BY c.key, r.created, r.id"
+        )
         series: dict[str, list[TrendPoint]] = {}
         with self._connect() as conn:
             for key, *values in conn.execute(query, params):
@@ -284,13 +343,16 @@ class History:
             before = _instant(current.created)
             candidates = [(i, run) for i, run in candidates if _instant(run.created) < before]
         if not candidates:
-            raise NoBaselineError(f"history {self.path} holds no earlier run to build a baseline from; "
-                                  "record runs with 'deploybench compare ... --record' first")
+            raise NoBaselineError(
+                f"history {self.path} holds no earlier run to build a baseline from; "
+                "record runs with 'deploybench compare ... --record' first"
+            )
         if current is not None and not force:
             matching = [(i, run) for i, run in candidates if not incompatibilities(run, current)]
             if not matching:
-                raise IncompatibleBaselineError(incompatibilities(candidates[0][1], current),
-                                                what="latest earlier run in the history")
+                raise IncompatibleBaselineError(
+                    incompatibilities(candidates[0][1], current), what="latest earlier run in the history"
+                )
             candidates = matching
         chosen = candidates[:last]
         run_ids = [run_id for run_id, _ in chosen]
@@ -298,23 +360,31 @@ class History:
         latest = chosen[0][1]
         # The settings the chosen runs share travel with the baseline, so compare() checks them too.
         shared = {name: latest.config[name] for name in COMPARED_CONFIG if name in latest.config}
-        return Results(config={"baseline": "history", "history": str(self.path), "last": last, "runs": run_ids,
-                               **shared},
-                       environment=latest.environment, rows=rows, created=latest.created)
+        return Results(
+            config={"baseline": "history", "history": str(self.path), "last": last, "runs": run_ids, **shared},
+            environment=latest.environment,
+            rows=rows,
+            created=latest.created,
+        )
 
     def _run_records(self) -> list[tuple[int, Results]]:
         """(id, the run as a document without rows), newest first."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT id, created, environment, config FROM runs "
-                                "ORDER BY created DESC, id DESC").fetchall()
-        return [(run_id, Results(config=json.loads(config), environment=json.loads(environment), created=created))
-                for run_id, created, environment, config in rows]
+            rows = conn.execute(
+                "SELECT id, created, environment, config FROM runs ORDER BY created DESC, id DESC"
+            ).fetchall()
+        return [
+            (run_id, Results(config=json.loads(config), environment=json.loads(environment), created=created))
+            for run_id, created, environment, config in rows
+        ]
 
     def _observations(self, run_ids: list[int]) -> dict[str, list[tuple[Row, float | None]]]:
         """Per cell key, (row, spread_ms) of each chosen run, newest first."""
         marks = ",".join("?" * len(run_ids))
-        query = (f"SELECT c.key, c.row, c.spread_ms FROM cells c JOIN runs r ON r.id = c.run_id "
-                 f"WHERE c.run_id IN ({marks}) ORDER BY r.created DESC, r.id DESC")
+        query = (
+            f"SELECT c.key, c.row, c.spread_ms FROM cells c JOIN runs r ON r.id = c.run_id "
+            f"WHERE c.run_id IN ({marks}) ORDER BY r.created DESC, r.id DESC"
+        )
         found: dict[str, list[tuple[Row, float | None]]] = {}
         with self._connect() as conn:
             for key, row, spread in conn.execute(query, run_ids):

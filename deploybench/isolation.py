@@ -8,6 +8,7 @@ and the cells after it run in a fresh worker. ``--isolate cell`` gives every cel
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from deploybench.cell import Cell, run_cells
 from deploybench.results import Row
@@ -59,9 +60,14 @@ def _one_worker(cells: list[Cell], timeout_s: float, on_phase: OnPhase, on_row: 
         finished, seen_phase = 0, None
         with open(log_file, "w") as log:
             # A new session: a terminal Ctrl-C reaches the parent, which then ends the worker.
-            proc = subprocess.Popen([sys.executable, "-m", "deploybench.worker", str(cells_file), str(out)],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=_worker_env(), start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "deploybench.worker", str(cells_file), str(out)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_worker_env(),
+                start_new_session=True,
+            )
             deadline = time.monotonic() + timeout_s
             try:
                 while True:
@@ -81,8 +87,13 @@ def _one_worker(cells: list[Cell], timeout_s: float, on_phase: OnPhase, on_row: 
                         if row_file(out, finished).is_file():  # written just before the kill: keep it
                             on_row(Row.from_dict(json.loads(row_file(out, finished).read_text())))
                         else:
-                            on_row(_failed(cells[finished], "timeout",
-                                           f"no result within {timeout_s:.0f} s; raise --timeout or check the runtime"))
+                            on_row(
+                                _failed(
+                                    cells[finished],
+                                    "timeout",
+                                    f"no result within {timeout_s:.0f} s; raise --timeout or check the runtime",
+                                )
+                            )
                         return finished + 1
                     time.sleep(POLL_S)
                 proc.wait(timeout=EXIT_GRACE_S)  # every row is in; a worker stuck in its teardown is ended
@@ -103,8 +114,12 @@ def _one_worker(cells: list[Cell], timeout_s: float, on_phase: OnPhase, on_row: 
         return finished + 1
 
 
-def run_isolated(cells: list[Cell], timeout_s: float = DEFAULT_TIMEOUT_S,
-                 on_phase: OnPhase = lambda cell, phase: None, on_row: OnRow = lambda row: None) -> list[Row]:
+def run_isolated(
+    cells: list[Cell],
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    on_phase: OnPhase = lambda cell, phase: None,
+    on_row: OnRow = lambda row: None,
+) -> list[Row]:
     """Run ``cells`` in worker processes, a fresh one after any crash or hang; rows in cell order."""
     rows: list[Row] = []
 
@@ -119,10 +134,8 @@ def run_isolated(cells: list[Cell], timeout_s: float = DEFAULT_TIMEOUT_S,
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
@@ -132,13 +145,19 @@ def _failed(cell: Cell, status: str, message: str) -> Row:
     return row
 
 
-def run_group(cells: list[Cell], isolate: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
-              on_phase: OnPhase = lambda cell, phase: None, on_row: OnRow = lambda row: None) -> list[Row]:
+def run_group(
+    cells: list[Cell],
+    isolate: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    on_phase: OnPhase = lambda cell, phase: None,
+    on_row: OnRow = lambda row: None,
+) -> list[Row]:
     """Measure one artifact's cells: in a worker process, or in this one (``--no-isolate``)."""
     if isolate:
         return run_isolated(cells, timeout_s, on_phase, on_row)
-    return run_cells(cells, on_phase=lambda index, phase: on_phase(cells[index], phase),
-                     on_row=lambda index, row: on_row(row))
+    return run_cells(
+        cells, on_phase=lambda index, phase: on_phase(cells[index], phase), on_row=lambda index, row: on_row(row)
+    )
 
 
 def run(cell: Cell, isolate: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> Row:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
 
 RSS_SOURCES = ("kernel", "sampled")
 KERNEL_RSS = "kernel high-water mark (VmHWM, reset at the window's start)"
@@ -91,14 +91,13 @@ class MemorySampler:
             self.peak_device = max(self.peak_device or 0, device)
 
     def _run(self) -> None:
-        try:  # a Linux thread is a task with its own nice value; raising it needs no privilege
+        # A Linux thread is a task with its own nice value; raising it needs no privilege.
+        with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
         while not self._stop.wait(self._interval):
             self._sample()
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         if not self._sample_rss and not reset_kernel_peak_rss():
             self._sample_rss = True
         if self._sample_rss:
@@ -120,9 +119,13 @@ class MemorySampler:
 
     def report(self) -> MemoryReport:
         device = self.peak_device
-        return MemoryReport(baseline_rss_mb=self.baseline / 2**20, peak_rss_mb=self.peak / 2**20,
-                            peak_device_mb=device / 2**20 if device is not None else None, rss_source=self.rss_source,
-                            device_source=f"{NVML_DEVICE} every {self._interval * 1e3:.0f} ms" if self._nvml.available else None)
+        return MemoryReport(
+            baseline_rss_mb=self.baseline / 2**20,
+            peak_rss_mb=self.peak / 2**20,
+            peak_device_mb=device / 2**20 if device is not None else None,
+            rss_source=self.rss_source,
+            device_source=f"{NVML_DEVICE} every {self._interval * 1e3:.0f} ms" if self._nvml.available else None,
+        )
 
 
 class _NvmlProbe:
@@ -155,7 +158,5 @@ class _NvmlProbe:
 
     def close(self) -> None:
         if self._nvml is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
-            except Exception:
-                pass

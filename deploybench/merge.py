@@ -9,7 +9,8 @@ them were not among the inputs.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from deploybench.errors import ResultsError
 from deploybench.regress import IncompatibleBaselineError, incompatibilities
@@ -34,23 +35,30 @@ def _shard(results: Results) -> tuple[int, int]:
 
 
 def _origin(results: Results) -> dict[str, Any]:
-    return {"created": results.created, "hostname": results.environment.get("hostname"),
-            "shard": results.config.get("shard")}
+    return {
+        "created": results.created,
+        "hostname": results.environment.get("hostname"),
+        "shard": results.config.get("shard"),
+    }
 
 
 def _check_together(documents: Sequence[Results], force: bool) -> None:
     first = documents[0]
     for index, other in enumerate(documents[1:], start=2):
         if _shard(other)[1] != _shard(first)[1]:
-            raise MergeError(f"document {index} is shard {'/'.join(map(str, _shard(other)))} and document 1 is shard "
-                             f"{'/'.join(map(str, _shard(first)))}: they come from different splits; merge the "
-                             "shards of one 'compare --shard I/N' sweep (the same N)")
+            raise MergeError(
+                f"document {index} is shard {'/'.join(map(str, _shard(other)))} and document 1 is shard "
+                f"{'/'.join(map(str, _shard(first)))}: they come from different splits; merge the "
+                "shards of one 'compare --shard I/N' sweep (the same N)"
+            )
         old, new = _comparable_config(first.config), _comparable_config(other.config)
         differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         if differing:
             details = "; ".join(f"{k}: {old.get(k)!r} vs {new.get(k)!r}" for k in differing)
-            raise MergeError(f"document {index} was run with another configuration than document 1 ({details}); "
-                             "only shards of one sweep can be merged")
+            raise MergeError(
+                f"document {index} was run with another configuration than document 1 ({details}); "
+                "only shards of one sweep can be merged"
+            )
         differences = incompatibilities(first, other)
         if differences and not force:
             raise IncompatibleBaselineError(differences, what=f"document {index} (against document 1)")
@@ -80,13 +88,26 @@ def merge(documents: Sequence[Results], force: bool = False) -> Results:
     for index, document in enumerate(documents, start=1):
         for row in document.rows:
             if row.key in rows and rows[row.key].to_dict() != row.to_dict():
-                raise MergeError(f"cell {row.key} is in document {owner[row.key]} and document {index} with different "
-                                 "results; merge shards of one sweep, or drop one of the two documents")
+                raise MergeError(
+                    f"cell {row.key} is in document {owner[row.key]} and document {index} with different "
+                    "results; merge shards of one sweep, or drop one of the two documents"
+                )
             rows.setdefault(row.key, row)
             owner.setdefault(row.key, index)
     first = documents[0]
-    config = dict(first.config, shard=[1, 1], shards=_shard(first)[1], missing_shards=missing_shards(documents),
-                  merged_from=[_origin(d) for d in documents])
+    config = dict(
+        first.config,
+        shard=[1, 1],
+        shards=_shard(first)[1],
+        missing_shards=missing_shards(documents),
+        merged_from=[_origin(d) for d in documents],
+    )
     models = {name: facts for document in documents for name, facts in document.models.items()}
-    return Results(config=config, environment=first.environment, rows=list(rows.values()), models=models,
-                   created=min(d.created for d in documents), schema_version=first.schema_version)
+    return Results(
+        config=config,
+        environment=first.environment,
+        rows=list(rows.values()),
+        models=models,
+        created=min(d.created for d in documents),
+        schema_version=first.schema_version,
+    )

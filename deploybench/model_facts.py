@@ -36,7 +36,9 @@ class ModelFacts:
 
     def describe(self) -> str:
         """``3.2 M parameters, 4.37 GMACs (8.74 GFLOPs) per image, input 3x640x640``."""
-        parts = [f"{self.parameters / 1e6:.1f} M parameters" if self.parameters is not None else "parameters not counted"]
+        parts = [
+            f"{self.parameters / 1e6:.1f} M parameters" if self.parameters is not None else "parameters not counted"
+        ]
         if self.flops is not None:
             parts.append(f"{self.flops / 2e9:.2f} GMACs ({self.flops / 1e9:.2f} GFLOPs) per image")
         parts.append("input " + "x".join(map(str, self.input_shape)))
@@ -46,12 +48,13 @@ class ModelFacts:
         return {**asdict(self), "input_shape": list(self.input_shape), "macs": self.macs}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelFacts":
-        return cls(parameters=data.get("parameters"), flops=data.get("flops"),
-                   input_shape=tuple(data.get("input_shape", ())))
+    def from_dict(cls, data: dict[str, Any]) -> ModelFacts:
+        return cls(
+            parameters=data.get("parameters"), flops=data.get("flops"), input_shape=tuple(data.get("input_shape", ()))
+        )
 
 
-def model_facts(model: "ModelSpec") -> ModelFacts:
+def model_facts(model: ModelSpec) -> ModelFacts:
     """Count ``model``'s facts (builds the module once; an ONNX file gets its shape only)."""
     from deploybench.models import count_flops
 

@@ -8,9 +8,10 @@ Weights default to a seeded random initialisation so that runs are reproducible 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from deploybench import registry
 from deploybench.batch import Batch, pack
@@ -97,7 +98,7 @@ class ModelSpec:
     # them (OpenVINO node-name regexes, op types); e.g. a detection head's box decoding and sigmoid.
     int8_float_scope: Callable[[Any], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
     onnx_path: Path | None = None
-    checkpoint_load: "CheckpointLoad | None" = None  # what a --checkpoint load matched, once built
+    checkpoint_load: CheckpointLoad | None = None  # what a --checkpoint load matched, once built
     # An ONNX file may take several inputs: those after ``input``, in the graph's order.
     extra_inputs: tuple[InputSpec, ...] = ()
     # An ONNX file whose batch axis is a number rather than a name runs at that batch only.
@@ -131,9 +132,12 @@ class ModelSpec:
             torch.manual_seed(self.ref.seed)
             module = self.factory()
             if self.ref.checkpoint:
-                self.checkpoint_load = load_checkpoint(module, Path(self.ref.checkpoint),
-                                                       trust=self.ref.trust_checkpoint,
-                                                       partial=self.ref.checkpoint_partial)
+                self.checkpoint_load = load_checkpoint(
+                    module,
+                    Path(self.ref.checkpoint),
+                    trust=self.ref.trust_checkpoint,
+                    partial=self.ref.checkpoint_partial,
+                )
                 self.weights = f"{self.ref.weights_label()}: {self.checkpoint_load.summary()}"
             self.parameters = count_parameters(module)  # as the library builds it
             if self.data_init:
@@ -146,8 +150,9 @@ class ModelSpec:
     def _reestimate_batchnorm(self, module: Any) -> None:
         from deploybench import data_init, sample_images
 
-        images, _ = sample_images.sample_batch(self.input, self.preprocess, data_init.INIT_IMAGES,
-                                                    sample_images.INIT_SEED)
+        images, _ = sample_images.sample_batch(
+            self.input, self.preprocess, data_init.INIT_IMAGES, sample_images.INIT_SEED
+        )
         data_init.reestimate_batchnorm(module, images)
 
     def identity(self) -> dict[str, Any]:
@@ -162,9 +167,14 @@ class ModelSpec:
             weights = {"checkpoint_sha256": file_sha256(Path(self.ref.checkpoint))}
         if self.onnx_path is not None:
             weights = {"onnx_sha256": file_sha256(self.onnx_path)}
-        return {"source": self.source, "name": self.name, "library": self.library,
-                "library_version": self.library_version, "weights": weights,
-                "input": list(self.input.shape)}
+        return {
+            "source": self.source,
+            "name": self.name,
+            "library": self.library,
+            "library_version": self.library_version,
+            "weights": weights,
+            "input": list(self.input.shape),
+        }
 
     def identity_hash(self) -> str:
         import json
@@ -189,7 +199,7 @@ def module_hash(module: Any) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(module: Any, path: Path, trust: bool = False, partial: bool = False) -> "CheckpointLoad":
+def load_checkpoint(module: Any, path: Path, trust: bool = False, partial: bool = False) -> CheckpointLoad:
     """Load safetensors or a state dict into ``module``; pickled code is refused unless trusted.
 
     Strict by default: any missing, unexpected or shape-mismatched tensor refuses the whole
@@ -199,7 +209,9 @@ def load_checkpoint(module: Any, path: Path, trust: bool = False, partial: bool 
     import torch
 
     if not path.is_file():
-        raise ModelSpecError(f"checkpoint {str(path)!r} does not exist; pass the path of a .safetensors or state-dict file")
+        raise ModelSpecError(
+            f"checkpoint {str(path)!r} does not exist; pass the path of a .safetensors or state-dict file"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -212,23 +224,31 @@ def load_checkpoint(module: Any, path: Path, trust: bool = False, partial: bool 
         if "Unsupported global" in str(exc):
             raise ModelSpecError(
                 f"checkpoint {path.name} contains pickled code, which is refused for safety; "
-                "re-save it as a state dict or safetensors, or pass --trust-checkpoint if you trust its author") from exc
-        raise ModelSpecError(f"checkpoint {path.name} could not be read ({type(exc).__name__}: {_load_failure(exc)}); "
-                             "it is corrupt or not a checkpoint: pass a .safetensors file or a torch.save()d state dict") from exc
+                "re-save it as a state dict or safetensors, or pass --trust-checkpoint if you trust its author"
+            ) from exc
+        raise ModelSpecError(
+            f"checkpoint {path.name} could not be read ({type(exc).__name__}: {_load_failure(exc)}); "
+            "it is corrupt or not a checkpoint: pass a .safetensors file or a torch.save()d state dict"
+        ) from exc
     for key in ("state_dict", "model_state_dict", "model", "ema"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ModelSpecError(f"checkpoint {path.name} holds a {type(state).__name__}, not a state dict; "
-                             "save model.state_dict() instead")
+        raise ModelSpecError(
+            f"checkpoint {path.name} holds a {type(state).__name__}, not a state dict; save model.state_dict() instead"
+        )
     result = match_state_dict(module.state_dict(), state)
     if not result.loaded:
-        raise ModelSpecError(f"checkpoint {path.name} matches none of the model's weights "
-                             f"(first keys: {list(state)[:3]}); is it for this architecture?")
+        raise ModelSpecError(
+            f"checkpoint {path.name} matches none of the model's weights "
+            f"(first keys: {list(state)[:3]}); is it for this architecture?"
+        )
     if not result.complete and not partial:
-        raise ModelSpecError(f"checkpoint {path.name} does not fit this model: {result.summary()} "
-                             f"({result.differences()}); is it for this architecture? Pass --checkpoint-partial "
-                             f"to load the {len(result.loaded)} tensors that fit and keep the rest at their initialisation")
+        raise ModelSpecError(
+            f"checkpoint {path.name} does not fit this model: {result.summary()} "
+            f"({result.differences()}); is it for this architecture? Pass --checkpoint-partial "
+            f"to load the {len(result.loaded)} tensors that fit and keep the rest at their initialisation"
+        )
     module.load_state_dict({key: state[key] for key in result.loaded}, strict=False)
     return result
 
@@ -247,14 +267,19 @@ class CheckpointLoad:
         return not (self.missing or self.unexpected or self.mismatched)
 
     def summary(self) -> str:
-        return (f"{len(self.loaded)} tensors loaded, {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-                f"{len(self.mismatched)} shape-mismatched")
+        return (
+            f"{len(self.loaded)} tensors loaded, {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+            f"{len(self.mismatched)} shape-mismatched"
+        )
 
     def differences(self, shown: int = 3) -> str:
         """A few differing keys of each kind, then how many more."""
         shapes = [f"{key} {list(mine)} vs {list(theirs)}" for key, mine, theirs in self.mismatched]
-        parts = [f"{label}: {_first(keys, shown)}" for label, keys in
-                 (("missing", self.missing), ("unexpected", self.unexpected), ("shape", shapes)) if keys]
+        parts = [
+            f"{label}: {_first(keys, shown)}"
+            for label, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("shape", shapes))
+            if keys
+        ]
         return "; ".join(parts)
 
 
@@ -265,14 +290,18 @@ def _first(items: Sequence[str], shown: int) -> str:
 
 def match_state_dict(model_state: dict[str, Any], checkpoint: dict[str, Any]) -> CheckpointLoad:
     """Sort a checkpoint's keys against the model's: loadable, missing, unexpected, wrong shape."""
-    mismatched = tuple((key, tuple(model_state[key].shape), tuple(getattr(value, "shape", ())))
-                       for key, value in checkpoint.items()
-                       if key in model_state and tuple(getattr(value, "shape", ())) != tuple(model_state[key].shape))
+    mismatched = tuple(
+        (key, tuple(model_state[key].shape), tuple(getattr(value, "shape", ())))
+        for key, value in checkpoint.items()
+        if key in model_state and tuple(getattr(value, "shape", ())) != tuple(model_state[key].shape)
+    )
     wrong = {key for key, _, _ in mismatched}
-    return CheckpointLoad(loaded=tuple(k for k in checkpoint if k in model_state and k not in wrong),
-                          missing=tuple(k for k in model_state if k not in checkpoint),
-                          unexpected=tuple(k for k in checkpoint if k not in model_state),
-                          mismatched=mismatched)
+    return CheckpointLoad(
+        loaded=tuple(k for k in checkpoint if k in model_state and k not in wrong),
+        missing=tuple(k for k in model_state if k not in checkpoint),
+        unexpected=tuple(k for k in checkpoint if k not in model_state),
+        mismatched=mismatched,
+    )
 
 
 def _load_failure(exc: Exception) -> str:
@@ -307,12 +336,16 @@ def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:
             if model.data_init:
                 model.weights += ", BatchNorm statistics re-estimated on bundled photos"
             if not ref.pretrained and not ref.checkpoint and model.has_module:
-                model.notes.append("random initialisation (seeded); pass --pretrained or --checkpoint PATH for real weights")
+                model.notes.append(
+                    "random initialisation (seeded); pass --pretrained or --checkpoint PATH for real weights"
+                )
             if model.data_init:
-                model.notes.append("BatchNorm statistics re-estimated on crops of bundled photos (never the parity "
-                                   "images) so random-weight outputs follow the input; the reference and every "
-                                   "artifact share these weights. This makes deep random networks chaotic: "
-                                   "low-precision rows may then fail on faithful artifacts")
+                model.notes.append(
+                    "BatchNorm statistics re-estimated on crops of bundled photos (never the parity "
+                    "images) so random-weight outputs follow the input; the reference and every "
+                    "artifact share these weights. This makes deep random networks chaotic: "
+                    "low-precision rows may then fail on faithful artifacts"
+                )
             return model
     raise UnknownNameError("model", ref.spec, list(ALIASES))
 
@@ -321,8 +354,9 @@ def list_models(pattern: str | None = None) -> list[dict[str, str]]:
     """Aliases, plus the names each source can list, filtered by a glob pattern."""
     import fnmatch
 
-    rows = [{"name": alias, "resolves_to": target, "source": target.split(":", 1)[0]}
-            for alias, target in ALIASES.items()]
+    rows = [
+        {"name": alias, "resolves_to": target, "source": target.split(":", 1)[0]} for alias, target in ALIASES.items()
+    ]
     for name in registry.sources.names():
         source = registry.sources.get(name)()
         if registry.sources.availability(name).ok and pattern:
@@ -358,7 +392,7 @@ def seeded_inputs(model: ModelSpec, batch: int, seed: int = 0) -> Batch:
     return pack([example_batch(spec, batch, seed=seed + index) for index, spec in enumerate(model.inputs)])
 
 
-def example_batch(input_spec: InputSpec, batch: int, seed: int = 0) -> "Any":
+def example_batch(input_spec: InputSpec, batch: int, seed: int = 0) -> Any:
     """Seeded random inputs inside the input's value range, normalised like the model expects."""
     import numpy as np
 
@@ -367,7 +401,7 @@ def example_batch(input_spec: InputSpec, batch: int, seed: int = 0) -> "Any":
     return normalize(rng.uniform(lo, hi, size=input_spec.with_batch(batch)), input_spec)
 
 
-def normalize(pixels: "Any", input_spec: InputSpec) -> "Any":
+def normalize(pixels: Any, input_spec: InputSpec) -> Any:
     """Scale NCHW pixels (already in the input's value range) by the model's mean and std."""
     import numpy as np
 

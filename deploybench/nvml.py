@@ -17,12 +17,14 @@ driver or a GPU the sampler does nothing. Jetson boards have no NVML; tegrastats
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from statistics import mean
-from typing import Any, Callable
+from typing import Any
 
 # Clocks-event ("throttle") reason bits, from nvml.h (nvmlClocksEventReason*; the values are ABI).
 THROTTLE_REASONS: dict[int, str] = {
@@ -37,8 +39,9 @@ THROTTLE_REASONS: dict[int, str] = {
     0x100: "display_clock_setting",
 }
 # Reasons that mean the GPU ran slower than it could have for this work.
-LIMITING_REASONS = frozenset({"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
-                              "hw_power_brake_slowdown"})
+LIMITING_REASONS = frozenset(
+    {"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"}
+)
 CLOCK_DROP = 0.10  # an SM clock more than 10 % under the window's highest counts as clocked down
 
 
@@ -89,10 +92,15 @@ class NvmlWindow:
         limiting = [r for r in self.throttle_reasons if r in LIMITING_REASONS]
         if limiting:
             found.append(f"GPU throttled during the timed window ({', '.join(limiting)})")
-        if self.sm_clock_min_mhz and self.sm_clock_max_mhz and \
-                self.sm_clock_min_mhz < (1 - CLOCK_DROP) * self.sm_clock_max_mhz:
-            found.append(f"GPU clocked down during the timed window: SM clock {self.sm_clock_min_mhz} to "
-                         f"{self.sm_clock_max_mhz} MHz")
+        if (
+            self.sm_clock_min_mhz
+            and self.sm_clock_max_mhz
+            and self.sm_clock_min_mhz < (1 - CLOCK_DROP) * self.sm_clock_max_mhz
+        ):
+            found.append(
+                f"GPU clocked down during the timed window: SM clock {self.sm_clock_min_mhz} to "
+                f"{self.sm_clock_max_mhz} MHz"
+            )
         return found
 
 
@@ -109,8 +117,9 @@ def _interpolate_energy(samples: list[NvmlSample], at: float) -> float | None:
     return readings[-1][1]
 
 
-def summarize(samples: list[NvmlSample], device: str, window_seconds: float, images: int,
-              board_max_clock_mhz: int | None = None) -> NvmlWindow | None:
+def summarize(
+    samples: list[NvmlSample], device: str, window_seconds: float, images: int, board_max_clock_mhz: int | None = None
+) -> NvmlWindow | None:
     """The last ``window_seconds`` of ``samples`` (the timed window ends where sampling ended)."""
     if not samples:
         return None
@@ -132,13 +141,21 @@ def summarize(samples: list[NvmlSample], device: str, window_seconds: float, ima
         energy_j = (e_end - e_start) / 1000
         per_image = (e_end - e_start) / images if images else None
     return NvmlWindow(
-        device=device, samples=len(inside), seconds=window_seconds,
-        sm_clock_mean_mhz=round(mean(clocks), 1) if clocks else None, sm_clock_min_mhz=min(clocks, default=None),
-        sm_clock_max_mhz=max(clocks, default=None), sm_clock_board_max_mhz=board_max_clock_mhz,
+        device=device,
+        samples=len(inside),
+        seconds=window_seconds,
+        sm_clock_mean_mhz=round(mean(clocks), 1) if clocks else None,
+        sm_clock_min_mhz=min(clocks, default=None),
+        sm_clock_max_mhz=max(clocks, default=None),
+        sm_clock_board_max_mhz=board_max_clock_mhz,
         temperature_max_c=max(temps, default=None),
-        power_mean_w=round(mean(power), 2) if power else None, power_max_w=max(power, default=None),
+        power_mean_w=round(mean(power), 2) if power else None,
+        power_max_w=max(power, default=None),
         gpu_util_mean_pct=round(mean(utils), 1) if utils else None,
-        throttle_reasons=reason_names(mask), energy_j=energy_j, energy_per_image_mj=per_image)
+        throttle_reasons=reason_names(mask),
+        energy_j=energy_j,
+        energy_per_image_mj=per_image,
+    )
 
 
 def _optional(read: Callable[[], Any]) -> Any:
@@ -177,7 +194,7 @@ class NvmlSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> "NvmlSampler":
+    def __enter__(self) -> NvmlSampler:
         if self.enabled and self._open():
             self.samples.append(self._read())
             self._thread = threading.Thread(target=self._run, name="deploybench-nvml", daemon=True)
@@ -193,8 +210,9 @@ class NvmlSampler:
             nvml = self._nvml
             nvml.nvmlInit()
             how, which = visible_device_index()
-            self._handle = (nvml.nvmlDeviceGetHandleByUUID(which) if how == "uuid"
-                            else nvml.nvmlDeviceGetHandleByIndex(which))
+            self._handle = (
+                nvml.nvmlDeviceGetHandleByUUID(which) if how == "uuid" else nvml.nvmlDeviceGetHandleByIndex(which)
+            )
             name = nvml.nvmlDeviceGetName(self._handle)
             self.device = name.decode() if isinstance(name, bytes) else str(name)
         except Exception:  # no package, no driver, no GPU: a sampler never fails the cell
@@ -206,8 +224,10 @@ class NvmlSampler:
     def _read(self) -> NvmlSample:
         nvml, handle = self._nvml, self._handle
         # Newer NVML names the throttle reasons "clocks event reasons"; older ones only have the former name.
-        reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-            getattr(nvml, "nvmlDeviceGetCurrentClocksThrottleReasons")
+        reasons = (
+            getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
         power_mw = _optional(lambda: nvml.nvmlDeviceGetPowerUsage(handle))
         util = _optional(lambda: nvml.nvmlDeviceGetUtilizationRates(handle))
         return NvmlSample(
@@ -218,7 +238,8 @@ class NvmlSampler:
             power_w=power_mw / 1000 if power_mw is not None else None,
             throttle_mask=int(_optional(lambda: reasons(handle)) or 0),
             energy_mj=_optional(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle)),
-            gpu_util_pct=getattr(util, "gpu", None))
+            gpu_util_pct=getattr(util, "gpu", None),
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -230,10 +251,8 @@ class NvmlSampler:
         self._stop.set()
         self._thread.join(timeout=5)
         self.samples.append(self._read())  # the window's end
-        try:
+        with contextlib.suppress(Exception):
             self._nvml.nvmlShutdown()
-        except Exception:
-            pass
 
     def window(self, seconds: float, images: int) -> NvmlWindow | None:
         """The summary of the timed window: the last ``seconds`` of sampling, ``images`` processed in it."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from deploybench.errors import UsageError
 
@@ -43,7 +44,7 @@ def _locked(path: Path, option: str) -> IO[str]:
     for _ in range(3):  # a retry only when the holder removed the file between our open and our lock
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a+")
+            handle = open(path, "a+")  # noqa: SIM115 (held open: the lock lives as long as the run)
         except OSError as exc:
             raise UsageError(f"output folder {folder} is not writable ({exc.strerror}); pass another {option}") from exc
         try:
@@ -52,8 +53,10 @@ def _locked(path: Path, option: str) -> IO[str]:
             handle.seek(0)
             owner = handle.read().strip()
             handle.close()
-            raise OutputBusyError(f"another deploybench run{f' (pid {owner})' if owner else ''} is writing to "
-                                  f"{folder}; pass another {option} or wait for it to finish") from None
+            raise OutputBusyError(
+                f"another deploybench run{f' (pid {owner})' if owner else ''} is writing to "
+                f"{folder}; pass another {option} or wait for it to finish"
+            ) from None
         if _same_file(handle, path):
             handle.seek(0)
             handle.truncate()

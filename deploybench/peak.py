@@ -41,16 +41,17 @@ PEAKS: tuple[DevicePeak, ...] = (
     DevicePeak("A100", r"a100", {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0, "int8": 624.0}),
     # NVIDIA H100 Tensor Core GPU datasheet, H100 PCIe column: FP32 51, TF32 756*, BF16/FP16 1,513*,
     # INT8 3,026* TOPS (* with sparsity; dense is half).
-    DevicePeak("H100 PCIe", r"h100.*pcie", {"fp32": 51.0, "tf32": 378.0, "fp16": 756.5, "bf16": 756.5,
-                                             "int8": 1513.0}),
+    DevicePeak("H100 PCIe", r"h100.*pcie", {"fp32": 51.0, "tf32": 378.0, "fp16": 756.5, "bf16": 756.5, "int8": 1513.0}),
     # NVIDIA H100 Tensor Core GPU datasheet, H100 SXM column: FP32 67, TF32 989*, BF16/FP16 1,979*,
     # INT8 3,958* TOPS (* with sparsity; dense is half). NVL parts have other figures and do not match.
-    DevicePeak("H100 SXM", r"h100(?!.*(nvl|pcie))", {"fp32": 67.0, "tf32": 494.5, "fp16": 989.5, "bf16": 989.5,
-                                                      "int8": 1979.0}),
+    DevicePeak(
+        "H100 SXM", r"h100(?!.*(nvl|pcie))", {"fp32": 67.0, "tf32": 494.5, "fp16": 989.5, "bf16": 989.5, "int8": 1979.0}
+    ),
     # NVIDIA H200 Tensor Core GPU datasheet, H200 SXM column: FP32 67, TF32 989*, BF16/FP16 1,979*,
     # INT8 3,958* TOPS (the H100 SXM's GH100 compute with more memory). H200 NVL does not match.
-    DevicePeak("H200 SXM", r"h200(?!.*nvl)", {"fp32": 67.0, "tf32": 494.5, "fp16": 989.5, "bf16": 989.5,
-                                              "int8": 1979.0}),
+    DevicePeak(
+        "H200 SXM", r"h200(?!.*nvl)", {"fp32": 67.0, "tf32": 494.5, "fp16": 989.5, "bf16": 989.5, "int8": 1979.0}
+    ),
     # NVIDIA L4 Tensor Core GPU datasheet: FP32 30.3, TF32 120*, BF16/FP16 242*, INT8 485* TOPS.
     DevicePeak("L4", r"\bl4\b", {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0, "int8": 242.5}),
     # NVIDIA T4 Tensor Core GPU datasheet: FP32 8.1, mixed-precision FP16/FP32 65, INT8 130 TOPS
@@ -61,8 +62,12 @@ PEAKS: tuple[DevicePeak, ...] = (
     # FP16/BF16 (42.5) and TF32 (21.25) follow at Ampere's Tensor Core ratios INT8:FP16:TF32 = 4:2:1
     # (those of the A100 datasheet above). Other Orin modules share the name "Orin": they differ in
     # SM count, and are left out rather than credited with this module's peak.
-    DevicePeak("Jetson AGX Orin 64GB", r"orin", {"fp32": 5.3, "tf32": 21.25, "fp16": 42.5, "bf16": 42.5, "int8": 85.0},
-               multiprocessors=16),
+    DevicePeak(
+        "Jetson AGX Orin 64GB",
+        r"orin",
+        {"fp32": 5.3, "tf32": 21.25, "fp16": 42.5, "bf16": 42.5, "int8": 85.0},
+        multiprocessors=16,
+    ),
 )
 
 
@@ -97,12 +102,20 @@ class Utilization:
     def warning(self) -> str | None:
         if not self.host_bound:
             return None
-        return (f"host- or launch-bound: {self.share_of_peak:.1%} of the {self.device}'s dense {self.precision} "
-                f"peak ({self.achieved_tflops:.2f} of {self.peak_tflops:g} TFLOP/s) at a throughput batch")
+        return (
+            f"host- or launch-bound: {self.share_of_peak:.1%} of the {self.device}'s dense {self.precision} "
+            f"peak ({self.achieved_tflops:.2f} of {self.peak_tflops:g} TFLOP/s) at a throughput batch"
+        )
 
 
-def utilization(flops_per_image: float, images_per_second: float, batch: int, precision_used: str,
-                device_name: str, multiprocessors: int | None = None) -> Utilization | None:
+def utilization(
+    flops_per_image: float,
+    images_per_second: float,
+    batch: int,
+    precision_used: str,
+    device_name: str,
+    multiprocessors: int | None = None,
+) -> Utilization | None:
     """Achieved TFLOP/s and share of the dense peak; None when the device or precision has no peak here."""
     peak = find_peak(device_name, multiprocessors)
     if peak is None or flops_per_image <= 0 or images_per_second <= 0:
@@ -112,9 +125,14 @@ def utilization(flops_per_image: float, images_per_second: float, batch: int, pr
         return None
     achieved = flops_per_image * images_per_second / 1e12
     share = achieved / peak.tflops[precision]
-    return Utilization(device=peak.name, precision=precision, achieved_tflops=achieved,
-                       peak_tflops=peak.tflops[precision], share_of_peak=share,
-                       host_bound=batch >= THROUGHPUT_BATCH and share < HOST_BOUND_SHARE)
+    return Utilization(
+        device=peak.name,
+        precision=precision,
+        achieved_tflops=achieved,
+        peak_tflops=peak.tflops[precision],
+        share_of_peak=share,
+        host_bound=batch >= THROUGHPUT_BATCH and share < HOST_BOUND_SHARE,
+    )
 
 
 @dataclass(frozen=True)
@@ -141,8 +159,9 @@ def annotate(row: Any, flops_per_image: int | None, gpu: LocalGpu | None) -> Non
     """Give a measured GPU row its achieved TFLOP/s and % of peak, and the host-bound warning."""
     if row.status != "ok" or not flops_per_image or gpu is None or not row.throughput:
         return
-    found = utilization(flops_per_image, row.throughput, row.batch, row.precision_used or row.precision,
-                        gpu.name, gpu.multiprocessors)
+    found = utilization(
+        flops_per_image, row.throughput, row.batch, row.precision_used or row.precision, gpu.name, gpu.multiprocessors
+    )
     if found is None:
         return
     row.utilization = {"flops_per_image": flops_per_image, **found.to_dict()}

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
+
 
 def clock_text(seconds: float) -> str:
     """``75.2`` -> ``1:15``; an hour or more -> ``1:02:03``."""
@@ -26,8 +28,9 @@ class Progress:
     ``phase`` names what the current cell is doing; ``note`` prints a line.
     """
 
-    def __init__(self, stream: TextIO | None = None, live: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, live: bool | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.clock = clock
@@ -83,8 +86,10 @@ class Progress:
     def status(self) -> str:
         """``[3/24 0:42, ETA 2:10]``."""
         eta = self.eta()
-        return (f"[{self.done}/{self.total} {clock_text(self.elapsed())}, "
-                f"ETA {clock_text(eta) if eta is not None else '?'}]")
+        return (
+            f"[{self.done}/{self.total} {clock_text(self.elapsed())}, "
+            f"ETA {clock_text(eta) if eta is not None else '?'}]"
+        )
 
     # -- rendering -------------------------------------------------------------------------------
     def _show(self, text: str, plain: bool = True, force_line: bool = False) -> None:
@@ -103,8 +108,13 @@ class Progress:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, file=self.stream, dynamic_ncols=True, leave=False,
-                             bar_format="{n_fmt}/{total_fmt} cells |{bar:20}| {elapsed} {desc}: {postfix}")
+            self._bar = tqdm(
+                total=self.total,
+                file=self.stream,
+                dynamic_ncols=True,
+                leave=False,
+                bar_format="{n_fmt}/{total_fmt} cells |{bar:20}| {elapsed} {desc}: {postfix}",
+            )
         return self._bar
 
     def _line(self, text: str) -> None:

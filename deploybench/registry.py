@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 from deploybench.errors import DeployBenchError, MissingDependencyError, UnknownNameError
 
@@ -31,9 +32,12 @@ def check_requirements(requires: tuple[str, ...], extra: str | None) -> Availabi
     """Check that every import name in ``requires`` can be found, without importing it."""
     for module in requires:
         try:
-            found = importlib.util.find_spec(module) is not None
+            spec = importlib.util.find_spec(module)
         except (ImportError, ValueError):
-            found = False
+            spec = None
+        # A folder without code (type stubs: tensorrt-stubs installs tensorrt/__init__.pyi)
+        # imports as an empty namespace package; it is not the library.
+        found = spec is not None and spec.origin not in (None, "namespace")
         if not found:
             hint = f"pip install 'deploybench[{extra}]'" if extra else f"pip install {module}"
             return Availability(False, f"'{module}' is not installed ({hint})")
@@ -61,7 +65,7 @@ class Registry(Generic[T]):
     def register(self, cls: type[T], name: str | None = None) -> type[T]:
         """Register a plugin class in this process (usable as a decorator)."""
         self._discover()
-        key = name or getattr(cls, "name")
+        key = name or cls.name
         self._classes[key] = cls
         if cls.__module__ not in self.dynamic_modules:
             self.dynamic_modules.append(cls.__module__)

@@ -61,18 +61,22 @@ class IncompatibleBaselineError(DeployBenchError):
 
     def __init__(self, differences: list[str], what: str = "baseline") -> None:
         self.differences = differences
-        super().__init__(f"the {what} comes from a different machine, library set or measurement policy "
-                         f"({'; '.join(differences)}); compare runs of the same setup, or pass --force to compare "
-                         "anyway")
+        super().__init__(
+            f"the {what} comes from a different machine, library set or measurement policy "
+            f"({'; '.join(differences)}); compare runs of the same setup, or pass --force to compare "
+            "anyway"
+        )
 
 
 class NoCommonCellsError(DeployBenchError):
     """The two runs share no cell, so nothing was compared (another model list, runtime set or batch)."""
 
     def __init__(self, baseline: Results, current: Results) -> None:
-        super().__init__(f"nothing to compare: the baseline and the current run have no cell in common "
-                         f"(baseline: {_cells_in_words(baseline)}; current: {_cells_in_words(current)}); "
-                         "gate a run against a baseline of the same models, runtimes, precisions and batch sizes")
+        super().__init__(
+            f"nothing to compare: the baseline and the current run have no cell in common "
+            f"(baseline: {_cells_in_words(baseline)}; current: {_cells_in_words(current)}); "
+            "gate a run against a baseline of the same models, runtimes, precisions and batch sizes"
+        )
 
 
 def _cells_in_words(results: Results) -> str:
@@ -98,8 +102,10 @@ def parse_fraction(text: str | float, name: str = "value") -> float:
     if value < 0:
         raise UsageError(f"{name} {text!r} must not be negative")
     if not percent and value > 1:
-        raise UsageError(f"{name} {text!r} would be {format_percent(value)}; did you mean {raw}%? "
-                         "Write a percentage like 5% or a fraction like 0.05")
+        raise UsageError(
+            f"{name} {text!r} would be {format_percent(value)}; did you mean {raw}%? "
+            "Write a percentage like 5% or a fraction like 0.05"
+        )
     return value
 
 
@@ -124,10 +130,12 @@ def comparable_fields(environment: dict[str, Any], config: dict[str, Any] | None
     """
     libraries = environment.get("libraries") or {}
     gpus = environment.get("gpus") or []
-    fields = {"cpu.model": (environment.get("cpu") or {}).get("model"),
-              "gpus": sorted(g.get("name", "?") for g in gpus),
-              "gpus.driver": sorted({str(g.get("driver")) for g in gpus}),
-              "gpus.cuda_driver": sorted({str(g.get("cuda_driver")) for g in gpus})}
+    fields = {
+        "cpu.model": (environment.get("cpu") or {}).get("model"),
+        "gpus": sorted(g.get("name", "?") for g in gpus),
+        "gpus.driver": sorted({str(g.get("driver")) for g in gpus}),
+        "gpus.cuda_driver": sorted({str(g.get("cuda_driver")) for g in gpus}),
+    }
     fields.update({f"libraries.{name}": libraries.get(name) for name in COMPARED_LIBRARIES})
     fields.update({f"config.{name}": (config or {})[name] for name in COMPARED_CONFIG if name in (config or {})})
     return fields
@@ -250,9 +258,11 @@ def compare_cell(baseline: Row | None, current: Row | None, thresholds: Threshol
         delta.noise = math.hypot(robust_spread_ms(baseline) / old_ms, robust_spread_ms(current) / new_ms)
         band = max(thresholds.max_slowdown, thresholds.noise_k * delta.noise)
         if delta.change > band:
-            delta.reasons.append(f"slower by {format_percent(delta.change)} "
-                                 f"(limit {format_percent(thresholds.max_slowdown)}, "
-                                 f"noise {thresholds.noise_k:g}x{format_percent(delta.noise)})")
+            delta.reasons.append(
+                f"slower by {format_percent(delta.change)} "
+                f"(limit {format_percent(thresholds.max_slowdown)}, "
+                f"noise {thresholds.noise_k:g}x{format_percent(delta.noise)})"
+            )
         elif -delta.change > band:
             improved.append(f"faster by {format_percent(-delta.change)}")
 
@@ -260,8 +270,10 @@ def compare_cell(baseline: Row | None, current: Row | None, thresholds: Threshol
     delta.device_memory_growth = _growth(baseline.memory.get("peak_device_mb"), current.memory.get("peak_device_mb"))
     for label, growth in (("host", delta.memory_growth), ("device", delta.device_memory_growth)):
         if growth is not None and growth > thresholds.max_memory_growth:
-            delta.reasons.append(f"{label} memory {format_percent(growth, signed=True)} "
-                                 f"(limit {format_percent(thresholds.max_memory_growth)})")
+            delta.reasons.append(
+                f"{label} memory {format_percent(growth, signed=True)} "
+                f"(limit {format_percent(thresholds.max_memory_growth)})"
+            )
 
     if delta.reasons:
         delta.verdict = REGRESSED
@@ -270,8 +282,9 @@ def compare_cell(baseline: Row | None, current: Row | None, thresholds: Threshol
     return delta
 
 
-def compare(baseline: Results, current: Results, thresholds: Thresholds = Thresholds(),
-            force: bool = False) -> RegressionReport:
+def compare(
+    baseline: Results, current: Results, thresholds: Thresholds = Thresholds(), force: bool = False
+) -> RegressionReport:
     """Every cell of ``current`` against ``baseline``.
 
     Raises :class:`IncompatibleBaselineError` when the setups differ, unless ``force``;
@@ -289,4 +302,3 @@ def compare(baseline: Results, current: Results, thresholds: Thresholds = Thresh
     keys = list(new) + [key for key in old if key not in new]
     deltas = [compare_cell(old.get(key), new.get(key), thresholds) for key in keys]
     return RegressionReport(deltas=deltas, thresholds=thresholds, notes=notes)
-

@@ -16,8 +16,14 @@ SCHEMA_VERSION = 1
 # Every status a row can end with: "ok", or how it failed (each failure carries a message).
 STATUSES = ("ok", "error", "oom", "timeout", "crashed", "export-failed")
 # Fields that name a row's cell, with their types: a row without them is not deploybench's.
-KEY_FIELDS: dict[str, type] = {"model": str, "format": str, "runtime": str, "device": str, "precision": str,
-                               "batch": int}
+KEY_FIELDS: dict[str, type] = {
+    "model": str,
+    "format": str,
+    "runtime": str,
+    "device": str,
+    "precision": str,
+    "batch": int,
+}
 WHERE_FROM = "pass the results.json that deploybench compare --out wrote"
 
 
@@ -65,7 +71,9 @@ class Row:
 
     @property
     def key(self) -> str:
-        return "|".join(str(v) for v in (self.model, self.format, self.runtime, self.device, self.precision, self.batch))
+        return "|".join(
+            str(v) for v in (self.model, self.format, self.runtime, self.device, self.precision, self.batch)
+        )
 
     @property
     def parity_verdict(self) -> str | None:
@@ -75,19 +83,20 @@ class Row:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Row":
+    def from_dict(cls, data: dict[str, Any]) -> Row:
         """A row as deploybench wrote it; a missing or mistyped key field, or an unknown status, is refused."""
         if not isinstance(data, dict):
             raise ResultsError(f"a row is a {type(data).__name__}, not an object")
         for name, kind in KEY_FIELDS.items():
             value = data.get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise ResultsError(f"a row has {name} {value!r}; every row names its cell with "
-                                   f"{', '.join(KEY_FIELDS)}")
+                raise ResultsError(f"a row has {name} {value!r}; every row names its cell with {', '.join(KEY_FIELDS)}")
         status = data.get("status", "ok")
         if status not in STATUSES:
-            raise ResultsError(f"row {_cell_key(data)} has status {status!r}, which deploybench never writes "
-                               f"(valid: {', '.join(STATUSES)})")
+            raise ResultsError(
+                f"row {_cell_key(data)} has status {status!r}, which deploybench never writes "
+                f"(valid: {', '.join(STATUSES)})"
+            )
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -108,34 +117,46 @@ class Results:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": self.schema_version, "created": self.created, "config": self.config,
-                "environment": self.environment, "models": {name: f.to_dict() for name, f in self.models.items()},
-                "rows": [r.to_dict() for r in self.rows]}
+        return {
+            "schema_version": self.schema_version,
+            "created": self.created,
+            "config": self.config,
+            "environment": self.environment,
+            "models": {name: f.to_dict() for name, f in self.models.items()},
+            "rows": [r.to_dict() for r in self.rows],
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Results":
+    def from_dict(cls, data: dict[str, Any]) -> Results:
         """Validate and decode a results document (raises ResultsError saying what is wrong)."""
         if not isinstance(data, dict) or "schema_version" not in data or not isinstance(data.get("rows"), list):
             raise ResultsError(f"not a deploybench results file (it has no schema_version and rows list); {WHERE_FROM}")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise ResultsError(f"results schema version {version!r} is not supported (this deploybench reads "
-                               f"version {SCHEMA_VERSION}); re-run the comparison with this version")
+            raise ResultsError(
+                f"results schema version {version!r} is not supported (this deploybench reads "
+                f"version {SCHEMA_VERSION}); re-run the comparison with this version"
+            )
         created = data["created"]
         models = {name: ModelFacts.from_dict(facts) for name, facts in (data.get("models") or {}).items()}
-        return cls(config=data.get("config", {}), environment=data.get("environment", {}),
-                   rows=[Row.from_dict(r) for r in data["rows"]], models=models, created=created,
-                   schema_version=version)
+        return cls(
+            config=data.get("config", {}),
+            environment=data.get("environment", {}),
+            rows=[Row.from_dict(r) for r in data["rows"]],
+            models=models,
+            created=created,
+            schema_version=version,
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> "Results":
+    def from_json(cls, text: str) -> Results:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def load(cls, path: Path) -> "Results":
+    def load(cls, path: Path) -> Results:
         try:
             data = json.loads(Path(path).read_text())
         except OSError as exc:
@@ -147,8 +168,9 @@ class Results:
         except ResultsError as exc:
             raise ResultsError(f"{path}: {exc}") from exc
         except (KeyError, TypeError) as exc:  # a missing field or a row of the wrong shape
-            raise ResultsError(f"{path} is not a complete results document ({type(exc).__name__}: {exc}); "
-                               f"{WHERE_FROM}") from exc
+            raise ResultsError(
+                f"{path} is not a complete results document ({type(exc).__name__}: {exc}); {WHERE_FROM}"
+            ) from exc
 
     def save(self, path: Path) -> None:
         """Atomic: a reader (or a crash) never sees a half-written document."""

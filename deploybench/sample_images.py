@@ -70,5 +70,7 @@ def sample_batch(input_spec: Any, preprocess: Any, count: int, seed: int) -> tup
 
     photos = bundled_photos()
     if not photos:
-        return example_batch(input_spec, count, seed=seed), f"{count} seeded noise images (seed {seed}; no bundled photos)"
+        return example_batch(
+            input_spec, count, seed=seed
+        ), f"{count} seeded noise images (seed {seed}; no bundled photos)"
     return pil_batch(photo_views(photos, count, seed), input_spec, preprocess), describe(photos, count, seed)

@@ -16,8 +16,11 @@ MISCONFIGURED = "likely misconfiguration"
 
 def eager_rows(results: Results) -> dict[tuple[str, str, int], Row]:
     """(model, device, batch) -> the PyTorch eager FP32 row that ran."""
-    return {(r.model, r.device, r.batch): r for r in results.rows
-            if r.runtime == "torch" and r.precision == "fp32" and r.status == "ok" and r.ms_per_image}
+    return {
+        (r.model, r.device, r.batch): r
+        for r in results.rows
+        if r.runtime == "torch" and r.precision == "fp32" and r.status == "ok" and r.ms_per_image
+    }
 
 
 def flag_slower_than_eager(results: Results, limit: float = SLOWER_THAN_EAGER_LIMIT) -> list[Row]:
@@ -38,6 +41,7 @@ def flag_slower_than_eager(results: Results, limit: float = SLOWER_THAN_EAGER_LI
                 f"{MISCONFIGURED}: {ratio:.1f}x slower than eager ({row.runtime} {row.ms_per_image:.3f} ms/img vs "
                 f"torch fp32 {base.ms_per_image:.3f} ms/img, batch {row.batch}, {row.threads} threads); "
                 f"more than {limit:g}x usually means a thread count that does not fit the machine or an artifact "
-                "built for other settings")
+                "built for other settings"
+            )
             flagged.append(row)
     return flagged

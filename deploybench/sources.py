@@ -25,7 +25,7 @@ def _version(module: str) -> str:
 def _strip_prefix(text: str, prefixes: tuple[str, ...]) -> str:
     for prefix in prefixes:
         if text.startswith(prefix + ":"):
-            return text[len(prefix) + 1:]
+            return text[len(prefix) + 1 :]
     return text
 
 
@@ -67,9 +67,19 @@ class OnnxFileSource(ModelSource):
         outputs = graph.outputs
         task = "classification" if len(outputs) == 1 and len(outputs[0].shape) == 2 else "other"
         first, *rest = graph.inputs
-        return ModelSpec(name=path.stem, ref=ref, source=self.name, task=task, input=first, extra_inputs=tuple(rest),
-                         fixed_batch=graph.fixed_batch, library="onnx", library_version=_version("onnx"),
-                         weights="from file", onnx_path=path.resolve())
+        return ModelSpec(
+            name=path.stem,
+            ref=ref,
+            source=self.name,
+            task=task,
+            input=first,
+            extra_inputs=tuple(rest),
+            fixed_batch=graph.fixed_batch,
+            library="onnx",
+            library_version=_version("onnx"),
+            weights="from file",
+            onnx_path=path.resolve(),
+        )
 
 
 @dataclass(frozen=True)
@@ -107,13 +117,21 @@ def read_onnx_graph(path: Path) -> OnnxGraph:
     inputs = [tensor(v) for v in graph.input if v.name not in initializers]
     if not inputs or not graph.output:
         # protobuf reads an empty or foreign file as an empty model rather than failing
-        raise UserFileError("ONNX file", path, "holds no graph with inputs and outputs (empty or not an ONNX model)",
-                            "re-export it, or check that the path names the model file")
+        raise UserFileError(
+            "ONNX file",
+            path,
+            "holds no graph with inputs and outputs (empty or not an ONNX model)",
+            "re-export it, or check that the path names the model file",
+        )
     batch_axes = {t.shape[0] for t in inputs if t.shape}
     fixed = next(iter(batch_axes)) if len(batch_axes) == 1 and isinstance(next(iter(batch_axes)), int) else None
     # Symbolic axes other than the batch have no size to read; 1 is what the file allows for sure.
-    specs = [InputSpec(name=t.name, shape=tuple(d if isinstance(d, int) and d > 0 else 1 for d in t.shape[1:]),
-                       dtype=t.dtype) for t in inputs]
+    specs = [
+        InputSpec(
+            name=t.name, shape=tuple(d if isinstance(d, int) and d > 0 else 1 for d in t.shape[1:]), dtype=t.dtype
+        )
+        for t in inputs
+    ]
     return OnnxGraph(specs, [tensor(v) for v in graph.output], fixed or None)
 
 
@@ -153,8 +171,11 @@ class UltralyticsSource(ModelSource):
     _pattern = re.compile(r"^yolo(v?\d+)[nsmlx]?(-\w+)?$")
 
     def claims(self, text: str) -> bool:
-        return (super().claims(text) or bool(self._pattern.match(text))
-                or (text.endswith(".pt") and Path(text).name.startswith("yolo")))
+        return (
+            super().claims(text)
+            or bool(self._pattern.match(text))
+            or (text.endswith(".pt") and Path(text).name.startswith("yolo"))
+        )
 
     def resolve(self, text: str, ref: ModelRef) -> ModelSpec:
         name = _strip_prefix(text, self.prefixes)
@@ -171,11 +192,19 @@ class UltralyticsSource(ModelSource):
         task = _yolo_task(stem, task_name)
         size = imgsz or task.imgsz
         weights = "from file" if name.endswith(".pt") else "pretrained" if ref.pretrained else "random"
-        return ModelSpec(name=stem, ref=ref, source=self.name, task=task.task,
-                         input=InputSpec(name="images", shape=(3, size, size)),
-                         library="ultralytics", library_version=_version("ultralytics"),
-                         weights=weights, factory=factory, prepare=_prepare_yolo_for_export,
-                         int8_float_scope=_yolo_head_float_scope)
+        return ModelSpec(
+            name=stem,
+            ref=ref,
+            source=self.name,
+            task=task.task,
+            input=InputSpec(name="images", shape=(3, size, size)),
+            library="ultralytics",
+            library_version=_version("ultralytics"),
+            weights=weights,
+            factory=factory,
+            prepare=_prepare_yolo_for_export,
+            int8_float_scope=_yolo_head_float_scope,
+        )
 
     @staticmethod
     def _from_file(path: Path, ref: ModelRef) -> tuple[str, Any, str | None, int | None]:
@@ -200,8 +229,14 @@ def _yolo_head_float_scope(module: Any) -> tuple[tuple[str, ...], tuple[str, ...
     scores (0..1) too: quantized, both would share one scale and every score would round to
     0. OpenVINO names nodes by module path; the head is the last layer."""
     head = rf".*model\.{len(module.model) - 1}"
-    return (rf"{head}/.*/Add", rf"{head}/.*/Sub.*", rf"{head}/.*/Mul.*", rf"{head}/.*/Div.*", rf"{head}/.*/Concat.*",
-            rf"{head}\.dfl.*"), ("Sigmoid",)
+    return (
+        rf"{head}/.*/Add",
+        rf"{head}/.*/Sub.*",
+        rf"{head}/.*/Mul.*",
+        rf"{head}/.*/Div.*",
+        rf"{head}/.*/Concat.*",
+        rf"{head}\.dfl.*",
+    ), ("Sigmoid",)
 
 
 def _yaml_task(stem: str) -> str | None:
@@ -211,8 +246,21 @@ def _yaml_task(stem: str) -> str | None:
     try:
         return guess_model_task(yaml_model_load(f"{stem}.yaml"))
     except FileNotFoundError as exc:
-        raise UnknownNameError("YOLO model", stem, ["yolov8n", "yolov8s", "yolov8m", "yolo11n", "yolo11s",
-                                                     "yolov8n-cls", "yolov8n-seg", "yolov8n-pose", "yolov8n-obb"]) from exc
+        raise UnknownNameError(
+            "YOLO model",
+            stem,
+            [
+                "yolov8n",
+                "yolov8s",
+                "yolov8m",
+                "yolo11n",
+                "yolo11s",
+                "yolov8n-cls",
+                "yolov8n-seg",
+                "yolov8n-pose",
+                "yolov8n-obb",
+            ],
+        ) from exc
 
 
 def _module_task(model: Any) -> str | None:
@@ -223,8 +271,10 @@ def _module_task(model: Any) -> str | None:
 
 def _yolo_task(stem: str, task_name: str | None) -> YoloTask:
     if task_name not in YOLO_TASKS:
-        raise ModelSpecError(f"{stem} is an Ultralytics {task_name or 'unknown-task'} model, which deploybench does "
-                             f"not run; supported tasks: {', '.join(YOLO_TASKS)}")
+        raise ModelSpecError(
+            f"{stem} is an Ultralytics {task_name or 'unknown-task'} model, which deploybench does "
+            f"not run; supported tasks: {', '.join(YOLO_TASKS)}"
+        )
     return YOLO_TASKS[task_name]
 
 
@@ -233,10 +283,12 @@ def _load_yolo_file(path: Path, ref: ModelRef) -> Any:
     from ultralytics.nn import tasks
 
     if not ref.trust_checkpoint:
-        raise ModelSpecError("Ultralytics .pt files are pickles that run code when loaded; "
-                             "pass --trust-checkpoint if you trust their author")
+        raise ModelSpecError(
+            "Ultralytics .pt files are pickles that run code when loaded; "
+            "pass --trust-checkpoint if you trust their author"
+        )
     # renamed from attempt_load_one_weight in Ultralytics 8.4
-    loader = getattr(tasks, "load_checkpoint", None) or getattr(tasks, "attempt_load_one_weight")
+    loader = getattr(tasks, "load_checkpoint", None) or tasks.attempt_load_one_weight
     with reading("YOLO weights", path, "it is corrupt or not an Ultralytics checkpoint"):
         model, _ = loader(str(path))
     return model.float()
@@ -296,13 +348,23 @@ class PythonSource(ModelSource):
             raise ModelSpecError(f"cannot import {module_name!r} ({exc}); is it on PYTHONPATH?") from exc
         factory = getattr(module, attr, None)
         if not callable(factory):
-            raise ModelSpecError(f"{module_name} has no callable {attr!r}; name a function in it that returns "
-                                 "a torch.nn.Module, as package.module:factory")
+            raise ModelSpecError(
+                f"{module_name} has no callable {attr!r}; name a function in it that returns "
+                "a torch.nn.Module, as package.module:factory"
+            )
         input_spec = getattr(factory, "input_spec", None) or InputSpec()
         task = getattr(factory, "task", "classification")
-        return ModelSpec(name=target, ref=ref, source=self.name, task=task, input=input_spec,
-                         library=module_name.split(".")[0], library_version=_version(module_name.split(".")[0]),
-                         weights="factory", factory=factory)
+        return ModelSpec(
+            name=target,
+            ref=ref,
+            source=self.name,
+            task=task,
+            input=input_spec,
+            library=module_name.split(".")[0],
+            library_version=_version(module_name.split(".")[0]),
+            weights="factory",
+            factory=factory,
+        )
 
 
 class TimmSource(ModelSource):
@@ -327,16 +389,28 @@ class TimmSource(ModelSource):
         cfg = timm.get_pretrained_cfg(name)
         cfg = cfg.to_dict() if cfg is not None else {}
         size = tuple(cfg.get("input_size", (3, 224, 224)))
-        input_spec = InputSpec(name="input", shape=size, mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
-                               std=tuple(cfg.get("std", (0.229, 0.224, 0.225))))
+        input_spec = InputSpec(
+            name="input",
+            shape=size,
+            mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+            std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+        )
 
         def build() -> Any:
             return timm.create_model(name, pretrained=ref.pretrained)
 
-        return ModelSpec(name=name, ref=ref, source=self.name, task="classification", input=input_spec,
-                         library="timm", library_version=_version("timm"),
-                         weights="pretrained" if ref.pretrained else "random", factory=build,
-                         preprocess=_timm_preprocess(cfg))
+        return ModelSpec(
+            name=name,
+            ref=ref,
+            source=self.name,
+            task="classification",
+            input=input_spec,
+            library="timm",
+            library_version=_version("timm"),
+            weights="pretrained" if ref.pretrained else "random",
+            factory=build,
+            preprocess=_timm_preprocess(cfg),
+        )
 
     def list_names(self, pattern: str) -> list[str]:
         import timm

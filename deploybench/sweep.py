@@ -9,30 +9,29 @@ interrupted sweep keeps what it measured and ``--resume`` finishes the rest.
 from __future__ import annotations
 
 import io
-
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from deploybench import batch as batches
 from deploybench import isolation, peak, registry
 from deploybench.artifact import Artifact, BatchRange
+from deploybench.batch import Batch
 from deploybench.cache import ArtifactCache
 from deploybench.cell import Cell, run_in_chunks
 from deploybench.errors import DeployBenchError, UnknownNameError, UsageError
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
-from deploybench.batch import Batch
 from deploybench.model_facts import ModelFacts, model_facts
-from deploybench.progress import Progress
 from deploybench.models import ModelRef, ModelSpec, resolve, seeded_inputs
+from deploybench.progress import Progress
 from deploybench.results import Results, Row
-from deploybench.sanity import flag_slower_than_eager
 from deploybench.runtimes.base import RuntimeOptions
+from deploybench.sanity import flag_slower_than_eager
 
 log = logging.getLogger(__name__)
 DEFAULT_RUNTIMES = ("torch", "torchscript", "onnxruntime", "openvino", "aoti")
@@ -94,9 +93,14 @@ class SweepConfig:
 
     def model_ref(self, name: str) -> ModelRef:
         """``name`` with the weights this sweep asks for."""
-        return ModelRef(name, pretrained=self.pretrained, checkpoint=self.checkpoint,
-                        trust_checkpoint=self.trust_checkpoint, checkpoint_partial=self.checkpoint_partial,
-                        data_init=self.data_init)
+        return ModelRef(
+            name,
+            pretrained=self.pretrained,
+            checkpoint=self.checkpoint,
+            trust_checkpoint=self.trust_checkpoint,
+            checkpoint_partial=self.checkpoint_partial,
+            data_init=self.data_init,
+        )
 
     def validate(self) -> list[str]:
         """Refuse what cannot run, before any model is resolved; returns warnings worth printing once.
@@ -125,8 +129,10 @@ class SweepConfig:
             raise UsageError(f"no precision to run; pass --precisions, e.g. {','.join(valid)}")
         calib, images = self.export.calib_data, self.images_dir
         if calib and images and Path(calib).resolve() == Path(images).resolve():
-            raise UsageError(f"--calib-data and --images both name {images}; INT8 calibration must not see the "
-                             "parity images: pass a different folder to one of them")
+            raise UsageError(
+                f"--calib-data and --images both name {images}; INT8 calibration must not see the "
+                "parity images: pass a different folder to one of them"
+            )
         return threads_warnings(self.threads)
 
 
@@ -138,8 +144,10 @@ def threads_warnings(threads: int | None) -> list[str]:
         raise UsageError(f"--threads {threads} is not a thread count; pass 1 or more (default: the physical cores)")
     cores = os.cpu_count() or 1
     if threads > cores:
-        return [f"--threads {threads} is more than the {cores} logical cores of this machine: the runtimes' threads "
-                f"will queue for the cores and the timings measure that contention; pass --threads {cores} or fewer"]
+        return [
+            f"--threads {threads} is more than the {cores} logical cores of this machine: the runtimes' threads "
+            f"will queue for the cores and the timings measure that contention; pass --threads {cores} or fewer"
+        ]
     return []
 
 
@@ -189,7 +197,9 @@ def summarise_skips(skipped: list[SkippedCell]) -> list[str]:
     lines = []
     for (model, cause), cells in groups.items():
         if cells[0].precision_unsupported:  # each runtime with the precisions it has
-            has = [f"{c.runtime} ({', '.join(registry.runtimes.get(c.runtime).precisions_on(c.device))})" for c in cells]
+            has = [
+                f"{c.runtime} ({', '.join(registry.runtimes.get(c.runtime).precisions_on(c.device))})" for c in cells
+            ]
             lines.append(f"{model} {cause} {', '.join(has)}")
         else:
             lines.append(f"{model} {', '.join(f'{c.runtime} {c.precision}' for c in cells)}: {cause}")
@@ -201,8 +211,10 @@ def _source_problem(runtime: str, fmt: str, spec: ModelSpec | None) -> str | Non
     if spec is None or spec.has_module:
         return None
     if fmt == PYTORCH_FORMAT:
-        return (f"{runtime} runs a PyTorch module and {spec.name} is an ONNX file "
-                "(runtime-only: use a runtime that reads ONNX, such as onnxruntime or openvino)")
+        return (
+            f"{runtime} runs a PyTorch module and {spec.name} is an ONNX file "
+            "(runtime-only: use a runtime that reads ONNX, such as onnxruntime or openvino)"
+        )
     return registry.exporters.get(fmt).source_problem(spec)
 
 
@@ -215,8 +227,11 @@ def plan(config: SweepConfig, model: str, spec: ModelSpec | None = None) -> tupl
     # GPU targets (a100, h100, edge) on a machine without one: refuse every cell up front, with
     # the reason, rather than fail late in each worker.
     no_gpu = config.device.startswith("cuda") and not has_cuda()
-    wanted = tuple(registry.exporters.canonical(f) if f not in (PYTORCH_FORMAT, "torch") else f
-                   for f in config.formats) if config.formats else None
+    wanted = (
+        tuple(registry.exporters.canonical(f) if f not in (PYTORCH_FORMAT, "torch") else f for f in config.formats)
+        if config.formats
+        else None
+    )
     for name in config.runtimes:
         runtime = registry.runtimes.canonical(name)
         runtime_cls = registry.runtimes.get(runtime)
@@ -240,8 +255,9 @@ def plan(config: SweepConfig, model: str, spec: ModelSpec | None = None) -> tupl
                 why = f"{runtime}: {available.reason}"
             if why:
                 unsupported = not no_gpu and not source_why and precision not in runtime_cls.precisions
-                skipped.append(SkippedCell(model, runtime, precision, why, precision_unsupported=unsupported,
-                                           device=config.device))
+                skipped.append(
+                    SkippedCell(model, runtime, precision, why, precision_unsupported=unsupported, device=config.device)
+                )
             else:
                 cells.append(PlannedCell(model, runtime, fmt, precision, artifact_precision))
     return cells, skipped
@@ -254,17 +270,23 @@ def parity_inputs(spec: ModelSpec, config: SweepConfig) -> tuple[Batch, str]:
         from deploybench.images import image_files, load_images
 
         if spec.extra_inputs:
-            raise UsageError(f"--images feeds one image input and {spec.name} takes {len(spec.inputs)} inputs; "
-                             "leave out --images to use seeded inputs")
+            raise UsageError(
+                f"--images feeds one image input and {spec.name} takes {len(spec.inputs)} inputs; "
+                "leave out --images to use seeded inputs"
+            )
         files = image_files(Path(config.images_dir))[: config.parity_images]
         images = load_images(files, spec.input, spec.preprocess)  # an unreadable file is named first
         if len(files) < config.parity_images:
-            raise UsageError(f"--images {config.images_dir} holds {len(files)} image(s); parity needs "
-                             f"{config.parity_images}: add images to the folder")
+            raise UsageError(
+                f"--images {config.images_dir} holds {len(files)} image(s); parity needs "
+                f"{config.parity_images}: add images to the folder"
+            )
         return images, f"{len(files)} images from {config.images_dir}"
     if spec.extra_inputs:
-        return (seeded_inputs(spec, config.parity_images, seed=1234),
-                f"{config.parity_images} seeded noise inputs (seed 1234; the model takes {len(spec.inputs)} inputs)")
+        return (
+            seeded_inputs(spec, config.parity_images, seed=1234),
+            f"{config.parity_images} seeded noise inputs (seed 1234; the model takes {len(spec.inputs)} inputs)",
+        )
     from deploybench.sample_images import PARITY_SEED, sample_batch
 
     return sample_batch(spec.input, spec.preprocess, config.parity_images, PARITY_SEED)
@@ -300,8 +322,9 @@ def reference_source(spec: ModelSpec) -> ReferenceSource:
     return PYTORCH_REFERENCE if spec.has_module else ONNX_FILE_REFERENCE
 
 
-def build_reference(spec: ModelSpec, inputs: Batch, path: Path,
-                    dataset: dict[str, np.ndarray] | None = None, origin: str = "") -> Path:
+def build_reference(
+    spec: ModelSpec, inputs: Batch, path: Path, dataset: dict[str, np.ndarray] | None = None, origin: str = ""
+) -> Path:
     """Reference outputs on ``inputs`` (and the dataset), saved beside them as .npz: PyTorch eager
     FP32 (TF32 off), or ONNX Runtime FP32 on the CPU for an ONNX file (see ``reference_source``), with
     what the inputs were (``origin``)."""
@@ -354,9 +377,16 @@ ProgressFn = Callable[[str], None]
 class Sweep:
     """Runs a SweepConfig, writing each finished row to ``results_path`` (if given)."""
 
-    def __init__(self, config: SweepConfig, cache: ArtifactCache, results: Results,
-                 results_path: Path | None = None, work_dir: Path | None = None,
-                 progress: ProgressFn = lambda message: None, tracker: Progress | None = None) -> None:
+    def __init__(
+        self,
+        config: SweepConfig,
+        cache: ArtifactCache,
+        results: Results,
+        results_path: Path | None = None,
+        work_dir: Path | None = None,
+        progress: ProgressFn = lambda message: None,
+        tracker: Progress | None = None,
+    ) -> None:
         self.config, self.cache, self.results = config, cache, results
         self.results_path, self.progress = results_path, progress
         # Cells done of the total, the current cell's phase, the ETA; silent unless the CLI gives one.
@@ -378,7 +408,9 @@ class Sweep:
             shown = "; ".join(map(str, self.skipped[:3]))
             more = f"; and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
             return f"every cell was skipped ({shown}{more})"
-        loads = ", ".join(f"{name} loads {'/'.join(registry.runtimes.get(name).formats)}" for name in self.config.runtimes)
+        loads = ", ".join(
+            f"{name} loads {'/'.join(registry.runtimes.get(name).formats)}" for name in self.config.runtimes
+        )
         return f"no runtime loads {', '.join(self.config.formats or ())} ({loads})"
 
     def _record(self, row: Row) -> None:
@@ -416,16 +448,20 @@ class Sweep:
         return spec, todo
 
     def _wanted_batches(self, spec: ModelSpec, item: PlannedCell) -> list[int]:
-        return [b for b in self.config.batch_sizes
-                if (key := self._key(spec, item, b)) not in self.done and self._in_shard(key)]
+        return [
+            b
+            for b in self.config.batch_sizes
+            if (key := self._key(spec, item, b)) not in self.done and self._in_shard(key)
+        ]
 
     def _run_model(self, spec: ModelSpec, todo: list[PlannedCell]) -> None:
         config = self.config
         if not todo:
             return
         inputs, origin = parity_inputs(spec, config)
-        reference = build_reference(spec, inputs, self.work_dir / f"{spec.identity_hash()[:16]}.npz",
-                                    dataset_arrays(spec, config), origin)
+        reference = build_reference(
+            spec, inputs, self.work_dir / f"{spec.identity_hash()[:16]}.npz", dataset_arrays(spec, config), origin
+        )
         if spec.checkpoint_load is not None:  # what the checkpoint matched is known once the model is built
             self.progress(f"{spec.name}: weights {spec.weights}")
         facts = self.results.models.get(spec.name) or model_facts(spec)
@@ -459,34 +495,60 @@ class Sweep:
         if item.format == PYTORCH_FORMAT:
             return None, {}
         exporter = registry.exporters.get(item.format)()
-        options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device,
-                          batch=batch)
+        options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device, batch=batch)
         self.tracker.phase("export")
         try:
             artifact, hit = self.cache.get_or_export(exporter, spec, options)
         except DeployBenchError as exc:
             return None, {"error": str(exc)}
-        self.progress(f"{spec.name}: {item.format} {item.artifact_precision} "
-                      f"{'cached' if hit else 'exported in %.1f s' % artifact.manifest['export_seconds']}")
-        return str(artifact.path), {"cache_hit": hit, "export_seconds": artifact.manifest.get("export_seconds"),
-                                    "manifest": {k: artifact.manifest.get(k) for k in ("onnx_exporter", "calibration", "opset")
-                                                 if artifact.manifest.get(k) is not None}}
+        self.progress(
+            f"{spec.name}: {item.format} {item.artifact_precision} "
+            f"{'cached' if hit else 'exported in {:.1f} s'.format(artifact.manifest['export_seconds'])}"
+        )
+        return str(artifact.path), {
+            "cache_hit": hit,
+            "export_seconds": artifact.manifest.get("export_seconds"),
+            "manifest": {
+                k: artifact.manifest.get(k)
+                for k in ("onnx_exporter", "calibration", "opset")
+                if artifact.manifest.get(k) is not None
+            },
+        }
 
-    def _run_artifact(self, spec: ModelSpec, item: PlannedCell, sizes: list[int], reference: str,
-                      facts: ModelFacts | None) -> list[Row]:
+    def _run_artifact(
+        self, spec: ModelSpec, item: PlannedCell, sizes: list[int], reference: str, facts: ModelFacts | None
+    ) -> list[Row]:
         """Export (or find in the cache) the artifact for batch ``sizes`` and measure it at each, in one worker."""
         config = self.config
         labels = {batch: f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}" for batch in sizes}
         self.tracker.begin(labels[sizes[0]])
         artifact_dir, export_info = self._artifact(spec, item, self._export_batch(item, sizes[0]))
-        cells = [Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=item.format, runtime=item.runtime,
-                      batch=batch, device=config.device, precision=item.precision, artifact_dir=artifact_dir,
-                      reference=reference,
-                      runtime_options=replace(config.runtime_options, device=config.device, precision=item.precision,
-                                              threads=config.threads, dynamic_batch=config.dynamic_batch),
-                      policy=config.policy, tolerance=config.tolerance,
-                      plugin_modules=tuple(registry.dynamic_plugin_modules()), sample=config.sample)
-                 for batch in sizes]
+        cells = [
+            Cell(
+                model=spec.ref,
+                model_name=spec.name,
+                task=spec.task,
+                format=item.format,
+                runtime=item.runtime,
+                batch=batch,
+                device=config.device,
+                precision=item.precision,
+                artifact_dir=artifact_dir,
+                reference=reference,
+                runtime_options=replace(
+                    config.runtime_options,
+                    device=config.device,
+                    precision=item.precision,
+                    threads=config.threads,
+                    dynamic_batch=config.dynamic_batch,
+                ),
+                policy=config.policy,
+                tolerance=config.tolerance,
+                plugin_modules=tuple(registry.dynamic_plugin_modules()),
+                sample=config.sample,
+            )
+            for batch in sizes
+        ]
         rows: list[Row] = []
         if "error" in export_info:
             for cell in cells:
@@ -506,8 +568,9 @@ class Sweep:
         isolation.run_group(cells, isolate=config.isolate, timeout_s=config.timeout_s, on_phase=on_phase, on_row=on_row)
         return rows
 
-    def _finish_row(self, spec: ModelSpec, row: Row, export_info: dict, facts: ModelFacts | None, label: str,
-                    measured: bool = True) -> Row:
+    def _finish_row(
+        self, spec: ModelSpec, row: Row, export_info: dict, facts: ModelFacts | None, label: str, measured: bool = True
+    ) -> Row:
         """What the sweep adds to a worker's row (artifact, reference, weights, FLOP rates); recorded at once."""
         if self.tracker.cell != label:
             self.tracker.begin(label)
@@ -528,8 +591,15 @@ class Sweep:
         """--batch auto: stop growing once throughput gains under 5 % or a batch fails."""
         if row.status != "ok":
             return True
-        previous = [r for r in self.results.rows if r.model == spec.name and r.runtime == item.runtime
-                    and r.precision == item.precision and r.batch < row.batch and r.status == "ok"]
+        previous = [
+            r
+            for r in self.results.rows
+            if r.model == spec.name
+            and r.runtime == item.runtime
+            and r.precision == item.precision
+            and r.batch < row.batch
+            and r.status == "ok"
+        ]
         best = max((r.throughput or 0 for r in previous), default=0)
         return bool(previous) and (row.throughput or 0) < best * 1.05
 

@@ -67,8 +67,14 @@ def parse_line(line: str) -> TegraSample:
     ram = _RAM.search(line)
     # RAM and SWAP also look like "NAME a/b": only the rails are followed by a space or the end.
     rails = {name: int(current) for name, current, _ in _RAIL.findall(line) if name not in ("RAM", "SWAP")}
-    return TegraSample(rails_mw=rails, gpu_load_pct=gpu[0], gpu_clock_mhz=gpu[1], emc_load_pct=emc[0],
-                       emc_clock_mhz=emc[1], ram_used_mb=int(ram.group(1)) if ram else None)
+    return TegraSample(
+        rails_mw=rails,
+        gpu_load_pct=gpu[0],
+        gpu_clock_mhz=gpu[1],
+        emc_load_pct=emc[0],
+        emc_clock_mhz=emc[1],
+        ram_used_mb=int(ram.group(1)) if ram else None,
+    )
 
 
 def summarize(samples: list[TegraSample]) -> dict[str, Any]:
@@ -102,11 +108,16 @@ class TegrastatsSampler:
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
 
-    def __enter__(self) -> "TegrastatsSampler":
+    def __enter__(self) -> TegrastatsSampler:
         binary = str(TEGRASTATS) if TEGRASTATS.exists() else shutil.which("tegrastats")
         if binary and self.enabled:
-            self._proc = subprocess.Popen([binary, "--interval", str(self.interval_ms)], stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+            self._proc = subprocess.Popen(
+                [binary, "--interval", str(self.interval_ms)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
             self._reader = threading.Thread(target=self._read, name="deploybench-tegrastats", daemon=True)
             self._reader.start()
         return self

@@ -29,8 +29,11 @@ from typing import Any
 
 TIMEOUT_S = 300
 # The summary's lines; the negative lookbehind keeps "Latency" from matching "H2D Latency".
-_SECTION = re.compile(r"(?<![\w-])(Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency|"
-                      r"End-to-End Host Latency): (min = .*)$", re.M)
+_SECTION = re.compile(
+    r"(?<![\w-])(Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency|"
+    r"End-to-End Host Latency): (min = .*)$",
+    re.M,
+)
 _STAT = re.compile(r"(min|max|mean|median|percentile\(\d+(?:\.\d+)?%\)) = ([0-9.eE+-]+) ms")
 _THROUGHPUT = re.compile(r"Throughput: ([0-9.eE+-]+) qps")
 
@@ -48,8 +51,9 @@ class TrtexecSummary:
 
 def parse_summary(text: str) -> TrtexecSummary | None:
     """The performance summary in trtexec's output, or None when it printed none (it failed)."""
-    sections = {name: {key: float(value) for key, value in _STAT.findall(stats)}
-                for name, stats in _SECTION.findall(text)}
+    sections = {
+        name: {key: float(value) for key, value in _STAT.findall(stats)} for name, stats in _SECTION.findall(text)
+    }
     throughput = _THROUGHPUT.search(text)
     if not sections:
         return None
@@ -58,8 +62,15 @@ def parse_summary(text: str) -> TrtexecSummary | None:
 
 def command(trtexec: str, engine: Path, input_name: str, shape: tuple[int, ...]) -> list[str]:
     """``trtexec --loadEngine`` at the row's shape, without host transfers, as deploybench times it."""
-    return [trtexec, f"--loadEngine={engine}", f"--shapes={input_name}:{'x'.join(str(d) for d in shape)}",
-            "--noDataTransfers", "--warmUp=1000", "--duration=3", "--iterations=10"]
+    return [
+        trtexec,
+        f"--loadEngine={engine}",
+        f"--shapes={input_name}:{'x'.join(str(d) for d in shape)}",
+        "--noDataTransfers",
+        "--warmUp=1000",
+        "--duration=3",
+        "--iterations=10",
+    ]
 
 
 @dataclass(frozen=True)
@@ -82,14 +93,25 @@ class CrossCheck:
 def compare(summary: TrtexecSummary, cmd: str, median_ms: float, device_median_ms: float | None) -> CrossCheck:
     """The ratios of deploybench's medians to trtexec's."""
     latency, compute = summary.median("Latency"), summary.median("GPU Compute Time")
-    return CrossCheck(tool="trtexec", command=cmd, trtexec_latency_median_ms=latency,
-                      trtexec_gpu_compute_median_ms=compute, trtexec_throughput_qps=summary.throughput_qps,
-                      ratio_of_medians=round(median_ms / latency, 4) if latency else None,
-                      ratio_of_gpu_medians=round(device_median_ms / compute, 4) if compute and device_median_ms else None)
+    return CrossCheck(
+        tool="trtexec",
+        command=cmd,
+        trtexec_latency_median_ms=latency,
+        trtexec_gpu_compute_median_ms=compute,
+        trtexec_throughput_qps=summary.throughput_qps,
+        ratio_of_medians=round(median_ms / latency, 4) if latency else None,
+        ratio_of_gpu_medians=round(device_median_ms / compute, 4) if compute and device_median_ms else None,
+    )
 
 
-def cross_check(engine: Path, input_name: str, shape: tuple[int, ...], median_ms: float,
-                device_median_ms: float | None, trtexec: str | None = None) -> CrossCheck | None:
+def cross_check(
+    engine: Path,
+    input_name: str,
+    shape: tuple[int, ...],
+    median_ms: float,
+    device_median_ms: float | None,
+    trtexec: str | None = None,
+) -> CrossCheck | None:
     """Run trtexec on ``engine`` when it is on PATH; None where it is not. Failures are recorded, never raised."""
     binary = trtexec or shutil.which("trtexec")
     if binary is None:

@@ -39,8 +39,11 @@ def read_phase(out_dir: Path) -> tuple[int, str] | None:
 def main(argv: list[str]) -> int:
     cells_file, out_dir = Path(argv[0]), Path(argv[1])
     cells = [Cell.from_dict(data) for data in json.loads(cells_file.read_text())]
-    run_cells(cells, on_phase=lambda index, phase: write_phase(out_dir, index, phase),
-              on_row=lambda index, row: write_json_atomic(row_file(out_dir, index), row.to_dict()))
+    run_cells(
+        cells,
+        on_phase=lambda index, phase: write_phase(out_dir, index, phase),
+        on_row=lambda index, row: write_json_atomic(row_file(out_dir, index), row.to_dict()),
+    )
     return 0
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
+from deploybench.exporters.base import Exporter, ExportOptions, example_inputs, trace_batch
 from deploybench.models import ModelSpec
 from deploybench.torch_utils import module_for, set_tf32, torch_dtype
-
 
 # Inductor bakes `#pragma omp parallel num_threads(N)` into CPU kernels, N being torch's thread
 # count at export, whenever that differs from os.cpu_count(): a package exported under one
@@ -49,7 +48,10 @@ class AotiExporter(Exporter):
         with torch.no_grad():
             program = torch.export.export(module, (example,), dynamic_shapes=dynamic)
             path = out_dir / "model.pt2"
-            torch._inductor.aoti_compile_and_package(program, package_path=str(path),
-                                                     inductor_configs=dict(INDUCTOR_CONFIGS))
-        return path.name, {"inductor_configs": dict(INDUCTOR_CONFIGS),
-                           "tf32": False if options.device.startswith("cuda") else None}
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=str(path), inductor_configs=dict(INDUCTOR_CONFIGS)
+            )
+        return path.name, {
+            "inductor_configs": dict(INDUCTOR_CONFIGS),
+            "tf32": False if options.device.startswith("cuda") else None,
+        }

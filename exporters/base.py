@@ -73,11 +73,13 @@ class Exporter(ABC):
         """Refuse what this format cannot do, listing what it can."""
         registry.exporters.require(self.name)
         if options.precision not in self.precisions:
-            raise UnsupportedError(f"{self.name} does not support precision {options.precision!r}; "
-                                   f"supported: {', '.join(self.precisions)}")
+            raise UnsupportedError(
+                f"{self.name} does not support precision {options.precision!r}; supported: {', '.join(self.precisions)}"
+            )
         if options.device not in self.devices:
-            raise UnsupportedError(f"{self.name} does not export for device {options.device!r}; "
-                                   f"supported: {', '.join(self.devices)}")
+            raise UnsupportedError(
+                f"{self.name} does not export for device {options.device!r}; supported: {', '.join(self.devices)}"
+            )
         if options.batch.dynamic and not self.dynamic_batch:
             raise UnsupportedError(f"{self.name} artifacts have a static batch; pass one batch size")
         if options.keep_fp32 and options.precision not in self.keep_fp32_precisions:
@@ -90,8 +92,10 @@ class Exporter(ABC):
     def source_problem(cls, model: ModelSpec) -> str | None:
         """Why this format cannot be made from ``model`` (an ONNX file without a module), or None."""
         if cls.needs_module and not model.has_module:
-            return (f"{cls.name} exports from a PyTorch module and {model.name} is an ONNX file "
-                    "(runtime-only: use a runtime that reads ONNX, such as onnxruntime or openvino)")
+            return (
+                f"{cls.name} exports from a PyTorch module and {model.name} is an ONNX file "
+                "(runtime-only: use a runtime that reads ONNX, such as onnxruntime or openvino)"
+            )
         return None
 
     def export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> Artifact:
@@ -104,23 +108,38 @@ class Exporter(ABC):
         except DeployBenchError:
             raise
         except Exception as exc:  # the library's own message is the useful part
-            raise ExportError(f"{self.name} export of {model.name} failed: {type(exc).__name__}: {first_line(exc)}") from exc
+            raise ExportError(
+                f"{self.name} export of {model.name} failed: {type(exc).__name__}: {first_line(exc)}"
+            ) from exc
         seconds = time.perf_counter() - started
         artifact = Artifact(
-            format=self.name, path=out_dir, main_file=main_file, precision=options.precision,
-            device=options.device, batch=artifact_batch(model, options),
-            inputs=[TensorInfo(spec.name, ["batch", *spec.shape], spec.dtype) for spec in model.inputs], model=model)
+            format=self.name,
+            path=out_dir,
+            main_file=main_file,
+            precision=options.precision,
+            device=options.device,
+            batch=artifact_batch(model, options),
+            inputs=[TensorInfo(spec.name, ["batch", *spec.shape], spec.dtype) for spec in model.inputs],
+            model=model,
+        )
         artifact.outputs = self._check(artifact, model)
         artifact.record_files()
-        artifact.manifest.update({
-            "model": model.name, "model_ref": model.ref.to_dict(), "source_identity": model.identity(),
-            "source_hash": module_hash(model.build()) if model.has_module else model.identity()["weights"],
-            "exporter": self.name, "exporter_class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "libraries": {k: v for k, v in library_versions().items() if v},
-            "options": _jsonable(asdict(options)), "export_seconds": round(seconds, 3),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "size_bytes": artifact.size_bytes(), **extra_manifest,
-        })
+        artifact.manifest.update(
+            {
+                "model": model.name,
+                "model_ref": model.ref.to_dict(),
+                "source_identity": model.identity(),
+                "source_hash": module_hash(model.build()) if model.has_module else model.identity()["weights"],
+                "exporter": self.name,
+                "exporter_class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "libraries": {k: v for k, v in library_versions().items() if v},
+                "options": _jsonable(asdict(options)),
+                "export_seconds": round(seconds, 3),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "size_bytes": artifact.size_bytes(),
+                **extra_manifest,
+            }
+        )
         artifact.save()
         return artifact
 
@@ -139,11 +158,15 @@ class Exporter(ABC):
         except DeployBenchError as exc:
             raise ExportError(f"{self.name} artifact for {model.name} was written but does not load: {exc}") from exc
         except Exception as exc:
-            raise ExportError(f"{self.name} artifact for {model.name} was written but does not load "
-                              f"in {self.check_runtime}: {type(exc).__name__}: {first_line(exc)}") from exc
+            raise ExportError(
+                f"{self.name} artifact for {model.name} was written but does not load "
+                f"in {self.check_runtime}: {type(exc).__name__}: {first_line(exc)}"
+            ) from exc
         artifact.manifest["checked_with"] = self.check_runtime
-        return [TensorInfo(f"output{i}" if len(outputs) > 1 else "output", ["batch", *o.shape[1:]], str(o.dtype))
-                for i, o in enumerate(outputs)]
+        return [
+            TensorInfo(f"output{i}" if len(outputs) > 1 else "output", ["batch", *o.shape[1:]], str(o.dtype))
+            for i, o in enumerate(outputs)
+        ]
 
     def bind_cache(self, options: ExportOptions, cache_root: Path) -> ExportOptions:
         """Options completed with files that live in the cache folder (e.g. a timing cache)."""
@@ -151,8 +174,11 @@ class Exporter(ABC):
 
     def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
         versions = library_versions()
-        identity = {"format": self.name, "options": {k: _jsonable(getattr(options, k)) for k in self.key_options},
-                    "libraries": {k: versions.get(k) for k in self.key_libraries}}
+        identity = {
+            "format": self.name,
+            "options": {k: _jsonable(getattr(options, k)) for k in self.key_options},
+            "libraries": {k: versions.get(k) for k in self.key_libraries},
+        }
         if options.keep_fp32:  # only when set, so every artifact cached before the option keeps its key
             identity["keep_fp32"] = sorted(options.keep_fp32)
         return identity

@@ -11,11 +11,12 @@ import copy
 import heapq
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from deploybench.errors import ExportError, first_line
-from deploybench.exporters.base import ExportOptions, Exporter, example_inputs, trace_batch
+from deploybench.exporters.base import Exporter, ExportOptions, example_inputs, trace_batch
 from deploybench.models import ModelSpec
 from deploybench.torch_utils import flatten_outputs
 
@@ -58,8 +59,11 @@ class OnnxExporter(Exporter):
                 raise ExportError("the dynamo exporter specialised the batch axis to a constant")
             exporter = "dynamo"
         except Exception as exc:  # the dynamo path does not cover every model yet
-            log.warning("dynamo ONNX export failed for %s (%s); falling back to the TorchScript exporter",
-                        model.name, first_line(exc))
+            log.warning(
+                "dynamo ONNX export failed for %s (%s); falling back to the TorchScript exporter",
+                model.name,
+                first_line(exc),
+            )
             for stale in out_dir.iterdir():
                 stale.unlink()
             self._torchscript_export(module, example, model.input.name, output_names, options, path)
@@ -70,9 +74,18 @@ class OnnxExporter(Exporter):
             fp16 = to_float16(onnx.load(str(path)), options.keep_fp32)
             onnx.save(fp16, str(path), save_as_external_data=large, location=f"{path.name}.data" if large else None)
         onnx.checker.check_model(str(path))  # the path form handles external data
-        opset = next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
-        return path.name, {"onnx_exporter": exporter, "opset": opset, "external_data": large,
-                           "simplified": options.simplify, "kept_fp32": list(options.keep_fp32)}
+        opset = next(
+            o.version
+            for o in onnx.load(str(path), load_external_data=False).opset_import
+            if o.domain in ("", "ai.onnx")
+        )
+        return path.name, {
+            "onnx_exporter": exporter,
+            "opset": opset,
+            "external_data": large,
+            "simplified": options.simplify,
+            "kept_fp32": list(options.keep_fp32),
+        }
 
     @staticmethod
     def _copy_file(source: Path, out_dir: Path) -> tuple[str, dict[str, Any]]:
@@ -81,35 +94,67 @@ class OnnxExporter(Exporter):
         import onnx
 
         graph = onnx.load(str(source), load_external_data=False)
-        data_files = {entry.value for tensor in graph.graph.initializer for entry in tensor.external_data
-                      if entry.key == "location"}
+        data_files = {
+            entry.value
+            for tensor in graph.graph.initializer
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
         for name in sorted(data_files):
             (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source.parent / name, out_dir / name)
         shutil.copyfile(source, out_dir / source.name)
         opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None)
-        return source.name, {"onnx_exporter": "file", "opset": opset, "external_data": bool(data_files),
-                             "source_file": str(source)}
+        return source.name, {
+            "onnx_exporter": "file",
+            "opset": opset,
+            "external_data": bool(data_files),
+            "source_file": str(source),
+        }
 
     @staticmethod
-    def _dynamo_export(module: Any, example: Any, input_name: str, output_names: list[str],
-                       options: ExportOptions, path: Path, large: bool) -> None:
+    def _dynamo_export(
+        module: Any,
+        example: Any,
+        input_name: str,
+        output_names: list[str],
+        options: ExportOptions,
+        path: Path,
+        large: bool,
+    ) -> None:
         import torch
 
         batch = torch.export.Dim("batch", min=1, max=max(options.batch.max, 2))
         program = torch.onnx.export(
-            module, (example,), dynamo=True, input_names=[input_name], output_names=output_names,
-            dynamic_shapes=({0: batch},), opset_version=options.opset, external_data=large, verbose=False)
+            module,
+            (example,),
+            dynamo=True,
+            input_names=[input_name],
+            output_names=output_names,
+            dynamic_shapes=({0: batch},),
+            opset_version=options.opset,
+            external_data=large,
+            verbose=False,
+        )
         program.save(str(path), external_data=large)
 
     @staticmethod
-    def _torchscript_export(module: Any, example: Any, input_name: str, output_names: list[str],
-                            options: ExportOptions, path: Path) -> None:
+    def _torchscript_export(
+        module: Any, example: Any, input_name: str, output_names: list[str], options: ExportOptions, path: Path
+    ) -> None:
         import torch
 
         axes = {input_name: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
-        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[input_name],
-                          output_names=output_names, dynamic_axes=axes, opset_version=options.opset or 17)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=[input_name],
+            output_names=output_names,
+            dynamic_axes=axes,
+            opset_version=options.opset or 17,
+        )
 
     @staticmethod
     def _simplify(path: Path, large: bool) -> None:
@@ -121,14 +166,17 @@ class OnnxExporter(Exporter):
 
 
 def to_float16(model: Any, keep_fp32: Sequence[str] = ()) -> Any:
-    """``model`` (an FP32 ``onnx.ModelProto``) in FP16, keeping FP32 inputs, outputs and the nodes named in ``keep_fp32``."""
+    """``model`` (an FP32 ``onnx.ModelProto``) in FP16, keeping FP32 inputs, outputs and the nodes
+    named in ``keep_fp32``."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     names = {node.name for node in model.graph.node}
     unknown = sorted(set(keep_fp32) - names)
     if unknown:
-        raise ExportError(f"cannot keep {', '.join(unknown[:3])} in FP32: the ONNX graph has no node of that name; "
-                          "use the layer names deploybench triage prints")
+        raise ExportError(
+            f"cannot keep {', '.join(unknown[:3])} in FP32: the ONNX graph has no node of that name; "
+            "use the layer names deploybench triage prints"
+        )
     # Shape inference runs on a copy; the converter would otherwise rewrite the caller's graph.
     converted = convert_float_to_float16(copy.deepcopy(model), keep_io_types=True, node_block_list=list(keep_fp32))
     _sort_topologically(converted.graph)  # the converter appends its Casts at the end

@@ -9,7 +9,7 @@ from typing import Any
 
 from deploybench.calibration import calibration_samples
 from deploybench.errors import ExportError, UnsupportedError
-from deploybench.exporters.base import ExportOptions, Exporter, artifact_batch, example_inputs, trace_batch
+from deploybench.exporters.base import Exporter, ExportOptions, artifact_batch, example_inputs, trace_batch
 from deploybench.models import ModelSpec
 
 
@@ -36,8 +36,12 @@ class OpenVinoExporter(Exporter):
             ov_model = ov.convert_model(model.build(), example_input=example_inputs(model, trace_batch(options)))
         batch = artifact_batch(model, options)
         low, high = (batch.min, batch.max) if batch.dynamic else (batch.opt,) * 2
-        ov_model.reshape({port: ov.PartialShape([ov.Dimension(low, high), *spec.shape])
-                          for port, spec in zip(ov_model.inputs, model.inputs)})
+        ov_model.reshape(
+            {
+                port: ov.PartialShape([ov.Dimension(low, high), *spec.shape])
+                for port, spec in zip(ov_model.inputs, model.inputs)
+            }
+        )
         for port, spec in zip(ov_model.inputs, model.inputs):
             port.get_tensor().set_names({spec.name})
         extra: dict[str, Any] = {}
@@ -58,8 +62,10 @@ def quantize_int8(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tu
     import nncf
 
     if model.extra_inputs:
-        raise UnsupportedError(f"INT8 calibration feeds one image input and {model.name} has {len(model.inputs)} "
-                               "inputs; quantize it yourself and pass the quantized file, or use fp32/fp16")
+        raise UnsupportedError(
+            f"INT8 calibration feeds one image input and {model.name} has {len(model.inputs)} "
+            "inputs; quantize it yourself and pass the quantized file, or use fp32/fp16"
+        )
     samples, origin = calibration_samples(model, options)
     dataset = nncf.Dataset([sample[None] for sample in samples])
     patterns: list[str] = []
@@ -70,8 +76,10 @@ def quantize_int8(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tu
     names = list(options.keep_fp32)
     unknown = sorted(set(names) - {op.get_friendly_name() for op in ov_model.get_ops()})
     if unknown:  # checked here, as NNCF's own check would also reject the float scope's unmatched patterns
-        raise ExportError(f"--keep-fp32 names {', '.join(unknown)}, which {model.name}'s OpenVINO graph does not "
-                          "have; use the layer names deploybench triage prints")
+        raise ExportError(
+            f"--keep-fp32 names {', '.join(unknown)}, which {model.name}'s OpenVINO graph does not "
+            "have; use the layer names deploybench triage prints"
+        )
     ignored = None
     if names or patterns or types:
         # The float scope is written for a family of models, so parts of it may match nothing
@@ -81,5 +89,10 @@ def quantize_int8(ov_model: Any, model: ModelSpec, options: ExportOptions) -> tu
     with contextlib.redirect_stdout(sys.stderr):
         quantized = nncf.quantize(ov_model, dataset, subset_size=len(samples), ignored_scope=ignored)
     kept = {"patterns": patterns, "types": types} if (patterns or types) else None
-    return quantized, {"calibration": origin, "calibration_samples": len(samples), "quantizer": "nncf",
-                       "kept_in_float": kept, "kept_fp32": names}
+    return quantized, {
+        "calibration": origin,
+        "calibration_samples": len(samples),
+        "quantizer": "nncf",
+        "kept_in_float": kept,
+        "kept_fp32": names,
+    }

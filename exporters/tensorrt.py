@@ -22,7 +22,7 @@ from deploybench.artifact import write_bytes_atomic
 from deploybench.calibration import calibration_samples
 from deploybench.env import has_cuda
 from deploybench.errors import ExportError, UnsupportedError
-from deploybench.exporters.base import ExportOptions, Exporter, artifact_batch
+from deploybench.exporters.base import Exporter, ExportOptions, artifact_batch
 from deploybench.models import ModelSpec
 from deploybench.runtimes.tensorrt import PRECISIONS, compute_capability, engine_fingerprint, import_tensorrt
 
@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 # Builder flags per precision. INT8 also allows FP16 so that layers without an INT8 kernel
 # fall back to FP16 rather than FP32 (as trtexec --int8 --fp16 and Ultralytics do).
 PRECISION_FLAGS: dict[str, tuple[str, ...]] = {
-    "fp32": (), "tf32": ("TF32",), "fp16": ("FP16",), "bf16": ("BF16",), "int8": ("INT8", "FP16"),
+    "fp32": (),
+    "tf32": ("TF32",),
+    "fp16": ("FP16",),
+    "bf16": ("BF16",),
+    "int8": ("INT8", "FP16"),
 }
 assert tuple(PRECISION_FLAGS) == PRECISIONS  # the exporter and the runtime agree on precisions
 TIMING_CACHE_NAME = "tensorrt-timing.cache"
@@ -55,8 +59,10 @@ class TensorRTExporter(Exporter):
     def validate(self, model: ModelSpec, options: ExportOptions) -> None:
         super().validate(model, options)
         if not has_cuda():
-            raise UnsupportedError("TensorRT builds engines on the GPU that will run them and torch sees no CUDA "
-                                   "GPU here; export on a machine with an NVIDIA GPU and driver")
+            raise UnsupportedError(
+                "TensorRT builds engines on the GPU that will run them and torch sees no CUDA "
+                "GPU here; export on a machine with an NVIDIA GPU and driver"
+            )
         builder_flags(import_tensorrt(), options.precision)  # refuse what this TensorRT cannot build, before any work
 
     def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
@@ -98,20 +104,25 @@ def builder_flags(trt: Any, precision: str) -> list[Any]:
     """The ``trt.BuilderFlag`` members for ``precision``, or why this TensorRT cannot build it."""
     names = PRECISION_FLAGS[precision]
     if precision == "int8" and not hasattr(trt, "IInt8EntropyCalibrator2"):
-        raise UnsupportedError(f"TensorRT {trt.__version__} has removed implicit INT8 calibration "
-                               "(IInt8EntropyCalibrator2, deprecated since 10.1); it needs explicitly quantized "
-                               "(Q/DQ) ONNX graphs, which deploybench does not make yet: install tensorrt 10 "
-                               "(pip install 'tensorrt>=10,<11') for --precision int8")
+        raise UnsupportedError(
+            f"TensorRT {trt.__version__} has removed implicit INT8 calibration "
+            "(IInt8EntropyCalibrator2, deprecated since 10.1); it needs explicitly quantized "
+            "(Q/DQ) ONNX graphs, which deploybench does not make yet: install tensorrt 10 "
+            "(pip install 'tensorrt>=10,<11') for --precision int8"
+        )
     missing = [name for name in names if not hasattr(trt.BuilderFlag, name)]
     if missing:
-        raise UnsupportedError(f"TensorRT {trt.__version__} has no BuilderFlag.{missing[0]} (TensorRT 11 builds "
-                               f"strongly typed networks only); build {precision} engines with TensorRT 10 "
-                               "(pip install 'tensorrt>=10,<11') or use --precision fp32")
+        raise UnsupportedError(
+            f"TensorRT {trt.__version__} has no BuilderFlag.{missing[0]} (TensorRT 11 builds "
+            f"strongly typed networks only); build {precision} engines with TensorRT 10 "
+            "(pip install 'tensorrt>=10,<11') or use --precision fp32"
+        )
     return [getattr(trt.BuilderFlag, name) for name in names]
 
 
-def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOptions,
-                 cache_file: Path) -> tuple[memoryview, dict[str, Any]]:
+def build_engine(
+    trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOptions, cache_file: Path
+) -> tuple[memoryview, dict[str, Any]]:
     """Parse ``onnx_file``, configure the builder from ``options``, build; returns the plan and manifest extras."""
     logger = _python_logger(trt)  # must outlive the builder, network and parser
     builder = trt.Builder(logger)
@@ -119,11 +130,14 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_file)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ExportError(f"TensorRT could not parse the ONNX graph of {model.name}: "
-                          f"{errors[0] if errors else 'no detail given'}")
+        raise ExportError(
+            f"TensorRT could not parse the ONNX graph of {model.name}: {errors[0] if errors else 'no detail given'}"
+        )
     if network.num_inputs != 1:
-        raise ExportError(f"{model.name}'s ONNX graph has {network.num_inputs} inputs; deploybench builds "
-                          "engines for models with one image input")
+        raise ExportError(
+            f"{model.name}'s ONNX graph has {network.num_inputs} inputs; deploybench builds "
+            "engines for models with one image input"
+        )
     input_name = network.get_input(0).name
 
     config = builder.create_builder_config()
@@ -140,7 +154,8 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
     profile.set_shape(input_name, min=(batch.min, *chw), opt=(batch.opt, *chw), max=(batch.max, *chw))
     config.add_optimization_profile(profile)
     info: dict[str, Any] = {
-        "builder_flags": list(PRECISION_FLAGS[options.precision]), "tf32_allowed": tf32,
+        "builder_flags": list(PRECISION_FLAGS[options.precision]),
+        "tf32_allowed": tf32,
         "workspace_gb": options.workspace_gb,
         "profile": {"input": input_name, "min": batch.min, "opt": batch.opt, "max": batch.max},
     }
@@ -160,8 +175,10 @@ def build_engine(trt: Any, onnx_file: Path, model: ModelSpec, options: ExportOpt
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         detail = logger.errors[-1] if logger.errors else "see the TensorRT log (run with -v)"
-        raise ExportError(f"TensorRT could not build the {options.precision} engine for {model.name}: {detail}; "
-                          "if it mentions memory, raise --workspace-gb")
+        raise ExportError(
+            f"TensorRT could not build the {options.precision} engine for {model.name}: {detail}; "
+            "if it mentions memory, raise --workspace-gb"
+        )
     _save_timing_cache(config, cache_file)
     info["timing_cache"] = str(cache_file)
     return memoryview(plan), info  # no copy: engines of large models are hundreds of MB
@@ -179,8 +196,10 @@ def keep_layers_fp32(trt: Any, network: Any, config: Any, names: tuple[str, ...]
             kept.append(layer.name)
     missing = sorted(wanted - set(kept))
     if missing:
-        raise ExportError(f"cannot keep {', '.join(missing[:3])} in FP32: the TensorRT network has no layer of that "
-                          "name; use the layer names deploybench triage prints")
+        raise ExportError(
+            f"cannot keep {', '.join(missing[:3])} in FP32: the TensorRT network has no layer of that "
+            "name; use the layer names deploybench triage prints"
+        )
     # Without this flag TensorRT treats layer precisions as hints and may still pick FP16/INT8.
     config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     return kept
@@ -188,9 +207,13 @@ def keep_layers_fp32(trt: Any, network: Any, config: Any, names: tuple[str, ...]
 
 def _python_logger(trt: Any) -> Any:
     """A ``trt.ILogger`` that forwards to Python logging and keeps the errors for the exception message."""
-    levels = {trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL, trt.ILogger.Severity.ERROR: logging.ERROR,
-              trt.ILogger.Severity.WARNING: logging.WARNING, trt.ILogger.Severity.INFO: logging.INFO,
-              trt.ILogger.Severity.VERBOSE: logging.DEBUG}
+    levels = {
+        trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL,
+        trt.ILogger.Severity.ERROR: logging.ERROR,
+        trt.ILogger.Severity.WARNING: logging.WARNING,
+        trt.ILogger.Severity.INFO: logging.INFO,
+        trt.ILogger.Severity.VERBOSE: logging.DEBUG,
+    }
 
     class PythonLogger(trt.ILogger):
         def __init__(self) -> None:
@@ -232,7 +255,7 @@ def _entropy_calibrator(trt: Any, samples: np.ndarray, batch: int) -> Any:
         def get_batch(self, names: list[str]) -> list[int] | None:
             if self._next >= usable:
                 return None  # no more batches: calibration ends
-            self._device.copy_(torch.from_numpy(samples[self._next:self._next + batch]))
+            self._device.copy_(torch.from_numpy(samples[self._next : self._next + batch]))
             torch.cuda.synchronize()  # TensorRT reads the buffer on its own stream
             self._next += batch
             return [int(self._device.data_ptr())]
@@ -276,4 +299,3 @@ def _save_timing_cache(config: Any, path: Path) -> None:
         write_bytes_atomic(path, memoryview(cache.serialize()))
     except OSError as exc:
         log.warning("cannot save TensorRT timing cache to %s (%s)", path, exc.strerror)
-

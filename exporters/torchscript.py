@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from deploybench.exporters.base import ExportOptions, Exporter, example_inputs
+from deploybench.exporters.base import Exporter, ExportOptions, example_inputs
 from deploybench.models import ModelSpec
 from deploybench.torch_utils import module_for, torch_dtype
 

@@ -21,6 +21,8 @@ class AotiRuntime(TorchRuntimeBase):
         import torch._inductor
 
         if artifact.device != self.options.device:  # the package holds kernels for one device
-            raise RuntimeLoadError(f"{artifact.file.name} was compiled for {artifact.device}, not "
-                                   f"{self.options.device}; export it with --device {self.options.device}")
+            raise RuntimeLoadError(
+                f"{artifact.file.name} was compiled for {artifact.device}, not "
+                f"{self.options.device}; export it with --device {self.options.device}"
+            )
         return torch._inductor.aoti_load_package(str(artifact.file))

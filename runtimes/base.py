@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,8 +38,12 @@ def physical_cores(cpus: set[int] | None = None, sysfs: Path = Path("/sys/device
     for cpu in cpus:
         topology = sysfs / f"cpu{cpu}" / "topology"
         try:
-            cores.add((topology.joinpath("physical_package_id").read_text().strip(),
-                       topology.joinpath("core_id").read_text().strip()))
+            cores.add(
+                (
+                    topology.joinpath("physical_package_id").read_text().strip(),
+                    topology.joinpath("core_id").read_text().strip(),
+                )
+            )
         except OSError:
             cores.add(("cpu", str(cpu)))
     return max(len(cores), 1)
@@ -112,7 +117,7 @@ class Runtime(ABC):
             return f"{precision} is a CUDA precision; {cls.name} on {device} runs {precision} as fp32, so use fp32"
         return None
 
-    def load(self, artifact: Artifact) -> "Runtime":
+    def load(self, artifact: Artifact) -> Runtime:
         registry.runtimes.require(self.name)
         reason = self.supports(artifact.format, self.options.device, self.options.precision)
         if reason:
@@ -130,7 +135,7 @@ class Runtime(ABC):
             self._unload()
             self._loaded = False
 
-    def __enter__(self) -> "Runtime":
+    def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -151,8 +156,9 @@ class Runtime(ABC):
         """The CUDA stream the runtime launches on, for event timing; None when unseen or on CPU."""
         return None
 
-    def cross_check(self, input_shape: tuple[int, ...], median_ms: float,
-                    device_median_ms: float | None) -> dict[str, Any] | None:
+    def cross_check(
+        self, input_shape: tuple[int, ...], median_ms: float, device_median_ms: float | None
+    ) -> dict[str, Any] | None:
         """The runtime's own benchmark tool on the same artifact and shape, after unloading (e.g. trtexec).
 
         Returns the tool's figures and the ratio of medians for the row's info; None where the

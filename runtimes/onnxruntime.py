@@ -2,8 +2,9 @@
 
 Inputs are fed in the dtype the graph declares (a graph with float16 inputs takes float16;
 deploybench's own FP16 export keeps float32 I/O), converted when the batch is prepared,
-outside the timed region, as a deployment feeding that graph would. The CUDA provider is created with ``use_tf32`` set from the precision, so fp32 means
-IEEE fp32 on Ampere and later GPUs and ``tf32`` is a precision of its own.
+outside the timed region, as a deployment feeding that graph would. The CUDA provider is
+created with ``use_tf32`` set from the precision, so fp32 means IEEE fp32 on Ampere and
+later GPUs and ``tf32`` is a precision of its own.
 
 The graph keeps its dynamic batch axis: fixing it at session creation
 (``add_free_dimension_override_by_name``) measured no faster on the CPU (see README), so
@@ -26,11 +27,22 @@ from deploybench.errors import RuntimeLoadError, UnsupportedError, first_line
 from deploybench.runtimes.base import Runtime, RuntimeOptions
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+GRAPH_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 # ONNX tensor type strings (as InferenceSession reports them) -> the numpy dtype to feed.
-FEED_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-               "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+FEED_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
 
 
 def provider_config(options: RuntimeOptions, available: list[str], artifact: Artifact | None = None) -> list[Any]:
@@ -40,8 +52,10 @@ def provider_config(options: RuntimeOptions, available: list[str], artifact: Art
     if wanted is None:
         raise UnsupportedError(f"unknown execution provider {options.provider!r}; choose from {', '.join(PROVIDERS)}")
     if wanted not in available:
-        raise UnsupportedError(f"ONNX Runtime here offers {', '.join(available)}, not {wanted}; "
-                               "install onnxruntime-gpu (pip install 'deploybench[gpu]') for CUDA and TensorRT")
+        raise UnsupportedError(
+            f"ONNX Runtime here offers {', '.join(available)}, not {wanted}; "
+            "install onnxruntime-gpu (pip install 'deploybench[gpu]') for CUDA and TensorRT"
+        )
     return provider_chain(wanted, options, artifact)
 
 
@@ -61,23 +75,31 @@ class OnnxRuntime(Runtime):
 
         threads, level = self.options.resolved_threads(), self.options.graph_optimization
         if self.options.cuda_graphs and not (self.options.device == "cuda" and self.options.io_binding):
-            raise UnsupportedError("CUDA graphs need --device cuda with IOBinding (the graph replays fixed device "
-                                   "buffers); drop --cuda-graphs or run on cuda")
+            raise UnsupportedError(
+                "CUDA graphs need --device cuda with IOBinding (the graph replays fixed device "
+                "buffers); drop --cuda-graphs or run on cuda"
+            )
         if self.options.cuda_graphs and PROVIDERS.get(self.options.provider or "") == "TensorrtExecutionProvider":
-            raise UnsupportedError("--cuda-graphs captures the CUDA provider's graph, and with --ort-provider tensorrt "
-                                   "TensorRT runs the nodes; drop one of the two")
+            raise UnsupportedError(
+                "--cuda-graphs captures the CUDA provider's graph, and with --ort-provider tensorrt "
+                "TensorRT runs the nodes; drop one of the two"
+            )
         session_options = self._session_options(ort, artifact)
         providers = provider_config(self.options, ort.get_available_providers(), artifact)
         self._placement_pending = self._profile_placement(session_options)
         try:
             self._session = ort.InferenceSession(str(artifact.file), session_options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
-            raise RuntimeLoadError(f"{artifact.file.name} could not be loaded by ONNX Runtime ({first_line(exc)}); export it again") from exc
+            raise RuntimeLoadError(
+                f"{artifact.file.name} could not be loaded by ONNX Runtime ({first_line(exc)}); export it again"
+            ) from exc
         graph_inputs = self._session.get_inputs()
         for graph_input in graph_inputs:
             if graph_input.type not in FEED_DTYPES:
-                raise RuntimeLoadError(f"input {graph_input.name!r} has type {graph_input.type}, which deploybench "
-                                       f"cannot feed; supported: {', '.join(FEED_DTYPES)}")
+                raise RuntimeLoadError(
+                    f"input {graph_input.name!r} has type {graph_input.type}, which deploybench "
+                    f"cannot feed; supported: {', '.join(FEED_DTYPES)}"
+                )
         self._inputs = [i.name for i in graph_inputs]
         self._feed_dtypes = [FEED_DTYPES[i.type] for i in graph_inputs]
         self._output_names = [o.name for o in self._session.get_outputs()]
@@ -85,25 +107,40 @@ class OnnxRuntime(Runtime):
         self._result: list[np.ndarray] = []
         precision = "tf32" if self.options.precision == "tf32" else artifact.precision
         batch_axis = graph_inputs[0].shape[0] if graph_inputs[0].shape else None
-        self.info.update(threads=threads, graph_optimization=level, providers=self._session.get_providers(),
-                         provider_options={name: opts for name, opts in self._session.get_provider_options().items()
-                                           if name != "CPUExecutionProvider"},
-                         precision_used=precision, input_dtype=np.dtype(self._feed_dtypes[0]).name,
-                         batch_shape="static" if isinstance(batch_axis, int) else "dynamic",
-                         io_binding=self._on_device, onnxruntime=ort.__version__)
+        self.info.update(
+            threads=threads,
+            graph_optimization=level,
+            providers=self._session.get_providers(),
+            provider_options={
+                name: opts
+                for name, opts in self._session.get_provider_options().items()
+                if name != "CPUExecutionProvider"
+            },
+            precision_used=precision,
+            input_dtype=np.dtype(self._feed_dtypes[0]).name,
+            batch_shape="static" if isinstance(batch_axis, int) else "dynamic",
+            io_binding=self._on_device,
+            onnxruntime=ort.__version__,
+        )
         if self._on_device:
             self._binding = self._session.io_binding()
             self.timed_region = "CUDA: IOBinding with inputs and outputs in device memory; run_with_iobinding"
         elif self.options.device != "cpu":  # the provider copies host arrays in and out on every run
-            self.timed_region = f"{self.options.device.upper()}: session.run on host arrays, copied to the device and back"
+            self.timed_region = (
+                f"{self.options.device.upper()}: session.run on host arrays, copied to the device and back"
+            )
         self._graph = None
         if self._on_device and self.options.cuda_graphs:
             if len(self._inputs) != 1:
-                raise UnsupportedError(f"CUDA graphs here replay one input and {artifact.file.name} takes "
-                                       f"{len(self._inputs)}; run without --cuda-graphs")
+                raise UnsupportedError(
+                    f"CUDA graphs here replay one input and {artifact.file.name} takes "
+                    f"{len(self._inputs)}; run without --cuda-graphs"
+                )
             self._graph = GraphBuffers(ort, self._session, self._binding)
-            self.timed_region = ("CUDA graph replay: inputs copied into fixed device buffers outside the timed "
-                                 "region, outputs left in device memory; run_with_iobinding")
+            self.timed_region = (
+                "CUDA graph replay: inputs copied into fixed device buffers outside the timed "
+                "region, outputs left in device memory; run_with_iobinding"
+            )
         self.info["cuda_graphs"] = self._graph is not None
 
     def _profile_placement(self, session_options: Any) -> bool:
@@ -146,8 +183,9 @@ class OnnxRuntime(Runtime):
     def prepare(self, batch: Batch) -> Any:
         parts = arrays(batch)
         if len(parts) != len(self._inputs):
-            raise UnsupportedError(f"the model takes {len(self._inputs)} inputs ({', '.join(self._inputs)}), "
-                                   f"and {len(parts)} were given")
+            raise UnsupportedError(
+                f"the model takes {len(self._inputs)} inputs ({', '.join(self._inputs)}), and {len(parts)} were given"
+            )
         host = [np.ascontiguousarray(part, dtype=dtype) for part, dtype in zip(parts, self._feed_dtypes)]
         if not self._on_device:
             feeds = dict(zip(self._inputs, host))
@@ -299,8 +337,10 @@ def fixed_output_shape(name: str, dims: list[Any], batch: int) -> tuple[int, ...
         elif index == 0:
             shape.append(batch)
         else:
-            raise UnsupportedError(f"output {name!r} has the dynamic dimension {dim!r}; CUDA graphs replay into "
-                                   "buffers allocated before the first run: run without --cuda-graphs")
+            raise UnsupportedError(
+                f"output {name!r} has the dynamic dimension {dim!r}; CUDA graphs replay into "
+                "buffers allocated before the first run: run without --cuda-graphs"
+            )
     return tuple(shape)
 
 
@@ -323,8 +363,10 @@ class GraphBuffers:
         if self.input is None:
             self._allocate(batch)
         elif tuple(self.input.shape()) != batch.shape:
-            raise UnsupportedError(f"a captured CUDA graph replays shape {tuple(self.input.shape())}, not "
-                                   f"{batch.shape}; measure each batch size in its own session")
+            raise UnsupportedError(
+                f"a captured CUDA graph replays shape {tuple(self.input.shape())}, not "
+                f"{batch.shape}; measure each batch size in its own session"
+            )
         else:
             self.input.update_inplace(batch)
         return self.input
@@ -336,8 +378,10 @@ class GraphBuffers:
         for output in self._session.get_outputs():
             dtype = ORT_DTYPES.get(output.type)
             if dtype is None:
-                raise UnsupportedError(f"output {output.name!r} has type {output.type}, which deploybench cannot "
-                                       "allocate for a CUDA graph; run without --cuda-graphs")
+                raise UnsupportedError(
+                    f"output {output.name!r} has type {output.type}, which deploybench cannot "
+                    "allocate for a CUDA graph; run without --cuda-graphs"
+                )
             shape = fixed_output_shape(output.name, list(output.shape), batch.shape[0])
             value = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cuda", self._device_id)
             binding.bind_ortvalue_output(output.name, value)

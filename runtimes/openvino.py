@@ -13,7 +13,8 @@ its label says both.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,10 @@ class OpenVinoRuntime(ConcurrentRuntime):
     precisions = tuple(COMPUTE_HINTS)
     requires = ("openvino",)
     extra = "openvino"
-    timed_region = ("host tensors shared with the infer request(s); latency: infer(); throughput: "
-                    "every request of an AsyncInferQueue kept busy, each timed from start_async to its callback")
+    timed_region = (
+        "host tensors shared with the infer request(s); latency: infer(); throughput: "
+        "every request of an AsyncInferQueue kept busy, each timed from start_async to its callback"
+    )
 
     def _load(self, artifact: Artifact) -> None:
         import openvino as ov
@@ -64,7 +67,9 @@ class OpenVinoRuntime(ConcurrentRuntime):
         try:
             self._model = self._core.read_model(str(artifact.file))
         except Exception as exc:  # a truncated or foreign IR
-            raise RuntimeLoadError(f"{artifact.file.name} is not a readable OpenVINO IR ({first_line(exc)}); export it again") from exc
+            raise RuntimeLoadError(
+                f"{artifact.file.name} is not a readable OpenVINO IR ({first_line(exc)}); export it again"
+            ) from exc
         self._threads = self.options.resolved_threads()
         self._compiled: dict[tuple[str, int], tuple[Any, int]] = {}
         self._request: Any = None
@@ -78,8 +83,9 @@ class OpenVinoRuntime(ConcurrentRuntime):
         import openvino as ov
 
         model = self._model.clone()
-        model.reshape({port: ov.PartialShape([ov.Dimension(batch), *list(port.get_partial_shape())[1:]])
-                       for port in model.inputs})  # every input shares the leading batch axis
+        model.reshape(
+            {port: ov.PartialShape([ov.Dimension(batch), *list(port.get_partial_shape())[1:]]) for port in model.inputs}
+        )  # every input shares the leading batch axis
         return model
 
     def compile(self, mode: str, batch: int) -> tuple[Any, int]:
@@ -92,7 +98,9 @@ class OpenVinoRuntime(ConcurrentRuntime):
         import openvino.properties.hint as hints
 
         config: dict[Any, Any] = {
-            hints.performance_mode: hints.PerformanceMode.LATENCY if mode == "latency" else hints.PerformanceMode.THROUGHPUT,
+            hints.performance_mode: hints.PerformanceMode.LATENCY
+            if mode == "latency"
+            else hints.PerformanceMode.THROUGHPUT,
         }
         if self._device == "CPU":
             config[props.inference_num_threads] = self._threads
@@ -104,10 +112,16 @@ class OpenVinoRuntime(ConcurrentRuntime):
         compute = TYPE_NAMES.get(used, used)
         weights = self.artifact.precision if self.artifact is not None else "fp32"
         requests = 1 if mode == "latency" else int(compiled.get_property(props.optimal_number_of_infer_requests))
-        self.info.update(mode=mode, precision_used=precision_label(weights, compute), float_compute=compute,
-                         weights=weights, infer_requests=requests, streams=int(compiled.get_property(props.num_streams)),
-                         batch_shape="dynamic" if self.options.dynamic_batch else "static",
-                         compiled_input_shape=str(compiled.inputs[0].get_partial_shape()))
+        self.info.update(
+            mode=mode,
+            precision_used=precision_label(weights, compute),
+            float_compute=compute,
+            weights=weights,
+            infer_requests=requests,
+            streams=int(compiled.get_property(props.num_streams)),
+            batch_shape="dynamic" if self.options.dynamic_batch else "static",
+            compiled_input_shape=str(compiled.inputs[0].get_partial_shape()),
+        )
         self._compiled[key] = (compiled, requests)
         return self._compiled[key]
 
@@ -156,5 +170,6 @@ class OpenVinoRuntime(ConcurrentRuntime):
 
     def outputs(self) -> list[np.ndarray]:
         request = self._request
-        return [np.array(request.get_output_tensor(i).data, dtype=np.float32)
-                for i in range(len(request.model_outputs))]
+        return [
+            np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in range(len(request.model_outputs))
+        ]

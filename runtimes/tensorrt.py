@@ -19,8 +19,16 @@ from deploybench.runtimes.base import Runtime
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 # TensorRT DataType member name -> torch dtype name, for the IO tensors deploybench allocates.
-TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8",
-                "INT32": "int32", "INT64": "int64", "BOOL": "bool"}
+TORCH_DTYPES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+}
 # Manifest keys an engine is bound to, and how to name them in messages.
 ENGINE_BINDINGS = {"tensorrt": "TensorRT", "compute_capability": "GPU compute capability"}
 
@@ -30,8 +38,10 @@ def import_tensorrt() -> Any:
     try:
         import tensorrt
     except (ImportError, OSError) as exc:  # e.g. libnvinfer missing or built for another CUDA
-        raise UnsupportedError(f"tensorrt is installed but does not import ({exc}); reinstall it for this "
-                               "machine's CUDA: pip install --force-reinstall 'deploybench[tensorrt]'") from exc
+        raise UnsupportedError(
+            f"tensorrt is installed but does not import ({exc}); reinstall it for this "
+            "machine's CUDA: pip install --force-reinstall 'deploybench[tensorrt]'"
+        ) from exc
     return tensorrt
 
 
@@ -49,8 +59,11 @@ def engine_fingerprint() -> dict[str, Any]:
     """What a TensorRT engine is tied to on this machine (recorded at build, checked at load)."""
     import torch
 
-    return {"tensorrt": import_tensorrt().__version__, "compute_capability": compute_capability(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return {
+        "tensorrt": import_tensorrt().__version__,
+        "compute_capability": compute_capability(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
 
 
 def foreign_engine_problem(manifest: dict[str, Any], here: dict[str, Any]) -> str | None:
@@ -58,9 +71,11 @@ def foreign_engine_problem(manifest: dict[str, Any], here: dict[str, Any]) -> st
     for key, what in ENGINE_BINDINGS.items():
         built = manifest.get(key)
         if built is not None and built != here.get(key):
-            return (f"was built with {what} {built} and this machine has {here.get(key)}; TensorRT engines do not "
-                    "move between TensorRT versions or GPU architectures: rebuild it here "
-                    "(deploybench export MODEL --to trt --device cuda --force)")
+            return (
+                f"was built with {what} {built} and this machine has {here.get(key)}; TensorRT engines do not "
+                "move between TensorRT versions or GPU architectures: rebuild it here "
+                "(deploybench export MODEL --to trt --device cuda --force)"
+            )
     return None
 
 
@@ -80,16 +95,20 @@ class TensorRTRuntime(Runtime):
     precisions = PRECISIONS
     requires = ("tensorrt", "torch")
     extra = "tensorrt"
-    timed_region = ("device-resident inputs and outputs (torch CUDA tensors); "
-                    "execute_async_v3 on a dedicated CUDA stream + stream synchronize")
+    timed_region = (
+        "device-resident inputs and outputs (torch CUDA tensors); "
+        "execute_async_v3 on a dedicated CUDA stream + stream synchronize"
+    )
 
     def _load(self, artifact: Artifact) -> None:
         import torch
 
         trt = import_tensorrt()
         if not torch.cuda.is_available():
-            raise RuntimeLoadError("TensorRT runs engines on a CUDA GPU and torch sees none here; "
-                                   "run on a machine with an NVIDIA GPU and driver")
+            raise RuntimeLoadError(
+                "TensorRT runs engines on a CUDA GPU and torch sees none here; "
+                "run on a machine with an NVIDIA GPU and driver"
+            )
         here = engine_fingerprint()
         problem = foreign_engine_problem(artifact.manifest, here)
         if problem:
@@ -102,25 +121,32 @@ class TensorRTRuntime(Runtime):
         self._trt_runtime = trt.Runtime(self._logger)
         self._engine = self._trt_runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
-            raise RuntimeLoadError(f"TensorRT {trt.__version__} could not deserialize {artifact.file.name} "
-                                   "(see its message above); rebuild it with --force")
+            raise RuntimeLoadError(
+                f"TensorRT {trt.__version__} could not deserialize {artifact.file.name} "
+                "(see its message above); rebuild it with --force"
+            )
         self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise RuntimeLoadError(f"TensorRT could not create an execution context for {artifact.file.name}; "
-                                   "the GPU may be out of memory")
+            raise RuntimeLoadError(
+                f"TensorRT could not create an execution context for {artifact.file.name}; the GPU may be out of memory"
+            )
         self._trt_bytes = max(free_before - torch.cuda.mem_get_info()[0], _activation_bytes(self._engine))
         self._stream = torch.cuda.Stream()
         self._bound: _Bindings | None = None
         self._describe_io(trt, torch)
         # What the builder was allowed to use (INT8 engines also allow FP16 for layers without INT8 kernels).
         flags = [flag.lower() for flag in artifact.manifest.get("builder_flags") or ()]
-        self.info.update(tensorrt=trt.__version__, precision_used="+".join(flags) or "fp32",
-                         builder_flags=artifact.manifest.get("builder_flags"),
-                         profile_batch=dict(zip(("min", "opt", "max"), self._batch_range)),
-                         batch_shape="static" if self._batch_range[0] == self._batch_range[2] else "dynamic",
-                         engine_device_mb=round(self._trt_bytes / 2**20, 1),
-                         compute_capability=here["compute_capability"], gpu=here["gpu"],
-                         stream="dedicated torch.cuda.Stream")
+        self.info.update(
+            tensorrt=trt.__version__,
+            precision_used="+".join(flags) or "fp32",
+            builder_flags=artifact.manifest.get("builder_flags"),
+            profile_batch=dict(zip(("min", "opt", "max"), self._batch_range)),
+            batch_shape="static" if self._batch_range[0] == self._batch_range[2] else "dynamic",
+            engine_device_mb=round(self._trt_bytes / 2**20, 1),
+            compute_capability=here["compute_capability"],
+            gpu=here["gpu"],
+            stream="dedicated torch.cuda.Stream",
+        )
 
     def _describe_io(self, trt: Any, torch: Any) -> None:
         """Input/output names, their torch dtypes, and the batch range of optimisation profile 0."""
@@ -128,16 +154,20 @@ class TensorRTRuntime(Runtime):
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         if len(inputs) != 1:
-            raise RuntimeLoadError(f"the engine has {len(inputs)} inputs ({', '.join(inputs)}); "
-                                   "deploybench feeds models with one image input")
+            raise RuntimeLoadError(
+                f"the engine has {len(inputs)} inputs ({', '.join(inputs)}); "
+                "deploybench feeds models with one image input"
+            )
         self._input = inputs[0]
         self._outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._dtypes = {}
         for name in names:
             kind = engine.get_tensor_dtype(name).name
             if kind not in TORCH_DTYPES:
-                raise RuntimeLoadError(f"tensor {name!r} has TensorRT type {kind}, which deploybench cannot "
-                                       f"allocate; supported: {', '.join(TORCH_DTYPES)}")
+                raise RuntimeLoadError(
+                    f"tensor {name!r} has TensorRT type {kind}, which deploybench cannot "
+                    f"allocate; supported: {', '.join(TORCH_DTYPES)}"
+                )
             self._dtypes[name] = getattr(torch, TORCH_DTYPES[kind])
         low, opt, high = engine.get_tensor_profile_shape(self._input, 0)
         self._batch_range = (int(low[0]), int(opt[0]), int(high[0]))
@@ -154,8 +184,10 @@ class TensorRTRuntime(Runtime):
 
         low, _, high = self._batch_range
         if not low <= batch.shape[0] <= high:
-            raise UnsupportedError(f"this engine accepts batch {low} to {high}, not {batch.shape[0]}; "
-                                   f"export it again with --batch covering {batch.shape[0]}")
+            raise UnsupportedError(
+                f"this engine accepts batch {low} to {high}, not {batch.shape[0]}; "
+                f"export it again with --batch covering {batch.shape[0]}"
+            )
         # Copy and allocate on the engine's stream, so the copy is ordered before execution
         # and torch's caching allocator ties the blocks to that stream.
         with torch.cuda.stream(self._stream):
@@ -167,8 +199,10 @@ class TensorRTRuntime(Runtime):
             for name in self._outputs:
                 shape = tuple(self._context.get_tensor_shape(name))
                 if any(dim < 0 for dim in shape):
-                    raise UnsupportedError(f"output {name!r} has a data-dependent shape {shape}; "
-                                           "deploybench allocates outputs before running")
+                    raise UnsupportedError(
+                        f"output {name!r} has a data-dependent shape {shape}; "
+                        "deploybench allocates outputs before running"
+                    )
                 outputs.append(torch.empty(shape, dtype=self._dtypes[name], device="cuda"))
         bindings = _Bindings(device_input, outputs)
         self._bind(bindings)
@@ -199,8 +233,9 @@ class TensorRTRuntime(Runtime):
         self._stream.synchronize()  # the copies below run on the default stream
         return [tensor.float().cpu().numpy() for tensor in self._bound.outputs]
 
-    def cross_check(self, input_shape: tuple[int, ...], median_ms: float,
-                    device_median_ms: float | None) -> dict[str, Any] | None:
+    def cross_check(
+        self, input_shape: tuple[int, ...], median_ms: float, device_median_ms: float | None
+    ) -> dict[str, Any] | None:
         """``trtexec --loadEngine`` on this engine at this shape, where trtexec is on PATH."""
         from deploybench.trtexec import cross_check
 

@@ -12,7 +12,6 @@ from deploybench.errors import RuntimeLoadError, first_line
 from deploybench.runtimes.base import Runtime
 from deploybench.torch_utils import set_tf32, synchronize, tf32_enabled, to_numpy, torch_dtype
 
-
 # What one timed iteration holds, by device. On the CPU there is nothing to transfer or
 # synchronize, and saying so would claim work that was never done.
 TIMED_REGIONS = {
@@ -32,7 +31,9 @@ class TorchRuntimeBase(Runtime):
     def _load(self, artifact: Artifact) -> None:
         import torch
 
-        self.timed_region = TIMED_REGIONS["cuda" if self.options.device.startswith("cuda") else "cpu"].format(call=self.call)
+        self.timed_region = TIMED_REGIONS["cuda" if self.options.device.startswith("cuda") else "cpu"].format(
+            call=self.call
+        )
         threads = self.options.resolved_threads()
         torch.set_num_threads(threads)
         precision = self._compute_precision(artifact)
@@ -48,8 +49,9 @@ class TorchRuntimeBase(Runtime):
             self._callable = self._open(artifact)
         except (RuntimeError, OSError, ValueError) as exc:  # corrupt or foreign file: the library says which
             name = artifact.file.name if artifact.path else artifact.format
-            raise RuntimeLoadError(f"{name} could not be loaded by {self.name} "
-                                   f"({first_line(exc)}); export it again") from exc
+            raise RuntimeLoadError(
+                f"{name} could not be loaded by {self.name} ({first_line(exc)}); export it again"
+            ) from exc
         if self.options.device.startswith("cuda"):  # the peak is this cell's, not earlier ones' in the process
             torch.cuda.reset_peak_memory_stats()
 

@@ -24,6 +24,10 @@ class TorchCompileRuntime(TorchEagerRuntime):
         if mode not in COMPILE_MODES:
             raise UsageError(f"unknown torch.compile mode {mode!r}; choose from {', '.join(COMPILE_MODES)}")
         dynamic = self.options.dynamic_batch
-        self.info.update(compile_mode=mode, backend="inductor", compile_time="first inference of each batch size",
-                         batch_shape="dynamic" if dynamic else "static")
+        self.info.update(
+            compile_mode=mode,
+            backend="inductor",
+            compile_time="first inference of each batch size",
+            batch_shape="dynamic" if dynamic else "static",
+        )
         return torch.compile(module, mode=mode, backend="inductor", dynamic=dynamic)

@@ -26,8 +26,9 @@ def engine_problem(docker: str | None) -> str | None:
     if docker is None:
         return "no docker client on PATH"
     try:
-        done = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                              timeout=30)
+        done = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"docker info did not answer ({exc})"
     if done.returncode != 0 or not done.stdout.strip():
@@ -61,11 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     base = base_image(ROOT / "Dockerfile")
-    digest = subprocess.run([docker, "image", "inspect", "--format", "{{index .RepoDigests 0}}", base],
-                            capture_output=True, text=True)
+    digest = subprocess.run(
+        [docker, "image", "inspect", "--format", "{{index .RepoDigests 0}}", base], capture_output=True, text=True
+    )
     (args.out / "base-image.txt").write_text((digest.stdout.strip() or base) + "\n")
-    freeze = subprocess.run([docker, "run", "--rm", "--entrypoint", "python", args.tag, "-m", "pip", "freeze"],
-                            capture_output=True, text=True)
+    freeze = subprocess.run(
+        [docker, "run", "--rm", "--entrypoint", "python", args.tag, "-m", "pip", "freeze"],
+        capture_output=True,
+        text=True,
+    )
     (args.out / "pip-freeze.txt").write_text(freeze.stdout)
     print(f"docker-build: built {args.tag} from {base}; versions in {args.out}")
     return 0 if freeze.returncode == 0 else 1

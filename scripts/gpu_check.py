@@ -91,8 +91,23 @@ def install_wheels(folder: Path | None, site: Path, env: dict[str, str]) -> Step
     wheels = join_split_wheels(folder, site.parent / "joined-wheels")
     if not wheels:
         return Step("wheels", "skipped", f"no .whl files in {folder}")
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-                           "--target", str(site), *map(str, wheels)], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--target",
+            str(site),
+            *map(str, wheels),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if done.returncode != 0:
         return Step("wheels", "failed", (done.stderr.strip().splitlines() or ["pip failed"])[-1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH", "")]))
@@ -101,11 +116,14 @@ def install_wheels(folder: Path | None, site: Path, env: dict[str, str]) -> Step
 
 def probe(env: dict[str, str]) -> dict:
     modules = sorted(set(MODEL_SOURCES.values()))
-    done = subprocess.run([sys.executable, "-c", PROBE % {"modules": modules}], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE % {"modules": modules}], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     if done.returncode != 0:
-        raise SystemExit(f"error: cannot import deploybench here ({done.stderr.strip().splitlines()[-1:]}); "
-                         "install the project (pip install --no-deps --no-index -e .) or put it on PYTHONPATH")
+        raise SystemExit(
+            f"error: cannot import deploybench here ({done.stderr.strip().splitlines()[-1:]}); "
+            "install the project (pip install --no-deps --no-index -e .) or put it on PYTHONPATH"
+        )
     return json.loads(done.stdout)
 
 
@@ -113,13 +131,18 @@ def describe_device(info: dict) -> tuple[Step, bool]:
     gpus = info["gpus"]
     has_gpu = bool(gpus) or bool(info["torch_gpu"])
     libraries = {k: v for k, v in info["libraries"].items() if v}
-    lines = [f"torch CUDA build: {info['torch_cuda'] or 'none'}; torch sees: {info['torch_gpu'] or 'no GPU'}",
-             "libraries: " + ", ".join(f"{k} {v}" for k, v in libraries.items()),
-             f"onnxruntime providers: {', '.join(info.get('onnxruntime_providers') or ['not installed'])}"]
+    lines = [
+        f"torch CUDA build: {info['torch_cuda'] or 'none'}; torch sees: {info['torch_gpu'] or 'no GPU'}",
+        "libraries: " + ", ".join(f"{k} {v}" for k, v in libraries.items()),
+        f"onnxruntime providers: {', '.join(info.get('onnxruntime_providers') or ['not installed'])}",
+    ]
     for gpu in gpus:
-        lines.insert(0, f"GPU {gpu['index']}: {gpu['name']} (sm {gpu['compute_capability']}, {gpu['memory_mb']} MB), "
-                        f"driver {gpu['driver']}, CUDA driver {gpu['cuda_driver']}, "
-                        f"SM clock {gpu['sm_clock_mhz']}/{gpu['sm_clock_max_mhz']} MHz")
+        lines.insert(
+            0,
+            f"GPU {gpu['index']}: {gpu['name']} (sm {gpu['compute_capability']}, {gpu['memory_mb']} MB), "
+            f"driver {gpu['driver']}, CUDA driver {gpu['cuda_driver']}, "
+            f"SM clock {gpu['sm_clock_mhz']}/{gpu['sm_clock_max_mhz']} MHz",
+        )
     if not has_gpu:
         lines.insert(0, f"{NO_GPU}: NVML lists no GPU and torch sees none")
     for line in lines:
@@ -154,8 +177,20 @@ def runnable_models(models: str, info: dict) -> tuple[list[str], list[str]]:
 
 def run_compare(env: dict[str, str], models: list[str], out: Path, extra: list[str]) -> Step:
     folder = out / "compare"
-    command = [sys.executable, "-m", "deploybench", "compare", "--target", "auto", "--models", ",".join(models),
-               "--quick", "--out", str(folder), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "deploybench",
+        "compare",
+        "--target",
+        "auto",
+        "--models",
+        ",".join(models),
+        "--quick",
+        "--out",
+        str(folder),
+        *extra,
+    ]
     print(f"gpu-check: {' '.join(command[2:])}", flush=True)
     with open(out / "compare.log", "w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -179,12 +214,24 @@ def row_lines(results_file: Path) -> list[list[str]]:
         util, info = row.get("utilization") or {}, row.get("runtime_info") or {}
         nvml, cross, placement = info.get("nvml") or {}, info.get("cross_check") or {}, info.get("node_placement") or {}
         throttled = [w for w in row.get("warnings", []) if "throttled" in w or "clocked down" in w]
-        lines.append([row["model"], row["runtime"], row.get("precision_used") or row["precision"], str(row["batch"]),
-                      row["status"], _fmt(row.get("ms_per_image"), ".4f"), _fmt(row.get("throughput"), ",.1f"),
-                      _fmt(util.get("achieved_tflops"), ".2f"), _fmt(util.get("share_of_peak"), ".1%"),
-                      _fmt(nvml.get("energy_per_image_mj"), ".2f"), "yes" if throttled else "-",
-                      (row.get("parity") or {}).get("verdict", "-"), _fmt(cross.get("ratio_of_medians"), ".3f"),
-                      str(len(placement["cpu_nodes"])) if "cpu_nodes" in placement else "-"])
+        lines.append(
+            [
+                row["model"],
+                row["runtime"],
+                row.get("precision_used") or row["precision"],
+                str(row["batch"]),
+                row["status"],
+                _fmt(row.get("ms_per_image"), ".4f"),
+                _fmt(row.get("throughput"), ",.1f"),
+                _fmt(util.get("achieved_tflops"), ".2f"),
+                _fmt(util.get("share_of_peak"), ".1%"),
+                _fmt(nvml.get("energy_per_image_mj"), ".2f"),
+                "yes" if throttled else "-",
+                (row.get("parity") or {}).get("verdict", "-"),
+                _fmt(cross.get("ratio_of_medians"), ".3f"),
+                str(len(placement["cpu_nodes"])) if "cpu_nodes" in placement else "-",
+            ]
+        )
     return lines
 
 
@@ -194,13 +241,30 @@ def markdown(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(text)
 
 
-ROW_HEADERS = ["model", "runtime", "precision", "batch", "status", "ms/img", "img/s", "TFLOP/s", "% peak",
-               "mJ/img", "throttled", "parity", "vs trtexec", "CPU nodes"]
+ROW_HEADERS = [
+    "model",
+    "runtime",
+    "precision",
+    "batch",
+    "status",
+    "ms/img",
+    "img/s",
+    "TFLOP/s",
+    "% peak",
+    "mJ/img",
+    "throttled",
+    "parity",
+    "vs trtexec",
+    "CPU nodes",
+]
 
 
 def summary(steps: list[Step], out: Path) -> str:
-    parts = ["# deploybench GPU check", "", markdown(["step", "status", "detail"],
-                                                     [[s.name, s.status, s.detail] for s in steps])]
+    parts = [
+        "# deploybench GPU check",
+        "",
+        markdown(["step", "status", "detail"], [[s.name, s.status, s.detail] for s in steps]),
+    ]
     rows = row_lines(out / "compare" / "results.json")
     if rows:
         parts += ["", markdown(ROW_HEADERS, rows)]
@@ -228,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         steps.append(Step("compare", "skipped", f"{NO_GPU}: nothing to measure on a GPU"))
     else:
         models, left_out = runnable_models(args.models, info)
-        step = run_compare(env, models, out, args.compare_arg) if models else \
-            Step("compare", "skipped", "no model can run here")
+        step = (
+            run_compare(env, models, out, args.compare_arg)
+            if models
+            else Step("compare", "skipped", "no model can run here")
+        )
         if left_out:
             step.detail += "; left out: " + "; ".join(left_out)
         steps.append(step)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -69,7 +69,9 @@ def available_exporters() -> list:
         if not ok.ok:
             params.append(pytest.param(name, marks=pytest.mark.skip(reason=ok.reason)))
         elif needs_gpu:
-            params.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name} exports for GPUs only; no GPU in CI")))
+            params.append(
+                pytest.param(name, marks=pytest.mark.skip(reason=f"{name} exports for GPUs only; no GPU in CI"))
+            )
         else:
             params.append(name)
     return params
@@ -99,7 +101,9 @@ def sample_factory_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> st
     (tmp_path / "my_models.py").write_text(
         "import torch\n"
         "def small_net():\n"
-        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5))\n"
-        "not_callable = 3\n")
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),\n"
+        "                               torch.nn.Flatten(), torch.nn.Linear(4, 5))\n"
+        "not_callable = 3\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return "my_models"

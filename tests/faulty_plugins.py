@@ -17,8 +17,9 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,13 @@ def tiny_net() -> Any:
     """A model small enough that a worker spends its time importing torch, not running it."""
     import torch
 
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                               torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    )
 
 
 tiny_net.input_spec = InputSpec(name="input", shape=(3, 32, 32))  # type: ignore[attr-defined]
@@ -108,8 +114,10 @@ class CudaOomRuntime(_FaultyEager):
     def infer(self, feeds: Any) -> None:
         import torch
 
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.11 GiB total "
-                                     "capacity; 70.02 GiB already allocated)")
+        raise torch.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.11 GiB total "
+            "capacity; 70.02 GiB already allocated)"
+        )
 
 
 class NanRuntime(_FaultyEager):
@@ -189,7 +197,7 @@ class PartialExporter(TorchScriptExporter):
                 (out_dir / "half-written").touch()  # tells the test it is time to kill us
                 while True:
                     time.sleep(3600)
-            fh.write(payload[len(payload) // 2:])
+            fh.write(payload[len(payload) // 2 :])
         return "model.bin", {}
 
 
@@ -224,8 +232,18 @@ def _touch(path: str) -> str:
     return path
 
 
-RUNTIMES = (SegfaultRuntime, SegfaultAtTwoRuntime, KilledRuntime, HangRuntime, MemoryErrorRuntime, CudaOomRuntime, NanRuntime,
-            BrokenFormatRuntime, NeedsMissingRuntime, SlowRuntime)
+RUNTIMES = (
+    SegfaultRuntime,
+    SegfaultAtTwoRuntime,
+    KilledRuntime,
+    HangRuntime,
+    MemoryErrorRuntime,
+    CudaOomRuntime,
+    NanRuntime,
+    BrokenFormatRuntime,
+    NeedsMissingRuntime,
+    SlowRuntime,
+)
 EXPORTERS = (BrokenExporter, PartialExporter, SlowExporter, NeedsMissingExporter)
 
 

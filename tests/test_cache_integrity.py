@@ -8,13 +8,13 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
-import pytest
 
 import faulty_plugins
+import pytest
 from faulty_plugins import EXPORT_LOG_ENV, TINY_NET
+
 from deploybench import registry
 from deploybench.artifact import MANIFEST, Artifact
 from deploybench.cache import ArtifactCache
@@ -45,7 +45,7 @@ def test_manifest_records_size_and_content_hash_of_every_file(exported: tuple[Ar
 def flip_bytes(path: Path) -> None:
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
     path.write_bytes(bytes(data))
 
 
@@ -86,8 +86,9 @@ def export_again(cache: ArtifactCache) -> tuple[Artifact, bool]:
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_damaged_entry_is_detected_and_rebuilt(exported: tuple[ArtifactCache, Artifact], damage: str,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_entry_is_detected_and_rebuilt(
+    exported: tuple[ArtifactCache, Artifact], damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
     cache, artifact = exported
     spoil, why = DAMAGE[damage]
     spoil(artifact)
@@ -110,8 +111,9 @@ def test_lookup_refuses_a_damaged_entry_and_removes_it(exported: tuple[ArtifactC
     assert not artifact.path.exists()
 
 
-def test_a_damaged_entry_is_not_loaded_by_a_sweep(tmp_path: Path, exported: tuple[ArtifactCache, Artifact],
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_entry_is_not_loaded_by_a_sweep(
+    tmp_path: Path, exported: tuple[ArtifactCache, Artifact], caplog: pytest.LogCaptureFixture
+) -> None:
     """The sweep goes through the cache, so a corrupt file is rebuilt before any cell loads it."""
     from deploybench.harness import MeasurePolicy
     from deploybench.results import Results
@@ -119,8 +121,14 @@ def test_a_damaged_entry_is_not_loaded_by_a_sweep(tmp_path: Path, exported: tupl
 
     cache, artifact = exported
     flip_bytes(artifact.file)
-    config = SweepConfig(models=(TINY_NET,), runtimes=("torchscript",), batches=(2,), policy=MeasurePolicy.quick(),
-                         isolate=False, parity_images=2)
+    config = SweepConfig(
+        models=(TINY_NET,),
+        runtimes=("torchscript",),
+        batches=(2,),
+        policy=MeasurePolicy.quick(),
+        isolate=False,
+        parity_images=2,
+    )
     with caplog.at_level(logging.WARNING, logger="deploybench.cache"):
         results = Sweep(config, cache, Results(), work_dir=tmp_path / "refs").run()
     assert "damaged" in caplog.text
@@ -151,8 +159,17 @@ def test_two_processes_sharing_a_cache_export_once_and_agree(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if k != faulty_plugins.GUARD_ENV}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS_DIR, env.get("PYTHONPATH")) if p)
     env[EXPORT_LOG_ENV] = str(log)
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_EXPORT, str(root)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_EXPORT, str(root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     try:
         for proc in procs:
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from faulty_plugins import TINY_NET
+
 from deploybench.cli import main
 from deploybench.errors import ModelSpecError
 from deploybench.models import match_state_dict, module_hash, resolve
@@ -98,8 +98,10 @@ def test_info_of_a_full_checkpoint_says_so(tmp_path: Path, capsys: pytest.Captur
     path = tmp_path / "w.pt"
     torch.save(resolve(TINY_NET).build().state_dict(), path)
     assert main(["info", TINY_NET, "--checkpoint", str(path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["weights"] == f"checkpoint {path} (full): 4 tensors loaded, " \
+    assert (
+        json.loads(capsys.readouterr().out)["weights"] == f"checkpoint {path} (full): 4 tensors loaded, "
         "0 missing, 0 unexpected, 0 shape-mismatched"
+    )
     assert main(["info", TINY_NET, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["weights"] == "factory"
     assert main(["info", "test_resnet", "--json"]) == 0
@@ -114,8 +116,25 @@ def test_rows_and_report_say_which_weights_ran(tmp_path: Path, capsys: pytest.Ca
     path = tmp_path / "w.pt"
     torch.save(trained.state_dict(), path)
     out = tmp_path / "out"
-    code = main(["compare", "--models", TINY_NET, "--runtimes", "torch", "--batch", "1", "--quick", "--no-isolate",
-                 "--checkpoint", str(path), "--out", str(out), "--cache", str(tmp_path / "cache")])
+    code = main(
+        [
+            "compare",
+            "--models",
+            TINY_NET,
+            "--runtimes",
+            "torch",
+            "--batch",
+            "1",
+            "--quick",
+            "--no-isolate",
+            "--checkpoint",
+            str(path),
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     results = Results.load(out / "results.json")

@@ -70,13 +70,17 @@ def test_export_then_cache_hit(capsys, tmp_path) -> None:
     cache = str(tmp_path / "c")
     code, out, _ = run(capsys, "export", "test_resnet", "--to", "ts,onnx", "--cache", cache)
     assert code == 0 and out.count("exported in") == 2
-    code, out, _ = run(capsys, "export", "test_resnet", "--to", "ts,onnx", "--cache", cache, "--out", str(tmp_path / "o"))
+    code, out, _ = run(
+        capsys, "export", "test_resnet", "--to", "ts,onnx", "--cache", cache, "--out", str(tmp_path / "o")
+    )
     assert code == 0 and out.count("cache hit") == 2
     assert (tmp_path / "o").is_dir() and len(list((tmp_path / "o").glob("*/manifest.json"))) == 2
 
 
 def test_export_refuses_unsupported_combination_before_work(capsys, tmp_path) -> None:
-    code, out, err = run(capsys, "export", "test_resnet", "--to", "onnx,ov", "--precision", "int8", "--cache", str(tmp_path))
+    code, out, err = run(
+        capsys, "export", "test_resnet", "--to", "onnx,ov", "--precision", "int8", "--cache", str(tmp_path)
+    )
     assert code == 2
     assert err.count("\n") == 1 and "supported: fp32, fp16" in err and "Traceback" not in err
     assert not any(tmp_path.glob("*/manifest.json"))
@@ -93,8 +97,21 @@ def test_bench_prints_statistics_memory_and_timed_region(capsys) -> None:
 
 
 def test_compare_exit_code_follows_parity(capsys, tmp_path) -> None:
-    args = ["compare", "--models", "test_resnet", "--runtimes", "torch,onnxruntime", "--precisions", "fp32",
-            "--batch", "1", "--quick", "--no-isolate", "--tolerance", "max_error=0"]
+    args = [
+        "compare",
+        "--models",
+        "test_resnet",
+        "--runtimes",
+        "torch,onnxruntime",
+        "--precisions",
+        "fp32",
+        "--batch",
+        "1",
+        "--quick",
+        "--no-isolate",
+        "--tolerance",
+        "max_error=0",
+    ]
     code, out, err = run(capsys, *args, "--out", str(tmp_path / "a"))
     assert code == 1 and "failed parity" in err  # ORT differs from eager in the last bits; 0 tolerance fails it
     assert (tmp_path / "a" / "results.json").is_file() and (tmp_path / "a" / "results.md").is_file()
@@ -103,19 +120,36 @@ def test_compare_exit_code_follows_parity(capsys, tmp_path) -> None:
 
 
 def test_report_rerenders_a_results_file(capsys, tmp_path) -> None:
-    run(capsys, "compare", "--models", "test_resnet", "--runtimes", "onnxruntime", "--precisions", "fp32",
-        "--batch", "1", "--quick", "--no-isolate", "--out", str(tmp_path))
+    run(
+        capsys,
+        "compare",
+        "--models",
+        "test_resnet",
+        "--runtimes",
+        "onnxruntime",
+        "--precisions",
+        "fp32",
+        "--batch",
+        "1",
+        "--quick",
+        "--no-isolate",
+        "--out",
+        str(tmp_path),
+    )
     code, out, _ = run(capsys, "report", str(tmp_path / "results.json"), "--csv", str(tmp_path / "r.csv"))
     assert code == 0 and "onnxruntime" in out
     assert (tmp_path / "r.csv").read_text().count("\n") == 2
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["info", "resnet5O"], "did you mean"),
-    (["export", "test_resnet", "--to", "tflite"], "unknown format 'tflite'"),
-    (["compare", "--models", "test_resnet", "--batch", "1,,x"], "malformed batch list"),
-    (["compare", "--models", "test_resnet", "--target", "tpu"], "unknown target 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["info", "resnet5O"], "did you mean"),
+        (["export", "test_resnet", "--to", "tflite"], "unknown format 'tflite'"),
+        (["compare", "--models", "test_resnet", "--batch", "1,,x"], "malformed batch list"),
+        (["compare", "--models", "test_resnet", "--target", "tpu"], "unknown target 'tpu'"),
+    ],
+)
 def test_user_errors_are_one_line_and_exit_2(capsys, argv, fragment) -> None:
     code, _, err = run(capsys, *argv)
     assert code == 2
@@ -138,7 +172,7 @@ def test_bench_defaults_to_the_runtimes_own_device(capsys) -> None:
     assert "needs a CUDA GPU" in err and "not cpu" not in err
 
 
-NOISY_MODULE = '''
+NOISY_MODULE = """
 import logging, os, sys
 import torch
 from deploybench.models import InputSpec
@@ -158,7 +192,7 @@ def net():
 
 
 net.input_spec = InputSpec(shape=(3, 16, 16))
-'''
+"""
 
 
 def test_library_output_never_lands_in_the_tables_stream(tmp_path) -> None:
@@ -169,16 +203,42 @@ def test_library_output_never_lands_in_the_tables_stream(tmp_path) -> None:
 
     (tmp_path / "noisy_models.py").write_text(NOISY_MODULE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    done = subprocess.run([sys.executable, "-m", "deploybench", "compare", "--models", "noisy_models:net",
-                           "--runtimes", "torch", "--precisions", "fp32", "--batch", "1", "--quick", "--no-isolate",
-                           "--cache", str(tmp_path / "cache")], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deploybench",
+            "compare",
+            "--models",
+            "noisy_models:net",
+            "--runtimes",
+            "torch",
+            "--precisions",
+            "fp32",
+            "--batch",
+            "1",
+            "--quick",
+            "--no-isolate",
+            "--cache",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "NOISE" not in done.stdout, done.stdout
     assert done.stdout.lstrip().split()[:2] == ["model", "format"]  # the table starts the stream
     for noise in ("NOISE-print", "NOISE-fd", "NOISE-logger"):
         assert noise in done.stderr
-    info = subprocess.run([sys.executable, "-m", "deploybench", "info", "noisy_models:net"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    info = subprocess.run(
+        [sys.executable, "-m", "deploybench", "info", "noisy_models:net"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert info.returncode == 0 and "NOISE" not in info.stdout and "NOISE-fd" in info.stderr
     assert info.stdout.split()[:2] == ["name:", "noisy_models:net"]
 
@@ -186,12 +246,15 @@ def test_library_output_never_lands_in_the_tables_stream(tmp_path) -> None:
 def test_skips_are_summarised_once_per_model_and_cause() -> None:
     from deploybench.sweep import SweepConfig, plan, summarise_skips
 
-    config = SweepConfig(models=("m",), runtimes=("torch", "torchscript", "onnxruntime", "openvino"),
-                         precisions=("fp32", "int8"))
+    config = SweepConfig(
+        models=("m",), runtimes=("torch", "torchscript", "onnxruntime", "openvino"), precisions=("fp32", "int8")
+    )
     _, skipped = plan(config, "m")
     assert len(skipped) == 3  # one per cell ...
-    assert summarise_skips(skipped) == ["m int8: not supported by torch (fp32, fp16, bf16), "  # ... one line
-                                        "torchscript (fp32, fp16, bf16), onnxruntime (fp32, fp16)"]
+    assert summarise_skips(skipped) == [
+        "m int8: not supported by torch (fp32, fp16, bf16), "  # ... one line
+        "torchscript (fp32, fp16, bf16), onnxruntime (fp32, fp16)"
+    ]
 
 
 def test_inconclusive_parity_exits_1_only_with_strict_parity(capsys) -> None:
@@ -214,8 +277,19 @@ def test_bench_times_the_static_shape_unless_dynamic_batch_is_asked(capsys, tmp_
     from deploybench.results import Results
 
     out_file = tmp_path / "r.json"
-    code, out, _ = run(capsys, "bench", "test_resnet", "--runtime", "openvino", "--batch", "2", "--quick",
-                       "--json", str(out_file), *flags)
+    code, out, _ = run(
+        capsys,
+        "bench",
+        "test_resnet",
+        "--runtime",
+        "openvino",
+        "--batch",
+        "2",
+        "--quick",
+        "--json",
+        str(out_file),
+        *flags,
+    )
     assert code == 0
     row = Results.load(out_file).rows[0]
     assert row.batch_shape == shape and row.runtime_info["batch_shape"] == shape
@@ -228,11 +302,29 @@ def test_the_time_cap_is_a_flag_and_never_cuts_the_floor_short() -> None:
     from deploybench.targets import load_target
 
     def policy(min_seconds: float | None, max_seconds: float | None):
-        return build_config(models=("test_resnet",), runtimes=None, formats=None, precisions=None,
-                            target=load_target("cpu", None), batch=None, device=None, threads=None, quick=False,
-                            min_iters=None, min_seconds=min_seconds, max_seconds=max_seconds, no_isolate=False,
-                            worker_per="artifact", timeout=60.0, tolerance=(), images=None, dataset=None,
-                            mode="sync", compile_mode="default", weights={}).policy
+        return build_config(
+            models=("test_resnet",),
+            runtimes=None,
+            formats=None,
+            precisions=None,
+            target=load_target("cpu", None),
+            batch=None,
+            device=None,
+            threads=None,
+            quick=False,
+            min_iters=None,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
+            no_isolate=False,
+            worker_per="artifact",
+            timeout=60.0,
+            tolerance=(),
+            images=None,
+            dataset=None,
+            mode="sync",
+            compile_mode="default",
+            weights={},
+        ).policy
 
     assert policy(None, None).max_seconds == 10.0
     assert policy(None, 4.0).max_seconds == 4.0

@@ -5,9 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploybench.compare import (Detections, classification_agreement, compare, dataset_accuracy,
-                                 detection_agreement, iou_matrix, match_detections, nms, output_metrics,
-                                 tolerance_for)
+from deploybench.compare import (
+    Detections,
+    classification_agreement,
+    compare,
+    dataset_accuracy,
+    detection_agreement,
+    iou_matrix,
+    match_detections,
+    nms,
+    output_metrics,
+    tolerance_for,
+)
 
 
 def test_output_metrics_by_hand() -> None:
@@ -82,7 +91,9 @@ def test_detection_matching_needs_same_class_and_iou() -> None:
     assert match_detections(ref, cand) == (1, 2, 2)
 
 
-def _yolo_head(boxes: list[tuple[float, float, float, float, int, float]], classes: int = 3, anchors: int = 50) -> np.ndarray:
+def _yolo_head(
+    boxes: list[tuple[float, float, float, float, int, float]], classes: int = 3, anchors: int = 50
+) -> np.ndarray:
     head = np.zeros((4 + classes, anchors))
     head[:4] = 1.0  # tiny boxes far from the real ones
     for i, (cx, cy, w, h, cls, score) in enumerate(boxes):
@@ -107,7 +118,13 @@ def test_detection_verdict_on_perturbed_heads() -> None:
     scrambled = head.copy()
     scrambled[:, :4] = rng.permutation(scrambled[0, :4].T).T[None]  # boxes shuffled between anchors
     assert compare([head], [head.copy()], "detection", "fp32").passed
-    parity = compare([head], [scrambled], "detection", "fp32", {"max_error": 10, "max_spread_error": 10, "max_gain_error": 1, "max_offset": 10, "decisive_margin": 0})
+    parity = compare(
+        [head],
+        [scrambled],
+        "detection",
+        "fp32",
+        {"max_error": 10, "max_spread_error": 10, "max_gain_error": 1, "max_offset": 10, "decisive_margin": 0},
+    )
     assert parity.verdict == "fail" and parity.reasons
 
 
@@ -144,8 +161,9 @@ def test_readme_tolerance_table_matches_the_defaults() -> None:
         cells = [c.strip() for c in text.split("|")]
         tol = DEFAULT_TOLERANCES[precision]
         numbers = [float(c.rstrip(" %")) / (100 if c.endswith("%") else 1) for c in cells]
-        assert numbers == pytest.approx([tol.max_error, tol.max_spread_error, tol.max_gain_error, tol.max_offset,
-                                         tol.min_top1, tol.min_recall]), precision
+        assert numbers == pytest.approx(
+            [tol.max_error, tol.max_spread_error, tol.max_gain_error, tol.max_offset, tol.min_top1, tol.min_recall]
+        ), precision
 
 
 def test_an_output_that_varies_only_by_rounding_is_inconclusive_not_failed() -> None:

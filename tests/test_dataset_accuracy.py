@@ -19,10 +19,9 @@ sklearn = pytest.importorskip("sklearn.datasets")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """Train the digits CNN briefly, save its weights as safetensors, write the test split as PNGs."""
+    from digits_model import digits_cnn
     from PIL import Image
     from safetensors.torch import save_file
-
-    from digits_model import digits_cnn
 
     digits = sklearn.load_digits()
     images = (digits.images / 16.0).astype(np.float32)
@@ -48,14 +47,26 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_every_format_keeps_the_reference_accuracy(trained, cache, tmp_path) -> None:
     weights, data = trained
-    config = SweepConfig(models=("digits_model:digits_cnn",), runtimes=("torch", "onnxruntime", "openvino"),
-                         precisions=("fp32", "int8"), batches=(8,), checkpoint=str(weights), dataset_dir=str(data),
-                         policy=MeasurePolicy.quick(), isolate=False, export=ExportOptions(calib_data=str(data)))
+    config = SweepConfig(
+        models=("digits_model:digits_cnn",),
+        runtimes=("torch", "onnxruntime", "openvino"),
+        precisions=("fp32", "int8"),
+        batches=(8,),
+        checkpoint=str(weights),
+        dataset_dir=str(data),
+        policy=MeasurePolicy.quick(),
+        isolate=False,
+        export=ExportOptions(calib_data=str(data)),
+    )
     sweep = Sweep(config, cache, Results(), work_dir=tmp_path)
     sweep.run()
     rows = sweep.results.rows
-    assert {(r.runtime, r.precision) for r in rows} == {("torch", "fp32"), ("onnxruntime", "fp32"),
-                                                         ("openvino", "fp32"), ("openvino", "int8")}
+    assert {(r.runtime, r.precision) for r in rows} == {
+        ("torch", "fp32"),
+        ("onnxruntime", "fp32"),
+        ("openvino", "fp32"),
+        ("openvino", "int8"),
+    }
     for row in rows:
         assert row.status == "ok", row.message
         accuracy = row.parity["accuracy"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import available_exporters
+
 from deploybench import registry
 from deploybench.artifact import Artifact, BatchRange
 from deploybench.cache import ArtifactCache
@@ -17,8 +17,13 @@ from deploybench.exporters.base import ExportOptions
 from deploybench.models import example_batch, resolve
 from deploybench.runtimes.base import RuntimeOptions
 
-FORMAT_RUNTIME = {"torchscript": "torchscript", "onnx": "onnxruntime", "openvino": "openvino", "aoti": "aoti",
-                  "tensorrt": "tensorrt"}
+FORMAT_RUNTIME = {
+    "torchscript": "torchscript",
+    "onnx": "onnxruntime",
+    "openvino": "openvino",
+    "aoti": "aoti",
+    "tensorrt": "tensorrt",
+}
 
 
 def _reference(tiny, batch):
@@ -72,7 +77,10 @@ def test_openvino_int8_is_quantized_with_flagged_stand_in_calibration(artifacts)
     # Not the user's data: photo crops (or noise) with the seed, flagged with how to pass real images.
     assert "seed 7" in int8.manifest["calibration"] and "pass --calib-data" in int8.manifest["calibration"]
     assert int8.size_bytes() < 0.5 * fp32.size_bytes()  # int8 weights are a quarter of fp32's
-    assert "FakeQuantize" in (int8.path / "model.xml").read_text() or "FakeConvert" in (int8.path / "model.xml").read_text()
+    assert (
+        "FakeQuantize" in (int8.path / "model.xml").read_text()
+        or "FakeConvert" in (int8.path / "model.xml").read_text()
+    )
 
 
 def test_onnx_records_which_exporter_and_opset(artifacts) -> None:
@@ -81,11 +89,14 @@ def test_onnx_records_which_exporter_and_opset(artifacts) -> None:
     assert manifest["opset"] >= 17
 
 
-@pytest.mark.parametrize("fmt, options, fragment", [
-    ("onnx", ExportOptions(precision="int8"), "supported: fp32, fp16"),
-    ("openvino", ExportOptions(device="cuda"), "supported: cpu, gpu"),
-    ("aoti", ExportOptions(precision="int4"), "supported:"),
-])
+@pytest.mark.parametrize(
+    "fmt, options, fragment",
+    [
+        ("onnx", ExportOptions(precision="int8"), "supported: fp32, fp16"),
+        ("openvino", ExportOptions(device="cuda"), "supported: cpu, gpu"),
+        ("aoti", ExportOptions(precision="int4"), "supported:"),
+    ],
+)
 def test_unsupported_combinations_are_refused_up_front(fmt: str, options: ExportOptions, fragment: str, tiny) -> None:
     with pytest.raises(UnsupportedError, match=fragment):
         registry.exporters.get(fmt)().validate(tiny, options)
@@ -101,7 +112,9 @@ def test_batch_range_parsing() -> None:
 
 
 def test_static_batch_export_keeps_its_batch(cache, tiny) -> None:
-    artifact, _ = cache.get_or_export(registry.exporters.get("openvino")(), tiny, ExportOptions(batch=BatchRange(2, 2, 2)))
+    artifact, _ = cache.get_or_export(
+        registry.exporters.get("openvino")(), tiny, ExportOptions(batch=BatchRange(2, 2, 2))
+    )
     assert artifact.batch == BatchRange(2, 2, 2)
     with registry.runtimes.get("openvino")(RuntimeOptions()).load(artifact) as rt:
         out = rt.run(example_batch(tiny.input, 2))
@@ -123,13 +136,15 @@ def test_aoti_packages_take_their_thread_count_from_the_runtime(tmp_path: Path) 
     before = torch.get_num_threads()
     torch.set_num_threads((os.cpu_count() or 1) + 1)
     try:
-        artifact, _ = ArtifactCache(tmp_path).get_or_export(registry.exporters.get("aoti")(), resolve("test_resnet"),
-                                                            ExportOptions())
+        artifact, _ = ArtifactCache(tmp_path).get_or_export(
+            registry.exporters.get("aoti")(), resolve("test_resnet"), ExportOptions()
+        )
     finally:
         torch.set_num_threads(before)
     with zipfile.ZipFile(artifact.file) as package:
-        kernels = "".join(package.read(name).decode(errors="ignore") for name in package.namelist()
-                          if name.endswith(".cpp"))
+        kernels = "".join(
+            package.read(name).decode(errors="ignore") for name in package.namelist() if name.endswith(".cpp")
+        )
     regions = re.findall(r"#pragma omp parallel[^\n]*", kernels)
     assert regions, "no parallel kernel was generated: the check would prove nothing"
     assert not [region for region in regions if "num_threads" in region]

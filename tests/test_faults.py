@@ -4,14 +4,14 @@ other cells are still measured, and the CLI's exit code reports the failures."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import psutil
-import pytest
 
 import faulty_plugins
+import psutil
+import pytest
 from faulty_plugins import TINY_NET
+
 from deploybench.cache import ArtifactCache
 from deploybench.cli import main
 from deploybench.harness import MeasurePolicy
@@ -31,8 +31,15 @@ def faults() -> Iterator[None]:
 
 def run_sweep(tmp_path: Path, runtimes: tuple[str, ...], isolate: bool, timeout_s: float = 600.0) -> dict[str, Row]:
     """Sweep the tiny model over ``runtimes`` at batch 1; rows by runtime, as saved on disk."""
-    config = SweepConfig(models=(TINY_NET,), runtimes=runtimes, batches=(1,), policy=MeasurePolicy.quick(),
-                         isolate=isolate, timeout_s=timeout_s, parity_images=2)
+    config = SweepConfig(
+        models=(TINY_NET,),
+        runtimes=runtimes,
+        batches=(1,),
+        policy=MeasurePolicy.quick(),
+        isolate=isolate,
+        timeout_s=timeout_s,
+        parity_images=2,
+    )
     results_path = tmp_path / "results.json"
     sweep = Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), results_path, work_dir=tmp_path / "refs")
     sweep.run()
@@ -48,8 +55,11 @@ def assert_measured(row: Row) -> None:
 
 
 def workers_alive() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True)
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "deploybench.worker" in " ".join(p.cmdline())]
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "deploybench.worker" in " ".join(p.cmdline())
+    ]
 
 
 def test_crashes_and_hangs_become_rows_and_the_healthy_cell_is_measured(tmp_path: Path, faults: None) -> None:
@@ -72,8 +82,9 @@ def test_crashes_and_hangs_become_rows_and_the_healthy_cell_is_measured(tmp_path
 
 
 def test_in_process_faults_become_rows_and_the_healthy_cell_is_measured(tmp_path: Path, faults: None) -> None:
-    rows = run_sweep(tmp_path, ("fault-memoryerror", "fault-cuda-oom", "torch", "fault-nan", "fault-export-rt"),
-                     isolate=False)
+    rows = run_sweep(
+        tmp_path, ("fault-memoryerror", "fault-cuda-oom", "torch", "fault-nan", "fault-export-rt"), isolate=False
+    )
     assert_measured(rows["torch"])
 
     memory = rows["fault-memoryerror"]
@@ -101,16 +112,35 @@ def test_a_failed_export_leaves_nothing_in_the_cache(tmp_path: Path, faults: Non
 
 
 def compare_cli(tmp_path: Path, runtimes: str, *extra: str) -> int:
-    return main(["compare", "--models", TINY_NET, "--runtimes", runtimes, "--precisions", "fp32", "--batch", "1",
-                 "--quick", "--no-isolate", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), *extra])
+    return main(
+        [
+            "compare",
+            "--models",
+            TINY_NET,
+            "--runtimes",
+            runtimes,
+            "--precisions",
+            "fp32",
+            "--batch",
+            "1",
+            "--quick",
+            "--no-isolate",
+            "--out",
+            str(tmp_path / "out"),
+            "--cache",
+            str(tmp_path / "cache"),
+            *extra,
+        ]
+    )
 
 
 def test_exit_code_is_zero_when_every_cell_passes(tmp_path: Path, faults: None) -> None:
     assert compare_cli(tmp_path, "torch") == 0
 
 
-def test_a_row_far_slower_than_eager_is_flagged_as_misconfigured(tmp_path: Path, faults: None,
-                                                                  capsys: pytest.CaptureFixture) -> None:
+def test_a_row_far_slower_than_eager_is_flagged_as_misconfigured(
+    tmp_path: Path, faults: None, capsys: pytest.CaptureFixture
+) -> None:
     """#16.4: a row more than 3x slower per image than eager says so, with the ratio, instead of a bare "ok"."""
     assert compare_cli(tmp_path, "torch,fault-slow-infer") == 0
     table = capsys.readouterr().out
@@ -133,8 +163,9 @@ def test_exit_code_reports_a_failed_cell(tmp_path: Path, faults: None, capsys: p
     assert sorted(r["status"] for r in rows) == ["ok", "oom"]
 
 
-def test_exit_code_reports_failed_parity_unless_allowed(tmp_path: Path, faults: None,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_exit_code_reports_failed_parity_unless_allowed(
+    tmp_path: Path, faults: None, capsys: pytest.CaptureFixture
+) -> None:
     assert compare_cli(tmp_path, "torch,fault-nan") == 1
     assert "1 rows failed parity" in capsys.readouterr().err
     assert compare_cli(tmp_path, "torch,fault-nan", "--allow-mismatch", "--resume", str(tmp_path / "out")) == 0

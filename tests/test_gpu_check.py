@@ -30,14 +30,22 @@ def no_gpu_here() -> bool:
 
 @pytest.mark.skipif(not no_gpu_here(), reason="an NVIDIA GPU is present; this checks the CPU machine's path")
 def test_without_a_gpu_it_says_so_skips_the_gpu_tests_and_exits_0(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path), "--tests", "tests/test_tensorrt.py"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--tests", "tests/test_tensorrt.py"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gpu-check: no NVIDIA GPU" in done.stdout
     report = (tmp_path / "gpu-check.md").read_text()
-    assert report == done.stdout[done.stdout.index("# deploybench GPU check"):].rstrip("\n") + "\n"
-    steps = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in report.splitlines()
-             if line.startswith("| ") and not line.startswith("| step")}
+    assert report == done.stdout[done.stdout.index("# deploybench GPU check") :].rstrip("\n") + "\n"
+    steps = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in report.splitlines()
+        if line.startswith("| ") and not line.startswith("| step")
+    }
     assert steps == {"wheels": "skipped", "device": "skipped", "pytest": "skipped", "compare": "skipped"}
     assert "skipped" in (tmp_path / "pytest.log").read_text()  # the GPU tests were collected and skipped
     assert "no NVIDIA GPU: nothing to measure" in report
@@ -50,7 +58,9 @@ def make_wheel(folder: Path, name: str = "gpucheckdemo") -> Path:
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr(f"{name}.py", "VALUE = 42\n")
         archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         archive.writestr(f"{info}/RECORD", "")
     return wheel
 
@@ -70,8 +80,12 @@ def test_wheels_brought_along_are_installed_offline_and_split_ones_joined(tmp_pa
     site = tmp_path / "out" / "site"
     assert (site / "gpucheckdemo.py").is_file() and (site / "gpucheckparts.py").is_file()
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(site)  # later steps import from it
-    seen = subprocess.run([sys.executable, "-c", "import gpucheckparts; print(gpucheckparts.VALUE)"], env=env,
-                          capture_output=True, text=True)
+    seen = subprocess.run(
+        [sys.executable, "-c", "import gpucheckparts; print(gpucheckparts.VALUE)"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert seen.stdout.strip() == "42"
     assert whole.is_file()
 
@@ -93,16 +107,30 @@ def test_models_without_their_library_are_left_out_with_the_reason() -> None:
 
 def test_summary_lists_each_row_with_peak_energy_and_cross_checks(tmp_path: Path) -> None:
     (tmp_path / "compare").mkdir()
-    row = {"model": "resnet50", "runtime": "tensorrt", "precision": "fp16", "precision_used": "fp16", "batch": 256,
-           "status": "ok", "ms_per_image": 0.05, "throughput": 20000.0, "parity": {"verdict": "pass"},
-           "utilization": {"achieved_tflops": 163.6, "share_of_peak": 0.1653},
-           "warnings": ["GPU throttled during the timed window (sw_power_cap)"],
-           "runtime_info": {"nvml": {"energy_per_image_mj": 30.5}, "cross_check": {"ratio_of_medians": 1.012},
-                            "node_placement": {"cpu_nodes": ["Shape:s"]}}}
+    row = {
+        "model": "resnet50",
+        "runtime": "tensorrt",
+        "precision": "fp16",
+        "precision_used": "fp16",
+        "batch": 256,
+        "status": "ok",
+        "ms_per_image": 0.05,
+        "throughput": 20000.0,
+        "parity": {"verdict": "pass"},
+        "utilization": {"achieved_tflops": 163.6, "share_of_peak": 0.1653},
+        "warnings": ["GPU throttled during the timed window (sw_power_cap)"],
+        "runtime_info": {
+            "nvml": {"energy_per_image_mj": 30.5},
+            "cross_check": {"ratio_of_medians": 1.012},
+            "node_placement": {"cpu_nodes": ["Shape:s"]},
+        },
+    }
     plain = {"model": "vit_b16", "runtime": "onnxruntime", "precision": "fp32", "batch": 1, "status": "error"}
     (tmp_path / "compare" / "results.json").write_text(json.dumps({"rows": [row, plain]}))
     text = gpu_check.summary([gpu_check.Step("compare", "ok", "done")], tmp_path)
     lines = text.splitlines()
-    assert "| resnet50 | tensorrt | fp16 | 256 | ok | 0.0500 | 20,000.0 | 163.60 | 16.5% | 30.50 | yes | pass | " \
-           "1.012 | 1 |" in lines
+    assert (
+        "| resnet50 | tensorrt | fp16 | 256 | ok | 0.0500 | 20,000.0 | 163.60 | 16.5% | 30.50 | yes | pass | "
+        "1.012 | 1 |" in lines
+    )
     assert "| vit_b16 | onnxruntime | fp32 | 1 | error | - | - | - | - | - | - | - | - | - |" in lines

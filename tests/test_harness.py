@@ -64,8 +64,11 @@ class ScriptedRuntime(Runtime):
         self.costs = iter(costs_ns) if not isinstance(costs_ns, int) else itertools.repeat(costs_ns)
 
     def _load(self, artifact): ...
-    def prepare(self, batch): return batch
-    def outputs(self): return []
+    def prepare(self, batch):
+        return batch
+
+    def outputs(self):
+        return []
 
     def infer(self, feeds) -> None:
         self.calls += 1
@@ -75,7 +78,7 @@ class ScriptedRuntime(Runtime):
         self.syncs += 1
 
 
-NO_WARMUP = dict(warmup_iters=0, warmup_seconds=0.0, settle_window=0)
+NO_WARMUP = {"warmup_iters": 0, "warmup_seconds": 0.0, "settle_window": 0}
 
 
 def test_measure_with_a_fake_clock() -> None:
@@ -134,9 +137,16 @@ def test_warm_up_runs_until_the_running_median_settles() -> None:
 
 
 def test_warm_up_that_never_settles_stops_at_its_cap_with_a_warning() -> None:
-    runtime = ScriptedRuntime(clock := FakeClock(), (int(1e6 * 1.1 ** i) for i in range(10_000)))
-    policy = MeasurePolicy(warmup_iters=2, warmup_seconds=0.0, settle_window=3, max_warmup_seconds=1.0,
-                           min_iters=3, min_seconds=0.0, max_seconds=5.0)
+    runtime = ScriptedRuntime(clock := FakeClock(), (int(1e6 * 1.1**i) for i in range(10_000)))
+    policy = MeasurePolicy(
+        warmup_iters=2,
+        warmup_seconds=0.0,
+        settle_window=3,
+        max_warmup_seconds=1.0,
+        min_iters=3,
+        min_seconds=0.0,
+        max_seconds=5.0,
+    )
     m = measure(runtime, None, 1, policy, clock=clock)
     assert not m.warmup_settled
     assert any("warm-up did not settle" in w for w in m.warnings)
@@ -156,8 +166,11 @@ class SimulatedQueue(ConcurrentRuntime):
         self.busy_at_submit: list[int] = []
 
     def _load(self, artifact): ...
-    def prepare(self, batch): return batch
-    def outputs(self): return []
+    def prepare(self, batch):
+        return batch
+
+    def outputs(self):
+        return []
 
     def infer(self, feeds) -> None:  # the first inference: one request, synchronously
         self.clock.now += next(self.costs)
@@ -214,7 +227,7 @@ class FakeEvent:
         self.streams.append(stream)
         self.at = self.clock.now
 
-    def elapsed_time(self, end: "FakeEvent") -> float:
+    def elapsed_time(self, end: FakeEvent) -> float:
         return (end.at - self.at) / 1e6
 
 
@@ -234,8 +247,9 @@ def test_device_time_comes_from_events_on_the_runtimes_stream() -> None:
         events.append(FakeEvent(clock))
         return events[-1]
 
-    m = measure(GpuLike(clock, 3_000_000), None, batch=1, policy=MeasurePolicy.quick(), clock=clock,
-                make_event=make_event)
+    m = measure(
+        GpuLike(clock, 3_000_000), None, batch=1, policy=MeasurePolicy.quick(), clock=clock, make_event=make_event
+    )
     assert m.stats.median == pytest.approx(4.0)  # host: launch + wait
     assert m.device_stats is not None and m.device_stats.median == pytest.approx(3.0)  # GPU: the work alone
     assert len(m.device_samples_ms) == len(m.samples_ms)

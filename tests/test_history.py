@@ -27,11 +27,20 @@ from deploybench.results import Results, Row
 ENV = {"hostname": "nightly-1", "cpu": {"model": "Test CPU"}, "gpus": [], "libraries": {"torch": "2.5.0"}}
 
 
-def row(median: float, runtime: str = "onnxruntime", batch: int = 1, parity: str = "pass", seed: int = 0,
-        status: str = "ok") -> Row:
-    result = Row(model="test_resnet", format="onnx" if runtime == "onnxruntime" else "pytorch", runtime=runtime,
-                 device="cpu", precision="fp32", batch=batch, status=status, parity={"verdict": parity},
-                 memory={"peak_rss_mb": 400.0})
+def row(
+    median: float, runtime: str = "onnxruntime", batch: int = 1, parity: str = "pass", seed: int = 0, status: str = "ok"
+) -> Row:
+    result = Row(
+        model="test_resnet",
+        format="onnx" if runtime == "onnxruntime" else "pytorch",
+        runtime=runtime,
+        device="cpu",
+        precision="fp32",
+        batch=batch,
+        status=status,
+        parity={"verdict": parity},
+        memory={"peak_rss_mb": 400.0},
+    )
     if status == "ok":
         rng = random.Random(seed)
         result.samples_ms = [rng.gauss(median, median * 0.02) for _ in range(100)]
@@ -45,8 +54,12 @@ QUICK = {"quick": True, "min_iters": 5, "min_seconds": 0.2, "warmup_iters": 2, "
 
 
 def night(day: int, *rows: Row, env: dict | None = None, **config: object) -> Results:
-    return Results(config={"models": ["test_resnet"], **config}, environment=env or ENV, rows=list(rows),
-                   created=f"2026-11-{day:02d}T02:00:00+00:00")
+    return Results(
+        config={"models": ["test_resnet"], **config},
+        environment=env or ENV,
+        rows=list(rows),
+        created=f"2026-11-{day:02d}T02:00:00+00:00",
+    )
 
 
 @pytest.fixture
@@ -70,8 +83,9 @@ def test_recording_is_idempotent_and_keeps_rows_without_raw_samples(history: His
     second = history.record(night(2, row(2.1)))
     assert [(r["id"], r["cells"]) for r in history.runs()] == [(first, 2), (second, 1)]
     with sqlite3.connect(history.path) as conn:
-        stored = conn.execute("SELECT row, spread_ms FROM cells WHERE run_id = ? AND runtime = 'onnxruntime'",
-                              (first,)).fetchone()
+        stored = conn.execute(
+            "SELECT row, spread_ms FROM cells WHERE run_id = ? AND runtime = 'onnxruntime'", (first,)
+        ).fetchone()
     assert '"samples_ms": []' in stored[0]
     assert stored[1] == pytest.approx(0.04, rel=0.3)  # the robust spread survives the samples
 
@@ -144,8 +158,9 @@ def test_baseline_uses_only_runs_with_the_same_measurement_policy(history: Histo
         compare(quick_base, night(5, row(2.6), policy=FULL))  # the baseline carries its policy
 
 
-def test_comparability_is_decided_when_reading_not_when_recording(history: History,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_comparability_is_decided_when_reading_not_when_recording(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A library added to the compared set later must not make every recorded run incomparable."""
     with_numpy = dict(ENV, libraries={"torch": "2.5.0", "numpy": "2.1.0"})
     history.record(night(1, row(2.0), env=with_numpy))
@@ -228,23 +243,30 @@ def test_two_processes_recording_the_same_documents_at_once(tmp_path: Path) -> N
         documents.append(tmp_path / f"run{minute}.json")
         document.save(documents[-1])
     db, go = tmp_path / "shared.sqlite", tmp_path / "go"
-    workers = [subprocess.Popen([sys.executable, "-c", RECORDER, str(db), str(tmp_path / f"ready{i}"), str(go),
-                                 *map(str, documents)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for i in (1, 2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RECORDER, str(db), str(tmp_path / f"ready{i}"), str(go), *map(str, documents)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
     deadline = time.monotonic() + 60
     while not all((tmp_path / f"ready{i}").exists() for i in (1, 2)) and time.monotonic() < deadline:
         time.sleep(0.01)
     go.touch()  # both start recording together
     outputs = [worker.communicate(timeout=120) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-2000:]
     assert outputs[0][0] == outputs[1][0]  # the same run ids in both processes
     runs = History(db).runs()
     assert len(runs) == 40 and {r["cells"] for r in runs} == {2}
 
 
-def test_read_paths_open_the_database_read_only(history: History, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_paths_open_the_database_read_only(
+    history: History, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for day in (1, 2):
         history.record(night(day, row(2.0, seed=day)))
     current = tmp_path / "current.json"
@@ -282,10 +304,17 @@ def test_reading_a_history_nobody_may_write(history: History) -> None:
         shutil.copy(history.path, share / "history.sqlite")
         (share / "history.sqlite").chmod(0o444)
         share.chmod(0o555)
-        code = ("import sys\nfrom deploybench.cli import main\n"
-                "sys.exit(main(['history', '--runs', '--history', sys.argv[1]]))")
-        done = subprocess.run([*as_nobody, sys.executable, "-c", code, str(share / "history.sqlite")],
-                              capture_output=True, text=True, timeout=120, cwd=share)
+        code = (
+            "import sys\nfrom deploybench.cli import main\n"
+            "sys.exit(main(['history', '--runs', '--history', sys.argv[1]]))"
+        )
+        done = subprocess.run(
+            [*as_nobody, sys.executable, "-c", code, str(share / "history.sqlite")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=share,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert "nightly-1" in done.stdout
         assert sorted(p.name for p in share.iterdir()) == ["history.sqlite"]  # nothing written beside it
@@ -302,8 +331,9 @@ def test_a_missing_history_is_not_created_by_readers(tmp_path: Path, capsys: pyt
     assert "no history at" in capsys.readouterr().err and not absent.exists()
 
 
-def test_history_takes_its_path_as_a_value_never_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_history_takes_its_path_as_a_value_never_a_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """`history --history resnet50` once made a database named resnet50 and showed every model."""
     monkeypatch.chdir(tmp_path)
     assert main(["history", "--history", "resnet50"]) == 2
@@ -314,8 +344,9 @@ def test_history_takes_its_path_as_a_value_never_a_model(tmp_path: Path, monkeyp
         assert main(["history", option, "0", "--history", "h.sqlite"]) == 2
 
 
-def test_history_cli_prints_the_trend_and_plots_it(history: History, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture) -> None:
+def test_history_cli_prints_the_trend_and_plots_it(
+    history: History, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     for day, median, parity in ((1, 2.0, "pass"), (2, 2.2, "pass"), (3, 2.1, "fail")):
         history.record(night(day, row(median, parity=parity), row(30.0, runtime="torch", batch=8)))
     plot = tmp_path / "trend.svg"
@@ -338,12 +369,20 @@ def test_history_cli_prints_the_trend_and_plots_it(history: History, tmp_path: P
 
 
 def test_legend_labels_are_short_and_distinct() -> None:
-    keys = ["m|onnx|openvino|cpu|fp32|1", "m|ov|openvino|cpu|fp32|1", "m|onnx|onnxruntime|cpu|fp32|1",
-            "m|pytorch|torch|cpu|fp32|8"]
+    keys = [
+        "m|onnx|openvino|cpu|fp32|1",
+        "m|ov|openvino|cpu|fp32|1",
+        "m|onnx|onnxruntime|cpu|fp32|1",
+        "m|pytorch|torch|cpu|fp32|8",
+    ]
     labels, shared = legend_labels(keys)
     # OpenVINO loads two formats here, so its labels name them; the other runtimes need no format.
-    assert [labels[key] for key in keys] == ["onnx/openvino fp32 b1", "ov/openvino fp32 b1", "onnxruntime fp32 b1",
-                                             "torch fp32 b8"]
+    assert [labels[key] for key in keys] == [
+        "onnx/openvino fp32 b1",
+        "ov/openvino fp32 b1",
+        "onnxruntime fp32 b1",
+        "torch fp32 b8",
+    ]
     assert shared == "m, cpu"
     labels, shared = legend_labels(["a|onnx|onnxruntime|cpu|fp32|1", "b|onnx|onnxruntime|cuda|fp32|1"])
     assert list(labels.values()) == ["a onnxruntime cpu fp32 b1", "b onnxruntime cuda fp32 b1"] and shared == ""
@@ -375,12 +414,24 @@ def test_regress_cli_with_an_empty_or_missing_history(tmp_path: Path, capsys: py
     assert not (tmp_path / "absent.sqlite").exists()
 
 
-COMPARE = ["compare", "--models", "test_resnet", "--runtimes", "onnxruntime", "--precisions", "fp32", "--batch", "1",
-           "--quick", "--no-isolate"]
+COMPARE = [
+    "compare",
+    "--models",
+    "test_resnet",
+    "--runtimes",
+    "onnxruntime",
+    "--precisions",
+    "fp32",
+    "--batch",
+    "1",
+    "--quick",
+    "--no-isolate",
+]
 
 
-def test_compare_records_into_the_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture) -> None:
+def test_compare_records_into_the_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     db = tmp_path / "default.sqlite"
     monkeypatch.setenv("DEPLOYBENCH_HISTORY", str(db))
     code = main([*COMPARE, "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--record"])
@@ -398,8 +449,20 @@ def test_compare_records_into_the_history(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_compare_refuses_to_record_a_shard_before_running(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     db, out = tmp_path / "h.sqlite", tmp_path / "out"
-    code = main([*COMPARE, "--shard", "1/2", "--out", str(out), "--cache", str(tmp_path / "cache"), "--record",
-                 "--history", str(db)])
+    code = main(
+        [
+            *COMPARE,
+            "--shard",
+            "1/2",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--record",
+            "--history",
+            str(db),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "this run (--shard 1/2) is shard 1/2 of a sweep" in err and "history --record all.json" in err

@@ -36,7 +36,7 @@ def test_fallback_resizes_and_normalises(photo) -> None:
     spec = InputSpec(shape=(3, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     batch = load_images([photo], spec)
     assert batch.shape == (1, 3, 32, 32)
-    assert -2.0 - 1e-6 <= batch.min() and batch.max() <= 2.0 + 1e-6  # (x - 0.5) / 0.25 with x in [0, 1]
+    assert batch.min() >= -2.0 - 1e-6 and batch.max() <= 2.0 + 1e-6  # (x - 0.5) / 0.25 with x in [0, 1]
 
 
 def test_folders_without_images_are_clear_errors(tmp_path) -> None:

@@ -11,14 +11,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
-
-import psutil
-import pytest
 
 import faulty_plugins
+import psutil
+import pytest
 from faulty_plugins import STALL_ENV, TINY_NET
+
 from deploybench.cache import ArtifactCache
 from deploybench.cli import main
 from deploybench.exporters.base import ExportOptions
@@ -64,17 +64,35 @@ def saved_rows(path: Path) -> list[dict]:
 
 
 def compare_args(out: Path, cache: Path, batches: str) -> list[str]:
-    return ["compare", "--models", TINY_NET, "--runtimes", "torch", "--precisions", "fp32", "--batch", batches,
-            "--quick", "--out", str(out), "--cache", str(cache)]
+    return [
+        "compare",
+        "--models",
+        TINY_NET,
+        "--runtimes",
+        "torch",
+        "--precisions",
+        "fp32",
+        "--batch",
+        batches,
+        "--quick",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+    ]
 
 
 def start_compare(tmp_path: Path, batches: str, *extra: str) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / "compare.log"
     with open(log, "w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "deploybench",
-                                 *compare_args(tmp_path / "out", tmp_path / "cache", batches), *extra],
-                                stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=child_env(),
-                                preexec_fn=_default_sigint)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploybench", *compare_args(tmp_path / "out", tmp_path / "cache", batches), *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+            preexec_fn=_default_sigint,
+        )
     return proc, log
 
 
@@ -101,8 +119,9 @@ def assert_clean_results_folder(out: Path) -> None:
     assert [p.name for p in out.iterdir() if p.name.startswith(".results")] == []
 
 
-def test_sigint_keeps_finished_rows_and_resume_runs_only_the_rest(tmp_path: Path, killer: list,
-                                                                 capsys: pytest.CaptureFixture) -> None:
+def test_sigint_keeps_finished_rows_and_resume_runs_only_the_rest(
+    tmp_path: Path, killer: list, capsys: pytest.CaptureFixture
+) -> None:
     proc, log = start_compare(tmp_path, "1,2,3")
     killer.append(proc)
     results = tmp_path / "out" / "results.json"
@@ -121,8 +140,14 @@ def test_sigint_keeps_finished_rows_and_resume_runs_only_the_rest(tmp_path: Path
     assert all(r["status"] == "ok" and r["samples_ms"] for r in kept)
     assert_clean_results_folder(tmp_path / "out")
 
-    code = main([*compare_args(tmp_path / "out", tmp_path / "cache", "1,2,3"), "--no-isolate",
-                 "--resume", str(tmp_path / "out")])
+    code = main(
+        [
+            *compare_args(tmp_path / "out", tmp_path / "cache", "1,2,3"),
+            "--no-isolate",
+            "--resume",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     assert f"resuming: {len(kept)} rows already" in capsys.readouterr().err
     final = saved_rows(results)
@@ -159,13 +184,18 @@ ArtifactCache(Path(sys.argv[1])).get_or_export(faulty_plugins.PartialExporter(),
 """
 
 
-def test_a_killed_export_leaves_nothing_the_cache_trusts(tmp_path: Path, killer: list,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_export_leaves_nothing_the_cache_trusts(
+    tmp_path: Path, killer: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "cache"
     log = tmp_path / "export.log"
     with open(log, "w") as sink:
-        proc = subprocess.Popen([sys.executable, "-c", KILLED_EXPORT, str(root)], stdout=sink,
-                                stderr=subprocess.STDOUT, env=child_env(**{STALL_ENV: "1"}))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_EXPORT, str(root)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=child_env(**{STALL_ENV: "1"}),
+        )
     killer.append(proc)
     wait_until(lambda: any(root.glob(".tmp-*/half-written")), proc, "the export to be half-way", log)
     proc.kill()  # SIGKILL: no cleanup code runs

@@ -20,12 +20,18 @@ sys.exit(code)
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list", "runtimes"], ["list", "exporters"], ["env", "--json"],
-                                  ["cache", "list"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["list", "runtimes"], ["list", "exporters"], ["env", "--json"], ["cache", "list"]]
+)
 def test_commands_import_no_backend(argv: list[str], tmp_path) -> None:
     script = PROBE.replace("{backends}", json.dumps(list(BACKENDS)))
-    result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True,
-                            env={"DEPLOYBENCH_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        env={"DEPLOYBENCH_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stderr.rsplit("LOADED=", 1)[1])
     assert loaded == [], f"{argv} imported {loaded}"

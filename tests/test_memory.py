@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -20,11 +20,12 @@ def test_a_workers_peak_rss_is_its_own_not_its_parents() -> None:
     """A fork+exec child must not inherit the parent's peak RSS (ru_maxrss survives execve; VmHWM does not)."""
     ballast = bytearray(400 * 2**20)
     ballast[::4096] = b"\1" * len(ballast[::4096])  # touch every page so it is resident
-    code = ("from deploybench.memory import MemorySampler\n"
-            "with MemorySampler() as m:\n    pass\n"
-            "print(m.report().peak_rss_mb)")
-    child_peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                      check=True).stdout)
+    code = (
+        "from deploybench.memory import MemorySampler\n"
+        "with MemorySampler() as m:\n    pass\n"
+        "print(m.report().peak_rss_mb)"
+    )
+    child_peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert child_peak < 300, child_peak
     del ballast
 
@@ -48,8 +49,14 @@ def test_the_memory_window_holds_the_inference_and_not_the_parity_check(tmp_path
     from faulty_plugins import TINY_NET
     from memory_plugins import BALLAST_MB
 
-    config = SweepConfig(models=(TINY_NET,), runtimes=("torch", "memtest-parity-heavy", "memtest-inference-heavy"),
-                         batches=(1,), policy=MeasurePolicy.quick(), isolate=True, parity_images=2)
+    config = SweepConfig(
+        models=(TINY_NET,),
+        runtimes=("torch", "memtest-parity-heavy", "memtest-inference-heavy"),
+        batches=(1,),
+        policy=MeasurePolicy.quick(),
+        isolate=True,
+        parity_images=2,
+    )
     sweep = Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), work_dir=tmp_path / "refs")
     rows = {row.runtime: row for row in sweep.run().rows}
     plain, parity_heavy, inference_heavy = (rows[name] for name in config.runtimes)

@@ -17,17 +17,32 @@ from deploybench.sweep import Sweep, SweepConfig, shard_of
 
 
 def sweep_config(shard: tuple[int, int]) -> SweepConfig:
-    return SweepConfig(models=("test_resnet",), runtimes=("torch", "onnxruntime"), precisions=("fp32",),
-                       batches=(1, 2), policy=MeasurePolicy.quick(), isolate=False, shard=shard)
+    return SweepConfig(
+        models=("test_resnet",),
+        runtimes=("torch", "onnxruntime"),
+        precisions=("fp32",),
+        batches=(1, 2),
+        policy=MeasurePolicy.quick(),
+        isolate=False,
+        shard=shard,
+    )
 
 
 def run(shard: tuple[int, int], cache: ArtifactCache, folder: Path) -> Results:
     """A sweep as `compare` records it (the config keys it writes included)."""
     config = sweep_config(shard)
-    results = Results(config={"models": list(config.models), "runtimes": list(config.runtimes),
-                              "precisions": list(config.precisions), "batches": list(config.batches),
-                              "device": config.device, "shard": list(shard), "argv": [f"--shard={shard[0]}/2"]},
-                      environment=fingerprint())
+    results = Results(
+        config={
+            "models": list(config.models),
+            "runtimes": list(config.runtimes),
+            "precisions": list(config.precisions),
+            "batches": list(config.batches),
+            "device": config.device,
+            "shard": list(shard),
+            "argv": [f"--shard={shard[0]}/2"],
+        },
+        environment=fingerprint(),
+    )
     return Sweep(config, cache, results, work_dir=folder).run()
 
 
@@ -44,8 +59,11 @@ def keys(results: Results) -> set[str]:
 
 def test_the_cell_keys_split_across_both_shards() -> None:
     """Guards the test below: with these keys neither shard is empty, on every machine."""
-    cells = [f"test_resnet|{fmt}|{rt}|cpu|fp32|{b}" for fmt, rt in (("pytorch", "torch"), ("onnx", "onnxruntime"))
-             for b in (1, 2)]
+    cells = [
+        f"test_resnet|{fmt}|{rt}|cpu|fp32|{b}"
+        for fmt, rt in (("pytorch", "torch"), ("onnx", "onnxruntime"))
+        for b in (1, 2)
+    ]
     assert {shard_of(key, 2) for key in cells} == {1, 2}
 
 

@@ -24,8 +24,18 @@ def test_rows_get_achieved_gflops_and_the_reports_show_the_facts() -> None:
     assert facts.achieved_gflops(20.0) == pytest.approx(160.0)
     assert facts.achieved_gflops(None) is None
     assert ModelFacts(parameters=None, flops=None, input_shape=(3, 8, 8)).achieved_gflops(5.0) is None
-    row = Row("det", "onnx", "onnxruntime", "cpu", "fp32", 1, ms_per_image=50.0, throughput=20.0,
-              gflops_per_s=facts.achieved_gflops(20.0), stats={"median": 50.0})
+    row = Row(
+        "det",
+        "onnx",
+        "onnxruntime",
+        "cpu",
+        "fp32",
+        1,
+        ms_per_image=50.0,
+        throughput=20.0,
+        gflops_per_s=facts.achieved_gflops(20.0),
+        stats={"median": 50.0},
+    )
     results = Results(rows=[row], models={"det": facts})
     again = Results.from_json(results.to_json())
     assert again.models == {"det": facts} and again.rows[0].gflops_per_s == pytest.approx(160.0)
@@ -50,15 +60,34 @@ def test_html_draws_accuracy_against_speed_with_bubbles_sized_by_the_artifact() 
     from deploybench.report.html import render_html
 
     def row(model: str, runtime: str, precision: str, ms: float, top1: float, size_mb: float) -> Row:
-        return Row(model, runtime, runtime, "cpu", precision, 1, ms_per_image=ms, throughput=1000 / ms,
-                   stats={"median": ms}, samples_ms=[ms], artifact={"size_mb": size_mb},
-                   parity={"verdict": "pass", "outputs": [], "precision": precision, "tolerance": {},
-                           "accuracy": {"top1": top1, "delta_top1": 0.0}})
+        return Row(
+            model,
+            runtime,
+            runtime,
+            "cpu",
+            precision,
+            1,
+            ms_per_image=ms,
+            throughput=1000 / ms,
+            stats={"median": ms},
+            samples_ms=[ms],
+            artifact={"size_mb": size_mb},
+            parity={
+                "verdict": "pass",
+                "outputs": [],
+                "precision": precision,
+                "tolerance": {},
+                "accuracy": {"top1": top1, "delta_top1": 0.0},
+            },
+        )
 
-    rows = [row("resnet50", "onnxruntime", "fp32", 20.0, 0.80, 97.0), row("resnet50", "openvino", "int8", 6.0, 0.79, 25.0),
-            row("mobilenetv4", "onnxruntime", "fp32", 3.0, 0.73, 14.0)]
+    rows = [
+        row("resnet50", "onnxruntime", "fp32", 20.0, 0.80, 97.0),
+        row("resnet50", "openvino", "int8", 6.0, 0.79, 25.0),
+        row("mobilenetv4", "onnxruntime", "fp32", 3.0, 0.73, 14.0),
+    ]
     page = render_html(Results(rows=rows))
-    chart = page[page.index("accuracy vs speed"):]
+    chart = page[page.index("accuracy vs speed") :]
     radii = [float(r) for r in re.findall(r'<circle cx="[^"]+" cy="[^"]+" r="([0-9.]+)"', chart)[:3]]
     expected = [18.0, 4.0 + 14.0 * (25 / 97) ** 0.5, 4.0 + 14.0 * (14 / 97) ** 0.5]  # area ~ size on disk
     assert sorted(radii) == pytest.approx(sorted(expected), abs=0.06)

@@ -64,11 +64,14 @@ def test_python_factory_source(sample_factory_module: str) -> None:
     assert tuple(out.shape) == (2, 5)
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("my_models:", "malformed"),
-    ("my models:net", "malformed"),
-    ("no_such_module_xyz:factory", "cannot import"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("my_models:", "malformed"),
+        ("my models:net", "malformed"),
+        ("no_such_module_xyz:factory", "cannot import"),
+    ],
+)
 def test_malformed_python_specs(sample_factory_module: str, text: str, fragment: str) -> None:
     with pytest.raises(ModelSpecError, match=fragment):
         resolve(text)
@@ -125,8 +128,8 @@ def test_every_alias_names_a_known_source() -> None:
     assert {target.split(":", 1)[0] for target in ALIASES.values()} <= {"timm", "ultralytics"}
 
 
-
 # Ultralytics tasks: read from the model, not assumed ------------------------------------------
+
 
 def _eager_row(model: str, tmp_path: Path):
     """One quick eager-PyTorch cell in this process: parity against the FP32 reference on 2 images."""
@@ -135,8 +138,9 @@ def _eager_row(model: str, tmp_path: Path):
     from deploybench.results import Results
     from deploybench.sweep import Sweep, SweepConfig
 
-    config = SweepConfig(models=(model,), runtimes=("torch",), batches=(1,), policy=MeasurePolicy.quick(),
-                         isolate=False, parity_images=2)
+    config = SweepConfig(
+        models=(model,), runtimes=("torch",), batches=(1,), policy=MeasurePolicy.quick(), isolate=False, parity_images=2
+    )
     results = Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), work_dir=tmp_path / "refs").run()
     [row] = results.rows
     assert row.status == "ok", row.message

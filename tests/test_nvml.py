@@ -16,8 +16,16 @@ class FakeNvml:
 
     NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
 
-    def __init__(self, clocks=(1980,), power_mw=(300_000,), reasons=(0,), energy_per_read_mj=500,
-                 energy_supported=True, name=b"NVIDIA H100 80GB HBM3", fail_init=False) -> None:
+    def __init__(
+        self,
+        clocks=(1980,),
+        power_mw=(300_000,),
+        reasons=(0,),
+        energy_per_read_mj=500,
+        energy_supported=True,
+        name=b"NVIDIA H100 80GB HBM3",
+        fail_init=False,
+    ) -> None:
         self.clocks, self.power, self.reasons = list(clocks), list(power_mw), list(reasons)
         self.energy_per_read, self.energy_supported, self.name = energy_per_read_mj, energy_supported, name
         self.fail_init = fail_init
@@ -85,11 +93,13 @@ def test_reason_bits_are_named() -> None:
 
 def test_window_takes_the_last_seconds_only_and_energy_per_image() -> None:
     # Warm-up at 1000 MHz and 100 W, then a 2 s timed window at 1980 MHz and 300 W.
-    samples = [sample(0.0, sm_clock_mhz=1000, power_w=100.0, energy_mj=0),
-               sample(1.0, sm_clock_mhz=1000, power_w=100.0, energy_mj=100_000),
-               sample(2.0, sm_clock_mhz=1980, power_w=300.0, energy_mj=200_000),
-               sample(3.0, sm_clock_mhz=1980, power_w=300.0, energy_mj=500_000),
-               sample(4.0, sm_clock_mhz=1980, power_w=300.0, energy_mj=800_000)]
+    samples = [
+        sample(0.0, sm_clock_mhz=1000, power_w=100.0, energy_mj=0),
+        sample(1.0, sm_clock_mhz=1000, power_w=100.0, energy_mj=100_000),
+        sample(2.0, sm_clock_mhz=1980, power_w=300.0, energy_mj=200_000),
+        sample(3.0, sm_clock_mhz=1980, power_w=300.0, energy_mj=500_000),
+        sample(4.0, sm_clock_mhz=1980, power_w=300.0, energy_mj=800_000),
+    ]
     window = summarize(samples, "NVIDIA H100", window_seconds=2.0, images=1000)
     assert window is not None
     assert window.sm_clock_min_mhz == 1980 and window.power_mean_w == 300.0  # warm-up readings left out
@@ -109,11 +119,14 @@ def test_no_energy_counter_means_no_energy_figures() -> None:
     assert window.energy_j is None and window.energy_per_image_mj is None and window.power_mean_w == 55.0
 
 
-@pytest.mark.parametrize("mask, clocks, expected", [
-    (0x4, (1980, 1980), "throttled during the timed window (sw_power_cap)"),
-    (0x40 | 0x1, (1980, 1980), "hw_thermal_slowdown"),
-    (0x0, (1980, 1500), "clocked down during the timed window: SM clock 1500 to 1980 MHz"),
-])
+@pytest.mark.parametrize(
+    "mask, clocks, expected",
+    [
+        (0x4, (1980, 1980), "throttled during the timed window (sw_power_cap)"),
+        (0x40 | 0x1, (1980, 1980), "hw_thermal_slowdown"),
+        (0x0, (1980, 1500), "clocked down during the timed window: SM clock 1500 to 1980 MHz"),
+    ],
+)
 def test_throttling_and_clock_drops_warn(mask: int, clocks: tuple[int, int], expected: str) -> None:
     samples = [sample(0.0, sm_clock_mhz=clocks[0], throttle_mask=mask), sample(1.0, sm_clock_mhz=clocks[1])]
     warnings = summarize(samples, "gpu", 1.0, 1).warnings()
@@ -172,11 +185,14 @@ def test_sampler_without_energy_counter_still_reports_power() -> None:
     assert window.energy_j is None and window.power_mean_w == 300.0
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({}, ("index", 0)),
-    ({"CUDA_VISIBLE_DEVICES": "3,1"}, ("index", 3)),
-    ({"CUDA_VISIBLE_DEVICES": "GPU-8a1c,GPU-22"}, ("uuid", "GPU-8a1c")),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, ("index", 0)),
+        ({"CUDA_VISIBLE_DEVICES": "3,1"}, ("index", 3)),
+        ({"CUDA_VISIBLE_DEVICES": "GPU-8a1c,GPU-22"}, ("uuid", "GPU-8a1c")),
+    ],
+)
 def test_the_sampled_gpu_is_the_one_cuda_computes_on(env: dict, expected: tuple) -> None:
     assert visible_device_index(env) == expected
 
@@ -189,8 +205,16 @@ def test_cell_records_the_window_and_its_warnings(monkeypatch: pytest.MonkeyPatc
     fake = FakeNvml(reasons=(0x20,))
     monkeypatch.setitem(sys.modules, "pynvml", fake)  # what the sampler imports in the worker
     policy = MeasurePolicy(warmup_iters=1, warmup_seconds=0.0, min_iters=3, min_seconds=0.05)
-    cell = Cell(model=tiny.ref, model_name=tiny.name, task=tiny.task, format="pytorch", runtime="torch", batch=1,
-                policy=policy, sample=("rss", "nvml"))
+    cell = Cell(
+        model=tiny.ref,
+        model_name=tiny.name,
+        task=tiny.task,
+        format="pytorch",
+        runtime="torch",
+        batch=1,
+        policy=policy,
+        sample=("rss", "nvml"),
+    )
     row = run_cell(cell)
     assert row.status == "ok", row.message
     assert row.runtime_info["nvml"]["device"] == "NVIDIA H100 80GB HBM3"
@@ -198,4 +222,3 @@ def test_cell_records_the_window_and_its_warnings(monkeypatch: pytest.MonkeyPatc
     assert any("sw_thermal_slowdown" in w for w in row.warnings)
     without = run_cell(Cell(**{**cell.__dict__, "sample": ("rss",)}))
     assert "nvml" not in without.runtime_info
-

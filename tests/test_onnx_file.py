@@ -39,14 +39,16 @@ class TwoInputs(OneInput):
         return self.head(torch.cat([self.conv(image).mean((2, 3)), meta], 1))
 
 
-def _export(module: torch.nn.Module, names: list[str], shapes: list[tuple[int, ...]], path: Path,
-            dynamic: bool = True) -> Path:
+def _export(
+    module: torch.nn.Module, names: list[str], shapes: list[tuple[int, ...]], path: Path, dynamic: bool = True
+) -> Path:
     torch.manual_seed(0)
     module.eval()
     examples = tuple(torch.rand(1, *shape) for shape in shapes)
     axes = {name: {0: "batch"} for name in [*names, "logits"]} if dynamic else None
-    torch.onnx.export(module, examples, str(path), input_names=names, output_names=["logits"],
-                      dynamic_axes=axes, dynamo=False)
+    torch.onnx.export(
+        module, examples, str(path), input_names=names, output_names=["logits"], dynamic_axes=axes, dynamo=False
+    )
     return path
 
 
@@ -88,13 +90,30 @@ def test_the_reference_is_onnx_runtime_over_the_file_with_every_input(files: dic
 
 
 @pytest.mark.parametrize("model", ["one", "two"])
-def test_compare_runs_the_file_in_every_runtime_that_reads_onnx(model: str, files: dict[str, Path], tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture) -> None:
+def test_compare_runs_the_file_in_every_runtime_that_reads_onnx(
+    model: str, files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     pytest.importorskip("openvino")
     out = tmp_path / "out"
-    code = main(["compare", "--models", str(files[model]), "--runtimes", "onnxruntime,openvino,torch,torchscript",
-                 "--precisions", "fp32", "--batch", "1,2", "--quick", "--no-isolate", "--out", str(out),
-                 "--cache", str(tmp_path / "cache")])
+    code = main(
+        [
+            "compare",
+            "--models",
+            str(files[model]),
+            "--runtimes",
+            "onnxruntime,openvino,torch,torchscript",
+            "--precisions",
+            "fp32",
+            "--batch",
+            "1,2",
+            "--quick",
+            "--no-isolate",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     rows = Results.load(out / "results.json").rows
@@ -109,8 +128,18 @@ def test_compare_runs_the_file_in_every_runtime_that_reads_onnx(model: str, file
 
 
 def test_bench_an_onnx_file(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["bench", str(files["one"]), "--runtime", "onnxruntime", "--quick", "--no-isolate",
-                 "--cache", str(tmp_path / "cache")])
+    code = main(
+        [
+            "bench",
+            str(files["one"]),
+            "--runtime",
+            "onnxruntime",
+            "--quick",
+            "--no-isolate",
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "b1: parity against onnxruntime-fp32 (no PyTorch module)" in out and " pass" in out
@@ -118,8 +147,25 @@ def test_bench_an_onnx_file(files: dict[str, Path], tmp_path: Path, capsys: pyte
 
 def test_a_fixed_batch_file_runs_its_batch_and_says_so_for_others(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = main(["compare", "--models", str(files["static"]), "--runtimes", "onnxruntime", "--precisions", "fp32",
-                 "--batch", "1,2", "--quick", "--no-isolate", "--out", str(out), "--cache", str(tmp_path / "cache")])
+    code = main(
+        [
+            "compare",
+            "--models",
+            str(files["static"]),
+            "--runtimes",
+            "onnxruntime",
+            "--precisions",
+            "fp32",
+            "--batch",
+            "1,2",
+            "--quick",
+            "--no-isolate",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     rows = {r.batch: r for r in Results.load(out / "results.json").rows}
     assert code == 1
     assert rows[1].status == "ok" and rows[1].parity_verdict == "pass"

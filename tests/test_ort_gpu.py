@@ -14,9 +14,17 @@ import pytest
 from deploybench.cache import ArtifactCache
 from deploybench.errors import UnsupportedError
 from deploybench.runtimes.base import RuntimeOptions
-from deploybench.runtimes.onnxruntime import (ORT_TENSORRT_CACHE, GraphBuffers, OnnxRuntime, enable_placement_profile,
-                                              fixed_output_shape, node_placement, provider_chain, read_placement,
-                                              tensorrt_cache_dir)
+from deploybench.runtimes.onnxruntime import (
+    ORT_TENSORRT_CACHE,
+    GraphBuffers,
+    OnnxRuntime,
+    enable_placement_profile,
+    fixed_output_shape,
+    node_placement,
+    provider_chain,
+    read_placement,
+    tensorrt_cache_dir,
+)
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the onnx extra")
 DATA = Path(__file__).parent / "data"
@@ -27,12 +35,16 @@ CPU_SAMPLE = json.loads((DATA / "ort_profile_cpu_sample.json").read_text())
 
 # -- provider options ---------------------------------------------------------------------------------
 
+
 def test_tensorrt_provider_keeps_engines_in_the_cache_beside_the_artifact(artifacts, cache: ArtifactCache) -> None:
     artifact = artifacts.get("onnx")
     chain = provider_chain("TensorrtExecutionProvider", RuntimeOptions(device="cuda", precision="fp16"), artifact)
     (name, options), cuda, cpu = chain
-    assert (name, cuda, cpu) == ("TensorrtExecutionProvider", ("CUDAExecutionProvider", {"use_tf32": "0"}),
-                                 "CPUExecutionProvider")
+    assert (name, cuda, cpu) == (
+        "TensorrtExecutionProvider",
+        ("CUDAExecutionProvider", {"use_tf32": "0"}),
+        "CPUExecutionProvider",
+    )
     engines = Path(options["trt_engine_cache_path"])
     assert engines == cache.root / ORT_TENSORRT_CACHE / artifact.path.name and engines.is_dir()
     assert options["trt_engine_cache_enable"] is True and options["trt_timing_cache_enable"] is True
@@ -51,8 +63,10 @@ def test_engine_folder_of_an_in_memory_artifact_is_in_the_default_cache(monkeypa
 
 def test_cuda_provider_options(artifacts) -> None:
     artifact = artifacts.get("onnx")
-    assert provider_chain("CUDAExecutionProvider", RuntimeOptions(device="cuda"), artifact) == \
-        [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    assert provider_chain("CUDAExecutionProvider", RuntimeOptions(device="cuda"), artifact) == [
+        ("CUDAExecutionProvider", {"use_tf32": "0"}),
+        "CPUExecutionProvider",
+    ]
     graphs = provider_chain("CUDAExecutionProvider", RuntimeOptions(device="cuda", cuda_graphs=True), artifact)
     assert graphs == [("CUDAExecutionProvider", {"use_tf32": "0", "enable_cuda_graph": "1"}), "CPUExecutionProvider"]
     assert provider_chain("CPUExecutionProvider", RuntimeOptions(), artifact) == ["CPUExecutionProvider"]
@@ -65,8 +79,9 @@ def test_cuda_graphs_without_a_cuda_device_are_refused_before_loading(artifacts)
 
 def test_cuda_graphs_stay_off_the_tensorrt_providers_cuda_fallback(artifacts) -> None:
     # ONNX Runtime refuses to capture a CUDA graph unless every node is on CUDA; TensorRT takes them.
-    chain = provider_chain("TensorrtExecutionProvider", RuntimeOptions(device="cuda", cuda_graphs=True),
-                           artifacts.get("onnx"))
+    chain = provider_chain(
+        "TensorrtExecutionProvider", RuntimeOptions(device="cuda", cuda_graphs=True), artifacts.get("onnx")
+    )
     assert chain[1] == ("CUDAExecutionProvider", {"use_tf32": "0"})
     with pytest.raises(UnsupportedError, match="drop one of the two"):
         OnnxRuntime(RuntimeOptions(device="cuda", provider="tensorrt", cuda_graphs=True)).load(artifacts.get("onnx"))
@@ -74,12 +89,14 @@ def test_cuda_graphs_stay_off_the_tensorrt_providers_cuda_fallback(artifacts) ->
 
 # -- nodes left on the CPU ----------------------------------------------------------------------------
 
+
 def gpu_session_sample() -> list[dict]:
     """The captured sample as a CUDA session would profile it: convolutions on CUDA, two nodes on the CPU."""
     events = [{"cat": "Session", "name": "model_run", "args": {}}]
-    for index, event in enumerate(copy.deepcopy(CPU_SAMPLE)):
-        event["args"]["provider"] = "CPUExecutionProvider" if event["args"]["op_name"] == "MaxPool" \
-            else "CUDAExecutionProvider"
+    for event in copy.deepcopy(CPU_SAMPLE):
+        event["args"]["provider"] = (
+            "CPUExecutionProvider" if event["args"]["op_name"] == "MaxPool" else "CUDAExecutionProvider"
+        )
         events.append(event)
     shape = copy.deepcopy(CPU_SAMPLE[0])
     shape["name"], shape["args"]["op_name"] = "Shape_42_kernel_time", "Shape"
@@ -136,6 +153,7 @@ def test_runtime_reports_placement_from_its_first_prepared_batch(artifacts) -> N
 
 # -- CUDA graph buffers -------------------------------------------------------------------------------
 
+
 class FakeOrtValue:
     def __init__(self, array: np.ndarray) -> None:
         self.array = np.array(array)
@@ -181,8 +199,10 @@ class FakeBinding:
 
 
 def fake_session(*outputs: tuple[str, list, str]) -> SimpleNamespace:
-    return SimpleNamespace(get_inputs=lambda: [SimpleNamespace(name="input")],
-                           get_outputs=lambda: [SimpleNamespace(name=n, shape=s, type=t) for n, s, t in outputs])
+    return SimpleNamespace(
+        get_inputs=lambda: [SimpleNamespace(name="input")],
+        get_outputs=lambda: [SimpleNamespace(name=n, shape=s, type=t) for n, s, t in outputs],
+    )
 
 
 def test_graph_buffers_bind_once_and_copy_each_new_input_in_place() -> None:
@@ -193,8 +213,10 @@ def test_graph_buffers_bind_once_and_copy_each_new_input_in_place() -> None:
     first = np.full((4, 3, 8, 8), 1.0, np.float32)
     bound = buffers.feed(first)
     assert [name for name, _ in binding.inputs] == ["input"] and binding.inputs[0][1] is bound
-    assert [(n, v.array.shape, v.array.dtype) for n, v in binding.outputs] == \
-        [("logits", (4, 1000), np.float32), ("boxes", (4, 84, 8400), np.float16)]
+    assert [(n, v.array.shape, v.array.dtype) for n, v in binding.outputs] == [
+        ("logits", (4, 1000), np.float32),
+        ("boxes", (4, 84, 8400), np.float16),
+    ]
     second = np.full((4, 3, 8, 8), 2.0, np.float32)
     assert buffers.feed(second) is bound  # the address the graph captured
     assert bound.writes == 1 and np.array_equal(bound.array, second)  # the replay sees the new input

@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from faulty_plugins import TINY_NET
+
 from deploybench.cli import main
 from deploybench.output_lock import LOCK_NAME, OutputBusyError, exclusive_output
 
@@ -41,30 +41,45 @@ def held(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen]]:
 
 
 def compare_into(out: Path, tmp_path: Path, option: str = "--out") -> list[str]:
-    return ["compare", "--models", TINY_NET, "--runtimes", "torch", "--batch", "1", "--quick", "--no-isolate",
-            "--cache", str(tmp_path / "cache"), option, str(out)]
+    return [
+        "compare",
+        "--models",
+        TINY_NET,
+        "--runtimes",
+        "torch",
+        "--batch",
+        "1",
+        "--quick",
+        "--no-isolate",
+        "--cache",
+        str(tmp_path / "cache"),
+        option,
+        str(out),
+    ]
 
 
 @pytest.mark.parametrize("option", ["--out", "--resume"])
-def test_a_second_run_into_a_held_folder_is_refused(option: str, held: tuple[Path, subprocess.Popen], tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_a_second_run_into_a_held_folder_is_refused(
+    option: str, held: tuple[Path, subprocess.Popen], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out, holder = held
     first_rows = '{"written by": "the first run"}'
     (out / "results.json").write_text(first_rows)
     code = main(compare_into(out, tmp_path, option))
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert err.rstrip().splitlines()[-1] == (f"error: another deploybench run (pid {holder.pid}) is writing to {out}; "
-                                             f"pass another {option} or wait for it to finish")
+    assert err.rstrip().splitlines()[-1] == (
+        f"error: another deploybench run (pid {holder.pid}) is writing to {out}; "
+        f"pass another {option} or wait for it to finish"
+    )
     assert (out / "results.json").read_text() == first_rows  # nothing of the first run was touched
     assert (out / LOCK_NAME).is_file()  # the holder's lock is left in place
 
 
 def test_the_lock_dies_with_its_holder(held: tuple[Path, subprocess.Popen]) -> None:
     out, holder = held
-    with pytest.raises(OutputBusyError):
-        with exclusive_output(out):
-            pass
+    with pytest.raises(OutputBusyError), exclusive_output(out):
+        pass
     os.kill(holder.pid, signal.SIGKILL)  # a run killed outright: the kernel releases its flock
     holder.wait()
     with exclusive_output(out):
@@ -72,8 +87,9 @@ def test_the_lock_dies_with_its_holder(held: tuple[Path, subprocess.Popen]) -> N
     assert not (out / LOCK_NAME).exists()  # a finished run leaves no lock file behind
 
 
-def test_a_run_holds_the_folder_while_it_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_a_run_holds_the_folder_while_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """compare takes the lock before the sweep and keeps it until its last output is written."""
     import deploybench.cli.bench as bench
 
@@ -81,9 +97,9 @@ def test_a_run_holds_the_folder_while_it_writes(tmp_path: Path, monkeypatch: pyt
     real_write = bench.write_outputs
 
     def write_outputs(*args: object) -> None:
-        with pytest.raises(OutputBusyError):  # a second run, arriving while the first writes its outputs
-            with exclusive_output(out):
-                pass
+        # A second run, arriving while the first writes its outputs.
+        with pytest.raises(OutputBusyError), exclusive_output(out):
+            pass
         seen.append("refused")
         real_write(*args)  # type: ignore[arg-type]
 

@@ -18,7 +18,7 @@ TINY = "test_resnet"
 def _spread_ratio(outputs: np.ndarray) -> float:
     """How much of the output depends on the image: spread across images over the RMS."""
     flat = outputs.reshape(len(outputs), -1).astype(np.float64)
-    return float(np.sqrt(np.mean((flat - flat.mean(axis=0)) ** 2)) / np.sqrt(np.mean(flat ** 2)))
+    return float(np.sqrt(np.mean((flat - flat.mean(axis=0)) ** 2)) / np.sqrt(np.mean(flat**2)))
 
 
 def test_parity_inputs_are_bundled_photos_through_the_models_preprocessing() -> None:

@@ -11,8 +11,8 @@ one shape and the library's own initialisation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -35,12 +35,18 @@ class TwoHeads(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-            torch.nn.Conv2d(8, 16, 3, stride=2), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten())
+            torch.nn.Conv2d(3, 8, 3, stride=2),
+            torch.nn.BatchNorm2d(8),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 16, 3, stride=2),
+            torch.nn.BatchNorm2d(16),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(4),
+            torch.nn.Flatten(),
+        )
         self.head_a, self.head_b = torch.nn.Linear(256, 32), torch.nn.Linear(256, 32)
 
-    def forward(self, x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(x)
         return self.head_a(features), self.head_b(features)
 
@@ -51,18 +57,26 @@ def _spec(task: str, seed: int) -> ModelSpec:
     if task == "detection":
         spec = resolve(ModelRef("yolov8n", seed=seed, data_init=True))
         return replace(spec, input=InputSpec(name="images", shape=(3, 320, 320)))
-    return ModelSpec(name="two_heads", ref=ModelRef("two_heads", seed=seed), source="test", task="other",
-                     input=InputSpec(shape=(3, 64, 64)), library="torch", library_version="", weights="random",
-                     factory=TwoHeads)
+    return ModelSpec(
+        name="two_heads",
+        ref=ModelRef("two_heads", seed=seed),
+        source="test",
+        task="other",
+        input=InputSpec(shape=(3, 64, 64)),
+        library="torch",
+        library_version="",
+        weights="random",
+        factory=TwoHeads,
+    )
 
 
-def _run(module: "torch.nn.Module", inputs: np.ndarray) -> Outputs:
+def _run(module: torch.nn.Module, inputs: np.ndarray) -> Outputs:
     with torch.no_grad():
         out = module(torch.from_numpy(inputs))
     return [o.numpy().astype(np.float32) for o in (out if isinstance(out, (tuple, list)) else [out])]
 
 
-def _fake_quantised(module: "torch.nn.Module") -> "torch.nn.Module":
+def _fake_quantised(module: torch.nn.Module) -> torch.nn.Module:
     """A copy whose conv and linear weights went through per-tensor symmetric int8."""
     import copy
 
@@ -78,7 +92,7 @@ def _fake_quantised(module: "torch.nn.Module") -> "torch.nn.Module":
 Cases = dict[tuple[str, int], tuple[str, Outputs, Outputs]]
 
 
-def _modules(spec: ModelSpec, seed: int) -> tuple["torch.nn.Module", "torch.nn.Module"]:
+def _modules(spec: ModelSpec, seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The model as ``spec.build()`` makes it, and a twin whose weights went through int8 before
     Conv+BN fusion (as quantisation-aware weights are; per-tensor scales of fused weights would
     zero whole channels, a real loss rather than int8 rounding)."""
@@ -120,8 +134,10 @@ def _bf16(a: np.ndarray) -> np.ndarray:
 def _noise(ref: Outputs, precision: str, rng: np.random.Generator) -> Outputs:
     """Gaussian noise at 3x the precision's error tolerance (per-image RMS over the output's RMS)."""
     level = 3 * tolerance_for(precision).max_error
-    return [r + rng.normal(size=r.shape).astype(np.float32) * level * float(np.sqrt(np.mean(r.astype(np.float64) ** 2)))
-            for r in ref]
+    return [
+        r + rng.normal(size=r.shape).astype(np.float32) * level * float(np.sqrt(np.mean(r.astype(np.float64) ** 2)))
+        for r in ref
+    ]
 
 
 def _shuffle_classes(ref: Outputs, rng: np.random.Generator) -> Outputs:
@@ -140,13 +156,17 @@ def _shift_boxes(ref: Outputs, pixels: float = 20.0) -> Outputs:
 BROKEN: dict[str, tuple[tuple[str, ...], Callable[[Outputs, str, np.random.Generator], Outputs]]] = {
     "permuted rows": (TASKS, lambda ref, p, rng: [np.roll(r, 1, axis=0) for r in ref]),
     "image 0 everywhere": (TASKS, lambda ref, p, rng: [np.repeat(r[:1], len(r), axis=0) for r in ref]),
-    "constant (batch mean)": (TASKS, lambda ref, p, rng: [np.repeat(r.mean(axis=0, keepdims=True), len(r), axis=0)
-                                                          for r in ref]),
+    "constant (batch mean)": (
+        TASKS,
+        lambda ref, p, rng: [np.repeat(r.mean(axis=0, keepdims=True), len(r), axis=0) for r in ref],
+    ),
     "zeros": (TASKS, lambda ref, p, rng: [np.zeros_like(r) for r in ref]),
     "two outputs swapped": (("other",), lambda ref, p, rng: ref[::-1]),
     "scaled by 1.05": (TASKS, lambda ref, p, rng: [r * 1.05 for r in ref]),
-    "shifted by 5% of RMS": (TASKS, lambda ref, p, rng: [r + 0.05 * float(np.sqrt(np.mean(r.astype(np.float64) ** 2)))
-                                                         for r in ref]),
+    "shifted by 5% of RMS": (
+        TASKS,
+        lambda ref, p, rng: [r + 0.05 * float(np.sqrt(np.mean(r.astype(np.float64) ** 2))) for r in ref],
+    ),
     "noise at 3x tolerance": (TASKS, lambda ref, p, rng: _noise(ref, p, rng)),
     "YOLO class channels shuffled": (("detection",), lambda ref, p, rng: _shuffle_classes(ref, rng)),
     "boxes shifted by 20 px": (("detection",), lambda ref, p, rng: _shift_boxes(ref)),
@@ -169,8 +189,10 @@ def test_broken_candidates_fail_at_every_precision(cases, broken: str, task: str
 
 
 FAITHFUL: dict[str, tuple[tuple[str, ...], Callable[[Outputs, Outputs], Outputs]]] = {
-    "rounded through fp16": (("fp16", "bf16", "int8"), lambda ref, q: [r.astype(np.float16).astype(np.float32)
-                                                                       for r in ref]),
+    "rounded through fp16": (
+        ("fp16", "bf16", "int8"),
+        lambda ref, q: [r.astype(np.float16).astype(np.float32) for r in ref],
+    ),
     "rounded through bf16": (("bf16", "int8"), lambda ref, q: [_bf16(r) for r in ref]),
     "int8 fake-quantised weights": (("int8",), lambda ref, q: q),
 }
@@ -182,8 +204,10 @@ FAITHFUL: dict[str, tuple[tuple[str, ...], Callable[[Outputs, Outputs], Outputs]
 def test_faithful_candidates_never_fail(cases, faithful: str, task: str, seed: int) -> None:
     precisions, make = FAITHFUL[faithful]
     if faithful == "int8 fake-quantised weights" and task == "detection":
-        pytest.skip("yolov8n is no tiny model: with --data-init its random BatchNorm network is chaotic (bf16 "
-                    "autocast moves the class scores by 89 % of their RMS), so int8 weights change it for real")
+        pytest.skip(
+            "yolov8n is no tiny model: with --data-init its random BatchNorm network is chaotic (bf16 "
+            "autocast moves the class scores by 89 % of their RMS), so int8 weights change it for real"
+        )
     kind, reference, quantised = cases[(task, seed)]
     candidate = make(reference, quantised)
     for precision in precisions:
@@ -197,6 +221,9 @@ def test_faithful_candidates_never_fail(cases, faithful: str, task: str, seed: i
 def test_rounded_references_pass_outright(cases, task: str) -> None:
     """Rounding through fp16 is not merely 'not failed': where the outputs differ across images
     (data-initialised weights, or a small model) it passes at fp16."""
-    verdicts = [compare(ref, [r.astype(np.float16).astype(np.float32) for r in ref], kind, "fp16").verdict
-                for (t, _), (kind, ref, _) in cases.items() if t == task]
+    verdicts = [
+        compare(ref, [r.astype(np.float16).astype(np.float32) for r in ref], kind, "fp16").verdict
+        for (t, _), (kind, ref, _) in cases.items()
+        if t == task
+    ]
     assert verdicts.count(PASS) >= len(SEEDS) - 1, verdicts

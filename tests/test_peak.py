@@ -7,28 +7,34 @@ import pytest
 from deploybench.peak import HOST_BOUND_SHARE, PEAKS, THROUGHPUT_BATCH, find_peak, peak_precision, utilization
 
 
-@pytest.mark.parametrize("name, multiprocessors, expected", [
-    ("NVIDIA A100-SXM4-80GB", 108, "A100"),
-    ("NVIDIA A100 80GB PCIe", 108, "A100"),
-    ("NVIDIA H100 80GB HBM3", 132, "H100 SXM"),
-    ("NVIDIA H100 PCIe", 114, "H100 PCIe"),
-    ("NVIDIA H200", 132, "H200 SXM"),
-    ("NVIDIA L4", 58, "L4"),
-    ("Tesla T4", 40, "T4"),
-    ("Orin", 16, "Jetson AGX Orin 64GB"),
-])
+@pytest.mark.parametrize(
+    "name, multiprocessors, expected",
+    [
+        ("NVIDIA A100-SXM4-80GB", 108, "A100"),
+        ("NVIDIA A100 80GB PCIe", 108, "A100"),
+        ("NVIDIA H100 80GB HBM3", 132, "H100 SXM"),
+        ("NVIDIA H100 PCIe", 114, "H100 PCIe"),
+        ("NVIDIA H200", 132, "H200 SXM"),
+        ("NVIDIA L4", 58, "L4"),
+        ("Tesla T4", 40, "T4"),
+        ("Orin", 16, "Jetson AGX Orin 64GB"),
+    ],
+)
 def test_device_names_as_nvml_prints_them(name: str, multiprocessors: int, expected: str) -> None:
     peak = find_peak(name, multiprocessors)
     assert peak is not None and peak.name == expected
 
 
-@pytest.mark.parametrize("name, multiprocessors", [
-    ("NVIDIA H100 NVL", 132),      # other clocks and power: not credited with the SXM's peak
-    ("NVIDIA H200 NVL", 132),
-    ("Orin", 8),                   # an Orin Nano/NX: the name alone would overstate its peak 2-4x
-    ("NVIDIA GeForce RTX 4090", 128),
-    ("NVIDIA L40S", 142),          # "l4" must match as a word only
-])
+@pytest.mark.parametrize(
+    "name, multiprocessors",
+    [
+        ("NVIDIA H100 NVL", 132),  # other clocks and power: not credited with the SXM's peak
+        ("NVIDIA H200 NVL", 132),
+        ("Orin", 8),  # an Orin Nano/NX: the name alone would overstate its peak 2-4x
+        ("NVIDIA GeForce RTX 4090", 128),
+        ("NVIDIA L40S", 142),  # "l4" must match as a word only
+    ],
+)
 def test_devices_without_a_sourced_peak_get_none(name: str, multiprocessors: int) -> None:
     assert find_peak(name, multiprocessors) is None
 
@@ -90,7 +96,9 @@ def test_gpu_rows_get_their_share_of_peak_and_the_host_bound_warning(tiny) -> No
     assert row.utilization["precision"] == "int8" and row.utilization["flops_per_image"] == flops
     assert row.utilization["achieved_tflops"] == pytest.approx(flops * 5000 / 1e12)
     assert any("host- or launch-bound" in w for w in row.warnings)  # a tiny model cannot fill an H100
-    for untouched in (Row("m", "onnx", "onnxruntime", "cuda", "fp32", 1, status="error"),
-                      Row("m", "onnx", "onnxruntime", "cpu", "fp32", 1, throughput=10.0)):
+    for untouched in (
+        Row("m", "onnx", "onnxruntime", "cuda", "fp32", 1, status="error"),
+        Row("m", "onnx", "onnxruntime", "cpu", "fp32", 1, throughput=10.0),
+    ):
         annotate(untouched, flops, None if untouched.device == "cpu" else h100)
         assert untouched.utilization is None and untouched.warnings == []

@@ -12,21 +12,56 @@ import pytest
 from deploybench.cli import main
 from deploybench.errors import UsageError
 from deploybench.harness import MeasurePolicy, Stats
-from deploybench.regress import (FAILING, IMPROVED, MISSING, NEW, REGRESSED, UNCHANGED, IncompatibleBaselineError,
-                                 NoCommonCellsError, Thresholds, compare, format_percent, incompatibilities, parse_fraction,
-                                 robust_spread_ms)
+from deploybench.regress import (
+    FAILING,
+    IMPROVED,
+    MISSING,
+    NEW,
+    REGRESSED,
+    UNCHANGED,
+    IncompatibleBaselineError,
+    NoCommonCellsError,
+    Thresholds,
+    compare,
+    format_percent,
+    incompatibilities,
+    parse_fraction,
+    robust_spread_ms,
+)
 from deploybench.report.delta import COLUMNS, render_markdown
 from deploybench.results import Results, Row
 
-ENV = {"hostname": "box", "cpu": {"model": "Test CPU"}, "gpus": [],
-       "libraries": {"torch": "2.5.0", "onnxruntime": "1.20.0", "openvino": None, "tensorrt": None}}
+ENV = {
+    "hostname": "box",
+    "cpu": {"model": "Test CPU"},
+    "gpus": [],
+    "libraries": {"torch": "2.5.0", "onnxruntime": "1.20.0", "openvino": None, "tensorrt": None},
+}
 
 
-def make_row(median: float = 2.0, cv: float = 0.02, seed: int = 0, runtime: str = "onnxruntime", batch: int = 1,
-             parity: str | None = "pass", status: str = "ok", rss: float = 500.0, n: int = 200) -> Row:
+def make_row(
+    median: float = 2.0,
+    cv: float = 0.02,
+    seed: int = 0,
+    runtime: str = "onnxruntime",
+    batch: int = 1,
+    parity: str | None = "pass",
+    status: str = "ok",
+    rss: float = 500.0,
+    n: int = 200,
+) -> Row:
     """A row whose samples are drawn from a normal distribution around ``median``."""
-    row = Row(model="test_resnet", format="onnx", runtime=runtime, device="cpu", precision="fp32", batch=batch,
-              status=status, parity={"verdict": parity} if parity else None, memory={"peak_rss_mb": rss})
+    row = Row(
+        model="test_resnet",
+        format="onnx",
+        runtime=runtime,
+        device="cpu",
+        precision="fp32",
+        batch=batch,
+        status=status,
+        parity={"verdict": parity} if parity else None,
+        memory={"peak_rss_mb": rss},
+    )
     if status == "ok":
         rng = random.Random(seed)
         row.samples_ms = [max(1e-3, rng.gauss(median, median * cv)) for _ in range(n)]
@@ -53,23 +88,35 @@ def verdicts(report) -> dict[str, str]:
     return {d.key: d.verdict for d in report.deltas}
 
 
-@pytest.mark.parametrize("text, value", [("5%", 0.05), ("0.05", 0.05), (" 12.5% ", 0.125), ("0", 0.0), ("1", 1.0),
-                                         ("500%", 5.0)])
+@pytest.mark.parametrize(
+    "text, value", [("5%", 0.05), ("0.05", 0.05), (" 12.5% ", 0.125), ("0", 0.0), ("1", 1.0), ("500%", 5.0)]
+)
 def test_percent_arguments_accept_percent_or_fraction(text: str, value: float) -> None:
     assert parse_fraction(text) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("text, why", [("five", "malformed"), ("%", "malformed"), ("-3%", "must not be negative"),
-                                       ("5", "would be 500%; did you mean 5%"), ("1.5", "did you mean 1.5%"),
-                                       ("nan", "not a finite number"), ("inf%", "not a finite number")])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("five", "malformed"),
+        ("%", "malformed"),
+        ("-3%", "must not be negative"),
+        ("5", "would be 500%; did you mean 5%"),
+        ("1.5", "did you mean 1.5%"),
+        ("nan", "not a finite number"),
+        ("inf%", "not a finite number"),
+    ],
+)
 def test_malformed_percent_is_a_usage_error(text: str, why: str) -> None:
     with pytest.raises(UsageError, match="--max-slowdown") as info:
         parse_fraction(text, "--max-slowdown")
     assert why in str(info.value)
 
 
-@pytest.mark.parametrize("value, signed, text", [(0.05, False, "5%"), (0.125, False, "12.5%"), (0.1, True, "+10%"),
-                                                 (-0.034, True, "-3.4%"), (5.0, False, "500%")])
+@pytest.mark.parametrize(
+    "value, signed, text",
+    [(0.05, False, "5%"), (0.125, False, "12.5%"), (0.1, True, "+10%"), (-0.034, True, "-3.4%"), (5.0, False, "500%")],
+)
 def test_format_percent(value: float, signed: bool, text: str) -> None:
     assert format_percent(value, signed=signed) == text
 
@@ -142,8 +189,9 @@ def test_memory_growth_beyond_the_limit_regresses() -> None:
 def test_markdown_table_escapes_pipes_in_messages() -> None:
     crashed = make_row(status="crashed")
     crashed.message = "ValueError: shape (1|3) | got (2|3)"
-    report = compare(results(make_row(seed=1), make_row(seed=1, batch=8)),
-                     results(crashed, make_row(seed=2, batch=8, median=1.0)))
+    report = compare(
+        results(make_row(seed=1), make_row(seed=1, batch=8)), results(crashed, make_row(seed=2, batch=8, median=1.0))
+    )
     markdown = render_markdown(report)
     table = [line for line in markdown.splitlines() if line.startswith("|")]
     assert len(table) == 4  # header, rule, two cells
@@ -181,8 +229,11 @@ def test_regress_cli_refuses_two_runs_of_different_models(tmp_path: Path, capsys
     results(other_model(make_row(seed=2))).save(now)
     code, out = run_cli(capsys, str(base), str(now))
     assert code == 2 and "PASS" not in out
-    assert out.strip().splitlines()[-1].startswith("error: nothing to compare: the baseline and the current run "
-                                                   "have no cell in common")
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .startswith("error: nothing to compare: the baseline and the current run have no cell in common")
+    )
 
 
 def test_other_hardware_or_libraries_are_refused_with_the_fields_named() -> None:
@@ -199,8 +250,10 @@ def test_other_hardware_or_libraries_are_refused_with_the_fields_named() -> None
 
 def differing(old: dict, new: dict, old_config: dict | None = None, new_config: dict | None = None) -> list[str]:
     """The names of the fields that make two documents incomparable."""
-    return [d.split(":")[0] for d in incompatibilities(results(env=old, **(old_config or {})),
-                                                         results(env=new, **(new_config or {})))]
+    return [
+        d.split(":")[0]
+        for d in incompatibilities(results(env=old, **(old_config or {})), results(env=new, **(new_config or {})))
+    ]
 
 
 def test_gpu_names_and_driver_are_compared() -> None:
@@ -220,8 +273,9 @@ def test_timm_and_torchvision_versions_are_compared() -> None:
 def test_measurement_policy_and_threads_are_compared_where_both_record_them() -> None:
     full = {"quick": False, "min_iters": 50, "min_seconds": 3.0, "warmup_iters": 10, "warmup_seconds": 1.0}
     quick = {"quick": True, "min_iters": 5, "min_seconds": 0.2, "warmup_iters": 2, "warmup_seconds": 0.0}
-    assert differing(ENV, ENV, {"policy": full, "threads": None}, {"policy": quick, "threads": None}) == \
-        ["config.policy"]
+    assert differing(ENV, ENV, {"policy": full, "threads": None}, {"policy": quick, "threads": None}) == [
+        "config.policy"
+    ]
     assert differing(ENV, ENV, {"policy": full, "threads": 4}, {"policy": full, "threads": 8}) == ["config.threads"]
     assert differing(ENV, ENV, {"threads": 4}, {"policy": quick, "threads": 4}) == []  # an older document: no policy
     with pytest.raises(IncompatibleBaselineError, match="measurement policy"):
@@ -246,8 +300,14 @@ def stored_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from deploybench.sweep import Sweep, SweepConfig
 
     folder = tmp_path_factory.mktemp("regress")
-    config = SweepConfig(models=("test_resnet",), runtimes=("torch", "onnxruntime"), precisions=("fp32",),
-                         batches=(1,), policy=replace(MeasurePolicy.quick(), min_iters=30), isolate=False)
+    config = SweepConfig(
+        models=("test_resnet",),
+        runtimes=("torch", "onnxruntime"),
+        precisions=("fp32",),
+        batches=(1,),
+        policy=replace(MeasurePolicy.quick(), min_iters=30),
+        isolate=False,
+    )
     done = Sweep(config, ArtifactCache(folder / "cache"), Results(environment=fingerprint()), work_dir=folder).run()
     assert [r.status for r in done.rows] == ["ok", "ok"], [r.message for r in done.rows]
     path = folder / "base.json"
@@ -276,8 +336,9 @@ def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
-def test_regress_cli_passes_a_second_run_of_the_same_configuration(stored_run: Path, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture) -> None:
+def test_regress_cli_passes_a_second_run_of_the_same_configuration(
+    stored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     again = derived(stored_run, tmp_path / "again.json", redraw)
     code, out = run_cli(capsys, str(stored_run), str(again), "--markdown", str(tmp_path / "verdict.md"))
     assert code == 0, out
@@ -287,6 +348,7 @@ def test_regress_cli_passes_a_second_run_of_the_same_configuration(stored_run: P
 
 def test_regress_cli_flags_a_planted_slowdown(stored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """onnxruntime made slower by well over its own measured spread (at least 50 %) fails the gate."""
+
     def slow_onnxruntime(row: Row) -> None:
         if row.runtime == "onnxruntime":
             factor = 1 + max(0.5, 4 * robust_spread_ms(row) / row.stats["median"])
@@ -302,8 +364,9 @@ def test_regress_cli_flags_a_planted_slowdown(stored_run: Path, tmp_path: Path, 
     assert "FAIL: 1 regressed, 1 ok" in out
 
 
-def test_regress_cli_flags_a_planted_parity_failure(stored_run: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_regress_cli_flags_a_planted_parity_failure(
+    stored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     def break_torch_parity(row: Row) -> None:
         redraw(row)
         if row.runtime == "torch":
@@ -316,8 +379,9 @@ def test_regress_cli_flags_a_planted_parity_failure(stored_run: Path, tmp_path: 
     assert "FAILED (1 regressions)" in (tmp_path / "verdict.md").read_text()
 
 
-def test_regress_cli_refuses_another_machine_unless_forced(stored_run: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_regress_cli_refuses_another_machine_unless_forced(
+    stored_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     other = Results.load(derived(stored_run, tmp_path / "other.json", redraw))
     other.environment = dict(other.environment, cpu=dict(other.environment["cpu"], model="Some Other CPU"))
     other.save(tmp_path / "other.json")

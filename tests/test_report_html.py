@@ -28,23 +28,60 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _parity(precision: str, error: float, reasons: list[str] = ()) -> dict:  # type: ignore[assignment]
     nonfinite = 1 if math.isnan(error) else 0
-    output = OutputParity(name="logits", shape=[2, 10], max_abs_error=error, mean_abs_error=error / 2,
-                          max_rel_error=error, norm_error=error, cosine=1.0 - error, nonfinite=nonfinite)
-    return Parity(verdict="fail" if reasons else "pass", precision=precision,
-                  tolerance=asdict(tolerance_for(precision)), outputs=[output],
-                  task={"top1_agreement": 1.0, "top5_overlap": 1.0}, reasons=list(reasons)).to_dict()
+    output = OutputParity(
+        name="logits",
+        shape=[2, 10],
+        max_abs_error=error,
+        mean_abs_error=error / 2,
+        max_rel_error=error,
+        norm_error=error,
+        cosine=1.0 - error,
+        nonfinite=nonfinite,
+    )
+    return Parity(
+        verdict="fail" if reasons else "pass",
+        precision=precision,
+        tolerance=asdict(tolerance_for(precision)),
+        outputs=[output],
+        task={"top1_agreement": 1.0, "top5_overlap": 1.0},
+        reasons=list(reasons),
+    ).to_dict()
 
 
-def _ok(model: str, fmt: str, runtime: str, precision: str, batch: int, call_ms: float, error: float,
-        reasons: list[str] = ()) -> Row:  # type: ignore[assignment]
+def _ok(
+    model: str,
+    fmt: str,
+    runtime: str,
+    precision: str,
+    batch: int,
+    call_ms: float,
+    error: float,
+    reasons: list[str] = (),
+) -> Row:  # type: ignore[assignment]
     samples = [call_ms * f for f in (0.98, 1.0, 1.0, 1.03)]
-    return Row(model=model, format=fmt, runtime=runtime, device="cpu", precision=precision, batch=batch,
-               precision_used=precision, timed_region="host to host", threads=2,
-               stats=asdict(Stats.from_samples(samples)), samples_ms=samples, ms_per_image=call_ms / batch,
-               throughput=1000.0 * batch / call_ms, items_per_call=batch, window_seconds=1.0,
-               first_inference_ms=call_ms * 3, load_seconds=0.2, memory={"peak_rss_mb": 500.0},
-               artifact={"size_mb": 1.5}, parity=_parity(precision, error, reasons),
-               runtime_info={"providers": ["CPUExecutionProvider"], "note": "<i>from the runtime</i>"})
+    return Row(
+        model=model,
+        format=fmt,
+        runtime=runtime,
+        device="cpu",
+        precision=precision,
+        batch=batch,
+        precision_used=precision,
+        timed_region="host to host",
+        threads=2,
+        stats=asdict(Stats.from_samples(samples)),
+        samples_ms=samples,
+        ms_per_image=call_ms / batch,
+        throughput=1000.0 * batch / call_ms,
+        items_per_call=batch,
+        window_seconds=1.0,
+        first_inference_ms=call_ms * 3,
+        load_seconds=0.2,
+        memory={"peak_rss_mb": 500.0},
+        artifact={"size_mb": 1.5},
+        parity=_parity(precision, error, reasons),
+        runtime_info={"providers": ["CPUExecutionProvider"], "note": "<i>from the runtime</i>"},
+    )
 
 
 @pytest.fixture()
@@ -53,16 +90,44 @@ def results() -> Results:
         _ok(EVIL, "pytorch", "torch", "fp32", 1, 20.0, 0.0),
         _ok(EVIL, "pytorch", "torch", "fp32", 4, 60.0, 0.0),
         _ok(EVIL, "onnx", "onnxruntime", "fp32", 1, 8.0, 2e-7),
-        _ok(EVIL, "onnx", "onnxruntime", "fp32", 4, 24.0, 5e-3,
-            ["logits error 5.00e-03 of its range > 1e-03 <see docs>"]),
+        _ok(
+            EVIL,
+            "onnx",
+            "onnxruntime",
+            "fp32",
+            4,
+            24.0,
+            5e-3,
+            ["logits error 5.00e-03 of its range > 1e-03 <see docs>"],
+        ),
         _ok(EVIL, "ov", "openvino", "fp16", 1, 5.0, math.nan, ["logits has 1 NaN/Inf values"]),
-        Row(model=EVIL, format="ov", runtime="openvino", device="cpu", precision="int8", batch=1,
-            status="crashed", message="worker died: <b>SIGSEGV</b>"),
-        Row(model=QUIET, format="onnx", runtime="onnxruntime", device="cpu", precision="fp32", batch=1,
-            status="error", message="export failed"),
+        Row(
+            model=EVIL,
+            format="ov",
+            runtime="openvino",
+            device="cpu",
+            precision="int8",
+            batch=1,
+            status="crashed",
+            message="worker died: <b>SIGSEGV</b>",
+        ),
+        Row(
+            model=QUIET,
+            format="onnx",
+            runtime="onnxruntime",
+            device="cpu",
+            precision="fp32",
+            batch=1,
+            status="error",
+            message="export failed",
+        ),
     ]
-    env = {"cpu": {"model": "Test CPU <v2>", "usable_cores": 2, "features": {"avx2": True, "amx_int8": False}},
-           "gpus": [], "libraries": {"torch": "2.15.0", "tensorrt": None}, "os": "Linux"}
+    env = {
+        "cpu": {"model": "Test CPU <v2>", "usable_cores": 2, "features": {"avx2": True, "amx_int8": False}},
+        "gpus": [],
+        "libraries": {"torch": "2.15.0", "tensorrt": None},
+        "os": "Linux",
+    }
     return Results(config={"models": [EVIL, QUIET], "batches": [1, 4]}, environment=env, rows=rows)
 
 
@@ -106,8 +171,13 @@ def test_tradeoff_chart_has_a_point_per_checked_row_coloured_by_verdict(results:
     assert len(points) == 5
     assert sorted(g.get("data-group") for g in points) == ["fail", "fail", "pass", "pass", "pass"]
     labels = sorted(g.findtext("text") for g in points)
-    assert labels == ["onnxruntime/fp32 b1", "onnxruntime/fp32 b4", "openvino/fp16 b1", "torch/fp32 b1",
-                      "torch/fp32 b4"]
+    assert labels == [
+        "onnxruntime/fp32 b1",
+        "onnxruntime/fp32 b4",
+        "openvino/fp16 b1",
+        "torch/fp32 b1",
+        "torch/fp32 b4",
+    ]
     ticks = [t.text for t in chart.iter("text") if t.text in ("0", "NaN/Inf")]
     assert ticks == ["0", "NaN/Inf"]  # exact zero and the non-finite row each get a labelled line
 
@@ -222,8 +292,13 @@ def test_headless_browser_renders_a_non_blank_page(results: Results, tmp_path: P
     source, shot = tmp_path / "results.json", tmp_path / "shot.png"
     results.save(source)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run([str(REPO / "scripts" / "screenshot_report.sh"), str(source), str(shot), "1200,1600"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(REPO / "scripts" / "screenshot_report.sh"), str(source), str(shot), "1200,1600"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     with image_module.open(shot) as image:
         assert image.size == (1200, 1600)
@@ -234,11 +309,15 @@ def test_headless_browser_renders_a_non_blank_page(results: Results, tmp_path: P
     assert any(abs(r - 0xFD) <= 2 and abs(g - 0xE2) <= 2 and abs(b - 0xE1) <= 2 for _, (r, g, b) in colours)
 
 
-@pytest.mark.parametrize("rows", [
-    [],
-    [_ok("solo", "onnx", "onnxruntime", "fp32", 1, 3.0, 0.0)],
-    [_ok("solo", "onnx", "onnxruntime", "fp32", 2, 3.0, 1e-4), _ok("solo", "ov", "openvino", "fp32", 2, 3.0, 1e-4)],
-], ids=["empty", "one-row", "identical-points"])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [],
+        [_ok("solo", "onnx", "onnxruntime", "fp32", 1, 3.0, 0.0)],
+        [_ok("solo", "onnx", "onnxruntime", "fp32", 2, 3.0, 1e-4), _ok("solo", "ov", "openvino", "fp32", 2, 3.0, 1e-4)],
+    ],
+    ids=["empty", "one-row", "identical-points"],
+)
 def test_degenerate_results_render_finite_charts(rows: list[Row]) -> None:
     page = render_html(Results(rows=rows))
     charts = _charts(page)
@@ -250,9 +329,24 @@ def test_degenerate_results_render_finite_charts(rows: list[Row]) -> None:
 
 
 def test_a_crafted_verdict_cannot_break_out_of_an_attribute() -> None:
-    row = Row(model="m", format="onnx", runtime="onnxruntime", device="cpu", precision="fp32", batch=1,
-              stats={"median": 1.0}, ms_per_image=1.0, throughput=1000.0,
-              parity={"verdict": 'x"><img src=x onerror=alert(1)>', "precision": "fp32", "tolerance": {},
-                      "outputs": [], "task": {}, "reasons": []})
+    row = Row(
+        model="m",
+        format="onnx",
+        runtime="onnxruntime",
+        device="cpu",
+        precision="fp32",
+        batch=1,
+        stats={"median": 1.0},
+        ms_per_image=1.0,
+        throughput=1000.0,
+        parity={
+            "verdict": 'x"><img src=x onerror=alert(1)>',
+            "precision": "fp32",
+            "tolerance": {},
+            "outputs": [],
+            "task": {},
+            "reasons": [],
+        },
+    )
     page = render_html(Results(rows=[row]))
-    assert "<img" not in page and 'onerror=alert(1)>' not in page.replace("&gt;", "")
+    assert "<img" not in page and "onerror=alert(1)>" not in page.replace("&gt;", "")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import cpu_runtimes
+
 from deploybench import registry
 from deploybench.artifact import Artifact
 from deploybench.errors import RuntimeLoadError, UnsupportedError
@@ -45,7 +45,9 @@ def test_openvino_reads_back_the_precision_it_used(artifacts, tiny) -> None:
     batch = example_batch(tiny.input, 1)
     used = {}
     for precision in ("fp32", "bf16", "auto"):
-        with registry.runtimes.get("openvino")(RuntimeOptions(precision=precision)).load(artifacts.get("openvino")) as rt:
+        with registry.runtimes.get("openvino")(RuntimeOptions(precision=precision)).load(
+            artifacts.get("openvino")
+        ) as rt:
             rt.run(batch)
             used[precision] = rt.info["precision_used"]
     assert used["fp32"] == "fp32"  # explicitly pinned, even on a CPU with AVX-512 BF16
@@ -58,7 +60,9 @@ def test_openvino_reads_back_the_precision_it_used(artifacts, tiny) -> None:
 def test_openvino_throughput_mode_keeps_its_requests_in_flight(artifacts, tiny) -> None:
     from deploybench.harness import MeasurePolicy, measure
 
-    with registry.runtimes.get("openvino")(RuntimeOptions(mode="throughput", threads=2)).load(artifacts.get("openvino")) as rt:
+    with registry.runtimes.get("openvino")(RuntimeOptions(mode="throughput", threads=2)).load(
+        artifacts.get("openvino")
+    ) as rt:
         feeds = rt.prepare(example_batch(tiny.input, 2))
         m = measure(rt, feeds, 2, MeasurePolicy.quick())
         out = rt.run(example_batch(tiny.input, 2))
@@ -91,8 +95,11 @@ def test_openvino_fp16_ir_is_labelled_by_what_it_computes(artifacts, tiny) -> No
     from deploybench.compare import DEFAULT_TOLERANCES, tolerance_for
 
     ir = artifacts.get("openvino", "fp16")
-    weights = {op.get_output_element_type(0).get_type_name() for op in ov.Core().read_model(str(ir.file)).get_ops()
-               if op.get_type_name() == "Constant" and op.get_output_element_type(0).is_real()}
+    weights = {
+        op.get_output_element_type(0).get_type_name()
+        for op in ov.Core().read_model(str(ir.file)).get_ops()
+        if op.get_type_name() == "Constant" and op.get_output_element_type(0).is_real()
+    }
     assert "f16" in weights  # the IR really stores its weights in fp16
     with registry.runtimes.get("openvino")(RuntimeOptions(precision="fp16", threads=1)).load(ir) as rt:
         rt.run(example_batch(tiny.input, 1))

@@ -7,8 +7,17 @@ from deploybench.sanity import MISCONFIGURED, flag_slower_than_eager
 
 
 def row(runtime: str, ms: float, batch: int = 1, precision: str = "fp32", status: str = "ok") -> Row:
-    return Row(model="efficientnet_b0", format="aoti" if runtime == "aoti" else "pytorch", runtime=runtime,
-               device="cpu", precision=precision, batch=batch, status=status, ms_per_image=ms, threads=2)
+    return Row(
+        model="efficientnet_b0",
+        format="aoti" if runtime == "aoti" else "pytorch",
+        runtime=runtime,
+        device="cpu",
+        precision=precision,
+        batch=batch,
+        status=status,
+        ms_per_image=ms,
+        threads=2,
+    )
 
 
 def test_more_than_three_times_eager_is_flagged_with_the_ratio() -> None:
@@ -18,7 +27,8 @@ def test_more_than_three_times_eager_is_flagged_with_the_ratio() -> None:
     assert results.rows[1].warnings == [
         "likely misconfiguration: 20.3x slower than eager (aoti 1272.000 ms/img vs torch fp32 62.600 ms/img, batch 1, "
         "2 threads); more than 3x usually means a thread count that does not fit the machine or an artifact built "
-        "for other settings"]
+        "for other settings"
+    ]
     assert results.rows[0].warnings == results.rows[2].warnings == []
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from faulty_plugins import TINY_NET, TrustMarker
+
 from deploybench.cli import main
 from deploybench.errors import ModelSpecError
 from deploybench.models import module_hash, resolve
@@ -60,8 +60,7 @@ def pickle_that_runs_code(tmp_path: Path, trained: torch.nn.Module) -> tuple[Pat
     return path, marker
 
 
-def test_a_pickle_that_needs_code_is_refused_and_its_code_never_runs(tmp_path: Path,
-                                                                    trained: torch.nn.Module) -> None:
+def test_a_pickle_that_needs_code_is_refused_and_its_code_never_runs(tmp_path: Path, trained: torch.nn.Module) -> None:
     path, marker = pickle_that_runs_code(tmp_path, trained)
     with pytest.raises(ModelSpecError, match="--trust-checkpoint") as caught:
         loaded_hash(path)
@@ -75,8 +74,9 @@ def test_trust_checkpoint_loads_it_and_runs_its_code(tmp_path: Path, trained: to
     assert marker.exists()  # which is exactly why the flag has to be asked for
 
 
-def test_the_cli_refuses_without_the_flag_and_loads_with_it(tmp_path: Path, trained: torch.nn.Module,
-                                                            capsys: pytest.CaptureFixture) -> None:
+def test_the_cli_refuses_without_the_flag_and_loads_with_it(
+    tmp_path: Path, trained: torch.nn.Module, capsys: pytest.CaptureFixture
+) -> None:
     path, marker = pickle_that_runs_code(tmp_path, trained)
     assert main(["info", TINY_NET, "--checkpoint", str(path)]) == 2
     err = capsys.readouterr().err

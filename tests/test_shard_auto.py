@@ -26,12 +26,15 @@ def test_kubernetes_indexed_job_needs_the_count_from_the_user() -> None:
         parse_shard("auto/5", {"JOB_COMPLETION_INDEX": "5"})
 
 
-@pytest.mark.parametrize("env, text, message", [
-    ({}, "auto", "found no scheduler array index"),
-    ({"SLURM_ARRAY_TASK_ID": "1"}, "auto", "without a numeric SLURM_ARRAY_TASK_MIN"),
-    ({"JOB_COMPLETION_INDEX": "x"}, "auto/2", "not a number"),
-    ({}, "auto/two", "write auto or auto/N"),
-])
+@pytest.mark.parametrize(
+    "env, text, message",
+    [
+        ({}, "auto", "found no scheduler array index"),
+        ({"SLURM_ARRAY_TASK_ID": "1"}, "auto", "without a numeric SLURM_ARRAY_TASK_MIN"),
+        ({"JOB_COMPLETION_INDEX": "x"}, "auto/2", "not a number"),
+        ({}, "auto/two", "write auto or auto/N"),
+    ],
+)
 def test_nothing_to_read_is_one_clear_error(env, text, message) -> None:
     with pytest.raises(UsageError, match=message):
         parse_shard(text, env)
@@ -48,8 +51,12 @@ def test_compare_with_shard_auto_and_no_scheduler_exits_2(monkeypatch, capsys) -
 
 
 def test_a_stepped_slurm_array_counts_its_tasks_not_their_ids() -> None:
-    stepped = {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4",
-               "SLURM_ARRAY_TASK_STEP": "2"}  # --array=0-6:2
+    stepped = {
+        "SLURM_ARRAY_TASK_ID": "4",
+        "SLURM_ARRAY_TASK_MIN": "0",
+        "SLURM_ARRAY_TASK_COUNT": "4",
+        "SLURM_ARRAY_TASK_STEP": "2",
+    }  # --array=0-6:2
     assert parse_shard("auto", stepped) == (3, 4)
     with pytest.raises(UsageError, match="cannot place Slurm task 3"):
         parse_shard("auto", {**stepped, "SLURM_ARRAY_TASK_ID": "3"})
@@ -61,8 +68,11 @@ def test_merged_shards_keep_every_models_facts() -> None:
     from deploybench.results import Results, Row
 
     def shard(index: int, model: str) -> Results:
-        return Results(config={"shard": [index, 2]}, rows=[Row(model, "onnx", "onnxruntime", "cpu", "fp32", 1)],
-                       models={model: ModelFacts(parameters=index, flops=2 * index, input_shape=(3, 8, 8))})
+        return Results(
+            config={"shard": [index, 2]},
+            rows=[Row(model, "onnx", "onnxruntime", "cpu", "fp32", 1)],
+            models={model: ModelFacts(parameters=index, flops=2 * index, input_shape=(3, 8, 8))},
+        )
 
     merged = merge([shard(1, "a"), shard(2, "b")], force=True)
     assert set(merged.models) == {"a", "b"} and merged.models["b"].parameters == 2

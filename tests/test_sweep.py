@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +15,21 @@ from onnx import numpy_helper
 from deploybench.artifact import Artifact
 from deploybench.cell import Cell, run_cell
 from deploybench.harness import MeasurePolicy
-from deploybench.report.table import FOOTNOTE, FASTEST_MARK, fastest_faithful, render_csv, render_markdown, render_table
+from deploybench.report.table import FASTEST_MARK, FOOTNOTE, fastest_faithful, render_csv, render_markdown, render_table
 from deploybench.results import Results
-from deploybench.sweep import SweepConfig, Sweep, build_reference, parity_inputs, parse_batches, plan
+from deploybench.sweep import Sweep, SweepConfig, build_reference, parity_inputs, parse_batches, plan
 
 
 @pytest.fixture(scope="module")
 def swept(cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    config = SweepConfig(models=("test_resnet",), runtimes=("torch", "onnxruntime", "openvino"),
-                         precisions=("fp32", "int8"), batches=(1, 2), policy=MeasurePolicy.quick())
+    config = SweepConfig(
+        models=("test_resnet",),
+        runtimes=("torch", "onnxruntime", "openvino"),
+        precisions=("fp32", "int8"),
+        batches=(1, 2),
+        policy=MeasurePolicy.quick(),
+    )
     results = Results(config={"test": True}, environment={"cpu": {"model": "test"}})
     sweep = Sweep(config, cache, results, out / "results.json", work_dir=out / "refs")
     sweep.run()
@@ -34,8 +39,10 @@ def swept(cache, tmp_path_factory):
 def test_every_planned_cell_is_a_row(swept) -> None:
     sweep, _ = swept
     cells = {(r.runtime, r.precision, r.batch) for r in sweep.results.rows}
-    assert cells == {(rt, "fp32", b) for rt in ("torch", "onnxruntime", "openvino") for b in (1, 2)} | \
-        {("openvino", "int8", 1), ("openvino", "int8", 2)}
+    assert cells == {(rt, "fp32", b) for rt in ("torch", "onnxruntime", "openvino") for b in (1, 2)} | {
+        ("openvino", "int8", 1),
+        ("openvino", "int8", 2),
+    }
     assert all(r.status == "ok" for r in sweep.results.rows), [r.message for r in sweep.results.rows]
     assert any("torch int8" in str(reason) for reason in sweep.skipped)
 
@@ -64,9 +71,13 @@ def test_renderers(swept) -> None:
     lines = table.splitlines()
     weights = [line for line in lines if line.startswith("weights of ")]  # which weights ran, once per model
     assert weights == ["weights of test_resnet: random (seed 0)"]
-    assert "\n".join(lines[:lines.index(FOOTNOTE)]).count("test_resnet") == len(results.rows)
+    assert "\n".join(lines[: lines.index(FOOTNOTE)]).count("test_resnet") == len(results.rows)
     assert any(line.startswith("parity inputs: test_resnet: 8 crops") for line in lines)
-    assert sum(line.startswith(FASTEST_MARK) and "test_resnet" in line for line in table.splitlines()) == len(fastest_faithful(results)) == 2
+    assert (
+        sum(line.startswith(FASTEST_MARK) and "test_resnet" in line for line in table.splitlines())
+        == len(fastest_faithful(results))
+        == 2
+    )
     assert "1.00x" in table  # the eager row is its own baseline
     csv_lines = render_csv(results).strip().splitlines()
     assert len(csv_lines) == len(results.rows) + 1
@@ -90,9 +101,19 @@ def test_perturbed_artifact_fails_parity(cache, tiny, artifacts, tmp_path) -> No
     config = SweepConfig(models=("test_resnet",))
     inputs, origin = parity_inputs(tiny, config)
     reference = build_reference(tiny, inputs, tmp_path / "ref.npz", origin=origin)
-    row = run_cell(Cell(model=tiny.ref, model_name=tiny.name, task="classification", format="onnx",
-                        runtime="onnxruntime", batch=2, artifact_dir=str(folder), reference=str(reference),
-                        policy=MeasurePolicy.quick()))
+    row = run_cell(
+        Cell(
+            model=tiny.ref,
+            model_name=tiny.name,
+            task="classification",
+            format="onnx",
+            runtime="onnxruntime",
+            batch=2,
+            artifact_dir=str(folder),
+            reference=str(reference),
+            policy=MeasurePolicy.quick(),
+        )
+    )
     assert row.status == "ok"
     assert row.parity["verdict"] == "fail" and row.parity["reasons"]
 
@@ -111,13 +132,16 @@ def test_parse_batches() -> None:
             parse_batches(bad)
 
 
-@pytest.mark.parametrize("change, error", [
-    ({"models": ()}, "no model to run"),
-    ({"runtimes": ("torch", "onnxrt")}, "unknown runtime 'onnxrt'"),
-    ({"formats": ("onx",)}, "unknown format 'onx'"),
-    ({"precisions": ("int4",)}, "unknown precision 'int4'"),
-    ({"threads": 0}, "--threads 0 is not a thread count"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"models": ()}, "no model to run"),
+        ({"runtimes": ("torch", "onnxrt")}, "unknown runtime 'onnxrt'"),
+        ({"formats": ("onx",)}, "unknown format 'onx'"),
+        ({"precisions": ("int4",)}, "unknown precision 'int4'"),
+        ({"threads": 0}, "--threads 0 is not a thread count"),
+    ],
+)
 def test_config_validation_refuses_before_any_work(change: dict, error: str) -> None:
     """#16.8-10: the library checks names and settings; the CLI only prints what it raises."""
     with pytest.raises(Exception, match=error):
@@ -133,8 +157,14 @@ def test_config_validation_warns_about_more_threads_than_cores(monkeypatch: pyte
 
 
 def test_auto_batch_grows_until_throughput_stops_improving(cache, tmp_path) -> None:
-    config = SweepConfig(models=("test_resnet",), runtimes=("onnxruntime",), precisions=("fp32",), batches="auto",
-                         policy=MeasurePolicy.quick(), isolate=False)
+    config = SweepConfig(
+        models=("test_resnet",),
+        runtimes=("onnxruntime",),
+        precisions=("fp32",),
+        batches="auto",
+        policy=MeasurePolicy.quick(),
+        isolate=False,
+    )
     sweep = Sweep(config, cache, Results(), work_dir=tmp_path)
     sweep.run()
     rows = sweep.results.rows
@@ -146,8 +176,14 @@ def test_auto_batch_grows_until_throughput_stops_improving(cache, tmp_path) -> N
 
 
 def test_resume_retries_failed_cells_only_when_asked(cache, tmp_path) -> None:
-    config = SweepConfig(models=("test_resnet",), runtimes=("onnxruntime",), precisions=("fp32",), batches=(1, 2),
-                         policy=MeasurePolicy.quick(), isolate=False)
+    config = SweepConfig(
+        models=("test_resnet",),
+        runtimes=("onnxruntime",),
+        precisions=("fp32",),
+        batches=(1, 2),
+        policy=MeasurePolicy.quick(),
+        isolate=False,
+    )
     first = Sweep(config, cache, Results(), work_dir=tmp_path)
     first.run()
     crashed = first.results.rows[0]
@@ -158,8 +194,9 @@ def test_resume_retries_failed_cells_only_when_asked(cache, tmp_path) -> None:
     plain.run()
     assert [r.status for r in plain.results.rows] == ["crashed", "ok"]  # resume alone fills gaps only
 
-    retry = Sweep(replace(config, retry_failed=True), cache, Results.from_json(first.results.to_json()),
-                  work_dir=tmp_path)
+    retry = Sweep(
+        replace(config, retry_failed=True), cache, Results.from_json(first.results.to_json()), work_dir=tmp_path
+    )
     retry.run()
     statuses = {r.batch: r.status for r in retry.results.rows}
     assert statuses == {1: "ok", 2: "ok"}
@@ -183,8 +220,15 @@ def test_sweep_builds_and_labels_per_batch_artifacts(cache, tmp_path, monkeypatc
     exporter = registry.exporters.get("torchscript")
     monkeypatch.setattr(exporter, "static_per_batch", True)  # as TensorRT declares it
     monkeypatch.setattr(exporter, "key_options", (*exporter.key_options, "batch"))
-    config = SweepConfig(models=("test_resnet",), runtimes=("torchscript",), batches=(1, 2), dynamic_batch=dynamic,
-                         policy=MeasurePolicy.quick(), isolate=False, parity_images=2)
+    config = SweepConfig(
+        models=("test_resnet",),
+        runtimes=("torchscript",),
+        batches=(1, 2),
+        dynamic_batch=dynamic,
+        policy=MeasurePolicy.quick(),
+        isolate=False,
+        parity_images=2,
+    )
     rows = Sweep(config, cache, Results(), work_dir=tmp_path).run().rows
     assert [r.status for r in rows] == ["ok", "ok"], [r.message for r in rows]
     batches = [Artifact.load(Path(r.artifact["path"])).batch for r in rows]

@@ -18,19 +18,27 @@ from deploybench.sweep import SweepConfig, plan
 from deploybench.targets import auto_target_name, load_target, shipped_targets
 
 # Lines in the formats the Jetson Linux Developer Guide documents for tegrastats.
-ORIN_BUSY = ("11-23-2026 02:00:01 RAM 4096/15368MB (lfb 2x4MB) SWAP 0/7684MB (cached 0MB) "
-             "CPU [45%@1497,38%@1497,52%@1497,40%@1497,off,off,off,off] EMC_FREQ 25%@3199 GR3D_FREQ 88%@[918,918] "
-             "VIC_FREQ 729 APE 174 CPU@51.5C GPU@50.2C tj@52.1C "
-             "VDD_IN 12450mW/9120mW VDD_CPU_GPU_CV 5230mW/3100mW VDD_SOC 2810mW/2500mW")
-ORIN_IDLE = ("RAM 1224/15368MB (lfb 8x4MB) SWAP 0/7684MB (cached 0MB) CPU [1%@729,0%@729,off,off] "
-             "EMC_FREQ 0% GR3D_FREQ 0% CPU@43.5C GPU@42.5C VDD_IN 4319mW/4319mW VDD_CPU_GPU_CV 499mW/499mW "
-             "VDD_SOC 1200mW/1200mW")
-NANO = ("RAM 2448/3964MB (lfb 3x4MB) SWAP 0/1982MB (cached 0MB) CPU [12%@1479,3%@1479,off,off] EMC_FREQ 4%@1600 "
-        "GR3D_FREQ 76%@921 PLL@20C CPU@23C PMIC@100C GPU@21.5C AO@30C thermal@22.25C "
-        "POM_5V_IN 5883/4883 POM_5V_GPU 2401/1200 POM_5V_CPU 971/871")
-AGX_ORIN = ("RAM 18207/62841MB (lfb 466x4MB) SWAP 86/31420MB (cached 0MB) CPU [14%@2188,5%@2112] EMC_FREQ 3%@2133 "
-            "GR3D_FREQ 0%@[0,0] cpu@52.562C VDD_GPU_SOC 2412mW/2412mW VDD_CPU_CV 1607mW/1607mW "
-            "VIN_SYS_5V0 4707mW/4707mW")
+ORIN_BUSY = (
+    "11-23-2026 02:00:01 RAM 4096/15368MB (lfb 2x4MB) SWAP 0/7684MB (cached 0MB) "
+    "CPU [45%@1497,38%@1497,52%@1497,40%@1497,off,off,off,off] EMC_FREQ 25%@3199 GR3D_FREQ 88%@[918,918] "
+    "VIC_FREQ 729 APE 174 CPU@51.5C GPU@50.2C tj@52.1C "
+    "VDD_IN 12450mW/9120mW VDD_CPU_GPU_CV 5230mW/3100mW VDD_SOC 2810mW/2500mW"
+)
+ORIN_IDLE = (
+    "RAM 1224/15368MB (lfb 8x4MB) SWAP 0/7684MB (cached 0MB) CPU [1%@729,0%@729,off,off] "
+    "EMC_FREQ 0% GR3D_FREQ 0% CPU@43.5C GPU@42.5C VDD_IN 4319mW/4319mW VDD_CPU_GPU_CV 499mW/499mW "
+    "VDD_SOC 1200mW/1200mW"
+)
+NANO = (
+    "RAM 2448/3964MB (lfb 3x4MB) SWAP 0/1982MB (cached 0MB) CPU [12%@1479,3%@1479,off,off] EMC_FREQ 4%@1600 "
+    "GR3D_FREQ 76%@921 PLL@20C CPU@23C PMIC@100C GPU@21.5C AO@30C thermal@22.25C "
+    "POM_5V_IN 5883/4883 POM_5V_GPU 2401/1200 POM_5V_CPU 971/871"
+)
+AGX_ORIN = (
+    "RAM 18207/62841MB (lfb 466x4MB) SWAP 86/31420MB (cached 0MB) CPU [14%@2188,5%@2112] EMC_FREQ 3%@2133 "
+    "GR3D_FREQ 0%@[0,0] cpu@52.562C VDD_GPU_SOC 2412mW/2412mW VDD_CPU_CV 1607mW/1607mW "
+    "VIN_SYS_5V0 4707mW/4707mW"
+)
 
 
 @pytest.mark.parametrize("name", shipped_targets())
@@ -86,8 +94,14 @@ def test_compare_uses_the_target_defaults(monkeypatch: pytest.MonkeyPatch, capsy
     assert main(["compare", "--models", "mobilenetv4", "--target", "cpu"]) == 0
     cpu, config = load_target("cpu"), seen["config"]
     assert config.models == ("mobilenetv4",)
-    assert (config.runtimes, config.precisions, config.batches, config.device, config.threads, config.sample) == \
-        (cpu.runtimes, cpu.precisions, cpu.batches, cpu.device, cpu.threads, cpu.sample)
+    assert (config.runtimes, config.precisions, config.batches, config.device, config.threads, config.sample) == (
+        cpu.runtimes,
+        cpu.precisions,
+        cpu.batches,
+        cpu.device,
+        cpu.threads,
+        cpu.sample,
+    )
     assert f"target cpu: cpu, runtimes {', '.join(cpu.runtimes)}" in capsys.readouterr().err
 
     main(["compare", "--models", "mobilenetv4", "--target", "cpu", "--runtimes", "onnxruntime", "--batch", "4"])
@@ -98,8 +112,9 @@ def test_compare_uses_the_target_defaults(monkeypatch: pytest.MonkeyPatch, capsy
 def test_gpu_targets_are_refused_cell_by_cell_without_a_gpu(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("deploybench.env.has_cuda", lambda: False)
     target = load_target(name)
-    config = SweepConfig(models=("test_resnet",), runtimes=target.runtimes, precisions=target.precisions,
-                         device=target.device)
+    config = SweepConfig(
+        models=("test_resnet",), runtimes=target.runtimes, precisions=target.precisions, device=target.device
+    )
     cells, skipped = plan(config, "test_resnet")
     assert cells == []
     assert len(skipped) == len(target.runtimes) * len(target.precisions)
@@ -110,8 +125,9 @@ def test_gpu_targets_are_refused_cell_by_cell_without_a_gpu(name: str, monkeypat
         assert "--target cpu" in reason.reason
 
 
-def test_compare_on_a100_without_a_gpu_says_what_it_cannot_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture) -> None:
+def test_compare_on_a100_without_a_gpu_says_what_it_cannot_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setattr("deploybench.env.has_cuda", lambda: False)
     code = main(["compare", "--models", "test_resnet", "--target", "a100", "--quick", "--out", str(tmp_path)])
     err = capsys.readouterr().err
@@ -122,14 +138,16 @@ def test_compare_on_a100_without_a_gpu_says_what_it_cannot_run(monkeypatch: pyte
     for runtime in a100.runtimes:
         for precision in a100.precisions:
             assert f"{runtime} {precision}" in skipped[0]
-    assert skipped[0].endswith("needs a CUDA GPU and there is no CUDA GPU on this machine; "
-                               "run it on a GPU machine or use --target cpu")
+    assert skipped[0].endswith(
+        "needs a CUDA GPU and there is no CUDA GPU on this machine; run it on a GPU machine or use --target cpu"
+    )
     last = err.rstrip().splitlines()[-1]
     assert last.startswith("error: nothing to run: every cell was skipped (test_resnet ") and "--allow-empty" in last
     assert not (tmp_path / "results.json").exists()
 
-    code = main(["compare", "--models", "test_resnet", "--target", "a100", "--quick", "--out", str(tmp_path),
-                 "--allow-empty"])
+    code = main(
+        ["compare", "--models", "test_resnet", "--target", "a100", "--quick", "--out", str(tmp_path), "--allow-empty"]
+    )
     assert code == 0 and "error:" not in capsys.readouterr().err
     assert (tmp_path / "results.json").is_file()
 
@@ -170,16 +188,24 @@ def test_boards_without_an_input_rail_sum_their_rails() -> None:
 
 def test_summarize() -> None:
     summary = tegrastats.summarize([tegrastats.parse_line(line) for line in (ORIN_BUSY, ORIN_IDLE)])
-    assert summary == {"samples": 2, "power_mean_mw": 8384.5, "power_max_mw": 12450, "gpu_clock_mean_mhz": 918.0,
-                       "gpu_clock_min_mhz": 918, "gpu_load_mean_pct": 44.0}
+    assert summary == {
+        "samples": 2,
+        "power_mean_mw": 8384.5,
+        "power_max_mw": 12450,
+        "gpu_clock_mean_mhz": 918.0,
+        "gpu_clock_min_mhz": 918,
+        "gpu_load_mean_pct": 44.0,
+    }
     assert tegrastats.summarize([]) == {}
 
 
 def test_sampler_reads_a_running_tegrastats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stand-in tegrastats on PATH that prints a line per interval, as the real one does."""
     fake = tmp_path / "tegrastats"
-    fake.write_text(f"#!{sys.executable}\nimport sys, time\n"
-                    f"for _ in range(200):\n    print({ORIN_BUSY!r}, flush=True)\n    time.sleep(0.02)\n")
+    fake.write_text(
+        f"#!{sys.executable}\nimport sys, time\n"
+        f"for _ in range(200):\n    print({ORIN_BUSY!r}, flush=True)\n    time.sleep(0.02)\n"
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setattr(tegrastats, "TEGRASTATS", tmp_path / "absent")
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")

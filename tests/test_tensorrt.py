@@ -21,11 +21,14 @@ from deploybench.runtimes.base import RuntimeOptions
 from deploybench.runtimes.tensorrt import TensorRTRuntime, foreign_engine_problem
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-needs_no_tensorrt = pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed; this checks the hint shown without it")
+needs_no_tensorrt = pytest.mark.skipif(
+    HAS_TENSORRT, reason="tensorrt is installed; this checks the hint shown without it"
+)
 INSTALL_HINT = "pip install 'deploybench[tensorrt]'"
 
 
 # -- everywhere: registration, hints, capability tables ------------------------------------
+
 
 def test_registered_under_name_and_alias() -> None:
     assert registry.exporters.get("trt") is TensorRTExporter
@@ -109,6 +112,7 @@ def test_engines_from_another_tensorrt_or_gpu_are_refused() -> None:
 
 # -- with TensorRT and a CUDA GPU: real engines ----------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def gpu_cache(tmp_path_factory: pytest.TempPathFactory) -> ArtifactCache:
     pytest.importorskip("tensorrt", reason="tensorrt is not installed (pip install 'deploybench[tensorrt]')")
@@ -174,7 +178,9 @@ def test_int8_calibrates_or_says_why_not(gpu_cache: ArtifactCache, tiny) -> None
             _export(gpu_cache, tiny, "int8", calib_size=8)
         return
     artifact = _export(gpu_cache, tiny, "int8", calib_size=9)  # 9 samples, opt batch 2: 8 are used
-    assert artifact.manifest["calibration_samples"] == 8 and "seed" in artifact.manifest["calibration"]  # its origin: photo crops or noise
+    assert (
+        artifact.manifest["calibration_samples"] == 8 and "seed" in artifact.manifest["calibration"]
+    )  # its origin: photo crops or noise
     with TensorRTRuntime(RuntimeOptions(device="cuda", precision="int8")).load(artifact) as rt:
         out = rt.run(example_batch(tiny.input, 2))
     assert out[0].shape == (2, 1000) and np.isfinite(out[0]).all()
@@ -191,13 +197,22 @@ def test_engine_from_another_gpu_is_refused_at_load(gpu_cache: ArtifactCache, ti
 
 @pytest.mark.gpu
 @pytest.mark.tensorrt
-def test_a_comparison_builds_one_engine_per_batch_with_opt_at_that_batch(gpu_cache: ArtifactCache, tmp_path: Path) -> None:
+def test_a_comparison_builds_one_engine_per_batch_with_opt_at_that_batch(
+    gpu_cache: ArtifactCache, tmp_path: Path
+) -> None:
     from deploybench.harness import MeasurePolicy
     from deploybench.results import Results
     from deploybench.sweep import Sweep, SweepConfig
 
-    config = SweepConfig(models=("test_resnet",), runtimes=("tensorrt",), batches=(1, 4), device="cuda",
-                         policy=MeasurePolicy.quick(), isolate=False, parity_images=2)
+    config = SweepConfig(
+        models=("test_resnet",),
+        runtimes=("tensorrt",),
+        batches=(1, 4),
+        device="cuda",
+        policy=MeasurePolicy.quick(),
+        isolate=False,
+        parity_images=2,
+    )
     rows = Sweep(config, gpu_cache, Results(), work_dir=tmp_path).run().rows
     assert [r.status for r in rows] == ["ok", "ok"], [r.message for r in rows]
     for row in rows:
@@ -205,6 +220,7 @@ def test_a_comparison_builds_one_engine_per_batch_with_opt_at_that_batch(gpu_cac
         assert row.runtime_info["profile_batch"] == {"min": b, "opt": b, "max": b} and row.batch_shape == "static"
     assert rows[0].artifact["path"] != rows[1].artifact["path"]  # cached per batch
     # The same engine as `deploybench export --to trt --batch 4` writes: one cache entry for both.
-    again, hit = gpu_cache.get_or_export(TensorRTExporter(), resolve("test_resnet"),
-                                         ExportOptions(device="cuda", batch=BatchRange(4, 4, 4)))
+    again, hit = gpu_cache.get_or_export(
+        TensorRTExporter(), resolve("test_resnet"), ExportOptions(device="cuda", batch=BatchRange(4, 4, 4))
+    )
     assert hit and str(again.path) == rows[1].artifact["path"]

@@ -40,6 +40,7 @@ def on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- metrics ----------------------------------------------------------------------------
 
+
 def test_error_is_relative_to_the_spread_not_to_a_shared_offset() -> None:
     rng = np.random.default_rng(0)
     signal = rng.normal(size=(4, 100))
@@ -79,6 +80,7 @@ def test_passes_stay_under_the_budget_and_cap_keeps_the_first_jump() -> None:
 
 # -- the two sensitive layers, named ---------------------------------------------------------
 
+
 @needs("onnx")
 def test_onnx_fp16_triage_names_the_overflowing_layer_and_its_module(on_path, cache) -> None:
     spec = resolve(OVERFLOW)
@@ -90,8 +92,8 @@ def test_onnx_fp16_triage_names_the_overflowing_layer_and_its_module(on_path, ca
     assert result.remedy is not None and result.first_jump.name in result.remedy.keep
     assert result.remedy.verdict_after.startswith("pass")
     # Streaming one layer per pass finds the same figures as one pass over everything.
-    from deploybench.triage.diagnose import artifacts_for, open_tap
     from deploybench.sweep import SweepConfig, parity_inputs
+    from deploybench.triage.diagnose import artifacts_for, open_tap
 
     options = TriageOptions(format="onnx", precision="fp16")
     tap = open_tap("onnxruntime", *artifacts_for(cache, spec, options), spec, options)
@@ -124,24 +126,46 @@ def test_a_kept_layer_the_graph_does_not_have_is_refused(on_path, cache) -> None
     from deploybench.errors import ExportError
 
     with pytest.raises(ExportError, match="does not have; use the layer names deploybench triage prints"):
-        cache.get_or_export(registry.exporters.get("openvino")(), resolve(OUTLIER),
-                            ExportOptions(precision="int8", keep_fp32=("no_such_layer",)))
+        cache.get_or_export(
+            registry.exporters.get("openvino")(),
+            resolve(OUTLIER),
+            ExportOptions(precision="int8", keep_fp32=("no_such_layer",)),
+        )
 
 
 # -- --fix: before and after, measured ----------------------------------------------------------
 
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model, fmt, precision, module", [
-    pytest.param(OVERFLOW, "onnx", "fp16", "amplify", marks=needs("onnx")),
-    pytest.param(OUTLIER, "openvino", "int8", "mix", marks=needs("openvino")),
-])
-def test_fix_brings_the_row_back_to_pass_at_a_measured_cost(on_path, tmp_path, capsys, model, fmt, precision,
-                                                            module) -> None:
+@pytest.mark.parametrize(
+    "model, fmt, precision, module",
+    [
+        pytest.param(OVERFLOW, "onnx", "fp16", "amplify", marks=needs("onnx")),
+        pytest.param(OUTLIER, "openvino", "int8", "mix", marks=needs("openvino")),
+    ],
+)
+def test_fix_brings_the_row_back_to_pass_at_a_measured_cost(
+    on_path, tmp_path, capsys, model, fmt, precision, module
+) -> None:
     cache = str(tmp_path / "cache")
     assert main(["export", model, "--to", fmt, "--precision", precision, "--cache", cache]) == 0
     out = tmp_path / "triage.json"
-    code = main(["triage", model, "--format", fmt, "--precision", precision, "--fix", "--quick", "--cache", cache,
-                 "--json", str(out)])
+    code = main(
+        [
+            "triage",
+            model,
+            "--format",
+            fmt,
+            "--precision",
+            precision,
+            "--fix",
+            "--quick",
+            "--cache",
+            cache,
+            "--json",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     result = Triage.from_dict(json.loads(out.read_text()))
@@ -154,6 +178,7 @@ def test_fix_brings_the_row_back_to_pass_at_a_measured_cost(on_path, tmp_path, c
 
 
 # -- bad input ------------------------------------------------------------------------------
+
 
 def test_no_artifact_says_how_to_export_it(on_path, tmp_path, capsys) -> None:
     code = main(["triage", OVERFLOW, "--format", "onnx", "--precision", "fp16", "--cache", str(tmp_path)])
@@ -177,9 +202,12 @@ def test_a_graph_without_shared_intermediates_is_a_message(tmp_path) -> None:
     from deploybench.triage.diagnose import open_tap
 
     # Unnamed nodes: nothing ties a tensor of one graph to the other's.
-    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["mid"]), helper.make_node("Neg", ["mid"], ["output"])],
-                              "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["mid"]), helper.make_node("Neg", ["mid"], ["output"])],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3])],
+    )
     artifacts = []
     for precision in ("fp32", "fp16"):
         folder = tmp_path / precision
@@ -192,18 +220,39 @@ def test_a_graph_without_shared_intermediates_is_a_message(tmp_path) -> None:
 
 # -- the report ------------------------------------------------------------------------------
 
+
 def test_html_row_details_plot_error_by_depth(on_path, cache) -> None:
     from deploybench.report.html import render_html
 
-    layers = [LayerError(0, "a", "Conv", "stem", 1e-3, 0.999, 10.0), LayerError(1, "b", "Mul", "amplify", None, None, None, 7),
-              LayerError(2, "c", "Conv", "shrink", 0.4, 0.88, 0.0)]
-    result = Triage(model="m", format="onnx", precision="fp16", runtime="onnxruntime", reference="fp32 graph",
-                    images=8, rule=jump_rule("fp16"), layers_total=3, layers=layers, first_jump=layers[1],
-                    verdict="fail")
-    row = Row(model="m", format="onnx", runtime="onnxruntime", device="cpu", precision="fp16", batch=1,
-              triage=result.to_dict())
+    layers = [
+        LayerError(0, "a", "Conv", "stem", 1e-3, 0.999, 10.0),
+        LayerError(1, "b", "Mul", "amplify", None, None, None, 7),
+        LayerError(2, "c", "Conv", "shrink", 0.4, 0.88, 0.0),
+    ]
+    result = Triage(
+        model="m",
+        format="onnx",
+        precision="fp16",
+        runtime="onnxruntime",
+        reference="fp32 graph",
+        images=8,
+        rule=jump_rule("fp16"),
+        layers_total=3,
+        layers=layers,
+        first_jump=layers[1],
+        verdict="fail",
+    )
+    row = Row(
+        model="m",
+        format="onnx",
+        runtime="onnxruntime",
+        device="cpu",
+        precision="fp16",
+        batch=1,
+        triage=result.to_dict(),
+    )
     html = render_html(Results(rows=[row]))
-    details = html[html.index('<details id="row-0"'):]
+    details = html[html.index('<details id="row-0"') :]
     assert "Precision triage" in details and "error by layer" in details
     assert details.count('class="point"') == 3 and "b (module amplify)" in details
     assert Results.from_json(Results(rows=[row]).to_json()).rows[0].triage == result.to_dict()
@@ -212,9 +261,27 @@ def test_html_row_details_plot_error_by_depth(on_path, cache) -> None:
 @needs("onnx")
 def test_compare_triage_attaches_a_triage_to_rows_that_fail_parity(on_path, tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    code = main(["compare", "--models", OVERFLOW, "--runtimes", "onnxruntime", "--precisions", "fp16", "--batch", "1",
-                 "--quick", "--no-isolate", "--triage", "--allow-mismatch", "--out", str(out),
-                 "--cache", str(tmp_path / "cache")])
+    code = main(
+        [
+            "compare",
+            "--models",
+            OVERFLOW,
+            "--runtimes",
+            "onnxruntime",
+            "--precisions",
+            "fp16",
+            "--batch",
+            "1",
+            "--quick",
+            "--no-isolate",
+            "--triage",
+            "--allow-mismatch",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     (row,) = Results.load(out / "results.json").rows
     assert row.parity_verdict == "fail" and row.triage is not None

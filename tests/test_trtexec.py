@@ -42,12 +42,14 @@ def fake_trtexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A trtexec on PATH that logs its arguments and prints the sample (or fails when told)."""
     script = tmp_path / "bin" / "trtexec"
     script.parent.mkdir()
-    script.write_text(f"#!{sys.executable}\n"
-                      "import os, sys\n"
-                      "open(os.environ['FAKE_TRTEXEC_LOG'], 'w').write(' '.join(sys.argv[1:]))\n"
-                      "if os.environ.get('FAKE_TRTEXEC_FAIL'):\n"
-                      "    print('[E] Error[1]: engine was built by another TensorRT'); sys.exit(1)\n"
-                      f"sys.stdout.write(open({str(Path(__file__).parent / 'data' / 'trtexec_summary.txt')!r}).read())\n")
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        "open(os.environ['FAKE_TRTEXEC_LOG'], 'w').write(' '.join(sys.argv[1:]))\n"
+        "if os.environ.get('FAKE_TRTEXEC_FAIL'):\n"
+        "    print('[E] Error[1]: engine was built by another TensorRT'); sys.exit(1)\n"
+        f"sys.stdout.write(open({str(Path(__file__).parent / 'data' / 'trtexec_summary.txt')!r}).read())\n"
+    )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_TRTEXEC_LOG", str(tmp_path / "args.txt"))
@@ -55,8 +57,9 @@ def fake_trtexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_cross_check_puts_the_ratio_of_medians_in_the_row(fake_trtexec: Path) -> None:
-    found = cross_check(Path("/c/model.engine"), "input", (256, 3, 224, 224), median_ms=21.7066,
-                        device_median_ms=21.2803)
+    found = cross_check(
+        Path("/c/model.engine"), "input", (256, 3, 224, 224), median_ms=21.7066, device_median_ms=21.2803
+    )
     assert "--shapes=input:256x3x224x224" in fake_trtexec.read_text()
     assert found.ratio_of_medians == pytest.approx(21.7066 / 21.2803, abs=1e-4)  # deploybench 2 % above trtexec
     assert found.ratio_of_gpu_medians == pytest.approx(1.0)

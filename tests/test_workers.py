@@ -4,13 +4,13 @@ cell; ``--isolate cell`` restores a process per cell."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 import faulty_plugins
+import pytest
 from faulty_plugins import TINY_NET
+
 from deploybench.cache import ArtifactCache
 from deploybench.harness import MeasurePolicy
 from deploybench.results import Results, Row
@@ -24,8 +24,14 @@ def faults() -> Iterator[None]:
 
 
 def sweep(tmp_path: Path, runtime: str, batches: tuple[int, ...], worker_per: str = "artifact") -> list[Row]:
-    config = SweepConfig(models=(TINY_NET,), runtimes=(runtime,), batches=batches, policy=MeasurePolicy.quick(),
-                         parity_images=2, worker_per=worker_per)
+    config = SweepConfig(
+        models=(TINY_NET,),
+        runtimes=(runtime,),
+        batches=batches,
+        policy=MeasurePolicy.quick(),
+        parity_images=2,
+        worker_per=worker_per,
+    )
     return Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), work_dir=tmp_path / "refs").run().rows
 
 
@@ -52,16 +58,26 @@ def test_a_crash_costs_only_its_own_cell(tmp_path: Path, faults: None) -> None:
     assert rows[1].runtime_info["worker_pid"] != rows[4].runtime_info["worker_pid"]
 
 
-def test_a_workers_cells_build_the_model_once_and_record_where_their_time_went(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from deploybench import cell as cells, models
+def test_a_workers_cells_build_the_model_once_and_record_where_their_time_went(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploybench import cell as cells
+    from deploybench import models
     from deploybench.models import ModelRef
 
     built: list[ModelRef] = []
     real = models.resolve
     monkeypatch.setattr(models, "resolve", lambda ref, **kw: built.append(ref) or real(ref, **kw))
-    todo = [cells.Cell(model=ModelRef(TINY_NET), model_name="tiny", task="other", format="pytorch", runtime="torch",
-                       batch=batch, policy=MeasurePolicy.quick()) for batch in (1, 2, 4)]
+    todo = [
+        cells.Cell(
+            model=ModelRef(TINY_NET),
+            model_name="tiny",
+            task="other",
+            format="pytorch",
+            runtime="torch",
+            batch=batch,
+            policy=MeasurePolicy.quick(),
+        )
+        for batch in (1, 2, 4)
+    ]
     rows = cells.run_cells(todo)
     assert [r.status for r in rows] == ["ok"] * 3, [r.message for r in rows]
     assert built == [ModelRef(TINY_NET)]

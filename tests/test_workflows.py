@@ -97,12 +97,20 @@ def test_nightly_gpu_checks_the_state_folder_first(tmp_path: Path) -> None:
     steps = [s for s in job["steps"] if "run" in s]
     check = steps[0]
     assert "$STATE" in check["run"] and steps.index(check) < steps.index(nightly_step(job))
-    done = subprocess.run(["bash", "-c", check["run"]], env=dict(os.environ, STATE=str(tmp_path / "state")),
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["bash", "-c", check["run"]],
+        env=dict(os.environ, STATE=str(tmp_path / "state")),
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert {p.name for p in (tmp_path / "state").iterdir()} == {"cache", "torch", "huggingface"}
-    refused = subprocess.run(["bash", "-c", check["run"]], env=dict(os.environ, STATE="/proc/deploybench-state"),
-                             capture_output=True, text=True)
+    refused = subprocess.run(
+        ["bash", "-c", check["run"]],
+        env=dict(os.environ, STATE="/proc/deploybench-state"),
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode == 1 and "::error::" in refused.stdout and "sudo install -d -o" in refused.stdout
 
 
@@ -204,22 +212,33 @@ def fake_night(tmp_path: Path, verdict: str, quick: str = "0") -> tuple[subproce
     fake = tmp_path / "fake_deploybench.py"
     fake.write_text(FAKE_DEPLOYBENCH)
     log = tmp_path / f"calls-{verdict}-{quick}.jsonl"
-    env = dict(os.environ, DEPLOYBENCH=f"{sys.executable} {fake}", FAKE_LOG=str(log), FAKE_VERDICT=verdict,
-               QUICK=quick, OUT=str(tmp_path / f"out-{verdict}-{quick}"), HISTORY=str(tmp_path / "h.sqlite"),
-               GITHUB_STEP_SUMMARY="")
+    env = dict(
+        os.environ,
+        DEPLOYBENCH=f"{sys.executable} {fake}",
+        FAKE_LOG=str(log),
+        FAKE_VERDICT=verdict,
+        QUICK=quick,
+        OUT=str(tmp_path / f"out-{verdict}-{quick}"),
+        HISTORY=str(tmp_path / "h.sqlite"),
+        GITHUB_STEP_SUMMARY="",
+    )
     done = subprocess.run(["bash", str(NIGHTLY)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     return done, [json.loads(line) for line in log.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("verdict, quick, code, recorded", [
-    ("pass", "0", 0, True),
-    ("none", "0", 0, True),    # a first night becomes the first baseline
-    ("fail", "0", 1, False),   # a regression must not become part of the baseline it is judged against
-    ("error", "0", 2, False),
-    ("pass", "1", 0, False),   # a smoke run is not a night
-])
-def test_nightly_gates_first_and_records_only_passing_full_nights(tmp_path: Path, verdict: str, quick: str,
-                                                                   code: int, recorded: bool) -> None:
+@pytest.mark.parametrize(
+    "verdict, quick, code, recorded",
+    [
+        ("pass", "0", 0, True),
+        ("none", "0", 0, True),  # a first night becomes the first baseline
+        ("fail", "0", 1, False),  # a regression must not become part of the baseline it is judged against
+        ("error", "0", 2, False),
+        ("pass", "1", 0, False),  # a smoke run is not a night
+    ],
+)
+def test_nightly_gates_first_and_records_only_passing_full_nights(
+    tmp_path: Path, verdict: str, quick: str, code: int, recorded: bool
+) -> None:
     done, calls = fake_night(tmp_path, verdict, quick)
     assert done.returncode == code, done.stderr
     commands = [call[0] for call in calls]
@@ -229,8 +248,12 @@ def test_nightly_gates_first_and_records_only_passing_full_nights(tmp_path: Path
     if recorded:
         assert calls[2] == ["history", "--record", str(out / "results.json"), "--history", str(tmp_path / "h.sqlite")]
     assert ("::warning" in done.stdout) == (verdict == "none")
-    assert (out / "verdict.txt").read_text().strip() == {"pass": "PASS", "none": "NO-BASELINE", "fail": "FAIL",
-                                                          "error": "ERROR"}[verdict]
+    assert (out / "verdict.txt").read_text().strip() == {
+        "pass": "PASS",
+        "none": "NO-BASELINE",
+        "fail": "FAIL",
+        "error": "ERROR",
+    }[verdict]
 
 
 # scripts/nightly.sh end to end on the CPU ---------------------------------------------------------
@@ -248,14 +271,28 @@ def test_nightly_script_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     """Two full nights and a smoke run on the CPU target, recorded in and gated against a real history."""
     deploybench = shutil.which("deploybench", path=str(Path(sys.executable).parent)) or "deploybench"
     history = tmp_path / "history.sqlite"
-    env = dict(os.environ, TARGET="cpu", MODELS="test_resnet", RUNTIMES="onnxruntime", BATCHES="1",
-               HISTORY=str(history), CACHE=str(tmp_path / "cache"), DEPLOYBENCH=deploybench)
+    env = dict(
+        os.environ,
+        TARGET="cpu",
+        MODELS="test_resnet",
+        RUNTIMES="onnxruntime",
+        BATCHES="1",
+        HISTORY=str(history),
+        CACHE=str(tmp_path / "cache"),
+        DEPLOYBENCH=deploybench,
+    )
     verdicts, runs = [], []
     for night, quick in ((1, "0"), (2, "0"), (3, "1")):
         out = tmp_path / f"night{night}"
         summary = tmp_path / f"summary{night}.md"
-        done = subprocess.run(["bash", str(NIGHTLY)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                              env=dict(env, QUICK=quick, OUT=str(out), GITHUB_STEP_SUMMARY=str(summary)))
+        done = subprocess.run(
+            ["bash", str(NIGHTLY)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=dict(env, QUICK=quick, OUT=str(out), GITHUB_STEP_SUMMARY=str(summary)),
+        )
         verdict = (out / "verdict.txt").read_text().strip()
         verdicts.append(verdict)
         runs.append(recorded_runs(history))
@@ -281,7 +318,7 @@ def test_everything_the_image_installs_is_pinned() -> None:
     constraints = (ROOT / "docker" / "constraints.txt").read_text().splitlines()
     pinned = {name_of(line) for line in constraints if "==" in line and not line.startswith("#")}
     base_image = {"torch", "torchvision", "numpy"}
-    needed = {name_of(line) for line in listed.stdout.splitlines() if "python_version < \"3.11\"" not in line}
+    needed = {name_of(line) for line in listed.stdout.splitlines() if 'python_version < "3.11"' not in line}
     assert needed - pinned - base_image == set()
 
 
@@ -294,23 +331,30 @@ def fake_docker(folder: Path, engine: bool) -> Path:
     """A docker client that logs its calls; its engine answers only when told."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "docker"
-    script.write_text(f"#!{sys.executable}\n"
-                      "import os, sys\n"
-                      "open(os.environ['FAKE_DOCKER_LOG'], 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
-                      "if sys.argv[1] == 'info':\n"
-                      f"    print('28.2.2') if {engine} else sys.exit('Cannot connect to the Docker daemon')\n"
-                      "elif sys.argv[1] == 'image':\n"
-                      "    print('nvcr.io/nvidia/pytorch@sha256:' + 'a' * 64)\n"
-                      "elif sys.argv[1] == 'run':\n"
-                      "    print('timm==1.0.31')\n")
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        "open(os.environ['FAKE_DOCKER_LOG'], 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "if sys.argv[1] == 'info':\n"
+        f"    print('28.2.2') if {engine} else sys.exit('Cannot connect to the Docker daemon')\n"
+        "elif sys.argv[1] == 'image':\n"
+        "    print('nvcr.io/nvidia/pytorch@sha256:' + 'a' * 64)\n"
+        "elif sys.argv[1] == 'run':\n"
+        "    print('timm==1.0.31')\n"
+    )
     script.chmod(0o755)
     return folder
 
 
 def run_docker_build(tmp_path: Path, path: str, log: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=path, FAKE_DOCKER_LOG=str(log))
-    return subprocess.run([sys.executable, str(DOCKER_BUILD), "--out", str(tmp_path / "out")], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(DOCKER_BUILD), "--out", str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_docker_build_skips_without_a_client_or_an_engine(tmp_path: Path) -> None:

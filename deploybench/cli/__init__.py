@@ -26,7 +26,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     """Export vision models to every deployable format, run each in its native runtime,
     check parity with PyTorch, and measure latency, throughput and memory."""
     ctx.ensure_object(dict)["verbose"] = verbose
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _register_commands() -> None:

@@ -22,6 +22,7 @@ def _progress(message: str) -> None:
 
 def _terminate_as_interrupt() -> None:
     """SIGTERM ends a sweep like Ctrl-C: the current cell stops, finished rows stay saved."""
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
@@ -29,44 +30,101 @@ def _terminate_as_interrupt() -> None:
 
 
 def common_run_options(func: Any) -> Any:
-    for option in reversed([
-        click.option("--batch", "batch", default=None, help="Batch sizes, e.g. 1,8,32, or 'auto'."),
-        click.option("--device", default=None, help="cpu or cuda (default: the target's)."),
-        click.option("--threads", type=int, help="CPU threads for every runtime, 1 or more (default: the physical cores)."),
-        click.option("--quick", is_flag=True, help="Short warm-up and timed window (smoke runs)."),
-        click.option("--min-iters", type=int, help="Timed iterations at least (default 10)."),
-        click.option("--min-seconds", type=float, help="Timed seconds at least (default 2); then on until the "
-                     "median's 95 % interval is within ±2 % (--max-seconds at most)."),
-        click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), help="Timed seconds at most (default 10; never under --min-seconds)."),
-        click.option("--dynamic-batch", is_flag=True, help="Time the dynamic-batch artifact instead of one "
-                     "built or compiled for each batch size."),
-        click.option("--isolate", "worker_per", type=click.Choice(["artifact", "cell"]), default="artifact",
-                     show_default=True, help="One worker process per artifact (all its batch sizes) or per cell."),
-        click.option("--no-isolate", is_flag=True, help="Run cells in this process (debugging)."),
-        click.option("--quiet", is_flag=True, help="Progress as plain lines, not a live display."),
-        click.option("--timeout", type=float, default=600, show_default=True, help="Seconds per cell."),
-        click.option("--tolerance", multiple=True, help="Override a parity tolerance, e.g. max_error=1e-2 (keys: see README)."),
-        click.option("--images", type=click.Path(file_okay=False), help="Real images for parity instead of seeded noise."),
-        click.option("--dataset", type=click.Path(file_okay=False), help="ImageFolder dataset: adds top-1/top-5 accuracy per row."),
-        click.option("--mode", default="auto", show_default=True, help="OpenVINO hint: auto, latency, throughput."),
-        click.option("--compile-mode", default="default", show_default=True, help="torch.compile mode."),
-        click.option("--ort-provider", type=click.Choice(["cuda", "tensorrt"]), default=None,
-                     help="ONNX Runtime's execution provider on --device cuda (default: cuda)."),
-        click.option("--cuda-graphs", is_flag=True,
-                     help="ONNX Runtime on CUDA: capture each cell once as a CUDA graph and replay it."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--batch", "batch", default=None, help="Batch sizes, e.g. 1,8,32, or 'auto'."),
+            click.option("--device", default=None, help="cpu or cuda (default: the target's)."),
+            click.option(
+                "--threads", type=int, help="CPU threads for every runtime, 1 or more (default: the physical cores)."
+            ),
+            click.option("--quick", is_flag=True, help="Short warm-up and timed window (smoke runs)."),
+            click.option("--min-iters", type=int, help="Timed iterations at least (default 10)."),
+            click.option(
+                "--min-seconds",
+                type=float,
+                help="Timed seconds at least (default 2); then on until the "
+                "median's 95 % interval is within ±2 % (--max-seconds at most).",
+            ),
+            click.option(
+                "--max-seconds",
+                type=click.FloatRange(min=0, min_open=True),
+                help="Timed seconds at most (default 10; never under --min-seconds).",
+            ),
+            click.option(
+                "--dynamic-batch",
+                is_flag=True,
+                help="Time the dynamic-batch artifact instead of one built or compiled for each batch size.",
+            ),
+            click.option(
+                "--isolate",
+                "worker_per",
+                type=click.Choice(["artifact", "cell"]),
+                default="artifact",
+                show_default=True,
+                help="One worker process per artifact (all its batch sizes) or per cell.",
+            ),
+            click.option("--no-isolate", is_flag=True, help="Run cells in this process (debugging)."),
+            click.option("--quiet", is_flag=True, help="Progress as plain lines, not a live display."),
+            click.option("--timeout", type=float, default=600, show_default=True, help="Seconds per cell."),
+            click.option(
+                "--tolerance",
+                multiple=True,
+                help="Override a parity tolerance, e.g. max_error=1e-2 (keys: see README).",
+            ),
+            click.option(
+                "--images", type=click.Path(file_okay=False), help="Real images for parity instead of seeded noise."
+            ),
+            click.option(
+                "--dataset",
+                type=click.Path(file_okay=False),
+                help="ImageFolder dataset: adds top-1/top-5 accuracy per row.",
+            ),
+            click.option("--mode", default="auto", show_default=True, help="OpenVINO hint: auto, latency, throughput."),
+            click.option("--compile-mode", default="default", show_default=True, help="torch.compile mode."),
+            click.option(
+                "--ort-provider",
+                type=click.Choice(["cuda", "tensorrt"]),
+                default=None,
+                help="ONNX Runtime's execution provider on --device cuda (default: cuda).",
+            ),
+            click.option(
+                "--cuda-graphs",
+                is_flag=True,
+                help="ONNX Runtime on CUDA: capture each cell once as a CUDA graph and replay it.",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
 
-def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, formats: tuple[str, ...] | None,
-                 precisions: tuple[str, ...] | None, target: Any, batch: str | None, device: str | None,
-                 threads: int | None, quick: bool, min_iters: int | None, min_seconds: float | None,
-                 max_seconds: float | None,
-                 no_isolate: bool, worker_per: str, timeout: float, tolerance: tuple[str, ...], images: str | None,
-                 dataset: str | None, mode: str,
-                 compile_mode: str, weights: dict[str, Any], dynamic_batch: bool = False, ort_provider: str | None = None,
-                 cuda_graphs: bool = False, **extra: Any) -> Any:
+def build_config(
+    models: tuple[str, ...],
+    runtimes: tuple[str, ...] | None,
+    formats: tuple[str, ...] | None,
+    precisions: tuple[str, ...] | None,
+    target: Any,
+    batch: str | None,
+    device: str | None,
+    threads: int | None,
+    quick: bool,
+    min_iters: int | None,
+    min_seconds: float | None,
+    max_seconds: float | None,
+    no_isolate: bool,
+    worker_per: str,
+    timeout: float,
+    tolerance: tuple[str, ...],
+    images: str | None,
+    dataset: str | None,
+    mode: str,
+    compile_mode: str,
+    weights: dict[str, Any],
+    dynamic_batch: bool = False,
+    ort_provider: str | None = None,
+    cuda_graphs: bool = False,
+    **extra: Any,
+) -> Any:
     from deploybench.compare import parse_tolerance_overrides
     from deploybench.harness import MeasurePolicy
     from deploybench.runtimes.base import RuntimeOptions
@@ -82,18 +140,32 @@ def build_config(models: tuple[str, ...], runtimes: tuple[str, ...] | None, form
     if policy.max_seconds < policy.min_seconds:  # the cap never cuts the floor short
         policy = replace(policy, max_seconds=policy.min_seconds)
     return SweepConfig(
-        models=models, runtimes=runtimes or target.runtimes, formats=formats,
-        precisions=precisions or target.precisions, batches=parse_batches(batch) if batch else target.batches,
-        device=device or target.device, threads=threads if threads is not None else target.threads,
-        policy=policy, isolate=not no_isolate, worker_per=worker_per, timeout_s=timeout, images_dir=images, dataset_dir=dataset,
+        models=models,
+        runtimes=runtimes or target.runtimes,
+        formats=formats,
+        precisions=precisions or target.precisions,
+        batches=parse_batches(batch) if batch else target.batches,
+        device=device or target.device,
+        threads=threads if threads is not None else target.threads,
+        policy=policy,
+        isolate=not no_isolate,
+        worker_per=worker_per,
+        timeout_s=timeout,
+        images_dir=images,
+        dataset_dir=dataset,
         tolerance=parse_tolerance_overrides(tolerance),
-        runtime_options=RuntimeOptions(mode=mode, compile_mode=compile_mode, provider=ort_provider, cuda_graphs=cuda_graphs),
+        runtime_options=RuntimeOptions(
+            mode=mode, compile_mode=compile_mode, provider=ort_provider, cuda_graphs=cuda_graphs
+        ),
         dynamic_batch=dynamic_batch,
-        **weights, **extra)  # pretrained, checkpoint, trust_checkpoint, checkpoint_partial, data_init
+        **weights,
+        **extra,
+    )  # pretrained, checkpoint, trust_checkpoint, checkpoint_partial, data_init
 
 
-def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Path | None, argv: list[str],
-            quiet: bool = False) -> Any:
+def execute(
+    config: Any, cache_dir: str | None, out_dir: Path | None, resume: Path | None, argv: list[str], quiet: bool = False
+) -> Any:
     """Run the sweep; rows are saved as they finish when there is an output folder."""
     from deploybench.cache import ArtifactCache
     from deploybench.env import fingerprint
@@ -103,17 +175,34 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
 
     results_path = None
     policy = config.policy
-    results = Results(config={"argv": argv, "models": list(config.models), "runtimes": list(config.runtimes),
-                              "precisions": list(config.precisions), "batches": config.batches,
-                              "device": config.device, "threads": config.threads, "shard": list(config.shard),
-                              "weights": {"pretrained": config.pretrained, "checkpoint": config.checkpoint,
-                                          "checkpoint_partial": config.checkpoint_partial},
-                              # Runs measured under different policies are not comparable (regress, history).
-                              "policy": {"quick": policy == MeasurePolicy.quick(), "min_iters": policy.min_iters,
-                                         "min_seconds": policy.min_seconds, "warmup_iters": policy.warmup_iters,
-                                         "warmup_seconds": policy.warmup_seconds, "ci_target": policy.ci_target,
-                                         "max_seconds": policy.max_seconds}},
-                      environment=fingerprint())
+    results = Results(
+        config={
+            "argv": argv,
+            "models": list(config.models),
+            "runtimes": list(config.runtimes),
+            "precisions": list(config.precisions),
+            "batches": config.batches,
+            "device": config.device,
+            "threads": config.threads,
+            "shard": list(config.shard),
+            "weights": {
+                "pretrained": config.pretrained,
+                "checkpoint": config.checkpoint,
+                "checkpoint_partial": config.checkpoint_partial,
+            },
+            # Runs measured under different policies are not comparable (regress, history).
+            "policy": {
+                "quick": policy == MeasurePolicy.quick(),
+                "min_iters": policy.min_iters,
+                "min_seconds": policy.min_seconds,
+                "warmup_iters": policy.warmup_iters,
+                "warmup_seconds": policy.warmup_seconds,
+                "ci_target": policy.ci_target,
+                "max_seconds": policy.max_seconds,
+            },
+        },
+        environment=fingerprint(),
+    )
     cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
     cache.ensure_writable()  # refuse now, not after the first cells have run
     if resume is not None:
@@ -128,9 +217,15 @@ def execute(config: Any, cache_dir: str | None, out_dir: Path | None, resume: Pa
     from deploybench.progress import Progress
 
     tracker = Progress(live=False if quiet else None)  # live on a terminal, plain lines in a log
-    sweep = Sweep(config, cache, results, results_path,
-                  work_dir=(out_dir or resume) / "references" if (out_dir or resume) else None,
-                  progress=tracker.note, tracker=tracker)
+    sweep = Sweep(
+        config,
+        cache,
+        results,
+        results_path,
+        work_dir=(out_dir or resume) / "references" if (out_dir or resume) else None,
+        progress=tracker.note,
+        tracker=tracker,
+    )
     _terminate_as_interrupt()
     from deploybench.sweep import summarise_skips
 
@@ -170,25 +265,54 @@ def write_outputs(results: Any, out_dir: Path | None, html: str | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for results.json/.csv/.md.")
 @click.option("--html", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Finish the missing cells of an earlier --out folder.")
-@click.option("--retry-failed", is_flag=True, help="With --resume: also run again cells that crashed, timed out or failed.")
-@click.option("--shard", default="1/1", show_default=True,
-              help="Run slice I of N of the cells (I/N); auto reads Slurm's array task, auto/N a Kubernetes Indexed Job's.")
+@click.option(
+    "--retry-failed", is_flag=True, help="With --resume: also run again cells that crashed, timed out or failed."
+)
+@click.option(
+    "--shard",
+    default="1/1",
+    show_default=True,
+    help="Run slice I of N of the cells (I/N); auto reads Slurm's array task, auto/N a Kubernetes Indexed Job's.",
+)
 @click.option("--allow-mismatch", is_flag=True, help="Exit 0 even when a parity verdict fails.")
-@click.option("--strict-parity", is_flag=True, help="Exit 1 when a parity verdict is inconclusive, not only when one fails.")
-@click.option("--allow-empty", is_flag=True,
-              help="Exit 0 even when no cell could run (every one skipped); the default is exit 2, saying why.")
+@click.option(
+    "--strict-parity", is_flag=True, help="Exit 1 when a parity verdict is inconclusive, not only when one fails."
+)
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Exit 0 even when no cell could run (every one skipped); the default is exit 2, saying why.",
+)
 @click.option("--calib-data", type=click.Path(file_okay=False), help="Images for INT8 calibration.")
-@click.option("--triage", "triage_failures", is_flag=True, help="Triage rows that fail parity: which layer, what to keep in FP32.")
+@click.option(
+    "--triage", "triage_failures", is_flag=True, help="Triage rows that fail parity: which layer, what to keep in FP32."
+)
 @record_options()
 @common_run_options
 @cache_option
 @weights_options
-def compare_command(models: str, runtimes: str | None, formats: str | None, precisions: str | None, target: str,
-                    target_file: str | None, out_dir: str | None, html: str | None, resume: str | None,
-                    retry_failed: bool, shard: str,
-                    allow_mismatch: bool, strict_parity: bool, allow_empty: bool, calib_data: str | None,
-                    triage_failures: bool, history_path: str | None, cache_dir: str | None, weights: dict[str, Any],
-                    **run: Any) -> int:
+def compare_command(
+    models: str,
+    runtimes: str | None,
+    formats: str | None,
+    precisions: str | None,
+    target: str,
+    target_file: str | None,
+    out_dir: str | None,
+    html: str | None,
+    resume: str | None,
+    retry_failed: bool,
+    shard: str,
+    allow_mismatch: bool,
+    strict_parity: bool,
+    allow_empty: bool,
+    calib_data: str | None,
+    triage_failures: bool,
+    history_path: str | None,
+    cache_dir: str | None,
+    weights: dict[str, Any],
+    **run: Any,
+) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench.exporters.base import ExportOptions
     from deploybench.output_lock import exclusive_output
@@ -197,13 +321,25 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
 
     tgt = load_target(target, target_file)
     quiet = run.pop("quiet")
-    config = build_config(split_list(models) or (), split_list(runtimes), split_list(formats), split_list(precisions),
-                          tgt, weights=weights,
-                          shard=parse_shard(shard), export=ExportOptions(calib_data=calib_data), retry_failed=retry_failed,
-                          sample=tgt.sample, **run)
+    config = build_config(
+        split_list(models) or (),
+        split_list(runtimes),
+        split_list(formats),
+        split_list(precisions),
+        tgt,
+        weights=weights,
+        shard=parse_shard(shard),
+        export=ExportOptions(calib_data=calib_data),
+        retry_failed=retry_failed,
+        sample=tgt.sample,
+        **run,
+    )
     out = Path(resume or out_dir) if (resume or out_dir) else None
-    click.echo(f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
-               f"precisions {', '.join(config.precisions)}, batches {config.batches}", err=True)
+    click.echo(
+        f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
+        f"precisions {', '.join(config.precisions)}, batches {config.batches}",
+        err=True,
+    )
     # One run per output folder: a second one is refused instead of overwriting this one's rows.
     with exclusive_output(out, "--resume" if resume else "--out") if out else contextlib.nullcontext():
         sweep = execute(config, cache_dir, out, Path(resume) if resume else None, sys.argv, quiet)
@@ -222,7 +358,9 @@ def compare_command(models: str, runtimes: str | None, formats: str | None, prec
         write_outputs(results, out, html)
     if history_path is not None:
         record_run(results, history_path)
-    return parity_exit_code(results, allow_mismatch, strict_parity) or (1 if any(r.status != "ok" for r in results.rows) else 0)
+    return parity_exit_code(results, allow_mismatch, strict_parity) or (
+        1 if any(r.status != "ok" for r in results.rows) else 0
+    )
 
 
 def parity_exit_code(results: Any, allow_mismatch: bool, strict_parity: bool) -> int:
@@ -230,9 +368,14 @@ def parity_exit_code(results: Any, allow_mismatch: bool, strict_parity: bool) ->
     failed = [r for r in results.rows if r.parity_verdict == "fail"]
     unsure = [r for r in results.rows if r.parity_verdict == "inconclusive"] if strict_parity else []
     if (failed or unsure) and not allow_mismatch:
-        what = " and ".join(part for part in (f"{len(failed)} rows failed parity" if failed else "",
-                                               f"{len(unsure)} rows had inconclusive parity (--strict-parity)"
-                                               if unsure else "") if part)
+        what = " and ".join(
+            part
+            for part in (
+                f"{len(failed)} rows failed parity" if failed else "",
+                f"{len(unsure)} rows had inconclusive parity (--strict-parity)" if unsure else "",
+            )
+            if part
+        )
         click.echo(f"{what} (pass --allow-mismatch to exit 0 anyway)", err=True)
         return 1
     return 0
@@ -251,15 +394,27 @@ def _echo_triages(results: Any) -> None:
 
 @click.command("bench")
 @click.argument("model")
-@click.option("--runtime", required=True, help="One runtime (torch, torch-compile, torchscript, onnxruntime, openvino, aoti, tensorrt).")
+@click.option(
+    "--runtime",
+    required=True,
+    help="One runtime (torch, torch-compile, torchscript, onnxruntime, openvino, aoti, tensorrt).",
+)
 @click.option("--format", "fmt", help="Artifact format (default: the one the runtime loads).")
 @click.option("--precision", default="fp32", show_default=True)
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write the results document here.")
 @common_run_options
 @cache_option
 @weights_options
-def bench_command(model: str, runtime: str, fmt: str | None, precision: str, json_file: str | None,
-                  cache_dir: str | None, weights: dict[str, Any], **run: Any) -> int:
+def bench_command(
+    model: str,
+    runtime: str,
+    fmt: str | None,
+    precision: str,
+    json_file: str | None,
+    cache_dir: str | None,
+    weights: dict[str, Any],
+    **run: Any,
+) -> int:
     """Time MODEL in one RUNTIME: full statistics, memory and the timed region."""
     from deploybench import registry
     from deploybench.targets import load_target
@@ -268,8 +423,9 @@ def bench_command(model: str, runtime: str, fmt: str | None, precision: str, jso
     quiet = run.pop("quiet")
     devices = registry.runtimes.get(runtime).devices
     run["device"] = run["device"] or ("cpu" if "cpu" in devices else devices[0])  # tensorrt: cuda
-    config = build_config((model,), (runtime,), (fmt,) if fmt else None, (precision,), load_target("cpu", None),
-                          weights=weights, **run)
+    config = build_config(
+        (model,), (runtime,), (fmt,) if fmt else None, (precision,), load_target("cpu", None), weights=weights, **run
+    )
     sweep = execute(config, cache_dir, None, None, sys.argv, quiet)
     if why := sweep.nothing_ran():
         from deploybench.errors import UnsupportedError
@@ -291,22 +447,55 @@ def render_stats(results: Any) -> str:
             lines.append([r.runtime, r.batch, r.status, r.message] + [""] * 13)
             continue
         s = r.stats
-        lines.append([r.runtime, r.batch, r.precision_used or r.precision, r.threads, *(f"{s[k]:.3f}" for k in (
-            "min", "mean", "median", "p90", "p95", "p99", "max", "std")), f"{s['cv']:.1%}", f"{r.ms_per_image:.3f}",
-            f"{r.throughput:.1f}", f"{r.first_inference_ms:.1f}", f"{r.memory['peak_rss_mb']:.0f} (+{r.memory['rss_growth_mb']:.0f})",
-            r.parity_verdict or "-"])
-        notes.append(f"b{r.batch}: {s['n']} calls in {r.window_seconds:.2f} s ({r.stop_reason or 'stopped'}); "
-                     f"median 95 % interval {_interval(r)}; {r.batch_shape or 'unknown'} batch shape; "
-                     f"timed region: {r.timed_region}")
+        lines.append(
+            [
+                r.runtime,
+                r.batch,
+                r.precision_used or r.precision,
+                r.threads,
+                *(f"{s[k]:.3f}" for k in ("min", "mean", "median", "p90", "p95", "p99", "max", "std")),
+                f"{s['cv']:.1%}",
+                f"{r.ms_per_image:.3f}",
+                f"{r.throughput:.1f}",
+                f"{r.first_inference_ms:.1f}",
+                f"{r.memory['peak_rss_mb']:.0f} (+{r.memory['rss_growth_mb']:.0f})",
+                r.parity_verdict or "-",
+            ]
+        )
+        notes.append(
+            f"b{r.batch}: {s['n']} calls in {r.window_seconds:.2f} s ({r.stop_reason or 'stopped'}); "
+            f"median 95 % interval {_interval(r)}; {r.batch_shape or 'unknown'} batch shape; "
+            f"timed region: {r.timed_region}"
+        )
         if r.parity_reference:
             notes.append(f"b{r.batch}: parity against {r.parity_reference}")
         if r.memory.get("rss_source"):
-            notes.append(f"b{r.batch}: host memory from the {r.memory['rss_source']}; device memory from "
-                         f"{r.memory.get('device_source') or 'nothing (no NVML-visible GPU)'}")
+            notes.append(
+                f"b{r.batch}: host memory from the {r.memory['rss_source']}; device memory from "
+                f"{r.memory.get('device_source') or 'nothing (no NVML-visible GPU)'}"
+            )
         if r.runtime_info:
             notes.append(f"b{r.batch}: runtime used " + ", ".join(f"{k}={v}" for k, v in r.runtime_info.items()))
-    headers = ["runtime", "batch", "precision", "threads", "min", "mean", "p50", "p90", "p95", "p99", "max", "std",
-               "cv", "ms/img", "img/s", "first ms", "host MB (growth)", "parity"]
+    headers = [
+        "runtime",
+        "batch",
+        "precision",
+        "threads",
+        "min",
+        "mean",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "max",
+        "std",
+        "cv",
+        "ms/img",
+        "img/s",
+        "first ms",
+        "host MB (growth)",
+        "parity",
+    ]
     return tabulate(lines, headers=headers, disable_numparse=True) + "\n" + "\n".join(notes)
 
 

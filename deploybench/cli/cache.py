@@ -23,11 +23,26 @@ def cache_list(cache_dir: str | None) -> None:
     from deploybench.cache import ArtifactCache
 
     cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
-    rows = [[a.manifest.get("model"), a.format, a.precision, a.device, f"{a.batch.min}:{a.batch.opt}:{a.batch.max}",
-             f"{a.size_bytes() / 2**20:.2f}", a.manifest.get("export_seconds"), a.manifest.get("created"), a.path.name]
-            for a in cache.entries()]
+    rows = [
+        [
+            a.manifest.get("model"),
+            a.format,
+            a.precision,
+            a.device,
+            f"{a.batch.min}:{a.batch.opt}:{a.batch.max}",
+            f"{a.size_bytes() / 2**20:.2f}",
+            a.manifest.get("export_seconds"),
+            a.manifest.get("created"),
+            a.path.name,
+        ]
+        for a in cache.entries()
+    ]
     click.echo(f"cache: {cache.root}")
-    click.echo(tabulate(rows, headers=["model", "format", "precision", "device", "batch", "MB", "export s", "created", "folder"]))
+    click.echo(
+        tabulate(
+            rows, headers=["model", "format", "precision", "device", "batch", "MB", "export s", "created", "folder"]
+        )
+    )
 
 
 @cache_group.command("clear")

@@ -19,8 +19,9 @@ def models_command(pattern: str | None) -> None:
     from deploybench.models import list_models
 
     rows = list_models(pattern)
-    click.echo(tabulate([[r["name"], r["resolves_to"], r["source"]] for r in rows],
-                        headers=["name", "resolves to", "source"]))
+    click.echo(
+        tabulate([[r["name"], r["resolves_to"], r["source"]] for r in rows], headers=["name", "resolves to", "source"])
+    )
 
 
 @click.command("info")
@@ -72,8 +73,16 @@ def list_command(kind: str) -> None:
             continue
         available = reg.availability(name)
         detail = ", ".join(getattr(cls, "formats", ())) if kind == "runtimes" else getattr(cls, "suffix", "")
-        rows.append([name, ", ".join(getattr(cls, "aliases", ())), detail, ", ".join(getattr(cls, "devices", ())),
-                     ", ".join(getattr(cls, "precisions", ())), "yes" if available.ok else f"no: {available.reason}"])
+        rows.append(
+            [
+                name,
+                ", ".join(getattr(cls, "aliases", ())),
+                detail,
+                ", ".join(getattr(cls, "devices", ())),
+                ", ".join(getattr(cls, "precisions", ())),
+                "yes" if available.ok else f"no: {available.reason}",
+            ]
+        )
     headers = ["name", "aliases", "formats" if kind == "runtimes" else "suffix", "devices", "precisions", "available"]
     click.echo(tabulate(rows, headers=headers))
 
@@ -90,15 +99,21 @@ def env_command(as_json: bool) -> None:
         return
     cpu = data["cpu"]
     click.echo(f"os:        {data['os']}  python {data['python']}")
-    click.echo(f"cpu:       {cpu['model']} ({cpu['arch']}), {cpu['usable_cores']} usable / {cpu['logical_cores']} logical cores")
+    click.echo(
+        f"cpu:       {cpu['model']} ({cpu['arch']}), "
+        f"{cpu['usable_cores']} usable / {cpu['logical_cores']} logical cores"
+    )
     click.echo(f"features:  {', '.join(k for k, v in cpu['features'].items() if v) or 'none of note'}")
     click.echo(f"memory:    {data['memory_mb']:,} MB")
     for gpu in data["gpus"] or [None]:
         if gpu is None:
             click.echo("gpus:      none visible to NVML")
         else:
-            click.echo(f"gpu {gpu['index']}:     {gpu['name']} (sm {gpu['compute_capability']}), {gpu['memory_mb']:,} MB, "
-                       f"driver {gpu['driver']}, CUDA {gpu['cuda_driver']}, SM clock {gpu['sm_clock_mhz']}/{gpu['sm_clock_max_mhz']} MHz")
+            click.echo(
+                f"gpu {gpu['index']}:     {gpu['name']} (sm {gpu['compute_capability']}), {gpu['memory_mb']:,} MB, "
+                f"driver {gpu['driver']}, CUDA {gpu['cuda_driver']}, "
+                f"SM clock {gpu['sm_clock_mhz']}/{gpu['sm_clock_max_mhz']} MHz"
+            )
     click.echo("libraries: " + ", ".join(f"{k} {v}" for k, v in data["libraries"].items() if v))
     missing = [k for k, v in data["libraries"].items() if not v]
     if missing:

@@ -16,7 +16,9 @@ from deploybench.cli.streams import stdout_to_stderr
 
 @click.command("export")
 @click.argument("model")
-@click.option("--to", "formats", required=True, help="Formats, comma-separated: ts, onnx, ov, trt, aoti (or full names).")
+@click.option(
+    "--to", "formats", required=True, help="Formats, comma-separated: ts, onnx, ov, trt, aoti (or full names)."
+)
 @click.option("--precision", default="fp32", show_default=True, help="fp32, fp16, bf16, int8 (per format).")
 @click.option("--batch", default="1:1:64", show_default=True, help="N (static) or MIN:OPT:MAX.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (gpu for OpenVINO).")
@@ -30,9 +32,23 @@ from deploybench.cli.streams import stdout_to_stderr
 @click.option("--force", is_flag=True, help="Rebuild even when the cache has it.")
 @cache_option
 @weights_options
-def export_command(model: str, formats: str, precision: str, batch: str, device: str, opset: int | None,
-                   simplify: bool, script: bool, calib_data: str | None, workspace_gb: float, keep_fp32: str | None,
-                   out_dir: str | None, force: bool, cache_dir: str | None, weights: dict[str, Any]) -> None:
+def export_command(
+    model: str,
+    formats: str,
+    precision: str,
+    batch: str,
+    device: str,
+    opset: int | None,
+    simplify: bool,
+    script: bool,
+    calib_data: str | None,
+    workspace_gb: float,
+    keep_fp32: str | None,
+    out_dir: str | None,
+    force: bool,
+    cache_dir: str | None,
+    weights: dict[str, Any],
+) -> None:
     """Export MODEL to one or more formats (cached; each result is loaded back and run once)."""
     from deploybench import registry
     from deploybench.artifact import BatchRange
@@ -41,9 +57,17 @@ def export_command(model: str, formats: str, precision: str, batch: str, device:
     from deploybench.models import resolve
 
     names = [registry.exporters.canonical(f) for f in split_list(formats) or ()]
-    options = ExportOptions(precision=precision, device=device, batch=BatchRange.parse(batch), opset=opset,
-                            simplify=simplify, script=script, calib_data=calib_data, workspace_gb=workspace_gb,
-                            keep_fp32=split_list(keep_fp32) or ())
+    options = ExportOptions(
+        precision=precision,
+        device=device,
+        batch=BatchRange.parse(batch),
+        opset=opset,
+        simplify=simplify,
+        script=script,
+        calib_data=calib_data,
+        workspace_gb=workspace_gb,
+        keep_fp32=split_list(keep_fp32) or (),
+    )
     exporters = [registry.exporters.get(name)() for name in names]
     spec = resolve(model, **weights)
     for exporter in exporters:  # refuse unsupported combinations before any work
@@ -65,7 +89,9 @@ def export_command(model: str, formats: str, precision: str, batch: str, device:
                 shutil.rmtree(path)
             shutil.copytree(artifact.path, path)
         how = f"cache hit in {seconds:.2f} s" if hit else f"exported in {artifact.manifest['export_seconds']:.1f} s"
-        click.echo(f"{exporter.name:<12} {artifact.size_bytes() / 2**20:8.2f} MB  {how:<24} {path / artifact.main_file}")
+        click.echo(
+            f"{exporter.name:<12} {artifact.size_bytes() / 2**20:8.2f} MB  {how:<24} {path / artifact.main_file}"
+        )
 
 
 COMMANDS = [export_command]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -15,8 +16,13 @@ DEFAULT_DATABASE = "default: $DEPLOYBENCH_HISTORY, else history.sqlite in the us
 
 def history_path_option(help_text: str) -> Any:
     """``--history PATH`` (always with a value): the database a command reads or writes."""
-    return click.option("--history", "history_path", type=click.Path(dir_okay=False), metavar="PATH",
-                        help=f"{help_text} ({DEFAULT_DATABASE}).")
+    return click.option(
+        "--history",
+        "history_path",
+        type=click.Path(dir_okay=False),
+        metavar="PATH",
+        help=f"{help_text} ({DEFAULT_DATABASE}).",
+    )
 
 
 def record_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -26,6 +32,7 @@ def record_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     ``--history PATH`` alone implies ``--record``. One shard of a sweep is refused before
     anything runs: a partial sweep recorded as a night would become part of later baselines.
     """
+
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def with_history(*args: Any, record: bool, history_file: str | None, **kwargs: Any) -> Any:
@@ -37,10 +44,17 @@ def record_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                 refuse_shard(parse_shard(kwargs["shard"]), f"this run (--shard {kwargs['shard']})")
             return command(*args, history_path=history_path, **kwargs)
 
-        with_history = click.option("--history", "history_file", type=click.Path(dir_okay=False), metavar="PATH",
-                                    help="Record this run in this history database (implies --record).")(with_history)
-        return click.option("--record", is_flag=True,
-                            help=f"Record this run in the history ({DEFAULT_DATABASE}).")(with_history)
+        with_history = click.option(
+            "--history",
+            "history_file",
+            type=click.Path(dir_okay=False),
+            metavar="PATH",
+            help="Record this run in this history database (implies --record).",
+        )(with_history)
+        return click.option("--record", is_flag=True, help=f"Record this run in the history ({DEFAULT_DATABASE}).")(
+            with_history
+        )
+
     return decorate
 
 
@@ -61,24 +75,53 @@ def record_run(results: Any, path: str) -> None:
 
 @click.command("regress")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False), metavar="[BASELINE.json] CURRENT.json")
-@click.option("--max-slowdown", default=format_percent(DEFAULT_MAX_SLOWDOWN), show_default=True,
-              help="Largest median slowdown that passes, as 5% or 0.05.")
-@click.option("--max-memory-growth", default=format_percent(DEFAULT_MAX_MEMORY_GROWTH), show_default=True,
-              help="Largest growth of peak memory that passes.")
-@click.option("--noise-k", type=float, default=DEFAULT_NOISE_K, show_default=True,
-              help="A slowdown must also exceed K times the runs' combined spread.")
-@click.option("--baseline-history", "baseline_runs", type=click.IntRange(min=1),
-              help="Baseline = the last N comparable earlier runs in the history (median of medians per cell).")
+@click.option(
+    "--max-slowdown",
+    default=format_percent(DEFAULT_MAX_SLOWDOWN),
+    show_default=True,
+    help="Largest median slowdown that passes, as 5% or 0.05.",
+)
+@click.option(
+    "--max-memory-growth",
+    default=format_percent(DEFAULT_MAX_MEMORY_GROWTH),
+    show_default=True,
+    help="Largest growth of peak memory that passes.",
+)
+@click.option(
+    "--noise-k",
+    type=float,
+    default=DEFAULT_NOISE_K,
+    show_default=True,
+    help="A slowdown must also exceed K times the runs' combined spread.",
+)
+@click.option(
+    "--baseline-history",
+    "baseline_runs",
+    type=click.IntRange(min=1),
+    help="Baseline = the last N comparable earlier runs in the history (median of medians per cell).",
+)
 @history_path_option("History database for --baseline-history, opened read-only")
 @click.option("--force", is_flag=True, help="Compare even when machine or library versions differ.")
 @click.option("--fail-on-missing", is_flag=True, help="Also fail when a baseline cell is missing now.")
-@click.option("--no-baseline-ok", is_flag=True,
-              help="With --baseline-history: pass, with a note, when the history holds no earlier comparable run "
-                   "(a first night, or the first after a library upgrade).")
+@click.option(
+    "--no-baseline-ok",
+    is_flag=True,
+    help="With --baseline-history: pass, with a note, when the history holds no earlier comparable run "
+    "(a first night, or the first after a library upgrade).",
+)
 @click.option("--markdown", type=click.Path(dir_okay=False), help="Also write the verdict and table as Markdown.")
-def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth: str, noise_k: float,
-                    baseline_runs: int | None, history_path: str | None, force: bool, fail_on_missing: bool,
-                    no_baseline_ok: bool, markdown: str | None) -> int:
+def regress_command(
+    files: tuple[str, ...],
+    max_slowdown: str,
+    max_memory_growth: str,
+    noise_k: float,
+    baseline_runs: int | None,
+    history_path: str | None,
+    force: bool,
+    fail_on_missing: bool,
+    no_baseline_ok: bool,
+    markdown: str | None,
+) -> int:
     """Compare CURRENT with BASELINE (or the history) cell by cell; exit 1 on any regression.
 
     A cell regresses when its median latency slowed by more than --max-slowdown and by more
@@ -96,9 +139,12 @@ def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth
     if len(files) != wanted:
         usage = "CURRENT.json with --baseline-history N" if wanted == 1 else "BASELINE.json CURRENT.json"
         raise UsageError(f"regress takes {usage}; got {len(files)} file(s)")
-    thresholds = Thresholds(max_slowdown=parse_fraction(max_slowdown, "--max-slowdown"),
-                            max_memory_growth=parse_fraction(max_memory_growth, "--max-memory-growth"),
-                            noise_k=noise_k, fail_on_missing=fail_on_missing)
+    thresholds = Thresholds(
+        max_slowdown=parse_fraction(max_slowdown, "--max-slowdown"),
+        max_memory_growth=parse_fraction(max_memory_growth, "--max-memory-growth"),
+        noise_k=noise_k,
+        fail_on_missing=fail_on_missing,
+    )
     current = Results.load(Path(files[-1]))
     if baseline_runs is not None:
         try:
@@ -132,12 +178,26 @@ def regress_command(files: tuple[str, ...], max_slowdown: str, max_memory_growth
 @click.option("--last", type=click.IntRange(min=1), help="Only the last N recorded runs.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write an SVG line chart of ms/image per cell.")
 @click.option("--runs", "list_runs", is_flag=True, help="List the recorded runs instead.")
-@click.option("--record", "record_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Record this results file (e.g. a merged sharded sweep) instead; repeatable.")
+@click.option(
+    "--record",
+    "record_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Record this results file (e.g. a merged sharded sweep) instead; repeatable.",
+)
 @history_path_option("History database; read-only unless --record")
-def history_command(model: str | None, runtime: str | None, device: str | None, precision: str | None,
-                    batch: int | None, last: int | None, plot: str | None, list_runs: bool,
-                    record_files: tuple[str, ...], history_path: str | None) -> int:
+def history_command(
+    model: str | None,
+    runtime: str | None,
+    device: str | None,
+    precision: str | None,
+    batch: int | None,
+    last: int | None,
+    plot: str | None,
+    list_runs: bool,
+    record_files: tuple[str, ...],
+    history_path: str | None,
+) -> int:
     """Show the trend of every recorded cell (optionally of one MODEL): date, ms/image, throughput, parity."""
     from tabulate import tabulate
 
@@ -155,13 +215,18 @@ def history_command(model: str | None, runtime: str | None, device: str | None, 
             click.echo(f"{name}: recorded run {history.record(document)} in {history.path}", err=True)
         return 0
     if list_runs:
-        click.echo(tabulate([[r["id"], r["created"], r["hostname"], r["cells"]] for r in history.runs()],
-                            headers=["run", "created", "host", "cells"]))
+        click.echo(
+            tabulate(
+                [[r["id"], r["created"], r["hostname"], r["cells"]] for r in history.runs()],
+                headers=["run", "created", "host", "cells"],
+            )
+        )
         return 0
     series = history.trend(model=model, runtime=runtime, device=device, precision=precision, batch=batch, last=last)
     if not series:
-        click.echo(f"no recorded cells match in {history.path}; record runs with "
-                   "'deploybench compare ... --record'", err=True)
+        click.echo(
+            f"no recorded cells match in {history.path}; record runs with 'deploybench compare ... --record'", err=True
+        )
         return 0
     click.echo(render_trend_text(series))
     if plot:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -16,6 +17,7 @@ WEIGHTS_FLAGS = ("pretrained", "checkpoint", "trust_checkpoint", "checkpoint_par
 def weights_options(func: F) -> F:
     """--pretrained / --checkpoint PATH / --trust-checkpoint / --checkpoint-partial / --data-init,
     handed to the command as one ``weights`` dict of ModelRef fields."""
+
     @functools.wraps(func)
     def with_weights(*args: Any, **kwargs: Any) -> Any:
         weights = {name: kwargs.pop(name) for name in WEIGHTS_FLAGS}
@@ -23,16 +25,28 @@ def weights_options(func: F) -> F:
         return func(*args, weights=weights, **kwargs)
 
     for option in (
-        click.option("--data-init", is_flag=True,
-                     help="Random weights: re-estimate BatchNorm statistics on bundled photos so outputs follow the "
-                          "input (experimental: deep random networks become chaotic, see README)."),
-        click.option("--checkpoint-partial", is_flag=True,
-                     help="Load only the checkpoint tensors that fit the model (missing, unexpected and "
-                          "shape-mismatched ones are skipped and counted); without it a checkpoint must fit exactly."),
-        click.option("--trust-checkpoint", is_flag=True,
-                     help="Allow checkpoints that contain pickled code (runs code from the file)."),
-        click.option("--checkpoint", type=click.Path(dir_okay=False),
-                     help="Weights: a .safetensors file or a state dict (loaded with weights_only=True)."),
+        click.option(
+            "--data-init",
+            is_flag=True,
+            help="Random weights: re-estimate BatchNorm statistics on bundled photos so outputs follow the "
+            "input (experimental: deep random networks become chaotic, see README).",
+        ),
+        click.option(
+            "--checkpoint-partial",
+            is_flag=True,
+            help="Load only the checkpoint tensors that fit the model (missing, unexpected and "
+            "shape-mismatched ones are skipped and counted); without it a checkpoint must fit exactly.",
+        ),
+        click.option(
+            "--trust-checkpoint",
+            is_flag=True,
+            help="Allow checkpoints that contain pickled code (runs code from the file).",
+        ),
+        click.option(
+            "--checkpoint",
+            type=click.Path(dir_okay=False),
+            help="Weights: a .safetensors file or a state dict (loaded with weights_only=True).",
+        ),
         click.option("--pretrained", is_flag=True, help="Download the library's pretrained weights."),
     ):
         with_weights = option(with_weights)
@@ -40,8 +54,12 @@ def weights_options(func: F) -> F:
 
 
 def cache_option(func: F) -> F:
-    return click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
-                        help="Artifact cache folder (default: $DEPLOYBENCH_CACHE or ~/.cache/deploybench).")(func)
+    return click.option(
+        "--cache",
+        "cache_dir",
+        type=click.Path(file_okay=False),
+        help="Artifact cache folder (default: $DEPLOYBENCH_CACHE or ~/.cache/deploybench).",
+    )(func)
 
 
 def split_list(text: str | None) -> tuple[str, ...] | None:

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from deploybench.regress import REGRESSED, CellDelta, RegressionReport, format_percent
 
-COLUMNS = ["model", "format", "runtime", "device", "precision", "batch", "base ms/img", "now ms/img", "change",
-           "noise", "host MB", "mem", "parity", "verdict"]
+COLUMNS = [
+    "model",
+    "format",
+    "runtime",
+    "device",
+    "precision",
+    "batch",
+    "base ms/img",
+    "now ms/img",
+    "change",
+    "noise",
+    "host MB",
+    "mem",
+    "parity",
+    "verdict",
+]
 MARKS = {REGRESSED: "!!"}
 
 
@@ -39,9 +53,24 @@ def delta_rows(report: RegressionReport) -> list[list[str]]:
     for d in report.deltas:
         row = d.row
         verdict = MARKS.get(d.verdict, "") + d.verdict + (f": {'; '.join(d.reasons)}" if d.reasons else "")
-        lines.append([row.model, row.format, row.runtime, row.device, row.precision, str(row.batch), _ms(d, "baseline"),
-                      _ms(d, "current"), _change(d.change), _noise(d.noise), _memory(d),
-                      _change(d.memory_growth), _parity(d), verdict])
+        lines.append(
+            [
+                row.model,
+                row.format,
+                row.runtime,
+                row.device,
+                row.precision,
+                str(row.batch),
+                _ms(d, "baseline"),
+                _ms(d, "current"),
+                _change(d.change),
+                _noise(d.noise),
+                _memory(d),
+                _change(d.memory_growth),
+                _parity(d),
+                verdict,
+            ]
+        )
     return lines
 
 
@@ -52,9 +81,11 @@ def markdown_cell(text: str) -> str:
 
 def _legend(report: RegressionReport) -> str:
     t = report.thresholds
-    return (f"limits: slowdown {format_percent(t.max_slowdown)} and more than {t.noise_k:g}x the combined spread "
-            f"(noise); memory growth {format_percent(t.max_memory_growth)}; a parity verdict turning to fail "
-            "(from any other) or a cell that ran before failing now regresses")
+    return (
+        f"limits: slowdown {format_percent(t.max_slowdown)} and more than {t.noise_k:g}x the combined spread "
+        f"(noise); memory growth {format_percent(t.max_memory_growth)}; a parity verdict turning to fail "
+        "(from any other) or a cell that ran before failing now regresses"
+    )
 
 
 def render_deltas(report: RegressionReport, fmt: str = "simple") -> str:

@@ -12,8 +12,9 @@ import json
 import math
 import shlex
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from html import escape
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from deploybench.report import svg
 from deploybench.report.table import COLUMNS, FASTEST_MARK, footnotes, table_rows
@@ -23,7 +24,20 @@ from deploybench.results import Results, Row
 # smallest non-zero error (or here, when every error is zero) and the tick reads "0".
 ZERO_ERROR_FLOOR = 1e-9
 VERDICT_COLOURS = {"pass": "#2ca02c", "fail": "#d62728", "inconclusive": "#e0a100", "not checked": "#7f7f7f"}
-NUMERIC_COLUMNS = {"batch", "threads", "p50 ms", "p90 ms", "p99 ms", "ms/img", "img/s", "GFLOP/s", "host MB", "dev MB", "artifact MB", "vs eager"}
+NUMERIC_COLUMNS = {
+    "batch",
+    "threads",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "ms/img",
+    "img/s",
+    "GFLOP/s",
+    "host MB",
+    "dev MB",
+    "artifact MB",
+    "vs eager",
+}
 STAT_KEYS = ("n", "min", "mean", "median", "p90", "p95", "p99", "max", "std", "cv")
 
 CSS = """
@@ -74,7 +88,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f6f6f6; paddin
 ul.reasons { margin: 4px 0; color: var(--fail-ink); }
 """
 
-STAR = "<span class=\"star\" title=\"fastest row that passed parity for this model and batch size\">★</span>"
+STAR = '<span class="star" title="fastest row that passed parity for this model and batch size">★</span>'
 
 # No scripts, nothing fetched: inline styles and data: images only.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -84,65 +98,96 @@ def render_html(results: Results) -> str:
     """The whole report as one HTML document."""
     models = _unique(r.model for r in results.rows)
     title = "deploybench report" + (f" — {', '.join(models)}" if models else "")
-    body = [_header(results, title), _environment(results.environment), _config(results.config),
-            _table(results), _charts(results, models), _details(results)]
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    body = [
+        _header(results, title),
+        _environment(results.environment),
+        _config(results.config),
+        _table(results),
+        _charts(results, models),
+        _details(results),
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
 
 
 # -- header, environment, config ---------------------------------------------------------
 
+
 def _header(results: Results, title: str) -> str:
     rows = results.rows
-    counts = [(len(rows), "rows"), (sum(r.status == "ok" for r in rows), "ran"),
-              (sum(r.parity_verdict == "pass" for r in rows), "passed parity"),
-              (sum(r.parity_verdict == "fail" for r in rows), "failed parity"),
-              (sum(r.parity_verdict == "inconclusive" for r in rows), "inconclusive parity"),
-              (sum(r.status != "ok" for r in rows), "did not run to the end")]
+    counts = [
+        (len(rows), "rows"),
+        (sum(r.status == "ok" for r in rows), "ran"),
+        (sum(r.parity_verdict == "pass" for r in rows), "passed parity"),
+        (sum(r.parity_verdict == "fail" for r in rows), "failed parity"),
+        (sum(r.parity_verdict == "inconclusive" for r in rows), "inconclusive parity"),
+        (sum(r.status != "ok" for r in rows), "did not run to the end"),
+    ]
     summary = "".join(f"<span><b>{n}</b> {escape(label)}</span>" for n, label in counts)
-    return (f"<header><h1>{escape(title)}</h1>"
-            f"<div class=\"muted\">created {escape(str(results.created))} · results schema "
-            f"v{escape(str(results.schema_version))}</div><p class=\"summary\">{summary}</p></header>")
+    return (
+        f"<header><h1>{escape(title)}</h1>"
+        f'<div class="muted">created {escape(str(results.created))} · results schema '
+        f'v{escape(str(results.schema_version))}</div><p class="summary">{summary}</p></header>'
+    )
 
 
 def _environment(env: dict[str, Any]) -> str:
     cpu = env.get("cpu") or {}
-    cores = ", ".join(f"{cpu[k]} {label}" for k, label in (("usable_cores", "usable"), ("logical_cores", "logical"),
-                                                            ("physical_cores", "physical")) if cpu.get(k) is not None)
-    machine = {"CPU": cpu.get("model"), "architecture": cpu.get("arch"), "cores": cores or None,
-               "memory": f"{env['memory_mb'] / 1024:.1f} GiB" if env.get("memory_mb") else None,
-               "OS": env.get("os"), "Python": env.get("python"), "host": env.get("hostname")}
+    cores = ", ".join(
+        f"{cpu[k]} {label}"
+        for k, label in (("usable_cores", "usable"), ("logical_cores", "logical"), ("physical_cores", "physical"))
+        if cpu.get(k) is not None
+    )
+    machine = {
+        "CPU": cpu.get("model"),
+        "architecture": cpu.get("arch"),
+        "cores": cores or None,
+        "memory": f"{env['memory_mb'] / 1024:.1f} GiB" if env.get("memory_mb") else None,
+        "OS": env.get("os"),
+        "Python": env.get("python"),
+        "host": env.get("hostname"),
+    }
     features = cpu.get("features") or {}
-    badges = "".join(f"<span class=\"badge {'on' if on else 'off'}\">{escape(name)}</span>"
-                     for name, on in features.items()) or "<span class=\"muted\">not recorded</span>"
+    badges = (
+        "".join(f'<span class="badge {"on" if on else "off"}">{escape(name)}</span>' for name, on in features.items())
+        or '<span class="muted">not recorded</span>'
+    )
     gpus = env.get("gpus") or []
     gpu_lines = "".join(
         f"<li>{escape(str(g.get('name', '?')))} (compute {escape(str(g.get('compute_capability', '?')))}, "
         f"{escape(str(g.get('memory_mb', '?')))} MB, driver {escape(str(g.get('driver', '?')))}, "
-        f"CUDA {escape(str(g.get('cuda_driver', '?')))})</li>" for g in gpus)
+        f"CUDA {escape(str(g.get('cuda_driver', '?')))})</li>"
+        for g in gpus
+    )
     libraries = env.get("libraries") or {}
     installed = {name: v for name, v in libraries.items() if v}
     missing = sorted(name for name, v in libraries.items() if not v)
-    return ("<section id=\"environment\"><h2>Environment</h2><div class=\"cards\">"
-            f"<div class=\"card\"><h3>Machine</h3>{_kv_table(machine)}"
-            f"<h3>ISA features</h3><div>{badges}</div></div>"
-            f"<div class=\"card\"><h3>GPUs</h3>{f'<ul>{gpu_lines}</ul>' if gpus else '<p class=muted>none</p>'}"
-            f"<h3>Libraries</h3>{_kv_table(installed)}"
-            + (f"<p class=\"muted\">not installed: {escape(', '.join(missing))}</p>" if missing else "")
-            + "</div></div></section>")
+    return (
+        '<section id="environment"><h2>Environment</h2><div class="cards">'
+        f'<div class="card"><h3>Machine</h3>{_kv_table(machine)}'
+        f"<h3>ISA features</h3><div>{badges}</div></div>"
+        f'<div class="card"><h3>GPUs</h3>{f"<ul>{gpu_lines}</ul>" if gpus else "<p class=muted>none</p>"}'
+        f"<h3>Libraries</h3>{_kv_table(installed)}"
+        + (f'<p class="muted">not installed: {escape(", ".join(missing))}</p>' if missing else "")
+        + "</div></div></section>"
+    )
 
 
 def _config(config: dict[str, Any]) -> str:
     shown = dict(config)
     if isinstance(shown.get("argv"), list):  # the command line reads better as one shell line
         shown["argv"] = shlex.join(str(a) for a in shown["argv"])
-    return f"<section id=\"config\"><h2>Configuration</h2><div class=\"card\">{_kv_table(shown)}</div></section>"
+    return f'<section id="config"><h2>Configuration</h2><div class="card">{_kv_table(shown)}</div></section>'
 
 
 # -- comparison table --------------------------------------------------------------------
+
 
 def _table(results: Results) -> str:
     parity_col = COLUMNS.index("parity") if "parity" in COLUMNS else -1
@@ -167,16 +212,20 @@ def _table(results: Results) -> str:
                 text = STAR
             if col == model_col:  # the model name links to the row's details
                 classes.append("model")
-                text = f"<a href=\"#row-{index}\" title=\"details\">{text}</a>"
-            tds.append(f"<td class=\"{' '.join(classes)}\">{text}</td>" if classes else f"<td>{text}</td>")
-        lines.append(f"<tr class=\"{' '.join(tr_classes)}\">{''.join(tds)}</tr>")
-    legend = ("<p class=\"note\"><span class=\"star\">★</span> fastest row that passed parity, per model and "
-              "batch size · <span style=\"background:var(--fail)\">red rows</span> failed parity · "
-              "<span style=\"background:var(--bad)\">amber rows</span> did not run to the end · "
-              "click a model name for the row's details</p>")
-    legend += "".join(f"<p class=\"note\">{escape(note)}</p>" for note in footnotes(results)[1:])  # references
-    return (f"<section id=\"table\"><h2>Comparison</h2>{legend}<div class=\"results-wrap\"><table class=\"results\">"
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table></div></section>")
+                text = f'<a href="#row-{index}" title="details">{text}</a>'
+            tds.append(f'<td class="{" ".join(classes)}">{text}</td>' if classes else f"<td>{text}</td>")
+        lines.append(f'<tr class="{" ".join(tr_classes)}">{"".join(tds)}</tr>')
+    legend = (
+        '<p class="note"><span class="star">★</span> fastest row that passed parity, per model and '
+        'batch size · <span style="background:var(--fail)">red rows</span> failed parity · '
+        '<span style="background:var(--bad)">amber rows</span> did not run to the end · '
+        "click a model name for the row's details</p>"
+    )
+    legend += "".join(f'<p class="note">{escape(note)}</p>' for note in footnotes(results)[1:])  # references
+    return (
+        f'<section id="table"><h2>Comparison</h2>{legend}<div class="results-wrap"><table class="results">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table></div></section>"
+    )
 
 
 def _row_classes(row: Row) -> list[str]:
@@ -189,6 +238,7 @@ def _row_classes(row: Row) -> list[str]:
 
 
 # -- plots -------------------------------------------------------------------------------
+
 
 def measured(rows: Iterable[Row]) -> list[Row]:
     """Rows a speed plot can show: ran to the end and have statistics."""
@@ -218,18 +268,27 @@ def _charts(results: Results, models: list[str]) -> str:
         rows = [r for r in results.rows if r.model == model]
         ok = measured(rows)
         skipped = len(rows) - len(ok)
-        note = (f"<p class=\"note\">{skipped} row(s) without a measurement (failed, crashed or unsupported) are "
-                "left out of the plots.</p>" if skipped else "")
+        note = (
+            f'<p class="note">{skipped} row(s) without a measurement (failed, crashed or unsupported) are '
+            "left out of the plots.</p>"
+            if skipped
+            else ""
+        )
         if not ok:
-            charts = "<p class=\"note\">No row of this model produced a measurement, so there is nothing to plot.</p>"
+            charts = '<p class="note">No row of this model produced a measurement, so there is nothing to plot.</p>'
         else:
-            charts = "<div class=\"charts\">" + latency_chart(model, ok) + throughput_chart(model, ok) \
-                     + tradeoff_chart(model, ok) + "</div>"
+            charts = (
+                '<div class="charts">'
+                + latency_chart(model, ok)
+                + throughput_chart(model, ok)
+                + tradeoff_chart(model, ok)
+                + "</div>"
+            )
         sections.append(f"<h3>{escape(model)}</h3>{note}{charts}")
     across = accuracy_chart(measured(results.rows))
     if across:
-        sections.append(f"<h3>Accuracy against speed, every model</h3><div class=\"charts\">{across}</div>")
-    return "<section id=\"plots\"><h2>Plots</h2>" + "".join(sections) + "</section>"
+        sections.append(f'<h3>Accuracy against speed, every model</h3><div class="charts">{across}</div>')
+    return '<section id="plots"><h2>Plots</h2>' + "".join(sections) + "</section>"
 
 
 def _batch_axis(rows: list[Row]) -> svg.Axis:
@@ -246,8 +305,11 @@ def _speed_series(rows: list[Row], value: Callable[[Row], float | None], unit: s
     series = []
     for name in sorted(groups):
         points = [(float(r.batch), value(r)) for r in groups[name] if value(r) is not None]
-        tooltips = [f"{name} batch {r.batch}: {value(r):.4g} {unit}, parity {r.parity_verdict or 'not checked'}"
-                    for r in groups[name] if value(r) is not None]
+        tooltips = [
+            f"{name} batch {r.batch}: {value(r):.4g} {unit}, parity {r.parity_verdict or 'not checked'}"
+            for r in groups[name]
+            if value(r) is not None
+        ]
         hollow = [r.parity_verdict == "fail" for r in groups[name] if value(r) is not None]
         if points:
             series.append(svg.Series(name, points, tooltips, hollow))
@@ -266,7 +328,7 @@ def throughput_chart(model: str, rows: list[Row]) -> str:
     """Images per second against batch size, one line per format/runtime/precision."""
     series = _speed_series(rows, lambda r: r.throughput, "images/s")
     if not series:
-        return "<p class=\"note\">No throughput recorded.</p>"
+        return '<p class="note">No throughput recorded.</p>'
     lo, hi, ticks = svg.linear_domain_from_zero([y for s in series for _, y in s.points])
     y = svg.Axis("throughput (images/s, higher is better)", lo, hi, ticks)
     return svg.line_chart(f"{model}: throughput", series, _batch_axis(rows), y, caption=_hollow_note(rows))
@@ -281,13 +343,13 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
     checked = [(r, parity_error(r)) for r in rows]
     checked = [(r, e) for r, e in checked if e is not None]
     if not checked:
-        return "<p class=\"note\">No parity was recorded, so there is no speed/accuracy trade-off to plot.</p>"
+        return '<p class="note">No parity was recorded, so there is no speed/accuracy trade-off to plot.</p>'
     finite = [e for _, e in checked if not math.isnan(e)]
     nonzero = [e for e in finite if e > 0]
     floor = 10.0 ** (math.floor(math.log10(min(nonzero))) - 1) if nonzero else ZERO_ERROR_FLOOR
     tolerances = _tolerance_lines(r for r, _ in checked)
     top = 10.0 ** math.ceil(math.log10(max(nonzero + [t.y for t in tolerances] + [floor * 10])))
-    ticks = [10.0 ** k for k in range(round(math.log10(floor)), round(math.log10(top)) + 1)]
+    ticks = [10.0**k for k in range(round(math.log10(floor)), round(math.log10(top)) + 1)]
     labels = {floor: "0"}
     nan_at = None
     if len(finite) < len(checked):  # non-finite outputs sit on their own line above the scale
@@ -297,8 +359,14 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
     if len(ticks) > 8:  # keep every other decade so labels do not crowd
         keep = set(ticks[::2]) | {floor} | ({nan_at} if nan_at else set())
         ticks = sorted(keep)
-    y = svg.Axis("parity error: worst image's RMS error / output RMS (log)", floor / 2, ticks[-1] * 2, ticks, log=True,
-                 tick_labels=labels)
+    y = svg.Axis(
+        "parity error: worst image's RMS error / output RMS (log)",
+        floor / 2,
+        ticks[-1] * 2,
+        ticks,
+        log=True,
+        tick_labels=labels,
+    )
     speeds = [r.ms_per_image for r, _ in checked]
     x_lo, x_hi = svg.log_domain(speeds, pad=1.4)  # type: ignore[arg-type]
     x = svg.Axis("ms per image (log, lower is better)", x_lo, x_hi, svg.log_ticks(x_lo, x_hi), log=True)
@@ -311,12 +379,16 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
             label += f" ({row.format})"
         plotted = nan_at if math.isnan(error) else max(error, floor)
         error_text = "NaN/Inf" if math.isnan(error) else f"{error:.2e}"
-        tooltip = (f"{series_name(row)} batch {row.batch}: {row.ms_per_image:.4g} ms/image, "
-                   f"error {error_text}, {verdict}")
+        tooltip = (
+            f"{series_name(row)} batch {row.batch}: {row.ms_per_image:.4g} ms/image, error {error_text}, {verdict}"
+        )
         points.append(svg.Point(row.ms_per_image, plotted, label, verdict, tooltip))  # type: ignore[arg-type]
     verdicts = _unique(p.group for p in points)
-    colours = {v: VERDICT_COLOURS.get(v, svg.PALETTE[-2]) for v in ("pass", "fail", "inconclusive", "not checked")
-               if v in verdicts}
+    colours = {
+        v: VERDICT_COLOURS.get(v, svg.PALETTE[-2])
+        for v in ("pass", "fail", "inconclusive", "not checked")
+        if v in verdicts
+    }
     caption = "Error 0 (identical outputs) is drawn on the bottom line. Dashed: tolerance of each precision."
     return svg.scatter_chart(f"{model}: speed vs parity error", points, colours, x, y, tolerances, caption)
 
@@ -336,13 +408,24 @@ def accuracy_chart(rows: list[Row]) -> str:
     y = svg.Axis("top-1 accuracy on --dataset (%, higher is better)", lo, hi, svg.linear_ticks(lo, hi))
     points = []
     for row, accuracy, size in zip(scored, accuracies, sizes):
-        tooltip = (f"{row.model} {series_name(row)} batch {row.batch}: {row.ms_per_image:.4g} ms/image, "
-                   f"top-1 {accuracy:.1f} %, artifact {size:.1f} MB")
+        tooltip = (
+            f"{row.model} {series_name(row)} batch {row.batch}: {row.ms_per_image:.4g} ms/image, "
+            f"top-1 {accuracy:.1f} %, artifact {size:.1f} MB"
+        )
         radius = 4.0 + 14.0 * math.sqrt(size / largest)  # area proportional to size on disk
-        points.append(svg.Point(row.ms_per_image, accuracy, f"{row.runtime}/{row.format}/{row.precision} b{row.batch}",
-                                row.model,  # type: ignore[arg-type]
-                                tooltip, radius))
-    colours = {model: svg.PALETTE[index % len(svg.PALETTE)] for index, model in enumerate(_unique(r.model for r in scored))}
+        points.append(
+            svg.Point(
+                row.ms_per_image,
+                accuracy,
+                f"{row.runtime}/{row.format}/{row.precision} b{row.batch}",
+                row.model,  # type: ignore[arg-type]
+                tooltip,
+                radius,
+            )
+        )
+    colours = {
+        model: svg.PALETTE[index % len(svg.PALETTE)] for index, model in enumerate(_unique(r.model for r in scored))
+    }
     caption = "Bubble area: the artifact's size on disk (PyTorch eager rows have none and are drawn smallest)."
     return svg.scatter_chart("accuracy vs speed", points, colours, x, y, caption=caption)
 
@@ -368,24 +451,44 @@ def _ambiguous_labels(rows: Iterable[Row]) -> set[str]:
 
 # -- per-row details ---------------------------------------------------------------------
 
+
 def _details(results: Results) -> str:
     blocks = [_row_detail(index, row) for index, row in enumerate(results.rows)]
-    return "<section id=\"details\"><h2>Row details</h2>" + "".join(blocks) + "</section>"
+    return '<section id="details"><h2>Row details</h2>' + "".join(blocks) + "</section>"
 
 
 def _row_detail(index: int, row: Row) -> str:
     verdict = row.parity_verdict or "not checked"
-    summary = (f"{row.model} · {row.format}/{row.runtime} · {row.device} · {row.precision} · batch {row.batch} — "
-               f"{row.status}, parity {verdict}")
-    run = {"status": row.status, "weights": row.weights or None, "precision used": row.precision_used,
-           "timed region": row.timed_region,
-           "threads": row.threads, "ms/image": row.ms_per_image, "images/s": row.throughput,
-           "items per call": row.items_per_call, "timed window (s)": row.window_seconds,
-           "first inference (ms)": row.first_inference_ms, "load (s)": row.load_seconds, "samples": len(row.samples_ms)}
-    cards = [_card("Run", _kv_table(run)
-                   + (f"<pre>{escape(row.message)}</pre>" if row.message else "")
-                   + (f"<h4>Warnings</h4><ul>{''.join(f'<li>{escape(w)}</li>' for w in row.warnings)}</ul>"
-                      if row.warnings else ""))]
+    summary = (
+        f"{row.model} · {row.format}/{row.runtime} · {row.device} · {row.precision} · batch {row.batch} — "
+        f"{row.status}, parity {verdict}"
+    )
+    run = {
+        "status": row.status,
+        "weights": row.weights or None,
+        "precision used": row.precision_used,
+        "timed region": row.timed_region,
+        "threads": row.threads,
+        "ms/image": row.ms_per_image,
+        "images/s": row.throughput,
+        "items per call": row.items_per_call,
+        "timed window (s)": row.window_seconds,
+        "first inference (ms)": row.first_inference_ms,
+        "load (s)": row.load_seconds,
+        "samples": len(row.samples_ms),
+    }
+    cards = [
+        _card(
+            "Run",
+            _kv_table(run)
+            + (f"<pre>{escape(row.message)}</pre>" if row.message else "")
+            + (
+                f"<h4>Warnings</h4><ul>{''.join(f'<li>{escape(w)}</li>' for w in row.warnings)}</ul>"
+                if row.warnings
+                else ""
+            ),
+        )
+    ]
     if row.stats:
         stats = {key: row.stats[key] for key in STAT_KEYS if key in row.stats}
         cards.append(_card("Latency (ms per call)", _kv_table(stats)))
@@ -400,24 +503,41 @@ def _row_detail(index: int, row: Row) -> str:
     if row.memory or row.artifact:
         cards.append(_card("Memory and artifact", _kv_table({**row.memory, **row.artifact})))
     classes = " ".join(_row_classes(row))
-    return (f"<details id=\"row-{index}\" class=\"{classes}\"><summary>{escape(summary)}</summary>"
-            f"<div class=\"grid\">{''.join(cards)}</div></details>")
+    return (
+        f'<details id="row-{index}" class="{classes}"><summary>{escape(summary)}</summary>'
+        f'<div class="grid">{"".join(cards)}</div></details>'
+    )
 
 
 def _parity_detail(parity: dict[str, Any]) -> str:
     parts = []
     reasons = parity.get("reasons") or []
     if reasons:
-        parts.append("<ul class=\"reasons\">" + "".join(f"<li>{escape(str(r))}</li>" for r in reasons) + "</ul>")
+        parts.append('<ul class="reasons">' + "".join(f"<li>{escape(str(r))}</li>" for r in reasons) + "</ul>")
     outputs = parity.get("outputs") or []
     if outputs:
-        keys = ["name", "shape", "error", "spread_error", "centered_cosine", "spread_ratio", "gain", "offset",
-                "mixups", "norm_error", "max_abs_error", "mean_abs_error", "max_rel_error", "cosine",
-                "nonfinite"]
+        keys = [
+            "name",
+            "shape",
+            "error",
+            "spread_error",
+            "centered_cosine",
+            "spread_ratio",
+            "gain",
+            "offset",
+            "mixups",
+            "norm_error",
+            "max_abs_error",
+            "mean_abs_error",
+            "max_rel_error",
+            "cosine",
+            "nonfinite",
+        ]
         head = "".join(f"<th>{escape(k.replace('_', ' '))}</th>" for k in keys)
         body = "".join("<tr>" + "".join(f"<td>{_value(o.get(k))}</td>" for k in keys) + "</tr>" for o in outputs)
-        parts.append(f"<div class=\"results-wrap\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
-                     "</table></div>")
+        parts.append(
+            f'<div class="results-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+        )
     extra = {k: v for k, v in parity.items() if k not in ("verdict", "outputs", "reasons") and v not in (None, {}, [])}
     if extra:
         parts.append(_kv_table(extra))
@@ -425,15 +545,18 @@ def _parity_detail(parity: dict[str, Any]) -> str:
 
 
 def _card(title: str, content: str, wide: bool = False) -> str:
-    return f"<div class=\"card{' wide' if wide else ''}\"><h3>{escape(title)}</h3>{content}</div>"
+    return f'<div class="card{" wide" if wide else ""}"><h3>{escape(title)}</h3>{content}</div>'
 
 
 def _kv_table(mapping: dict[str, Any]) -> str:
     rows = [(k, v) for k, v in mapping.items() if v is not None and v != ""]
     if not rows:
-        return "<p class=\"muted\">none</p>"
-    return ("<table class=\"kv\">" + "".join(f"<tr><th>{escape(str(k))}</th><td>{_value(v)}</td></tr>" for k, v in rows)
-            + "</table>")
+        return '<p class="muted">none</p>'
+    return (
+        '<table class="kv">'
+        + "".join(f"<tr><th>{escape(str(k))}</th><td>{_value(v)}</td></tr>" for k, v in rows)
+        + "</table>"
+    )
 
 
 def _value(value: Any) -> str:
@@ -441,8 +564,9 @@ def _value(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return escape(str(value))
     if isinstance(value, float):
-        return escape(f"{value:.4g}" if math.isfinite(value) and (value == 0 or 1e-3 <= abs(value) < 1e6)
-                      else f"{value:.3e}")
+        return escape(
+            f"{value:.4g}" if math.isfinite(value) and (value == 0 or 1e-3 <= abs(value) < 1e6) else f"{value:.3e}"
+        )
     if isinstance(value, (dict, list)):
         if isinstance(value, list) and all(isinstance(v, (int, float, str)) for v in value):
             return escape(", ".join(str(v) for v in value))

@@ -9,8 +9,29 @@ from deploybench.results import Results, Row
 # p90/p99 beside p50 always (as trtexec and benchmark_app print them) rather than behind a
 # --columns option: the tail is what a deployment budget is set against, and a fixed set of
 # columns keeps tables of different runs comparable line for line.
-COLUMNS = ["", "model", "format", "runtime", "device", "precision", "batch", "threads", "streams/req", "parity",
-           "p50 ms", "p90 ms", "p99 ms", "ms/img", "img/s", "GFLOP/s", "host MB", "dev MB", "artifact MB", "vs eager", "status"]
+COLUMNS = [
+    "",
+    "model",
+    "format",
+    "runtime",
+    "device",
+    "precision",
+    "batch",
+    "threads",
+    "streams/req",
+    "parity",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "ms/img",
+    "img/s",
+    "GFLOP/s",
+    "host MB",
+    "dev MB",
+    "artifact MB",
+    "vs eager",
+    "status",
+]
 FASTEST_MARK = "*"
 FOOTNOTE = f"{FASTEST_MARK} fastest row that passed parity, per model and batch size"
 DEFAULT_REFERENCE = "pytorch-fp32"
@@ -50,18 +71,28 @@ def footnotes(results: Results) -> list[str]:
         if row.parity_reference and row.parity_reference != DEFAULT_REFERENCE:
             references.setdefault(row.model, row.parity_reference)
     inputs = parity_inputs_line(results)
-    facts = [f"{name}: {model.describe()}" for name, model in results.models.items()
-             if any(row.model == name for row in results.rows)]
-    return [FOOTNOTE, *facts,
-            *(f"parity of {model} is against {reference}" for model, reference in references.items()),
-            *weights_used(results), *([f"parity inputs: {inputs}"] if inputs else []),
-            *(f"parity: {note}" for note in parity_notes(results))]
+    facts = [
+        f"{name}: {model.describe()}"
+        for name, model in results.models.items()
+        if any(row.model == name for row in results.rows)
+    ]
+    return [
+        FOOTNOTE,
+        *facts,
+        *(f"parity of {model} is against {reference}" for model, reference in references.items()),
+        *weights_used(results),
+        *([f"parity inputs: {inputs}"] if inputs else []),
+        *(f"parity: {note}" for note in parity_notes(results)),
+    ]
 
 
 def eager_baseline(results: Results) -> dict[tuple[str, str, int], float]:
     """(model, device, batch) -> ms/image of the PyTorch eager FP32 row."""
-    return {(r.model, r.device, r.batch): r.ms_per_image for r in results.rows
-            if r.runtime == "torch" and r.precision == "fp32" and r.status == "ok" and r.ms_per_image}
+    return {
+        (r.model, r.device, r.batch): r.ms_per_image
+        for r in results.rows
+        if r.runtime == "torch" and r.precision == "fp32" and r.status == "ok" and r.ms_per_image
+    }
 
 
 def fastest_faithful(results: Results) -> set[str]:
@@ -82,8 +113,12 @@ def format_number(value: float | None, digits: int) -> str:
 
 
 # Row warnings by the word they start with or contain -> the note the status column shows.
-STATUS_NOTES = {"noisy": "noisy", "throttled": "throttled", "clocked down": "throttled",
-                "host- or launch-bound": "host-bound"}
+STATUS_NOTES = {
+    "noisy": "noisy",
+    "throttled": "throttled",
+    "clocked down": "throttled",
+    "host- or launch-bound": "host-bound",
+}
 
 
 def status_notes(row: Row) -> list[str]:
@@ -109,14 +144,29 @@ def table_rows(results: Results) -> list[list[Any]]:
         if row.status != "ok" and row.message:
             status = f"{row.status}: {row.message[:60]}"
         stats = row.stats or {}
-        lines.append([FASTEST_MARK if row.key in fastest else "", row.model, row.format, row.runtime, row.device,
-                      _precision(row), row.batch, row.threads or "-", _parallelism(row), _parity(row),
-                      *(format_number(stats.get(key), 3) for key in ("median", "p90", "p99")),
-                      format_number(row.ms_per_image, 3), format_number(row.throughput, 1),
-                      format_number(row.gflops_per_s, 1),
-                      format_number(row.memory.get("peak_rss_mb"), 0),
-                      format_number(row.memory.get("peak_device_mb"), 0),
-                      format_number(row.artifact.get("size_mb"), 2), speedup, status])
+        lines.append(
+            [
+                FASTEST_MARK if row.key in fastest else "",
+                row.model,
+                row.format,
+                row.runtime,
+                row.device,
+                _precision(row),
+                row.batch,
+                row.threads or "-",
+                _parallelism(row),
+                _parity(row),
+                *(format_number(stats.get(key), 3) for key in ("median", "p90", "p99")),
+                format_number(row.ms_per_image, 3),
+                format_number(row.throughput, 1),
+                format_number(row.gflops_per_s, 1),
+                format_number(row.memory.get("peak_rss_mb"), 0),
+                format_number(row.memory.get("peak_device_mb"), 0),
+                format_number(row.artifact.get("size_mb"), 2),
+                speedup,
+                status,
+            ]
+        )
     return lines
 
 
@@ -127,7 +177,9 @@ def parity_notes(results: Results) -> list[str]:
         if row.parity and row.parity_verdict != "pass" and row.parity.get("reasons"):
             reasons = row.parity["reasons"]
             more = f" (+{len(reasons) - 1} more in the JSON)" if len(reasons) > 1 else ""
-            notes.append(f"{row.model} {row.runtime} {row.precision} b{row.batch}: {row.parity_verdict}: {reasons[0]}{more}")
+            notes.append(
+                f"{row.model} {row.runtime} {row.precision} b{row.batch}: {row.parity_verdict}: {reasons[0]}{more}"
+            )
     return notes
 
 
@@ -138,6 +190,8 @@ def parity_inputs_line(results: Results) -> str:
         if row.parity and row.parity.get("inputs"):
             seen.setdefault(row.model, row.parity["inputs"])
     return "; ".join(f"{model}: {inputs}" for model, inputs in seen.items())
+
+
 def weights_used(results: Results) -> list[str]:
     """One line per model: the weights its rows ran with (random, pretrained, a checkpoint, full or partial)."""
     seen: dict[str, str] = {}
@@ -160,25 +214,84 @@ def render_csv(results: Results) -> str:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["model", "format", "runtime", "device", "precision", "precision_used", "batch", "status", "message",
-                     "parity", "parity_reference", "p50_ms", "mean_ms", "p90_ms", "p99_ms", "cv", "ms_per_image",
-                     "images_per_s", "gflops_per_s", "first_inference_ms",
-                     "load_s", "peak_rss_mb", "rss_growth_mb", "peak_device_mb", "artifact_mb", "threads", "timed_region",
-                     "weights", "parameters", "gmacs", "achieved_tflops", "share_of_peak", "energy_per_image_mj"])
+    writer.writerow(
+        [
+            "model",
+            "format",
+            "runtime",
+            "device",
+            "precision",
+            "precision_used",
+            "batch",
+            "status",
+            "message",
+            "parity",
+            "parity_reference",
+            "p50_ms",
+            "mean_ms",
+            "p90_ms",
+            "p99_ms",
+            "cv",
+            "ms_per_image",
+            "images_per_s",
+            "gflops_per_s",
+            "first_inference_ms",
+            "load_s",
+            "peak_rss_mb",
+            "rss_growth_mb",
+            "peak_device_mb",
+            "artifact_mb",
+            "threads",
+            "timed_region",
+            "weights",
+            "parameters",
+            "gmacs",
+            "achieved_tflops",
+            "share_of_peak",
+            "energy_per_image_mj",
+        ]
+    )
     for r in results.rows:
         stats = r.stats or {}
         facts = results.models.get(r.model)
         macs = facts.macs if facts else None
-        writer.writerow([r.model, r.format, r.runtime, r.device, r.precision, r.precision_used, r.batch, r.status,
-                         r.message, r.parity_verdict, r.parity_reference, stats.get("median"), stats.get("mean"),
-                         stats.get("p90"), stats.get("p99"),
-                         stats.get("cv"), r.ms_per_image, r.throughput, r.gflops_per_s, r.first_inference_ms,
-                         r.load_seconds,
-                         r.memory.get("peak_rss_mb"), r.memory.get("rss_growth_mb"), r.memory.get("peak_device_mb"),
-                         r.artifact.get("size_mb"), r.threads, r.timed_region, r.weights,
-                         facts.parameters if facts else None, round(macs / 1e9, 3) if macs else None,
-                         (r.utilization or {}).get("achieved_tflops"), (r.utilization or {}).get("share_of_peak"),
-                         r.runtime_info.get("nvml", {}).get("energy_per_image_mj")])
+        writer.writerow(
+            [
+                r.model,
+                r.format,
+                r.runtime,
+                r.device,
+                r.precision,
+                r.precision_used,
+                r.batch,
+                r.status,
+                r.message,
+                r.parity_verdict,
+                r.parity_reference,
+                stats.get("median"),
+                stats.get("mean"),
+                stats.get("p90"),
+                stats.get("p99"),
+                stats.get("cv"),
+                r.ms_per_image,
+                r.throughput,
+                r.gflops_per_s,
+                r.first_inference_ms,
+                r.load_seconds,
+                r.memory.get("peak_rss_mb"),
+                r.memory.get("rss_growth_mb"),
+                r.memory.get("peak_device_mb"),
+                r.artifact.get("size_mb"),
+                r.threads,
+                r.timed_region,
+                r.weights,
+                facts.parameters if facts else None,
+                round(macs / 1e9, 3) if macs else None,
+                (r.utilization or {}).get("achieved_tflops"),
+                (r.utilization or {}).get("share_of_peak"),
+                r.runtime_info.get("nvml", {}).get("energy_per_image_mj"),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -190,9 +303,13 @@ def _markdown_cell(value: Any) -> Any:
 def render_markdown(results: Results) -> str:
     env = results.environment
     cpu = env.get("cpu", {})
-    head = [f"# deploybench results ({results.created})", "",
-            f"Machine: {cpu.get('model', '?')}, {cpu.get('usable_cores', '?')} cores; "
-            f"GPUs: {', '.join(g['name'] for g in env.get('gpus', [])) or 'none'}.", ""]
+    head = [
+        f"# deploybench results ({results.created})",
+        "",
+        f"Machine: {cpu.get('model', '?')}, {cpu.get('usable_cores', '?')} cores; "
+        f"GPUs: {', '.join(g['name'] for g in env.get('gpus', [])) or 'none'}.",
+        "",
+    ]
     from tabulate import tabulate
 
     rows = [[_markdown_cell(cell) for cell in line] for line in table_rows(results)]

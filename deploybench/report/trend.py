@@ -51,10 +51,23 @@ def render_trend_text(series: dict[str, list[TrendPoint]]) -> str:
         lines = []
         for p in points:
             change = format_percent(p.ms_per_image / first - 1, signed=True) if first and p.ms_per_image else "-"
-            lines.append([p.created.replace("T", " ")[:16], p.run_id, p.status, format_number(p.ms_per_image, 3),
-                          change, format_number(p.throughput, 1), format_number(p.peak_rss_mb, 0), p.parity or "-"])
-        table = tabulate(lines, headers=["date", "run", "status", "ms/img", "vs first", "img/s", "host MB", "parity"],
-                         disable_numparse=True)
+            lines.append(
+                [
+                    p.created.replace("T", " ")[:16],
+                    p.run_id,
+                    p.status,
+                    format_number(p.ms_per_image, 3),
+                    change,
+                    format_number(p.throughput, 1),
+                    format_number(p.peak_rss_mb, 0),
+                    p.parity or "-",
+                ]
+            )
+        table = tabulate(
+            lines,
+            headers=["date", "run", "status", "ms/img", "vs first", "img/s", "host MB", "parity"],
+            disable_numparse=True,
+        )
         blocks.append(f"{cell_label(key)}\n{table}")
     return "\n\n".join(blocks)
 
@@ -68,20 +81,32 @@ def render_trend_svg(series: dict[str, list[TrendPoint]], title: str) -> str:
     for key, points in series.items():
         ok = [p for p in points if p.status == "ok" and p.ms_per_image]
         if ok:
-            lines.append(svg.Series(
-                name=labels[key],
-                points=[(float(position[(p.created, p.run_id)]), float(p.ms_per_image or 0)) for p in ok],
-                tooltips=[f"{cell_label(key)}, run {p.run_id} ({p.created}): {p.ms_per_image:.3f} ms/img, "
-                          f"parity {p.parity or '-'}" for p in ok],
-                hollow=[p.parity == "fail" for p in ok]))
+            lines.append(
+                svg.Series(
+                    name=labels[key],
+                    points=[(float(position[(p.created, p.run_id)]), float(p.ms_per_image or 0)) for p in ok],
+                    tooltips=[
+                        f"{cell_label(key)}, run {p.run_id} ({p.created}): {p.ms_per_image:.3f} ms/img, "
+                        f"parity {p.parity or '-'}"
+                        for p in ok
+                    ],
+                    hollow=[p.parity == "fail" for p in ok],
+                )
+            )
     values = [y for line in lines for _, y in line.points] or [1.0]
     lo, hi, ticks = svg.linear_domain_from_zero(values)
     step = max(1, -(-len(runs) // MAX_X_LABELS))
     x_ticks = [float(i) for i in range(0, len(runs), step)]
-    x = svg.Axis("run (date recorded)", -0.5, max(len(runs) - 0.5, 0.5), x_ticks,
-                 tick_labels={float(i): runs[i][0][5:16].replace("T", " ") for i in range(len(runs))})
+    x = svg.Axis(
+        "run (date recorded)",
+        -0.5,
+        max(len(runs) - 0.5, 0.5),
+        x_ticks,
+        tick_labels={float(i): runs[i][0][5:16].replace("T", " ") for i in range(len(runs))},
+    )
     y = svg.Axis("median ms per image (lower is better)", lo, hi, ticks)
-    chart = svg.line_chart(f"{title} ({shared})" if shared else title, lines, x, y,
-                           caption="hollow points: parity failed in that run")
+    chart = svg.line_chart(
+        f"{title} ({shared})" if shared else title, lines, x, y, caption="hollow points: parity failed in that run"
+    )
     # Inline SVG in HTML needs no namespace; a file opened on its own does.
     return chart.replace("<svg ", f'<svg xmlns="{SVG_NAMESPACE}" ', 1) + "\n"

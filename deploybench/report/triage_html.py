@@ -23,8 +23,12 @@ def error_by_depth_chart(result: Triage) -> str:
         tooltips.append(_tooltip(layer))
         hollow.append(layer.error is None)
     depths = [layer.depth for layer in result.layers] or [0]
-    x = svg.Axis("layer depth (reference graph order)", min(depths) - 0.5, max(depths) + 0.5,
-                 svg.linear_ticks(min(depths), max(depths)))
+    x = svg.Axis(
+        "layer depth (reference graph order)",
+        min(depths) - 0.5,
+        max(depths) + 0.5,
+        svg.linear_ticks(min(depths), max(depths)),
+    )
     y = svg.Axis("error / reference spread", lo, top, svg.log_ticks(lo, top), log=True)
     series = svg.Series(f"{result.format} {result.precision}", points, tooltips, hollow)
     caption = "rings: NaN/Inf in the layer's output" if any(hollow) else ""
@@ -40,15 +44,20 @@ def _tooltip(layer: LayerError) -> str:
 def triage_card(data: dict[str, Any]) -> str:
     """A wide card with the chart, the first jump and the remedy (or why there is none)."""
     result = Triage.from_dict(data)
-    lines = [f"<p>{result.layers_total} layers compared with {escape(result.reference)} on {result.images} images; "
-             f"end-to-end parity: {escape(result.verdict)}</p>"]
+    lines = [
+        f"<p>{result.layers_total} layers compared with {escape(result.reference)} on {result.images} images; "
+        f"end-to-end parity: {escape(result.verdict)}</p>"
+    ]
     if result.first_jump:
         lines.append(f"<p><b>First jump:</b> {escape(result.first_jump.where)} ({escape(result.first_jump.op)})</p>")
     if result.remedy:
         kept = ", ".join(escape(name) for name in result.remedy.keep)
-        lines.append(f"<p><b>Keep in FP32:</b> {kept} — parity then: {escape(result.remedy.verdict_after)}</p>"
-                     f"<pre>{escape(result.remedy.export_command)}</pre>")
+        lines.append(
+            f"<p><b>Keep in FP32:</b> {kept} — parity then: {escape(result.remedy.verdict_after)}</p>"
+            f"<pre>{escape(result.remedy.export_command)}</pre>"
+        )
     elif result.remedy_note:
         lines.append(f"<p><b>Remedy:</b> {escape(result.remedy_note)}</p>")
-    return (f"<div class=\"card wide triage\"><h3>Precision triage</h3>{''.join(lines)}"
-            f"{error_by_depth_chart(result)}</div>")
+    return (
+        f'<div class="card wide triage"><h3>Precision triage</h3>{"".join(lines)}{error_by_depth_chart(result)}</div>'
+    )

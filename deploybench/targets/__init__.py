@@ -32,7 +32,7 @@ class Target:
     requires_gpu: bool = False
 
     @classmethod
-    def from_toml(cls, path: Path) -> "Target":
+    def from_toml(cls, path: Path) -> Target:
         try:
             text = path.read_text()
         except OSError as exc:
@@ -106,28 +106,37 @@ def scheduler_shard(text: str, env: Mapping[str, str]) -> tuple[int, int]:
         raise UsageError(f"malformed shard {text!r}; write auto or auto/N with N the number of shards")
     if "SLURM_ARRAY_TASK_ID" in env:
         try:
-            task, first, count = (int(env[name]) for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN",
-                                                                "SLURM_ARRAY_TASK_COUNT"))
+            task, first, count = (
+                int(env[name]) for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT")
+            )
         except (KeyError, ValueError):
-            raise UsageError("--shard auto found SLURM_ARRAY_TASK_ID without a numeric SLURM_ARRAY_TASK_MIN and "
-                             "SLURM_ARRAY_TASK_COUNT; submit with sbatch --array, or pass --shard I/N") from None
+            raise UsageError(
+                "--shard auto found SLURM_ARRAY_TASK_ID without a numeric SLURM_ARRAY_TASK_MIN and "
+                "SLURM_ARRAY_TASK_COUNT; submit with sbatch --array, or pass --shard I/N"
+            ) from None
         step = int(env.get("SLURM_ARRAY_TASK_STEP") or 1)  # --array=0-6:2 runs tasks 0, 2, 4, 6
         if step < 1 or (task - first) % step:
-            raise UsageError(f"--shard auto cannot place Slurm task {task} in an array from {first} by {step}; "
-                             "pass --shard I/N")
+            raise UsageError(
+                f"--shard auto cannot place Slurm task {task} in an array from {first} by {step}; pass --shard I/N"
+            )
         index = (task - first) // step + 1
     elif "JOB_COMPLETION_INDEX" in env:
         if not given:
-            raise UsageError("--shard auto found a Kubernetes JOB_COMPLETION_INDEX but no shard count; pass "
-                             "--shard auto/N with N the job's completions")
+            raise UsageError(
+                "--shard auto found a Kubernetes JOB_COMPLETION_INDEX but no shard count; pass "
+                "--shard auto/N with N the job's completions"
+            )
         try:
             index, count = int(env["JOB_COMPLETION_INDEX"]) + 1, int(given)
         except ValueError:
-            raise UsageError(f"--shard auto: JOB_COMPLETION_INDEX is {env['JOB_COMPLETION_INDEX']!r}, not a "
-                             "number; pass --shard I/N") from None
+            raise UsageError(
+                f"--shard auto: JOB_COMPLETION_INDEX is {env['JOB_COMPLETION_INDEX']!r}, not a number; pass --shard I/N"
+            ) from None
     else:
-        raise UsageError("--shard auto found no scheduler array index (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX); "
-                         "pass --shard I/N, e.g. --shard ${{ matrix.shard }}/N in a GitHub Actions matrix")
+        raise UsageError(
+            "--shard auto found no scheduler array index (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX); "
+            "pass --shard I/N, e.g. --shard ${{ matrix.shard }}/N in a GitHub Actions matrix"
+        )
     if given and int(given) != count:
         raise UsageError(f"--shard {text} disagrees with the scheduler's {count} array tasks; pass --shard auto")
     if not 1 <= index <= count:

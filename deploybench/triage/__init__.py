@@ -10,4 +10,14 @@ from deploybench.triage.diagnose import TriageOptions, triage
 from deploybench.triage.fix import FixOptions, measure_fix
 from deploybench.triage.report import FixRow, JumpRule, LayerError, Remedy, Triage
 
-__all__ = ["FixOptions", "FixRow", "JumpRule", "LayerError", "Remedy", "Triage", "TriageOptions", "measure_fix", "triage"]
+__all__ = [
+    "FixOptions",
+    "FixRow",
+    "JumpRule",
+    "LayerError",
+    "Remedy",
+    "Triage",
+    "TriageOptions",
+    "measure_fix",
+    "triage",
+]

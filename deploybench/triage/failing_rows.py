@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from deploybench.cache import ArtifactCache
 from deploybench.errors import DeployBenchError
@@ -13,8 +14,9 @@ from deploybench.triage.diagnose import TriageOptions, triage
 from deploybench.triage.taps import TAPS
 
 
-def triage_failing_rows(results: Results, config: Any, cache: ArtifactCache,
-                        progress: Callable[[str], None] = lambda m: None) -> int:
+def triage_failing_rows(
+    results: Results, config: Any, cache: ArtifactCache, progress: Callable[[str], None] = lambda m: None
+) -> int:
     """Attach a triage to each row that failed parity (``row.triage``); returns how many triages ran."""
     from deploybench.sweep import _export_batch_range
 
@@ -25,9 +27,15 @@ def triage_failing_rows(results: Results, config: Any, cache: ArtifactCache,
             continue
         key = (row.model, row.format, row.runtime, row.precision)
         if key not in done:
-            options = TriageOptions(format=row.format, precision=row.precision, runtime=row.runtime,
-                                    images_dir=config.images_dir, threads=config.threads,
-                                    tolerance=config.tolerance, export=export)
+            options = TriageOptions(
+                format=row.format,
+                precision=row.precision,
+                runtime=row.runtime,
+                images_dir=config.images_dir,
+                threads=config.threads,
+                tolerance=config.tolerance,
+                export=export,
+            )
             ref = config.model_ref(row.model)
             progress(f"{row.model} {row.runtime}/{row.format} {row.precision}: triage ...")
             try:

@@ -7,8 +7,8 @@ recovered parity and its speed cost are figures of the same kind as every other 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from deploybench import isolation, registry
 from deploybench.artifact import Artifact
@@ -33,14 +33,29 @@ class FixOptions:
 
 def _fix_row(variant: str, keep: int, row: Row) -> FixRow:
     parity = Parity.from_dict(row.parity) if row.parity else None
-    return FixRow(variant=variant, keep=keep, status=row.status, verdict=parity.verdict if parity else None,
-                  key_figure=parity.key_figure() if parity else "", reasons=list(parity.reasons) if parity else [row.message],
-                  ms_per_image=row.ms_per_image, throughput=row.throughput,
-                  cv=(row.stats or {}).get("cv"), artifact_mb=row.artifact.get("size_mb"))
+    return FixRow(
+        variant=variant,
+        keep=keep,
+        status=row.status,
+        verdict=parity.verdict if parity else None,
+        key_figure=parity.key_figure() if parity else "",
+        reasons=list(parity.reasons) if parity else [row.message],
+        ms_per_image=row.ms_per_image,
+        throughput=row.throughput,
+        cv=(row.stats or {}).get("cv"),
+        artifact_mb=row.artifact.get("size_mb"),
+    )
 
 
-def measure_fix(spec: ModelSpec, result: Triage, options: TriageOptions, fix: FixOptions, cache: ArtifactCache,
-                candidate: Artifact, progress: Callable[[str], None] = lambda m: None) -> list[FixRow]:
+def measure_fix(
+    spec: ModelSpec,
+    result: Triage,
+    options: TriageOptions,
+    fix: FixOptions,
+    cache: ArtifactCache,
+    candidate: Artifact,
+    progress: Callable[[str], None] = lambda m: None,
+) -> list[FixRow]:
     """Export the fixed artifact (cached) and measure before and after; the rows go into ``result.fix``."""
     from deploybench.sweep import SweepConfig, build_reference, parity_inputs
 
@@ -50,15 +65,26 @@ def measure_fix(spec: ModelSpec, result: Triage, options: TriageOptions, fix: Fi
     progress(f"{spec.name}: exporting {candidate.format} {options.precision} with {len(keep)} layer(s) in FP32 ...")
     fixed, _ = cache.get_or_export(exporter, spec, replace(options.export, precision=options.precision, keep_fp32=keep))
     inputs, origin = parity_inputs(spec, SweepConfig(models=(spec.name,), images_dir=options.images_dir))
-    reference = build_reference(spec, inputs, cache.root / "references" / f"{spec.identity_hash()[:16]}-triage.npz",
-                                origin=origin)
+    reference = build_reference(
+        spec, inputs, cache.root / "references" / f"{spec.identity_hash()[:16]}-triage.npz", origin=origin
+    )
     rows = []
     for variant, artifact, kept in (("before", candidate, 0), ("after", fixed, len(keep))):
-        cell = Cell(model=spec.ref, model_name=spec.name, task=spec.task, format=artifact.format, runtime=result.runtime,
-                    batch=fix.batch, precision=options.precision, artifact_dir=str(artifact.path), reference=str(reference),
-                    runtime_options=RuntimeOptions(precision=options.precision, threads=options.threads),
-                    policy=fix.policy, tolerance=options.tolerance,
-                    plugin_modules=tuple(registry.dynamic_plugin_modules()))
+        cell = Cell(
+            model=spec.ref,
+            model_name=spec.name,
+            task=spec.task,
+            format=artifact.format,
+            runtime=result.runtime,
+            batch=fix.batch,
+            precision=options.precision,
+            artifact_dir=str(artifact.path),
+            reference=str(reference),
+            runtime_options=RuntimeOptions(precision=options.precision, threads=options.threads),
+            policy=fix.policy,
+            tolerance=options.tolerance,
+            plugin_modules=tuple(registry.dynamic_plugin_modules()),
+        )
         progress(f"{spec.name}: measuring {variant} ({artifact.path.name if artifact.path else ''}) ...")
         rows.append(_fix_row(variant, kept, isolation.run(cell, isolate=fix.isolate, timeout_s=fix.timeout_s)))
     result.fix = rows

@@ -8,7 +8,7 @@ the growth of a layer's error over the errors of its inputs.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

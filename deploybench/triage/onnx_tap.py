@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ast
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,8 +68,11 @@ def _with_outputs(model: Any, elem_types: dict[str, int]) -> Any:
     marked = onnx.ModelProto()
     marked.CopyFrom(model)
     present = {o.name for o in marked.graph.output}
-    marked.graph.output.extend(onnx.helper.make_tensor_value_info(name, elem_type, None)
-                               for name, elem_type in elem_types.items() if name not in present)
+    marked.graph.output.extend(
+        onnx.helper.make_tensor_value_info(name, elem_type, None)
+        for name, elem_type in elem_types.items()
+        if name not in present
+    )
     return marked
 
 
@@ -102,16 +106,27 @@ class OnnxRuntimeTap(LayerTap):
         direct = lambda name: [made_by[i] for i in nodes[name].input if i in made_by]  # noqa: E731
         for node in reference.graph.node:
             if node.name in self._tensors:
-                self._layers.append(GraphLayer(
-                    name=node.name, op=node.op_type, module=module_path(node),
-                    inputs=producers(node.name, direct, self._tensors.__contains__, memo),
-                    bytes_per_image=_bytes_per_image(ref_values[node.output[0]])))
+                self._layers.append(
+                    GraphLayer(
+                        name=node.name,
+                        op=node.op_type,
+                        module=module_path(node),
+                        inputs=producers(node.name, direct, self._tensors.__contains__, memo),
+                        bytes_per_image=_bytes_per_image(ref_values[node.output[0]]),
+                    )
+                )
         self._outputs = [o.name for o in candidate.graph.output]
         self._sessions: dict[str, Any] = {}
 
     @classmethod
-    def open(cls, reference: Artifact, candidate: Artifact, spec: ModelSpec | None = None, export_options: Any = None,
-             threads: int | None = None) -> "OnnxRuntimeTap":
+    def open(
+        cls,
+        reference: Artifact,
+        candidate: Artifact,
+        spec: ModelSpec | None = None,
+        export_options: Any = None,
+        threads: int | None = None,
+    ) -> OnnxRuntimeTap:
         import onnx
 
         return cls(onnx.load(str(reference.file)), onnx.load(str(candidate.file)), candidate.precision, threads)
@@ -143,8 +158,7 @@ class OnnxRuntimeTap(LayerTap):
         feed = {reference.get_inputs()[0].name: inputs}
         ref_values = reference.run([self._tensors[n][0] for n in names], feed)
         cand_values = candidate.run([self._tensors[n][1] for n in names], {candidate.get_inputs()[0].name: inputs})
-        for name, ref, cand in zip(names, ref_values, cand_values):
-            yield name, ref, cand
+        yield from zip(names, ref_values, cand_values)
 
     def candidate_outputs(self, inputs: np.ndarray) -> list[np.ndarray]:
         session = self._session("candidate")
@@ -156,12 +170,14 @@ class OnnxRuntimeTap(LayerTap):
             return f"deploybench converts ONNX graphs to fp16 only; a {self.precision} graph cannot be rebuilt here"
         return None
 
-    def keeping(self, keep: Sequence[str]) -> "OnnxRuntimeTap":
+    def keeping(self, keep: Sequence[str]) -> OnnxRuntimeTap:
         from deploybench.exporters.onnx import to_float16
 
         if why := self.keep_unsupported():
             raise UnsupportedError(why)
-        return OnnxRuntimeTap(self.reference_model, to_float16(self.reference_model, keep), self.precision, self.threads)
+        return OnnxRuntimeTap(
+            self.reference_model, to_float16(self.reference_model, keep), self.precision, self.threads
+        )
 
     def close(self) -> None:
         self._sessions.clear()

@@ -9,8 +9,9 @@ OpenVINO's friendly names keep the traced module path (``__module.layer1.0.conv1
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,17 @@ from deploybench.models import ModelSpec
 from deploybench.triage.taps import GraphLayer, LayerTap, producers
 
 # Ops that hold no activation of their own, or only move one (their error is their input's).
-NOT_LAYERS = {"Parameter", "Result", "Constant", "Convert", "FakeQuantize", "ShapeOf", "Reshape", "Squeeze", "Unsqueeze"}
+NOT_LAYERS = {
+    "Parameter",
+    "Result",
+    "Constant",
+    "Convert",
+    "FakeQuantize",
+    "ShapeOf",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+}
 FLOAT_TYPES = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8}
 MODULE = re.compile(r"^__module\.([^/]+)/")
 
@@ -39,8 +50,16 @@ class OpenVinoTap(LayerTap):
     format = "openvino"
     mechanism = "nncf.quantize(..., ignored_scope=nncf.IgnoredScope(names=[...])) (ops left unquantized)"
 
-    def __init__(self, core: Any, reference: Any, candidate: Any, precision: str, spec: ModelSpec | None,
-                 export_options: Any, threads: int | None) -> None:
+    def __init__(
+        self,
+        core: Any,
+        reference: Any,
+        candidate: Any,
+        precision: str,
+        spec: ModelSpec | None,
+        export_options: Any,
+        threads: int | None,
+    ) -> None:
         self.core, self.reference_model, self.candidate_model = core, reference, candidate
         self.precision, self.spec, self.export_options, self.threads = precision, spec, export_options, threads
         candidate_ops = _ops(candidate)
@@ -50,13 +69,23 @@ class OpenVinoTap(LayerTap):
         for op in reference_ops:
             name = op.get_friendly_name()
             twin = candidate_ops.get(name)
-            if op.get_type_name() in NOT_LAYERS or twin is None or twin.get_type_name() != op.get_type_name() \
-                    or op.get_output_size() == 0 or op.get_output_element_type(0).get_type_name() not in FLOAT_TYPES:
+            if (
+                op.get_type_name() in NOT_LAYERS
+                or twin is None
+                or twin.get_type_name() != op.get_type_name()
+                or op.get_output_size() == 0
+                or op.get_output_element_type(0).get_type_name() not in FLOAT_TYPES
+            ):
                 continue
             matched.add(name)
         by_name = {op.get_friendly_name(): op for op in reference_ops}
-        direct = lambda name: [by_name[name].input_value(i).get_node().get_friendly_name()  # noqa: E731
-                               for i in range(by_name[name].get_input_size())]
+
+        def direct(name):
+            return [
+                by_name[name].input_value(i).get_node().get_friendly_name()
+                for i in range(by_name[name].get_input_size())
+            ]
+
         memo: dict[str, tuple[str, ...]] = {}
         for op in reference_ops:
             name = op.get_friendly_name()
@@ -64,17 +93,37 @@ class OpenVinoTap(LayerTap):
                 shape = op.get_output_partial_shape(0)
                 static = shape.rank.is_static and all(d.is_static for d in list(shape)[1:])
                 size = int(np.prod([d.get_length() for d in list(shape)[1:]])) * 4 if static else None
-                self._layers.append(GraphLayer(name, op.get_type_name(), module_path(name),
-                                               producers(name, direct, matched.__contains__, memo), size))
+                self._layers.append(
+                    GraphLayer(
+                        name,
+                        op.get_type_name(),
+                        module_path(name),
+                        producers(name, direct, matched.__contains__, memo),
+                        size,
+                    )
+                )
 
     @classmethod
-    def open(cls, reference: Artifact, candidate: Artifact, spec: ModelSpec | None = None, export_options: Any = None,
-             threads: int | None = None) -> "OpenVinoTap":
+    def open(
+        cls,
+        reference: Artifact,
+        candidate: Artifact,
+        spec: ModelSpec | None = None,
+        export_options: Any = None,
+        threads: int | None = None,
+    ) -> OpenVinoTap:
         import openvino as ov
 
         core = ov.Core()
-        return cls(core, core.read_model(str(reference.file)), core.read_model(str(candidate.file)),
-                   candidate.precision, spec, export_options, threads)
+        return cls(
+            core,
+            core.read_model(str(reference.file)),
+            core.read_model(str(candidate.file)),
+            candidate.precision,
+            spec,
+            export_options,
+            threads,
+        )
 
     def layers(self) -> list[GraphLayer]:
         return list(self._layers)
@@ -111,13 +160,15 @@ class OpenVinoTap(LayerTap):
 
     def keep_unsupported(self) -> str | None:
         if self.precision != "int8":
-            return (f"an OpenVINO {self.precision} IR keeps FP32 compute (only its weights are compressed); "
-                    "there is no layer to keep in FP32")
+            return (
+                f"an OpenVINO {self.precision} IR keeps FP32 compute (only its weights are compressed); "
+                "there is no layer to keep in FP32"
+            )
         if self.spec is None:
             return "rebuilding the INT8 IR needs the model's calibration inputs; triage it by model name"
         return None
 
-    def keeping(self, keep: Sequence[str]) -> "OpenVinoTap":
+    def keeping(self, keep: Sequence[str]) -> OpenVinoTap:
         from deploybench.exporters.base import ExportOptions
         from deploybench.exporters.openvino import quantize_int8
 
@@ -125,5 +176,6 @@ class OpenVinoTap(LayerTap):
             raise UnsupportedError(why)
         options = replace(self.export_options or ExportOptions(precision="int8"), keep_fp32=tuple(keep))
         quantized, _ = quantize_int8(self.reference_model.clone(), self.spec, options)
-        return OpenVinoTap(self.core, self.reference_model, quantized, self.precision, self.spec,
-                           self.export_options, self.threads)
+        return OpenVinoTap(
+            self.core, self.reference_model, quantized, self.precision, self.spec, self.export_options, self.threads
+        )

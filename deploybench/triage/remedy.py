@@ -7,8 +7,8 @@ whose removal still passes. Each step is a real conversion judged on the parity 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -31,9 +31,15 @@ class KeepSearch:
     kept_layers: list[LayerError] = field(default_factory=list)
 
 
-def search_keep_set(tap: LayerTap, inputs: np.ndarray, rule: JumpRule, judge: Judge,
-                    first: LayerError | None, progress: Callable[[str], None] = lambda m: None,
-                    max_kept: int = MAX_KEPT) -> KeepSearch:
+def search_keep_set(
+    tap: LayerTap,
+    inputs: np.ndarray,
+    rule: JumpRule,
+    judge: Judge,
+    first: LayerError | None,
+    progress: Callable[[str], None] = lambda m: None,
+    max_kept: int = MAX_KEPT,
+) -> KeepSearch:
     """The smallest keep list found, starting from the triaged candidate's first jump."""
     keep: list[LayerError] = []
     trials = 0
@@ -54,8 +60,11 @@ def search_keep_set(tap: LayerTap, inputs: np.ndarray, rule: JumpRule, judge: Ju
         finally:
             trial.close()
     if not passed:
-        why = ("no layer's error jumps any more" if jump is None
-               else f"{max_kept} layers kept and parity still fails; the whole graph needs a higher precision")
+        why = (
+            "no layer's error jumps any more"
+            if jump is None
+            else f"{max_kept} layers kept and parity still fails; the whole graph needs a higher precision"
+        )
         return KeepSearch([layer.name for layer in keep], False, verdict, trials, why, keep)
     # Prune: a layer kept early may have been needed only until a later one was kept too.
     for layer in list(keep[:-1]):

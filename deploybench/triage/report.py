@@ -82,7 +82,7 @@ class Triage:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Triage":
+    def from_dict(cls, data: dict[str, Any]) -> Triage:
         data = dict(data)
         data["rule"] = JumpRule(**data["rule"])
         data["layers"] = [LayerError(**layer) for layer in data["layers"]]

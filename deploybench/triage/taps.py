@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -59,19 +60,19 @@ class LayerTap(ABC):
         return None
 
     @abstractmethod
-    def keeping(self, keep: Sequence[str]) -> "LayerTap":
+    def keeping(self, keep: Sequence[str]) -> LayerTap:
         """The same reference, with the candidate rebuilt from it keeping ``keep`` in FP32."""
 
     def close(self) -> None:
         """Release sessions and compiled models."""
 
 
-
-
 def tap_class(runtime: str) -> Any:
     """The tap class for ``runtime``; the backend itself is imported only when the tap opens."""
     if runtime not in TAPS:
-        raise UnknownNameError("triage runtime", runtime, TAPS, hint="triage taps intermediate tensors of these runtimes")
+        raise UnknownNameError(
+            "triage runtime", runtime, TAPS, hint="triage taps intermediate tensors of these runtimes"
+        )
     module_name, _, attr = TAPS[runtime].partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
@@ -81,12 +82,15 @@ def default_runtime(fmt: str, runtimes: Iterable[str]) -> str:
     for runtime in runtimes:
         if runtime in TAPS and tap_class(runtime).format == fmt:
             return runtime
-    raise UnsupportedError(f"no triage tap reads {fmt} artifacts; triage supports "
-                           + ", ".join(f"{tap_class(r).format} ({r})" for r in TAPS))
+    raise UnsupportedError(
+        f"no triage tap reads {fmt} artifacts; triage supports "
+        + ", ".join(f"{tap_class(r).format} ({r})" for r in TAPS)
+    )
 
 
-def producers(name: str, direct: Callable[[str], Iterable[str]], is_layer: Callable[[str], bool],
-              memo: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+def producers(
+    name: str, direct: Callable[[str], Iterable[str]], is_layer: Callable[[str], bool], memo: dict[str, tuple[str, ...]]
+) -> tuple[str, ...]:
     """The layers that feed node ``name``, looking through nodes that are not layers."""
     if name in memo:
         return memo[name]

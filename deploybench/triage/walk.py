@@ -8,8 +8,8 @@ more than one pass of activations. At most ``keep_layers`` records are kept.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -59,8 +59,9 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def walk(tap: LayerTap, inputs: np.ndarray, rule: JumpRule, pass_bytes: int = PASS_BYTES,
-         keep_layers: int = KEEP_LAYERS) -> LayerWalk:
+def walk(
+    tap: LayerTap, inputs: np.ndarray, rule: JumpRule, pass_bytes: int = PASS_BYTES, keep_layers: int = KEEP_LAYERS
+) -> LayerWalk:
     """Compare every matched layer of ``tap`` on ``inputs``; name the first whose error jumps."""
     layers = tap.layers()
     errors: dict[str, float] = {}
@@ -73,9 +74,18 @@ def walk(tap: LayerTap, inputs: np.ndarray, rule: JumpRule, pass_bytes: int = PA
             error = spread_normalised_error(ref, cand)
             errors[name] = error
             growth = error_growth(error, [errors.get(parent, 0.0) for parent in layer.inputs])
-            records.append(LayerError(depth=depth[name], name=name, op=layer.op, module=layer.module,
-                                      error=_finite(error), cosine=centred_cosine(ref, cand),
-                                      growth=_finite(growth), nonfinite=nonfinite_count(np.asarray(cand))))
+            records.append(
+                LayerError(
+                    depth=depth[name],
+                    name=name,
+                    op=layer.op,
+                    module=layer.module,
+                    error=_finite(error),
+                    cosine=centred_cosine(ref, cand),
+                    growth=_finite(growth),
+                    nonfinite=nonfinite_count(np.asarray(cand)),
+                )
+            )
             del ref, cand  # the pass's tensors go as soon as their figures are known
     first = first_jump(records, rule)
     return LayerWalk(layers_total=len(records), layers=cap(records, keep_layers, first), first_jump=first)
@@ -100,4 +110,3 @@ def cap(records: list[LayerError], limit: int, must_keep: LayerError | None) -> 
     if must_keep is not None and must_keep not in ranked:
         ranked[-1] = must_keep
     return sorted(ranked, key=lambda r: r.depth)
-
