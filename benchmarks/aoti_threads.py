@@ -29,7 +29,8 @@ from deploybench.cache import ArtifactCache
 from deploybench.exporters import aoti
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy, measure
-from deploybench.models import example_batch, resolve
+from deploybench.inputs import example_batch
+from deploybench.models import resolve
 from deploybench.runtimes.base import RuntimeOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import test_parity_suite as suite
 from readme_block import publish
 
-from deploybench.compare import compare
+from deploybench.parity import compare
 
 
 def _cell(verdicts: Counter) -> str:

@@ -27,7 +27,8 @@ from deploybench.artifact import BatchRange
 from deploybench.cache import ArtifactCache
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy, measure
-from deploybench.models import example_batch, resolve
+from deploybench.inputs import example_batch
+from deploybench.models import resolve
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.runtimes.onnxruntime import OnnxRuntime
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deploybench.errors import CacheError, UsageError
-from deploybench.models import ModelSpec, file_sha256
+from deploybench.files import file_sha256, write_json_atomic
+from deploybench.models import ModelSpec
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -52,38 +51,6 @@ class TensorInfo:
     name: str
     shape: list[Any]  # "batch" marks the dynamic axis
     dtype: str = "float32"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    write_text_atomic(path, json.dumps(data, indent=2, default=str))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` atomically (see ``write_bytes_atomic``)."""
-    write_bytes_atomic(path, text.encode())
-
-
-def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Write to a temporary file in the same folder, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; these are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass

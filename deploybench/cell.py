@@ -128,7 +128,7 @@ def check_parity(
 ) -> dict[str, Any]:
     """The runtime's outputs on the reference inputs, judged at the precision it really used;
     with a dataset, its accuracy (``known_accuracy`` when an earlier batch measured it)."""
-    from deploybench.compare import compare, dataset_accuracy
+    from deploybench.parity import compare, dataset_accuracy
 
     candidate = run_in_chunks(runtime, batches.load_arrays(reference, "inputs"), cell.batch)
     expected = [reference[f"output{i}"] for i in range(int(reference["n_outputs"]))]
@@ -157,7 +157,7 @@ def _inputs(cell: Cell, reference: Any) -> Batch:
     """The inputs the timed batch is tiled from: the parity inputs, or seeded ones."""
     if reference is not None:
         return batches.load_arrays(reference, "inputs")
-    from deploybench.models import seeded_inputs
+    from deploybench.inputs import seeded_inputs
 
     return seeded_inputs(_model(cell.model), cell.batch)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploybench.models import count_flops, resolve
+from deploybench.inputs import count_flops
+from deploybench.models import resolve
 
 
 def describe_model(spec: str, **weights: Any) -> dict[str, Any]:

@@ -28,14 +28,9 @@ from statistics import median
 from typing import Any
 from urllib.parse import quote
 
+from deploybench.comparability import COMPARED_CONFIG, IncompatibleBaselineError, incompatibilities
 from deploybench.errors import DeployBenchError
-from deploybench.regress import (
-    COMPARED_CONFIG,
-    MAD_TO_SIGMA,
-    IncompatibleBaselineError,
-    incompatibilities,
-    robust_spread_ms,
-)
+from deploybench.regress import MAD_TO_SIGMA, robust_spread_ms
 from deploybench.results import Results, Row
 
 HISTORY_ENV = "DEPLOYBENCH_HISTORY"
@@ -329,7 +324,7 @@ class History:
 
         Only runs that started before ``current`` count (re-gating an old file never looks at
         later nights, and the run that produced ``current`` is never its own baseline).
-        Comparable means :func:`~deploybench.regress.incompatibilities` finds nothing: the same
+        Comparable means :func:`~deploybench.comparability.incompatibilities` finds nothing: the same
         machine and library versions, and the same measurement policy and thread count where
         both runs record them; it is decided now, from each run's stored environment and config.
         Per cell: median of the runs' median latencies, ms/image, throughput and peak RSS;

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from deploybench.errors import UsageError, reading
-from deploybench.models import InputSpec, normalize
+from deploybench.inputs import normalize
+from deploybench.models import InputSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
 UNREADABLE_IMAGE = "remove it or replace it with a readable image"

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from deploybench.comparability import IncompatibleBaselineError, incompatibilities
 from deploybench.errors import ResultsError
-from deploybench.regress import IncompatibleBaselineError, incompatibilities
 from deploybench.results import Results, Row
 
 # Config keys that legitimately differ between the shards of one sweep (or the documents merged from them).

@@ -56,7 +56,7 @@ class ModelFacts:
 
 def model_facts(model: ModelSpec) -> ModelFacts:
     """Count ``model``'s facts (builds the module once; an ONNX file gets its shape only)."""
-    from deploybench.models import count_flops
+    from deploybench.inputs import count_flops
 
     shape = tuple(model.input.shape)
     if not model.has_module:

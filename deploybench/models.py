@@ -8,14 +8,18 @@ Weights default to a seeded random initialisation so that runs are reproducible 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploybench import registry
-from deploybench.batch import Batch, pack
 from deploybench.errors import ModelSpecError, UnknownNameError
+from deploybench.files import file_sha256
+from deploybench.inputs import count_parameters
+
+if TYPE_CHECKING:
+    from deploybench.sources import CheckpointLoad
 
 # Short names people type -> the spec the sources understand.
 ALIASES: dict[str, str] = {
@@ -129,6 +133,8 @@ class ModelSpec:
         if self._module is None:
             import torch
 
+            from deploybench.sources import load_checkpoint  # sources build ModelSpecs: imported when used
+
             torch.manual_seed(self.ref.seed)
             module = self.factory()
             if self.ref.checkpoint:
@@ -180,136 +186,6 @@ class ModelSpec:
         import json
 
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def module_hash(module: Any) -> str:
-    """Hash of a module's architecture (its repr) and every parameter and buffer."""
-    digest = hashlib.sha256(repr(module).encode())
-    for key, tensor in module.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def load_checkpoint(module: Any, path: Path, trust: bool = False, partial: bool = False) -> CheckpointLoad:
-    """Load safetensors or a state dict into ``module``; pickled code is refused unless trusted.
-
-    Strict by default: any missing, unexpected or shape-mismatched tensor refuses the whole
-    file, naming the keys. ``partial`` loads the tensors that fit (a backbone into a model
-    with another head); a file that matches nothing is refused either way.
-    """
-    import torch
-
-    if not path.is_file():
-        raise ModelSpecError(
-            f"checkpoint {str(path)!r} does not exist; pass the path of a .safetensors or state-dict file"
-        )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=not trust)
-    except Exception as exc:  # unpickling errors come in many types
-        # weights_only=True names a global it will not import; corrupt bytes fail differently.
-        if "Unsupported global" in str(exc):
-            raise ModelSpecError(
-                f"checkpoint {path.name} contains pickled code, which is refused for safety; "
-                "re-save it as a state dict or safetensors, or pass --trust-checkpoint if you trust its author"
-            ) from exc
-        raise ModelSpecError(
-            f"checkpoint {path.name} could not be read ({type(exc).__name__}: {_load_failure(exc)}); "
-            "it is corrupt or not a checkpoint: pass a .safetensors file or a torch.save()d state dict"
-        ) from exc
-    for key in ("state_dict", "model_state_dict", "model", "ema"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ModelSpecError(
-            f"checkpoint {path.name} holds a {type(state).__name__}, not a state dict; save model.state_dict() instead"
-        )
-    result = match_state_dict(module.state_dict(), state)
-    if not result.loaded:
-        raise ModelSpecError(
-            f"checkpoint {path.name} matches none of the model's weights "
-            f"(first keys: {list(state)[:3]}); is it for this architecture?"
-        )
-    if not result.complete and not partial:
-        raise ModelSpecError(
-            f"checkpoint {path.name} does not fit this model: {result.summary()} "
-            f"({result.differences()}); is it for this architecture? Pass --checkpoint-partial "
-            f"to load the {len(result.loaded)} tensors that fit and keep the rest at their initialisation"
-        )
-    module.load_state_dict({key: state[key] for key in result.loaded}, strict=False)
-    return result
-
-
-@dataclass(frozen=True)
-class CheckpointLoad:
-    """How a checkpoint's tensors matched the model's: the keys in each outcome."""
-
-    loaded: tuple[str, ...]
-    missing: tuple[str, ...]  # the model has them, the checkpoint does not
-    unexpected: tuple[str, ...]  # the checkpoint has them, the model does not
-    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (key, model shape, checkpoint shape)
-
-    @property
-    def complete(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.loaded)} tensors loaded, {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-            f"{len(self.mismatched)} shape-mismatched"
-        )
-
-    def differences(self, shown: int = 3) -> str:
-        """A few differing keys of each kind, then how many more."""
-        shapes = [f"{key} {list(mine)} vs {list(theirs)}" for key, mine, theirs in self.mismatched]
-        parts = [
-            f"{label}: {_first(keys, shown)}"
-            for label, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("shape", shapes))
-            if keys
-        ]
-        return "; ".join(parts)
-
-
-def _first(items: Sequence[str], shown: int) -> str:
-    more = len(items) - shown
-    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
-
-
-def match_state_dict(model_state: dict[str, Any], checkpoint: dict[str, Any]) -> CheckpointLoad:
-    """Sort a checkpoint's keys against the model's: loadable, missing, unexpected, wrong shape."""
-    mismatched = tuple(
-        (key, tuple(model_state[key].shape), tuple(getattr(value, "shape", ())))
-        for key, value in checkpoint.items()
-        if key in model_state and tuple(getattr(value, "shape", ())) != tuple(model_state[key].shape)
-    )
-    wrong = {key for key, _, _ in mismatched}
-    return CheckpointLoad(
-        loaded=tuple(k for k in checkpoint if k in model_state and k not in wrong),
-        missing=tuple(k for k in model_state if k not in checkpoint),
-        unexpected=tuple(k for k in checkpoint if k not in model_state),
-        mismatched=mismatched,
-    )
-
-
-def _load_failure(exc: Exception) -> str:
-    """The line of a checkpoint-loading error that names the problem (torch's run to paragraphs)."""
-    text = str(exc)
-    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
-    lines = [line.strip() for line in detail.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:
@@ -369,45 +245,3 @@ def list_models(pattern: str | None = None) -> list[dict[str, str]]:
             seen.add(row["resolves_to"])
             unique.append(row)
     return unique
-
-
-def count_parameters(module: Any) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def count_flops(module: Any, input_spec: InputSpec) -> int:
-    """FLOPs of one image's forward pass, counted by torch's FlopCounterMode (2 per MAC)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    example = torch.zeros(input_spec.with_batch(1), dtype=getattr(torch, input_spec.dtype))
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        module(example)
-    return int(counter.get_total_flops())
-
-
-def seeded_inputs(model: ModelSpec, batch: int, seed: int = 0) -> Batch:
-    """Seeded inputs for every input of ``model`` (the first exactly ``example_batch``'s)."""
-    return pack([example_batch(spec, batch, seed=seed + index) for index, spec in enumerate(model.inputs)])
-
-
-def example_batch(input_spec: InputSpec, batch: int, seed: int = 0) -> Any:
-    """Seeded random inputs inside the input's value range, normalised like the model expects."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    lo, hi = input_spec.value_range
-    return normalize(rng.uniform(lo, hi, size=input_spec.with_batch(batch)), input_spec)
-
-
-def normalize(pixels: Any, input_spec: InputSpec) -> Any:
-    """Scale NCHW pixels (already in the input's value range) by the model's mean and std."""
-    import numpy as np
-
-    data = np.asarray(pixels, dtype=np.float32)
-    if input_spec.mean is not None and input_spec.std is not None:
-        mean = np.asarray(input_spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(input_spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
-        data = (data - mean) / std
-    return data.astype(input_spec.dtype)

@@ -26,10 +26,8 @@ The rule, per matching cell:
 * Cells only in the baseline are reported as missing (a failure only with
   ``fail_on_missing``); cells only in the current run are reported as new.
 
-Two results are comparable only when they come from the same CPU model, the same GPUs and
-GPU driver, the same versions of the libraries that decide the numbers, and (where both
-documents record them) the same measurement policy and thread count; :func:`incompatibilities`
-names every field that differs, and :func:`compare` refuses unless forced.
+Two results are comparable only when :mod:`deploybench.comparability` finds no field that
+differs; :func:`gate` refuses otherwise unless forced.
 """
 
 from __future__ import annotations
@@ -37,35 +35,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any
 
+from deploybench.comparability import IncompatibleBaselineError, incompatibilities
 from deploybench.errors import DeployBenchError, UsageError
 from deploybench.results import Results, Row
 
 DEFAULT_MAX_SLOWDOWN = 0.05
 DEFAULT_MAX_MEMORY_GROWTH = 0.10
 DEFAULT_NOISE_K = 2.0
-# Libraries whose version changes the numbers; a baseline must match them.
-COMPARED_LIBRARIES = ("torch", "torchvision", "timm", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt")
-# Run settings that change the numbers: a quick smoke run is not comparable with a full night.
-# Compared only when both documents record them (older documents lack the policy).
-COMPARED_CONFIG = ("policy", "threads")
 MAD_TO_SIGMA = 1.4826  # the MAD of a normal distribution times this is its standard deviation
 MIN_SAMPLES_FOR_MAD = 5
 
 REGRESSED, IMPROVED, UNCHANGED, FAILING, MISSING, NEW = "regressed", "improved", "ok", "failing", "missing", "new"
-
-
-class IncompatibleBaselineError(DeployBenchError):
-    """A baseline measured on other hardware or other library versions."""
-
-    def __init__(self, differences: list[str], what: str = "baseline") -> None:
-        self.differences = differences
-        super().__init__(
-            f"the {what} comes from a different machine, library set or measurement policy "
-            f"({'; '.join(differences)}); compare runs of the same setup, or pass --force to compare "
-            "anyway"
-        )
 
 
 class NoCommonCellsError(DeployBenchError):
@@ -120,35 +101,6 @@ class Thresholds:
     max_memory_growth: float = DEFAULT_MAX_MEMORY_GROWTH
     noise_k: float = DEFAULT_NOISE_K
     fail_on_missing: bool = False
-
-
-def comparable_fields(environment: dict[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The fields a baseline must share with the current run, flattened.
-
-    Machine and library fields are always present (None when unknown); the config fields of
-    :data:`COMPARED_CONFIG` only where ``config`` records them.
-    """
-    libraries = environment.get("libraries") or {}
-    gpus = environment.get("gpus") or []
-    fields = {
-        "cpu.model": (environment.get("cpu") or {}).get("model"),
-        "gpus": sorted(g.get("name", "?") for g in gpus),
-        "gpus.driver": sorted({str(g.get("driver")) for g in gpus}),
-        "gpus.cuda_driver": sorted({str(g.get("cuda_driver")) for g in gpus}),
-    }
-    fields.update({f"libraries.{name}": libraries.get(name) for name in COMPARED_LIBRARIES})
-    fields.update({f"config.{name}": (config or {})[name] for name in COMPARED_CONFIG if name in (config or {})})
-    return fields
-
-
-def incompatibilities(baseline: Results, current: Results) -> list[str]:
-    """Each differing field as ``name: baseline value vs current value``; empty when comparable.
-
-    A config field recorded by only one of the two documents is not compared.
-    """
-    old = comparable_fields(baseline.environment, baseline.config)
-    new = comparable_fields(current.environment, current.config)
-    return [f"{name}: {old[name]!r} vs {new[name]!r}" for name in old if name in new and old[name] != new[name]]
 
 
 def robust_spread_ms(row: Row) -> float:
@@ -227,7 +179,7 @@ class RegressionReport:
         return f"{'PASS' if self.passed else 'FAIL'}: {text} ({len(self.compared)} cells compared)"
 
 
-def compare_cell(baseline: Row | None, current: Row | None, thresholds: Thresholds) -> CellDelta:
+def cell_delta(baseline: Row | None, current: Row | None, thresholds: Thresholds) -> CellDelta:
     """The verdict for one cell; see the module docstring for the rule."""
     delta = CellDelta(key=(current or baseline).key, baseline=baseline, current=current)  # type: ignore[union-attr]
     if current is None:
@@ -282,7 +234,7 @@ def compare_cell(baseline: Row | None, current: Row | None, thresholds: Threshol
     return delta
 
 
-def compare(
+def gate(
     baseline: Results, current: Results, thresholds: Thresholds = Thresholds(), force: bool = False
 ) -> RegressionReport:
     """Every cell of ``current`` against ``baseline``.
@@ -300,5 +252,5 @@ def compare(
     if not set(old) & set(new):
         raise NoCommonCellsError(baseline, current)
     keys = list(new) + [key for key in old if key not in new]
-    deltas = [compare_cell(old.get(key), new.get(key), thresholds) for key in keys]
+    deltas = [cell_delta(old.get(key), new.get(key), thresholds) for key in keys]
     return RegressionReport(deltas=deltas, thresholds=thresholds, notes=notes)

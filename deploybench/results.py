@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from deploybench.artifact import write_json_atomic
 from deploybench.errors import ResultsError
+from deploybench.files import write_json_atomic
 from deploybench.model_facts import ModelFacts
 
 SCHEMA_VERSION = 1

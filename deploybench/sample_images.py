@@ -66,7 +66,7 @@ def sample_batch(input_spec: Any, preprocess: Any, count: int, seed: int) -> tup
     """``count`` inputs as the model expects them: views of the bundled photos through the
     model's own preprocessing, or seeded noise where no photo is installed; with their origin."""
     from deploybench.images import pil_batch
-    from deploybench.models import example_batch
+    from deploybench.inputs import example_batch
 
     photos = bundled_photos()
     if not photos:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -428,3 +429,119 @@ def _timm_preprocess(pretrained_cfg: dict[str, Any]) -> Any:
         return transform(image).numpy()
 
     return preprocess
+
+
+# Checkpoints: a user's weights loaded into the module a source built.
+
+
+def load_checkpoint(module: Any, path: Path, trust: bool = False, partial: bool = False) -> CheckpointLoad:
+    """Load safetensors or a state dict into ``module``; pickled code is refused unless trusted.
+
+    Strict by default: any missing, unexpected or shape-mismatched tensor refuses the whole
+    file, naming the keys. ``partial`` loads the tensors that fit (a backbone into a model
+    with another head); a file that matches nothing is refused either way.
+    """
+    import torch
+
+    if not path.is_file():
+        raise ModelSpecError(
+            f"checkpoint {str(path)!r} does not exist; pass the path of a .safetensors or state-dict file"
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=not trust)
+    except Exception as exc:  # unpickling errors come in many types
+        # weights_only=True names a global it will not import; corrupt bytes fail differently.
+        if "Unsupported global" in str(exc):
+            raise ModelSpecError(
+                f"checkpoint {path.name} contains pickled code, which is refused for safety; "
+                "re-save it as a state dict or safetensors, or pass --trust-checkpoint if you trust its author"
+            ) from exc
+        raise ModelSpecError(
+            f"checkpoint {path.name} could not be read ({type(exc).__name__}: {_load_failure(exc)}); "
+            "it is corrupt or not a checkpoint: pass a .safetensors file or a torch.save()d state dict"
+        ) from exc
+    for key in ("state_dict", "model_state_dict", "model", "ema"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ModelSpecError(
+            f"checkpoint {path.name} holds a {type(state).__name__}, not a state dict; save model.state_dict() instead"
+        )
+    result = match_state_dict(module.state_dict(), state)
+    if not result.loaded:
+        raise ModelSpecError(
+            f"checkpoint {path.name} matches none of the model's weights "
+            f"(first keys: {list(state)[:3]}); is it for this architecture?"
+        )
+    if not result.complete and not partial:
+        raise ModelSpecError(
+            f"checkpoint {path.name} does not fit this model: {result.summary()} "
+            f"({result.differences()}); is it for this architecture? Pass --checkpoint-partial "
+            f"to load the {len(result.loaded)} tensors that fit and keep the rest at their initialisation"
+        )
+    module.load_state_dict({key: state[key] for key in result.loaded}, strict=False)
+    return result
+
+
+@dataclass(frozen=True)
+class CheckpointLoad:
+    """How a checkpoint's tensors matched the model's: the keys in each outcome."""
+
+    loaded: tuple[str, ...]
+    missing: tuple[str, ...]  # the model has them, the checkpoint does not
+    unexpected: tuple[str, ...]  # the checkpoint has them, the model does not
+    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]  # (key, model shape, checkpoint shape)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.loaded)} tensors loaded, {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+            f"{len(self.mismatched)} shape-mismatched"
+        )
+
+    def differences(self, shown: int = 3) -> str:
+        """A few differing keys of each kind, then how many more."""
+        shapes = [f"{key} {list(mine)} vs {list(theirs)}" for key, mine, theirs in self.mismatched]
+        parts = [
+            f"{label}: {_first(keys, shown)}"
+            for label, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("shape", shapes))
+            if keys
+        ]
+        return "; ".join(parts)
+
+
+def _first(items: Sequence[str], shown: int) -> str:
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def match_state_dict(model_state: dict[str, Any], checkpoint: dict[str, Any]) -> CheckpointLoad:
+    """Sort a checkpoint's keys against the model's: loadable, missing, unexpected, wrong shape."""
+    mismatched = tuple(
+        (key, tuple(model_state[key].shape), tuple(getattr(value, "shape", ())))
+        for key, value in checkpoint.items()
+        if key in model_state and tuple(getattr(value, "shape", ())) != tuple(model_state[key].shape)
+    )
+    wrong = {key for key, _, _ in mismatched}
+    return CheckpointLoad(
+        loaded=tuple(k for k in checkpoint if k in model_state and k not in wrong),
+        missing=tuple(k for k in model_state if k not in checkpoint),
+        unexpected=tuple(k for k in checkpoint if k not in model_state),
+        mismatched=mismatched,
+    )
+
+
+def _load_failure(exc: Exception) -> str:
+    """The line of a checkpoint-loading error that names the problem (torch's run to paragraphs)."""
+    text = str(exc)
+    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

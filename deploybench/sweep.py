@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +27,9 @@ from deploybench.cell import Cell, run_in_chunks
 from deploybench.errors import DeployBenchError, UnknownNameError, UsageError
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
+from deploybench.inputs import seeded_inputs
 from deploybench.model_facts import ModelFacts, model_facts
-from deploybench.models import ModelRef, ModelSpec, resolve, seeded_inputs
+from deploybench.models import ModelRef, ModelSpec, resolve
 from deploybench.progress import Progress
 from deploybench.results import Results, Row
 from deploybench.runtimes.base import RuntimeOptions
@@ -90,6 +92,38 @@ class SweepConfig:
     def batch_sizes(self) -> tuple[int, ...]:
         """The sizes to try: the given list, or the doubling ladder for ``auto``."""
         return AUTO_BATCHES if self.batches == "auto" else self.batches  # type: ignore[return-value]
+
+    def record(self, argv: Sequence[str] = ()) -> dict[str, Any]:
+        """The configuration a results document keeps: what ran, and what decides comparability.
+
+        Runs measured under another policy or thread count are not comparable
+        (``deploybench.comparability`` reads ``policy`` and ``threads`` from here).
+        """
+        policy = self.policy
+        return {
+            "argv": list(argv),
+            "models": list(self.models),
+            "runtimes": list(self.runtimes),
+            "precisions": list(self.precisions),
+            "batches": self.batches,
+            "device": self.device,
+            "threads": self.threads,
+            "shard": list(self.shard),
+            "weights": {
+                "pretrained": self.pretrained,
+                "checkpoint": self.checkpoint,
+                "checkpoint_partial": self.checkpoint_partial,
+            },
+            "policy": {
+                "quick": policy == MeasurePolicy.quick(),
+                "min_iters": policy.min_iters,
+                "min_seconds": policy.min_seconds,
+                "warmup_iters": policy.warmup_iters,
+                "warmup_seconds": policy.warmup_seconds,
+                "ci_target": policy.ci_target,
+                "max_seconds": policy.max_seconds,
+            },
+        }
 
     def model_ref(self, name: str) -> ModelRef:
         """``name`` with the weights this sweep asks for."""

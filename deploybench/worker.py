@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from deploybench.artifact import write_json_atomic
 from deploybench.cell import Cell, run_cells
+from deploybench.files import write_json_atomic
 
 PHASE_FILE = "phase"
 

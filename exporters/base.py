@@ -19,7 +19,9 @@ from deploybench import registry
 from deploybench.artifact import Artifact, BatchRange, TensorInfo
 from deploybench.env import library_versions
 from deploybench.errors import DeployBenchError, ExportError, UnsupportedError, first_line
-from deploybench.models import ModelSpec, example_batch, module_hash, seeded_inputs
+from deploybench.files import module_hash
+from deploybench.inputs import example_batch, seeded_inputs
+from deploybench.models import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from deploybench import registry
-from deploybench.artifact import write_bytes_atomic
 from deploybench.calibration import calibration_samples
 from deploybench.env import has_cuda
 from deploybench.errors import ExportError, UnsupportedError
 from deploybench.exporters.base import Exporter, ExportOptions, artifact_batch
+from deploybench.files import write_bytes_atomic
 from deploybench.models import ModelSpec
 from deploybench.runtimes.tensorrt import PRECISIONS, compute_capability, engine_fingerprint, import_tensorrt
 

@@ -19,7 +19,8 @@ from deploybench import registry
 from deploybench.artifact import MANIFEST, Artifact
 from deploybench.cache import ArtifactCache
 from deploybench.exporters.base import ExportOptions
-from deploybench.models import file_sha256, resolve
+from deploybench.files import file_sha256
+from deploybench.models import resolve
 
 TESTS_DIR = str(Path(__file__).resolve().parent)
 
@@ -69,7 +70,7 @@ DAMAGE: dict[str, tuple[Callable[[Artifact], None], str]] = {
 def assert_runs_like_the_module(artifact: Artifact) -> None:
     import numpy as np
 
-    from deploybench.models import example_batch
+    from deploybench.inputs import example_batch
     from deploybench.runtimes.base import RuntimeOptions
 
     spec = resolve(TINY_NET)

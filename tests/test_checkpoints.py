@@ -13,8 +13,10 @@ from faulty_plugins import TINY_NET
 
 from deploybench.cli import main
 from deploybench.errors import ModelSpecError
-from deploybench.models import match_state_dict, module_hash, resolve
+from deploybench.files import module_hash
+from deploybench.models import resolve
 from deploybench.results import Results
+from deploybench.sources import match_state_dict
 
 
 @pytest.fixture(scope="module")

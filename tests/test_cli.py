@@ -258,7 +258,7 @@ def test_skips_are_summarised_once_per_model_and_cause() -> None:
 
 
 def test_inconclusive_parity_exits_1_only_with_strict_parity(capsys) -> None:
-    from deploybench.cli.bench import parity_exit_code
+    from deploybench.cli.compare import parity_exit_code
     from deploybench.results import Results, Row
 
     def row(verdict: str) -> Row:
@@ -298,33 +298,10 @@ def test_bench_times_the_static_shape_unless_dynamic_batch_is_asked(capsys, tmp_
 
 
 def test_the_time_cap_is_a_flag_and_never_cuts_the_floor_short() -> None:
-    from deploybench.cli.bench import build_config
-    from deploybench.targets import load_target
+    from deploybench.api import sweep_config
 
     def policy(min_seconds: float | None, max_seconds: float | None):
-        return build_config(
-            models=("test_resnet",),
-            runtimes=None,
-            formats=None,
-            precisions=None,
-            target=load_target("cpu", None),
-            batch=None,
-            device=None,
-            threads=None,
-            quick=False,
-            min_iters=None,
-            min_seconds=min_seconds,
-            max_seconds=max_seconds,
-            no_isolate=False,
-            worker_per="artifact",
-            timeout=60.0,
-            tolerance=(),
-            images=None,
-            dataset=None,
-            mode="sync",
-            compile_mode="default",
-            weights={},
-        ).policy
+        return sweep_config(["test_resnet"], min_seconds=min_seconds, max_seconds=max_seconds).policy
 
     assert policy(None, None).max_seconds == 10.0
     assert policy(None, 4.0).max_seconds == 4.0

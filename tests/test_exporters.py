@@ -14,7 +14,8 @@ from deploybench.artifact import Artifact, BatchRange
 from deploybench.cache import ArtifactCache
 from deploybench.errors import UnsupportedError
 from deploybench.exporters.base import ExportOptions
-from deploybench.models import example_batch, resolve
+from deploybench.inputs import example_batch
+from deploybench.models import resolve
 from deploybench.runtimes.base import RuntimeOptions
 
 FORMAT_RUNTIME = {

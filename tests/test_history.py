@@ -18,9 +18,10 @@ import pytest
 
 from deploybench import history as history_module
 from deploybench.cli import main
+from deploybench.comparability import IncompatibleBaselineError
 from deploybench.harness import Stats
 from deploybench.history import History, HistoryError, MissingHistoryError, NoBaselineError, default_history_path
-from deploybench.regress import IncompatibleBaselineError, compare
+from deploybench.regress import gate
 from deploybench.report.trend import legend_labels
 from deploybench.results import Results, Row
 
@@ -119,7 +120,7 @@ def test_baseline_is_the_median_of_the_last_n_nights(history: History) -> None:
     assert base.config["runs"] and len(base.config["runs"]) == 4
     assert cell.stats["median"] == pytest.approx(2.15, rel=0.02)  # nights 2-5; night 1 is too old
     assert cell.stats["std"] > 0.04  # widened by the night-to-night spread
-    assert compare(base, current).passed
+    assert gate(base, current).passed
 
 
 def test_the_current_run_is_never_its_own_baseline(history: History) -> None:
@@ -128,7 +129,7 @@ def test_the_current_run_is_never_its_own_baseline(history: History) -> None:
     history.record(current)
     base = history.baseline(3, current)
     assert base.rows[0].stats["median"] == pytest.approx(2.0, rel=0.02)
-    assert not compare(base, current).passed
+    assert not gate(base, current).passed
 
 
 def test_re_gating_an_older_run_uses_only_earlier_runs(history: History) -> None:
@@ -155,7 +156,7 @@ def test_baseline_uses_only_runs_with_the_same_measurement_policy(history: Histo
     quick_base = history.baseline(5, night(5, row(2.6), policy=QUICK))
     assert quick_base.config["runs"] == quick_ids[::-1] and quick_base.config["policy"] == QUICK
     with pytest.raises(IncompatibleBaselineError, match="config.policy"):
-        compare(quick_base, night(5, row(2.6), policy=FULL))  # the baseline carries its policy
+        gate(quick_base, night(5, row(2.6), policy=FULL))  # the baseline carries its policy
 
 
 def test_comparability_is_decided_when_reading_not_when_recording(
@@ -164,7 +165,7 @@ def test_comparability_is_decided_when_reading_not_when_recording(
     """A library added to the compared set later must not make every recorded run incomparable."""
     with_numpy = dict(ENV, libraries={"torch": "2.5.0", "numpy": "2.1.0"})
     history.record(night(1, row(2.0), env=with_numpy))
-    monkeypatch.setattr("deploybench.regress.COMPARED_LIBRARIES", ("torch", "numpy"))
+    monkeypatch.setattr("deploybench.comparability.COMPARED_LIBRARIES", ("torch", "numpy"))
     assert len(history.baseline(3, night(2, row(2.0), env=with_numpy)).config["runs"]) == 1
     other_numpy = dict(ENV, libraries={"torch": "2.5.0", "numpy": "2.2.0"})
     with pytest.raises(IncompatibleBaselineError, match="libraries.numpy: '2.1.0' vs '2.2.0'"):

@@ -8,10 +8,10 @@ import pytest
 
 from deploybench.cache import ArtifactCache
 from deploybench.cli import main
+from deploybench.comparability import IncompatibleBaselineError
 from deploybench.env import fingerprint
 from deploybench.harness import MeasurePolicy
 from deploybench.merge import MergeError, merge, missing_shards
-from deploybench.regress import IncompatibleBaselineError
 from deploybench.results import Results, Row
 from deploybench.sweep import Sweep, SweepConfig, shard_of
 

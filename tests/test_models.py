@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from deploybench.errors import ModelSpecError, UnknownNameError
-from deploybench.models import ALIASES, count_flops, example_batch, module_hash, resolve
+from deploybench.files import module_hash
+from deploybench.inputs import count_flops, example_batch
+from deploybench.models import ALIASES, resolve
 
 
 def test_timm_bare_and_prefixed_names_resolve_to_the_same_model() -> None:

@@ -12,7 +12,8 @@ import torch
 
 from deploybench import batch as batches
 from deploybench.cli import main
-from deploybench.models import resolve, seeded_inputs
+from deploybench.inputs import seeded_inputs
+from deploybench.models import resolve
 from deploybench.results import Results
 from deploybench.sweep import ONNX_FILE_REFERENCE, build_reference
 

@@ -91,10 +91,10 @@ def test_a_run_holds_the_folder_while_it_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """compare takes the lock before the sweep and keeps it until its last output is written."""
-    import deploybench.cli.bench as bench
+    import deploybench.api as api
 
     out, seen = tmp_path / "out", []
-    real_write = bench.write_outputs
+    real_write = api.write_outputs
 
     def write_outputs(*args: object) -> None:
         # A second run, arriving while the first writes its outputs.
@@ -103,6 +103,6 @@ def test_a_run_holds_the_folder_while_it_writes(
         seen.append("refused")
         real_write(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(bench, "write_outputs", write_outputs)
+    monkeypatch.setattr(api, "write_outputs", write_outputs)
     assert main(compare_into(out, tmp_path)) == 0
     assert seen == ["refused"] and (out / "results.json").is_file() and not (out / LOCK_NAME).exists()

@@ -17,8 +17,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from deploybench.compare import FAIL, INCONCLUSIVE, PASS, compare, tolerance_for
 from deploybench.models import InputSpec, ModelRef, ModelSpec, resolve
+from deploybench.parity import FAIL, INCONCLUSIVE, PASS, compare, tolerance_for
 from deploybench.sample_images import PARITY_SEED, sample_batch
 
 torch = pytest.importorskip("torch")

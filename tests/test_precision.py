@@ -9,7 +9,7 @@ from deploybench import registry
 from deploybench.artifact import Artifact
 from deploybench.errors import UnsupportedError
 from deploybench.exporters.base import ExportOptions
-from deploybench.models import example_batch
+from deploybench.inputs import example_batch
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.runtimes.onnxruntime import provider_config
 
@@ -55,7 +55,7 @@ def test_onnxruntime_fp16_exports_and_runs_on_the_cpu(cache, tiny) -> None:
         assert rt.info["input_dtype"] == "float32" and rt.info["precision_used"] == "fp16"
     assert next(iter(feeds.values())).dtype == np.float32
     assert out.dtype == np.float32 and out.shape == (2, 1000)
-    from deploybench.compare import compare
+    from deploybench.parity import compare
 
     assert compare([expected], [out], "classification", "fp16").passed
 

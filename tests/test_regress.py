@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploybench.cli import main
+from deploybench.comparability import IncompatibleBaselineError, incompatibilities
 from deploybench.errors import UsageError
 from deploybench.harness import MeasurePolicy, Stats
 from deploybench.regress import (
@@ -19,12 +20,10 @@ from deploybench.regress import (
     NEW,
     REGRESSED,
     UNCHANGED,
-    IncompatibleBaselineError,
     NoCommonCellsError,
     Thresholds,
-    compare,
     format_percent,
-    incompatibilities,
+    gate,
     parse_fraction,
     robust_spread_ms,
 )
@@ -124,13 +123,13 @@ def test_format_percent(value: float, signed: bool, text: str) -> None:
 def test_same_distribution_is_not_a_regression() -> None:
     base = results(*(make_row(seed=s, batch=b) for s, b in ((1, 1), (2, 8))))
     now = results(*(make_row(seed=s, batch=b) for s, b in ((11, 1), (12, 8))))
-    report = compare(base, now)
+    report = gate(base, now)
     assert set(verdicts(report).values()) == {UNCHANGED}
     assert report.passed
 
 
 def test_planted_slowdown_on_a_quiet_cell_regresses() -> None:
-    report = compare(results(make_row(seed=1)), results(make_row(median=2.6, seed=2)))
+    report = gate(results(make_row(seed=1)), results(make_row(median=2.6, seed=2)))
     (delta,) = report.deltas
     assert delta.verdict == REGRESSED and not report.passed
     assert delta.change == pytest.approx(0.3, abs=0.02)
@@ -139,8 +138,8 @@ def test_planted_slowdown_on_a_quiet_cell_regresses() -> None:
 
 def test_noise_decides_between_slowdown_and_jitter() -> None:
     """The same 12 % shift fails a quiet cell but not one whose samples spread by 15 %."""
-    quiet = compare(results(make_row(cv=0.01, seed=1)), results(make_row(median=2.24, cv=0.01, seed=2)))
-    noisy = compare(results(make_row(cv=0.15, seed=1)), results(make_row(median=2.24, cv=0.15, seed=2)))
+    quiet = gate(results(make_row(cv=0.01, seed=1)), results(make_row(median=2.24, cv=0.01, seed=2)))
+    noisy = gate(results(make_row(cv=0.15, seed=1)), results(make_row(median=2.24, cv=0.15, seed=2)))
     assert quiet.deltas[0].verdict == REGRESSED
     assert noisy.deltas[0].verdict == UNCHANGED
     assert noisy.deltas[0].noise > quiet.deltas[0].noise * 5
@@ -148,31 +147,31 @@ def test_noise_decides_between_slowdown_and_jitter() -> None:
 
 def test_max_slowdown_is_honoured() -> None:
     base, now = results(make_row(cv=0.005, seed=1)), results(make_row(median=2.16, cv=0.005, seed=2))
-    assert compare(base, now, Thresholds(max_slowdown=0.05)).deltas[0].verdict == REGRESSED
-    assert compare(base, now, Thresholds(max_slowdown=0.10)).deltas[0].verdict == UNCHANGED
+    assert gate(base, now, Thresholds(max_slowdown=0.05)).deltas[0].verdict == REGRESSED
+    assert gate(base, now, Thresholds(max_slowdown=0.10)).deltas[0].verdict == UNCHANGED
 
 
 def test_a_clear_speed_up_is_an_improvement_not_a_failure() -> None:
-    report = compare(results(make_row(seed=1)), results(make_row(median=1.5, seed=2)))
+    report = gate(results(make_row(seed=1)), results(make_row(median=1.5, seed=2)))
     assert report.deltas[0].verdict == IMPROVED and report.passed
 
 
 def test_parity_regression_fails_even_when_faster() -> None:
-    report = compare(results(make_row(seed=1)), results(make_row(median=1.0, seed=2, parity="fail")))
+    report = gate(results(make_row(seed=1)), results(make_row(median=1.0, seed=2, parity="fail")))
     delta = report.deltas[0]
     assert delta.verdict == REGRESSED
     assert delta.reasons == ["parity pass -> fail"]
 
 
 def test_parity_failing_in_both_is_not_a_new_regression() -> None:
-    report = compare(results(make_row(seed=1, parity="fail")), results(make_row(seed=2, parity="fail")))
+    report = gate(results(make_row(seed=1, parity="fail")), results(make_row(seed=2, parity="fail")))
     assert report.passed
 
 
 def test_status_regressions_and_recoveries() -> None:
     base = results(make_row(seed=1, batch=1), make_row(batch=2, status="crashed"), make_row(batch=4, status="oom"))
     now = results(make_row(batch=1, status="crashed"), make_row(batch=2, status="error"), make_row(seed=3, batch=4))
-    got = {d.row.batch: d for d in compare(base, now).deltas}
+    got = {d.row.batch: d for d in gate(base, now).deltas}
     assert got[1].verdict == REGRESSED and got[1].reasons[0].startswith("status ok -> crashed")
     assert got[2].verdict == FAILING
     assert got[4].verdict == IMPROVED
@@ -181,7 +180,7 @@ def test_status_regressions_and_recoveries() -> None:
 def test_memory_growth_beyond_the_limit_regresses() -> None:
     base = results(make_row(seed=1, batch=1, rss=500), make_row(seed=1, batch=2, rss=500))
     now = results(make_row(seed=2, batch=1, rss=600), make_row(seed=2, batch=2, rss=520))
-    got = {d.row.batch: d for d in compare(base, now, Thresholds(max_memory_growth=0.10)).deltas}
+    got = {d.row.batch: d for d in gate(base, now, Thresholds(max_memory_growth=0.10)).deltas}
     assert got[1].verdict == REGRESSED and "host memory +20% (limit 10%)" in got[1].reasons[0]
     assert got[2].verdict == UNCHANGED
 
@@ -189,7 +188,7 @@ def test_memory_growth_beyond_the_limit_regresses() -> None:
 def test_markdown_table_escapes_pipes_in_messages() -> None:
     crashed = make_row(status="crashed")
     crashed.message = "ValueError: shape (1|3) | got (2|3)"
-    report = compare(
+    report = gate(
         results(make_row(seed=1), make_row(seed=1, batch=8)), results(crashed, make_row(seed=2, batch=8, median=1.0))
     )
     markdown = render_markdown(report)
@@ -203,10 +202,10 @@ def test_markdown_table_escapes_pipes_in_messages() -> None:
 def test_missing_and_new_cells_are_reported() -> None:
     base = results(make_row(seed=1, batch=1), make_row(seed=1, batch=8))
     now = results(make_row(seed=2, batch=1), make_row(seed=2, batch=32))
-    report = compare(base, now)
+    report = gate(base, now)
     assert sorted(d.verdict for d in report.deltas) == sorted([UNCHANGED, MISSING, NEW])
     assert report.passed
-    assert not compare(base, now, Thresholds(fail_on_missing=True)).passed
+    assert not gate(base, now, Thresholds(fail_on_missing=True)).passed
     assert report.summary() == "PASS: 1 ok, 1 missing, 1 new (1 cells compared)"  # only the matched cell counts
 
 
@@ -218,7 +217,7 @@ def test_runs_without_a_cell_in_common_are_an_error_not_a_pass() -> None:
     base = results(make_row(seed=1, batch=1), make_row(seed=1, batch=8))
     now = results(*(other_model(make_row(seed=2, batch=b)) for b in (1, 8)))
     with pytest.raises(NoCommonCellsError, match="no cell in common") as caught:
-        compare(base, now)
+        gate(base, now)
     assert caught.value.exit_code == 2
     assert "baseline: 2 cells of test_resnet; current: 2 cells of regnety_016" in str(caught.value)
 
@@ -240,11 +239,11 @@ def test_other_hardware_or_libraries_are_refused_with_the_fields_named() -> None
     other = dict(ENV, cpu={"model": "Other CPU"}, libraries=dict(ENV["libraries"], torch="2.6.0"))
     assert incompatibilities(results(), results()) == []
     with pytest.raises(IncompatibleBaselineError) as info:
-        compare(results(make_row(seed=1)), results(make_row(seed=2), env=other))
+        gate(results(make_row(seed=1)), results(make_row(seed=2), env=other))
     message = str(info.value)
     assert "cpu.model: 'Test CPU' vs 'Other CPU'" in message and "libraries.torch" in message
     assert "--force" in message and "onnxruntime" not in message
-    forced = compare(results(make_row(seed=1)), results(make_row(seed=2), env=other), force=True)
+    forced = gate(results(make_row(seed=1)), results(make_row(seed=2), env=other), force=True)
     assert len(forced.notes) == 2
 
 
@@ -279,7 +278,7 @@ def test_measurement_policy_and_threads_are_compared_where_both_record_them() ->
     assert differing(ENV, ENV, {"policy": full, "threads": 4}, {"policy": full, "threads": 8}) == ["config.threads"]
     assert differing(ENV, ENV, {"threads": 4}, {"policy": quick, "threads": 4}) == []  # an older document: no policy
     with pytest.raises(IncompatibleBaselineError, match="measurement policy"):
-        compare(results(make_row(seed=1), policy=full), results(make_row(seed=2), policy=quick))
+        gate(results(make_row(seed=1), policy=full), results(make_row(seed=2), policy=quick))
 
 
 def test_robust_spread_ignores_a_few_outliers() -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from deploybench.compare import OutputParity, Parity, tolerance_for
 from deploybench.harness import Stats
+from deploybench.parity import OutputParity, Parity, tolerance_for
 from deploybench.report.html import parity_error, render_html
 from deploybench.report.table import FASTEST_MARK, table_rows
 from deploybench.results import Results, Row

@@ -9,7 +9,7 @@ from conftest import cpu_runtimes
 from deploybench import registry
 from deploybench.artifact import Artifact
 from deploybench.errors import RuntimeLoadError, UnsupportedError
-from deploybench.models import example_batch
+from deploybench.inputs import example_batch
 from deploybench.runtimes.base import RuntimeOptions
 
 
@@ -92,7 +92,7 @@ def test_openvino_compiles_the_static_shape_of_the_timed_batch(artifacts, tiny, 
 def test_openvino_fp16_ir_is_labelled_by_what_it_computes(artifacts, tiny) -> None:
     import openvino as ov
 
-    from deploybench.compare import DEFAULT_TOLERANCES, tolerance_for
+    from deploybench.parity import DEFAULT_TOLERANCES, tolerance_for
 
     ir = artifacts.get("openvino", "fp16")
     weights = {

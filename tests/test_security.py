@@ -12,7 +12,8 @@ from faulty_plugins import TINY_NET, TrustMarker
 
 from deploybench.cli import main
 from deploybench.errors import ModelSpecError
-from deploybench.models import module_hash, resolve
+from deploybench.files import module_hash
+from deploybench.models import resolve
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "faults.md"
 

@@ -84,13 +84,13 @@ def test_compare_uses_the_target_defaults(monkeypatch: pytest.MonkeyPatch, capsy
     """`compare --models mobilenetv4 --target cpu`: runtimes, precisions, batches, device and samplers."""
     seen: dict[str, Any] = {}
 
-    def fake_execute(config: SweepConfig, *args: Any) -> Any:
+    def fake_run_sweep(config: SweepConfig, **kwargs: Any) -> Any:
         seen["config"] = config
         from deploybench.results import Results
 
         return SimpleNamespace(results=Results(), skipped=[], nothing_ran=lambda: None)
 
-    monkeypatch.setattr("deploybench.cli.bench.execute", fake_execute)
+    monkeypatch.setattr("deploybench.api.run_sweep", fake_run_sweep)
     assert main(["compare", "--models", "mobilenetv4", "--target", "cpu"]) == 0
     cpu, config = load_target("cpu"), seen["config"]
     assert config.models == ("mobilenetv4",)

@@ -12,11 +12,12 @@ from deploybench import registry
 from deploybench.artifact import Artifact, BatchRange
 from deploybench.cache import ArtifactCache, default_cache_dir
 from deploybench.cli import main
-from deploybench.compare import output_metrics, tolerance_for
 from deploybench.errors import RuntimeLoadError, UnsupportedError
 from deploybench.exporters.base import ExportOptions
 from deploybench.exporters.tensorrt import PRECISION_FLAGS, TIMING_CACHE_NAME, TensorRTExporter, timing_cache_path
-from deploybench.models import example_batch, resolve
+from deploybench.inputs import example_batch
+from deploybench.models import resolve
+from deploybench.parity import output_metrics, tolerance_for
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.runtimes.tensorrt import TensorRTRuntime, foreign_engine_problem
 

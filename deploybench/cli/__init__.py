@@ -33,9 +33,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def _register_commands() -> None:
     # Imported here so that `deploybench --help` stays fast and backend-free.
-    from deploybench.cli import bench, cache, catalog, export, fleet, report, triage
+    from deploybench.cli import bench, cache, catalog, compare, export, fleet, report, triage
 
-    for module in (catalog, export, bench, report, cache, fleet, triage):
+    for module in (catalog, export, compare, bench, report, cache, fleet, triage):
         for command in module.COMMANDS:
             cli.add_command(command)
 

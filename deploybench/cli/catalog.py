@@ -30,8 +30,8 @@ def models_command(pattern: str | None) -> None:
 @weights_options
 def info_command(model: str, as_json: bool, weights: dict[str, Any]) -> None:
     """Describe MODEL: source, task, input, outputs, parameters, FLOPs and MACs (counted)."""
-    from deploybench.cli.streams import stdout_to_stderr
     from deploybench.describe import describe_model
+    from deploybench.streams import stdout_to_stderr
 
     with stdout_to_stderr():  # building the model makes some libraries print (Ultralytics' summary)
         data = describe_model(model, **weights)

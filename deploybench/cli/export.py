@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from deploybench.cli.options import cache_option, split_list, weights_options
-from deploybench.cli.streams import stdout_to_stderr
 
 
 @click.command("export")
@@ -50,48 +47,42 @@ def export_command(
     weights: dict[str, Any],
 ) -> None:
     """Export MODEL to one or more formats (cached; each result is loaded back and run once)."""
-    from deploybench import registry
-    from deploybench.artifact import BatchRange
-    from deploybench.cache import ArtifactCache
-    from deploybench.exporters.base import ExportOptions
-    from deploybench.models import resolve
+    from deploybench import api
 
-    names = [registry.exporters.canonical(f) for f in split_list(formats) or ()]
-    options = ExportOptions(
+    def show(exported: api.Exported) -> None:
+        artifact, path = exported.artifact, exported.artifact.path
+        if out_dir:
+            path = Path(out_dir) / path.name
+            if path.exists():
+                shutil.rmtree(path)
+            shutil.copytree(artifact.path, path)
+        how = (
+            f"cache hit in {exported.seconds:.2f} s"
+            if exported.cached
+            else f"exported in {artifact.manifest['export_seconds']:.1f} s"
+        )
+        click.echo(
+            f"{artifact.format:<12} {artifact.size_bytes() / 2**20:8.2f} MB  {how:<24} {path / artifact.main_file}"
+        )
+
+    api.export(
+        model,
+        split_list(formats) or (),
         precision=precision,
+        batch=batch,
         device=device,
-        batch=BatchRange.parse(batch),
+        cache=cache_dir,
+        force=force,
         opset=opset,
         simplify=simplify,
         script=script,
         calib_data=calib_data,
         workspace_gb=workspace_gb,
         keep_fp32=split_list(keep_fp32) or (),
+        progress=lambda message: click.echo(message, err=True),
+        on_export=show,
+        **weights,
     )
-    exporters = [registry.exporters.get(name)() for name in names]
-    spec = resolve(model, **weights)
-    for exporter in exporters:  # refuse unsupported combinations before any work
-        exporter.validate(spec, options)
-    for note in spec.notes:
-        click.echo(f"note: {note}", err=True)
-    cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
-    cache.ensure_writable()
-    for exporter in exporters:
-        click.echo(f"{spec.name} -> {exporter.name} {precision} ...", err=True)
-        started = time.perf_counter()
-        with stdout_to_stderr():  # stdout lists the artifacts; NNCF's bars and compiler notices go to stderr
-            artifact, hit = cache.get_or_export(exporter, spec, replace(options))
-        seconds = time.perf_counter() - started
-        path = artifact.path
-        if out_dir:
-            path = Path(out_dir) / path.name
-            if path.exists():
-                shutil.rmtree(path)
-            shutil.copytree(artifact.path, path)
-        how = f"cache hit in {seconds:.2f} s" if hit else f"exported in {artifact.manifest['export_seconds']:.1f} s"
-        click.echo(
-            f"{exporter.name:<12} {artifact.size_bytes() / 2**20:8.2f} MB  {how:<24} {path / artifact.main_file}"
-        )
 
 
 COMMANDS = [export_command]

@@ -128,10 +128,11 @@ def regress_command(
     than --noise-k times the measured spread, when parity went from pass to fail, when it ran
     before and fails now, or when its peak memory grew by more than --max-memory-growth.
     """
-    from deploybench.artifact import write_text_atomic
+    from deploybench.comparability import IncompatibleBaselineError
     from deploybench.errors import UsageError
+    from deploybench.files import write_text_atomic
     from deploybench.history import NoBaselineError
-    from deploybench.regress import IncompatibleBaselineError, Thresholds, compare, parse_fraction
+    from deploybench.regress import Thresholds, gate, parse_fraction
     from deploybench.report.delta import render_deltas, render_markdown
     from deploybench.results import Results
 
@@ -161,7 +162,7 @@ def regress_command(
         source = f"the last {len(baseline.config['runs'])} comparable earlier run(s) in {history.path}"
     else:
         baseline, source = Results.load(Path(files[0])), files[0]
-    report = compare(baseline, current, thresholds, force=force)
+    report = gate(baseline, current, thresholds, force=force)
     click.echo(f"baseline: {source}", err=True)
     click.echo(render_deltas(report))
     if markdown:
@@ -201,7 +202,7 @@ def history_command(
     """Show the trend of every recorded cell (optionally of one MODEL): date, ms/image, throughput, parity."""
     from tabulate import tabulate
 
-    from deploybench.artifact import write_text_atomic
+    from deploybench.files import write_text_atomic
     from deploybench.report.trend import render_trend_svg, render_trend_text
 
     history = _open_history(history_path, read_only=not record_files)

@@ -14,7 +14,7 @@ import click
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), help="Write CSV.")
 def report_command(results_file: str, html: str | None, markdown: str | None, csv_file: str | None) -> None:
     """Print the table of a results file and write other renderings of it."""
-    from deploybench.artifact import write_text_atomic
+    from deploybench.files import write_text_atomic
     from deploybench.report.table import render_csv, render_markdown, render_table
     from deploybench.results import Results
 

@@ -53,12 +53,12 @@ def triage_command(
 ) -> int:
     """Compare every layer of MODEL's FORMAT/PRECISION artifact with its FP32 graph; name the layer to keep in FP32."""
     from deploybench import registry
-    from deploybench.artifact import write_json_atomic
     from deploybench.cache import ArtifactCache
-    from deploybench.compare import parse_tolerance_overrides
     from deploybench.exporters.base import ExportOptions
+    from deploybench.files import write_json_atomic
     from deploybench.harness import MeasurePolicy
     from deploybench.models import resolve
+    from deploybench.parity import parse_tolerance_overrides
     from deploybench.triage import FixOptions, TriageOptions, measure_fix, triage
     from deploybench.triage.diagnose import artifacts_for
     from deploybench.triage.render import fix_table, layer_table, summary

@@ -45,7 +45,7 @@ def _precision(row: Row) -> str:
 def _parity(row: Row) -> str:
     if not row.parity:
         return "-"
-    from deploybench.compare import Parity
+    from deploybench.parity import Parity
 
     parity = Parity.from_dict(row.parity)
     text = f"{parity.verdict} ({parity.key_figure()})"

@@ -77,7 +77,7 @@ def parity_judge(
 ) -> Callable[[list[np.ndarray]], tuple[bool, str]]:
     """Judges candidate outputs as ``compare`` judges a row: against PyTorch FP32 on the same inputs."""
     from deploybench.cell import run_in_chunks
-    from deploybench.compare import compare
+    from deploybench.parity import compare
     from deploybench.runtimes.base import RuntimeOptions
 
     runtime = registry.runtimes.get("torch")(RuntimeOptions(device="cpu", precision="fp32"))

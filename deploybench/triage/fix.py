@@ -14,9 +14,9 @@ from deploybench import isolation, registry
 from deploybench.artifact import Artifact
 from deploybench.cache import ArtifactCache
 from deploybench.cell import Cell
-from deploybench.compare import Parity
 from deploybench.harness import MeasurePolicy
 from deploybench.models import ModelSpec
+from deploybench.parity import Parity
 from deploybench.results import Row
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.triage.diagnose import TriageOptions

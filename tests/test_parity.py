@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploybench.compare import (
+from deploybench.parity import (
     Detections,
     classification_agreement,
     compare,
@@ -152,7 +152,7 @@ def test_readme_tolerance_table_matches_the_defaults() -> None:
     import re
     from pathlib import Path
 
-    from deploybench.compare import DEFAULT_TOLERANCES
+    from deploybench.parity import DEFAULT_TOLERANCES
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| (fp32|tf32|fp16|bf16|int8) \| (.+) \|$", readme, re.M)}
