@@ -10,19 +10,30 @@ BIN    := $(VENV)/bin
 MODELS ?= yolov8n,mobilenetv4
 OUT    ?= results
 
-.PHONY: compare test bench-fidelity bench-main-job gpu-check docker-build clean
+.PHONY: compare test lint bench-fidelity bench-main-job gpu-check docker-build clean
+
+# TensorRT cannot be installed without a GPU; its type stubs go in a folder of their own, on
+# mypy's path only (installed beside the libraries, an empty `tensorrt` package would import).
+STUBS  := $(VENV)/typing-stubs
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	$(BIN)/python -m pip install -q --no-deps --target $(STUBS) tensorrt-stubs
 	touch $@
 
 compare: $(VENV)/.installed
 	$(BIN)/deploybench compare --models $(MODELS) --target cpu --out $(OUT) --html $(OUT)/report.html
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# ruff (lint and format) and mypy; `make test` runs them first.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/typecheck.py --stubs $(STUBS)
 
 # No venv is built here: a GPU machine may be offline, with torch and the project already installed.
 GPU_PYTHON    ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))

@@ -72,8 +72,8 @@ def main() -> int:
             row = run_isolated([replace(base, sample=VARIANTS[name])])[0]
             if row.status != "ok":
                 raise SystemExit(f"error: {name} run failed: {row.message}")
-            medians[name].append(row.stats["median"])
-            print(f"round {round_index + 1} {name}: {row.stats['median']:.3f} ms", file=sys.stderr, flush=True)
+            medians[name].append(row.stats.median)
+            print(f"round {round_index + 1} {name}: {row.stats.median:.3f} ms", file=sys.stderr, flush=True)
     off = statistics.median(medians["off"])
     lines = [
         f"{spec.name}, {runtime}, batch {args.batch}, {args.threads} threads, {args.rounds} rounds in rotating "

@@ -96,6 +96,7 @@ def sweep_config(
         policy = replace(policy, max_seconds=max_seconds)
     if policy.max_seconds < policy.min_seconds:  # the cap never cuts the floor short
         policy = replace(policy, max_seconds=policy.min_seconds)
+    sizes: tuple[int, ...] | str
     if batches is None:
         sizes = tgt.batches
     elif isinstance(batches, str):

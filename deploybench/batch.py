@@ -20,6 +20,16 @@ def arrays(batch: Batch) -> tuple[np.ndarray, ...]:
     return batch if isinstance(batch, tuple) else (batch,)
 
 
+def single(batch: Batch, who: str) -> np.ndarray:
+    """The one array of a single-input batch; ``who`` (a runtime) takes no more."""
+    parts = arrays(batch)
+    if len(parts) != 1:
+        from deploybench.errors import UnsupportedError
+
+        raise UnsupportedError(f"{who} runs models of one input, and this one has {len(parts)}; use onnxruntime")
+    return parts[0]
+
+
 def pack(parts: Sequence[np.ndarray]) -> Batch:
     """One array stays an array; several become a tuple."""
     return parts[0] if len(parts) == 1 else tuple(parts)

@@ -7,6 +7,7 @@ fresh worker process so memory figures are clean and a crash only ends its own r
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import time
@@ -22,11 +23,12 @@ from deploybench import registry
 from deploybench.artifact import Artifact
 from deploybench.batch import Batch
 from deploybench.errors import DeployBenchError, UnsupportedError, first_line
-from deploybench.harness import MeasurePolicy, measure
+from deploybench.harness import Measurement, MeasurePolicy, measure
 from deploybench.memory import MemorySampler
 from deploybench.models import ModelRef
 from deploybench.nvml import NvmlSampler
-from deploybench.results import Row
+from deploybench.parity import Parity
+from deploybench.results import ArtifactRecord, CellKey, Row, Status
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.tegrastats import TegrastatsSampler
 
@@ -52,20 +54,12 @@ class Cell:
     sample: tuple[str, ...] = ("rss",)  # what to record during the window: rss (or rss-sampled), tegrastats
 
     @property
-    def key(self) -> str:
-        return "|".join(
-            str(v) for v in (self.model_name, self.format, self.runtime, self.device, self.precision, self.batch)
-        )
+    def key(self) -> CellKey:
+        return CellKey(self.model_name, self.format, self.runtime, self.device, self.precision, self.batch)
 
     def empty_row(self) -> Row:
-        return Row(
-            model=self.model_name,
-            format=self.format,
-            runtime=self.runtime,
-            device=self.device,
-            precision=self.precision,
-            batch=self.batch,
-        )
+        key = self.key
+        return Row(key.model, key.format, key.runtime, key.device, key.precision, key.batch)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,9 +117,7 @@ def run_in_chunks(runtime: Any, inputs: Batch, batch: int) -> list[np.ndarray]:
     return [np.concatenate(parts) for parts in zip(*chunks)]
 
 
-def check_parity(
-    runtime: Any, reference: Any, cell: Cell, known_accuracy: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def check_parity(runtime: Any, reference: Any, cell: Cell, known_accuracy: dict[str, Any] | None = None) -> Parity:
     """The runtime's outputs on the reference inputs, judged at the precision it really used;
     with a dataset, its accuracy (``known_accuracy`` when an earlier batch measured it)."""
     from deploybench.parity import compare, dataset_accuracy
@@ -134,12 +126,12 @@ def check_parity(
     expected = [reference[f"output{i}"] for i in range(int(reference["n_outputs"]))]
     used = str(runtime.info.get("precision_used") or cell.precision)
     origin = str(reference["inputs_origin"]) if "inputs_origin" in reference.files else ""
-    parity = compare(expected, candidate, cell.task, used, cell.tolerance, inputs=origin).to_dict()
+    parity = compare(expected, candidate, cell.task, used, cell.tolerance, inputs=origin)
     if known_accuracy is not None:
-        parity["accuracy"] = dict(known_accuracy)
+        parity.accuracy = dict(known_accuracy)
     elif "dataset_inputs" in reference.files:
         scores = run_in_chunks(runtime, reference["dataset_inputs"], cell.batch)[0]
-        parity["accuracy"] = dataset_accuracy(scores, reference["dataset_labels"], reference["dataset_reference"])
+        parity.accuracy = dataset_accuracy(scores, reference["dataset_labels"], reference["dataset_reference"])
     return parity
 
 
@@ -220,23 +212,15 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
         row.threads = row.runtime_info.get("threads")
         row.batch_shape = row.runtime_info.get("batch_shape") or artifact_batch_shape(artifact)
         if memory is not None:
-            mem = memory.report()
-            row.memory = {
-                "baseline_rss_mb": round(mem.baseline_rss_mb, 1),
-                "peak_rss_mb": round(mem.peak_rss_mb, 1),
-                "rss_growth_mb": round(mem.rss_growth_mb, 1),
-                "peak_device_mb": mem.peak_device_mb,
-                "rss_source": mem.rss_source,
-                "device_source": mem.device_source,
-            }
+            row.memory = memory.report().rounded()
         if artifact.path is not None:
-            row.artifact = {
-                "path": str(artifact.path),
-                "size_mb": round(artifact.size_bytes() / 2**20, 3),
-                "export_seconds": artifact.manifest.get("export_seconds"),
-            }
+            row.artifact = ArtifactRecord(
+                path=str(artifact.path),
+                size_mb=round(artifact.size_bytes() / 2**20, 3),
+                export_seconds=artifact.manifest.get("export_seconds"),
+            )
     except Exception as exc:  # every failure is a status on this row, never the end of a sweep
-        row.status = "oom" if is_out_of_memory(exc) else "error"
+        row.status = Status.OOM if is_out_of_memory(exc) else Status.ERROR
         row.message = (
             first_line(exc) if isinstance(exc, DeployBenchError) else f"{type(exc).__name__}: {first_line(exc)}"
         )
@@ -259,10 +243,10 @@ def run_cells(
     rows = []
     try:
         for index, cell in enumerate(cells):
-            row = run_cell(cell, lambda phase, index=index: on_phase(index, phase), accuracy)
+            row = run_cell(cell, functools.partial(on_phase, index), accuracy)
             row.runtime_info["worker_pid"] = os.getpid()  # which rows shared a process
-            if accuracy is None and row.parity and row.parity.get("accuracy"):
-                accuracy = dict(row.parity["accuracy"], measured_at_batch=cell.batch)
+            if accuracy is None and row.parity and row.parity.accuracy:
+                accuracy = dict(row.parity.accuracy, measured_at_batch=cell.batch)
             on_row(index, row)
             rows.append(row)
             gc.collect()
@@ -276,9 +260,9 @@ def artifact_batch_shape(artifact: Artifact) -> str:
     return "dynamic" if artifact.batch.dynamic else "static"
 
 
-def _fill_measurement(row: Row, result: Any) -> None:
-    row.stats = asdict(result.stats)
-    row.device_stats = asdict(result.device_stats) if result.device_stats else None
+def _fill_measurement(row: Row, result: Measurement) -> None:
+    row.stats = result.stats
+    row.device_stats = result.device_stats
     row.samples_ms = [round(s, 5) for s in result.samples_ms]
     row.ms_per_image = result.ms_per_image
     row.throughput = result.throughput

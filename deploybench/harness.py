@@ -15,7 +15,6 @@ timed window runs at least ``min_iters`` and ``min_seconds`` (trtexec's floor: 1
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deploybench.runtimes.base import ConcurrentRuntime, Runtime
+from deploybench.stats import Stats, median_interval, percentile, relative_half_width
 
 
 @dataclass(frozen=True)
@@ -62,69 +62,6 @@ class MeasurePolicy:
             ci_target=0.05,
             max_seconds=2.0,
         )
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Latency statistics in milliseconds, derived from raw samples."""
-
-    n: int
-    min: float
-    mean: float
-    median: float
-    p90: float
-    p95: float
-    p99: float
-    max: float
-    std: float
-    cv: float
-
-    @classmethod
-    def from_samples(cls, samples_ms: list[float]) -> Stats:
-        if not samples_ms:
-            raise ValueError("no samples")
-        data = sorted(samples_ms)
-        n = len(data)
-        mean = sum(data) / n
-        std = math.sqrt(sum((x - mean) ** 2 for x in data) / (n - 1)) if n > 1 else 0.0
-        return cls(
-            n=n,
-            min=data[0],
-            mean=mean,
-            median=percentile(data, 50),
-            p90=percentile(data, 90),
-            p95=percentile(data, 95),
-            p99=percentile(data, 99),
-            max=data[-1],
-            std=std,
-            cv=std / mean if mean > 0 else 0.0,
-        )
-
-
-def percentile(sorted_data: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default method)."""
-    if len(sorted_data) == 1:
-        return sorted_data[0]
-    rank = (len(sorted_data) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(sorted_data) - 1)
-    return sorted_data[low] + (sorted_data[high] - sorted_data[low]) * (rank - low)
-
-
-def median_interval(sorted_data: list[float], z: float = 1.96) -> tuple[float, float]:
-    """Distribution-free 95 % confidence interval of the median, from order statistics.
-
-    The ranks ``n/2 ∓ z·√n/2`` (the binomial's normal approximation, 1-based, widened
-    outwards); with 10 samples this is the whole range, so a short run never claims precision.
-    """
-    n = len(sorted_data)
-    low = math.floor(n / 2 - z * math.sqrt(n) / 2)
-    high = math.ceil(1 + n / 2 + z * math.sqrt(n) / 2)
-    return sorted_data[max(low - 1, 0)], sorted_data[min(high - 1, n - 1)]
-
-
-def relative_half_width(interval: tuple[float, float], median: float) -> float:
-    return (interval[1] - interval[0]) / (2 * median) if median > 0 else 0.0
 
 
 @dataclass
@@ -279,11 +216,14 @@ class _ConcurrentDriver(_Driver):
     def window(self, done: Done) -> _Window:
         runtime, feeds, clock = self.runtime, self.feeds, self.clock
         samples: list[float] = []  # appended from the runtime's callback threads
+
+        def completion(t0: int) -> Callable[[], None]:
+            return lambda: samples.append((clock() - t0) / 1e6)
+
         start = clock()
         while not done(samples, (clock() - start) / 1e9):
             runtime.wait_idle()
-            t0 = clock()
-            runtime.submit(feeds, lambda t0=t0: samples.append((clock() - t0) / 1e6))
+            runtime.submit(feeds, completion(clock()))
         runtime.wait_all()
         return _Window(samples, [], (clock() - start) / 1e9)
 

@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
@@ -31,7 +31,8 @@ from urllib.parse import quote
 from deploybench.comparability import COMPARED_CONFIG, IncompatibleBaselineError, incompatibilities
 from deploybench.errors import DeployBenchError
 from deploybench.regress import MAD_TO_SIGMA, robust_spread_ms
-from deploybench.results import Results, Row
+from deploybench.results import Results, Row, Status
+from deploybench.stats import Stats
 
 HISTORY_ENV = "DEPLOYBENCH_HISTORY"
 SCHEMA_VERSION = 1
@@ -244,7 +245,8 @@ class History:
                     json.dumps(results.config, default=str),
                 ),
             )
-            run_id = int(cursor.lastrowid)
+            assert cursor.lastrowid is not None, "an INSERT gives a row id"
+            run_id = cursor.lastrowid
             conn.executemany(
                 "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [self._cell_values(run_id, row) for row in results.rows],
@@ -253,12 +255,11 @@ class History:
 
     @staticmethod
     def _cell_values(run_id: int, row: Row) -> tuple:
-        stats = row.stats or {}
         stored = row.to_dict()
         stored["samples_ms"] = []  # raw samples stay in the results file; their spread is kept below
         return (
             run_id,
-            row.key,
+            str(row.key),
             row.model,
             row.format,
             row.runtime,
@@ -266,12 +267,12 @@ class History:
             row.precision,
             row.batch,
             row.status,
-            stats.get("median"),
-            robust_spread_ms(row) if stats else None,
+            row.stats.median if row.stats else None,
+            robust_spread_ms(row) if row.stats else None,
             row.ms_per_image,
             row.throughput,
-            row.memory.get("peak_rss_mb"),
-            row.memory.get("peak_device_mb"),
+            row.peak_rss_mb,
+            row.peak_device_mb,
             row.parity_verdict,
             json.dumps(stored, default=str),
         )
@@ -387,23 +388,30 @@ class History:
         return found
 
 
+def _median(row: Row) -> float:
+    """The row's median latency; 0 when it has none."""
+    value = row.stats.median if row.stats else 0.0
+    return 0.0 if math.isnan(value) else value
+
+
 def _baseline_row(points: list[tuple[Row, float | None]]) -> Row:
     """One synthetic row standing for a cell across several runs (newest first)."""
     latest = points[0][0]
-    if latest.status != "ok" or not latest.stats:
+    if latest.status != Status.OK or not latest.stats:
         return latest  # the last known state of the cell is a failure: nothing to time against
-    ok = [(row, spread) for row, spread in points if row.status == "ok" and row.stats and row.stats.get("median")]
+    ok = [(row, spread) for row, spread in points if row.status == Status.OK and _median(row)]
     row = Row.from_dict(latest.to_dict())  # status, parity and labels of the latest run
-    medians = [r.stats["median"] for r, _ in ok]  # type: ignore[index]
+    medians = [_median(r) for r, _ in ok]
     center = median(medians)
     within = median([s for _, s in ok if s is not None] or [0.0])
     across = MAD_TO_SIGMA * median([abs(m - center) for m in medians])
     spread = math.hypot(within, across)
-    row.stats = {"median": center, "std": spread, "cv": spread / center, "n": len(ok)}
+    # Known across the runs: the centre and the spread; a single run's order statistics are not.
+    row.stats = Stats.from_dict({"median": center, "std": spread, "cv": spread / center, "n": len(ok)})
     row.ms_per_image = median([r.ms_per_image for r, _ in ok if r.ms_per_image is not None] or [center / row.batch])
     throughputs = [r.throughput for r, _ in ok if r.throughput is not None]
     row.throughput = median(throughputs) if throughputs else None
-    rss = [r.memory["peak_rss_mb"] for r, _ in ok if r.memory.get("peak_rss_mb") is not None]
-    if rss:
-        row.memory = dict(row.memory, peak_rss_mb=median(rss))
+    rss = [r.peak_rss_mb for r, _ in ok if r.peak_rss_mb is not None]
+    if rss and row.memory:
+        row.memory = replace(row.memory, peak_rss_mb=median(rss))
     return row

@@ -31,7 +31,7 @@ def _resized(image: Any, input_spec: InputSpec) -> np.ndarray:
     from PIL import Image
 
     channels, height, width = input_spec.shape
-    image = image.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
+    image = image.convert("RGB" if channels == 3 else "L").resize((width, height), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.float32).reshape(height, width, -1).transpose(2, 0, 1) / 255.0
     lo, hi = input_spec.value_range
     return array * (hi - lo) + lo

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from deploybench.cell import Cell, run_cells
-from deploybench.results import Row
+from deploybench.results import Row, Status
 from deploybench.worker import read_phase, row_file
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -90,7 +90,7 @@ def _one_worker(cells: list[Cell], timeout_s: float, on_phase: OnPhase, on_row: 
                             on_row(
                                 _failed(
                                     cells[finished],
-                                    "timeout",
+                                    Status.TIMEOUT,
                                     f"no result within {timeout_s:.0f} s; raise --timeout or check the runtime",
                                 )
                             )
@@ -110,7 +110,7 @@ def _one_worker(cells: list[Cell], timeout_s: float, on_phase: OnPhase, on_row: 
             message = f"worker died with {name}{why}; last output: {_tail(log_file)}"
         else:
             message = f"worker exited with code {returncode}; last output: {_tail(log_file, 2)}"
-        on_row(_failed(cells[finished], "crashed", message))
+        on_row(_failed(cells[finished], Status.CRASHED, message))
         return finished + 1
 
 
@@ -139,7 +139,7 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _failed(cell: Cell, status: str, message: str) -> Row:
+def _failed(cell: Cell, status: Status, message: str) -> Row:
     row = cell.empty_row()
     row.status, row.message = status, message
     return row

@@ -6,7 +6,7 @@ import contextlib
 import os
 import resource
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,20 @@ class MemoryReport:
     @property
     def rss_growth_mb(self) -> float:
         return self.peak_rss_mb - self.baseline_rss_mb
+
+    def rounded(self) -> MemoryReport:
+        """To 0.1 MB, as rows keep them."""
+        return replace(self, baseline_rss_mb=round(self.baseline_rss_mb, 1), peak_rss_mb=round(self.peak_rss_mb, 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rss_growth_mb"] = round(self.rss_growth_mb, 1)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryReport:
+        known: dict[str, Any] = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        return cls(**known)
 
 
 def _rss_bytes(process: Any) -> int:

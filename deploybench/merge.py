@@ -14,7 +14,7 @@ from typing import Any
 
 from deploybench.comparability import IncompatibleBaselineError, incompatibilities
 from deploybench.errors import ResultsError
-from deploybench.results import Results, Row
+from deploybench.results import CellKey, Results, Row
 
 # Config keys that legitimately differ between the shards of one sweep (or the documents merged from them).
 PER_SHARD_KEYS = ("shard", "argv", "merged_from", "shards", "missing_shards")
@@ -83,8 +83,8 @@ def merge(documents: Sequence[Results], force: bool = False) -> Results:
     if not documents:
         raise MergeError("nothing to merge; name at least one results file")
     _check_together(documents, force)
-    rows: dict[str, Row] = {}
-    owner: dict[str, int] = {}
+    rows: dict[CellKey, Row] = {}
+    owner: dict[CellKey, int] = {}
     for index, document in enumerate(documents, start=1):
         for row in document.rows:
             if row.key in rows and rows[row.key].to_dict() != row.to_dict():

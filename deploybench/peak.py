@@ -15,6 +15,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from deploybench.results import Status
+
 HOST_BOUND_SHARE = 0.05  # under 5 % of peak at a throughput batch: host- or launch-bound
 THROUGHPUT_BATCH = 32  # the smallest batch the GPU targets time for throughput (a100: 32, h100: 64)
 
@@ -157,7 +159,7 @@ def local_gpu() -> LocalGpu | None:
 
 def annotate(row: Any, flops_per_image: int | None, gpu: LocalGpu | None) -> None:
     """Give a measured GPU row its achieved TFLOP/s and % of peak, and the host-bound warning."""
-    if row.status != "ok" or not flops_per_image or gpu is None or not row.throughput:
+    if row.status != Status.OK or not flops_per_image or gpu is None or not row.throughput:
         return
     found = utilization(
         flops_per_image, row.throughput, row.batch, row.precision_used or row.precision, gpu.name, gpu.multiprocessors

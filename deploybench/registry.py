@@ -13,11 +13,18 @@ import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from deploybench.errors import DeployBenchError, MissingDependencyError, UnknownNameError
 
-T = TypeVar("T")
+
+class Plugin(Protocol):
+    """What every registered class declares: the name it registers under."""
+
+    name: ClassVar[str]
+
+
+T = TypeVar("T", bound=Plugin)
 
 
 @dataclass(frozen=True)

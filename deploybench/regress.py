@@ -38,7 +38,7 @@ from statistics import median
 
 from deploybench.comparability import IncompatibleBaselineError, incompatibilities
 from deploybench.errors import DeployBenchError, UsageError
-from deploybench.results import Results, Row
+from deploybench.results import CellKey, Results, Row, Status
 
 DEFAULT_MAX_SLOWDOWN = 0.05
 DEFAULT_MAX_MEMORY_GROWTH = 0.10
@@ -111,14 +111,15 @@ def robust_spread_ms(row: Row) -> float:
         mad = median([abs(s - center) for s in samples])
         if mad > 0:
             return MAD_TO_SIGMA * mad
-    return float((row.stats or {}).get("std") or 0.0)
+    std = row.stats.std if row.stats else 0.0
+    return 0.0 if math.isnan(std) else float(std)
 
 
 def _median_ms(row: Row | None) -> float | None:
-    if row is None or row.status != "ok" or not row.stats:
+    if row is None or row.status != Status.OK or not row.stats:
         return None
-    value = row.stats.get("median")
-    return float(value) if value else None
+    value = row.stats.median
+    return float(value) if value and not math.isnan(value) else None
 
 
 def _growth(old: float | None, new: float | None) -> float | None:
@@ -131,7 +132,7 @@ def _growth(old: float | None, new: float | None) -> float | None:
 class CellDelta:
     """One cell's comparison: the two rows, the figures derived from them, and the verdict."""
 
-    key: str
+    key: CellKey
     baseline: Row | None
     current: Row | None
     verdict: str = UNCHANGED
@@ -188,11 +189,11 @@ def cell_delta(baseline: Row | None, current: Row | None, thresholds: Thresholds
     if baseline is None:
         delta.verdict, delta.reasons = NEW, ["not in the baseline"]
         return delta
-    if baseline.status != "ok" or current.status != "ok":
-        if baseline.status == "ok":
+    if baseline.status != Status.OK or current.status != Status.OK:
+        if baseline.status == Status.OK:
             delta.verdict = REGRESSED
             delta.reasons.append(f"status ok -> {current.status}: {current.message[:80]}".rstrip(": "))
-        elif current.status == "ok":
+        elif current.status == Status.OK:
             delta.verdict, delta.reasons = IMPROVED, [f"status {baseline.status} -> ok"]
         else:
             delta.verdict, delta.reasons = FAILING, [f"status {baseline.status} -> {current.status}"]
@@ -218,8 +219,8 @@ def cell_delta(baseline: Row | None, current: Row | None, thresholds: Thresholds
         elif -delta.change > band:
             improved.append(f"faster by {format_percent(-delta.change)}")
 
-    delta.memory_growth = _growth(baseline.memory.get("peak_rss_mb"), current.memory.get("peak_rss_mb"))
-    delta.device_memory_growth = _growth(baseline.memory.get("peak_device_mb"), current.memory.get("peak_device_mb"))
+    delta.memory_growth = _growth(baseline.peak_rss_mb, current.peak_rss_mb)
+    delta.device_memory_growth = _growth(baseline.peak_device_mb, current.peak_device_mb)
     for label, growth in (("host", delta.memory_growth), ("device", delta.device_memory_growth)):
         if growth is not None and growth > thresholds.max_memory_growth:
             delta.reasons.append(

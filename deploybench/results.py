@@ -3,18 +3,66 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from deploybench.errors import ResultsError
 from deploybench.files import write_json_atomic
+from deploybench.memory import MemoryReport
 from deploybench.model_facts import ModelFacts
+from deploybench.parity import Parity
+from deploybench.stats import Stats
 
 SCHEMA_VERSION = 1
-# Every status a row can end with: "ok", or how it failed (each failure carries a message).
-STATUSES = ("ok", "error", "oom", "timeout", "crashed", "export-failed")
+
+
+class Status(str, Enum):
+    """How a row ended: ``ok``, or how it failed (every failure carries a message).
+
+    A ``str`` enum: it is written to JSON as its value and equals that text.
+    """
+
+    OK = "ok"
+    ERROR = "error"  # the runtime or the parity check raised
+    OOM = "oom"  # out of memory, host or device
+    TIMEOUT = "timeout"  # the worker hung past --timeout and was killed
+    CRASHED = "crashed"  # the worker died (a signal, a native abort)
+    EXPORT_FAILED = "export-failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATUSES = tuple(status.value for status in Status)
+
+
+@dataclass(frozen=True, order=True)
+class CellKey:
+    """What names one cell: the planned cell, the cell a worker measures and its row share it.
+
+    Its text, ``model|format|runtime|device|precision|batch``, is how the history database and
+    the shard hash store it; ``parse`` reads it back.
+    """
+
+    model: str
+    format: str
+    runtime: str
+    device: str
+    precision: str
+    batch: int
+
+    def __str__(self) -> str:
+        return "|".join(str(value) for value in astuple(self))
+
+    @classmethod
+    def parse(cls, text: str) -> CellKey:
+        model, fmt, runtime, device, precision, batch = text.split("|")
+        return cls(model, fmt, runtime, device, precision, int(batch))
+
+
 # Fields that name a row's cell, with their types: a row without them is not deploybench's.
 KEY_FIELDS: dict[str, type] = {
     "model": str,
@@ -28,6 +76,22 @@ WHERE_FROM = "pass the results.json that deploybench compare --out wrote"
 
 
 @dataclass
+class ArtifactRecord:
+    """The artifact a row ran: where it lies, its size, and how it was obtained."""
+
+    path: str | None = None
+    size_mb: float | None = None
+    export_seconds: float | None = None
+    cache_hit: bool | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)  # exporter details worth keeping (opset, calibration)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArtifactRecord:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
 class Row:
     """One (model, format, runtime, device, precision, batch) cell and everything measured for it."""
 
@@ -37,14 +101,14 @@ class Row:
     device: str
     precision: str
     batch: int
-    status: str = "ok"  # one of STATUSES; every status but ok carries a message
+    status: Status = Status.OK  # every status but ok carries a message
     message: str = ""
     precision_used: str | None = None
     timed_region: str = ""
     threads: int | None = None
-    stats: dict[str, float] | None = None
+    stats: Stats | None = None
     samples_ms: list[float] = field(default_factory=list)
-    device_stats: dict[str, float] | None = None  # CUDA-event GPU time, where the stream is visible
+    device_stats: Stats | None = None  # CUDA-event GPU time, where the stream is visible
     ms_per_image: float | None = None
     throughput: float | None = None
     items_per_call: int | None = None
@@ -58,9 +122,9 @@ class Row:
     batch_shape: str | None = None  # "static": built/compiled for this batch; "dynamic": a batch range
     first_inference_ms: float | None = None
     load_seconds: float | None = None
-    memory: dict[str, Any] = field(default_factory=dict)  # figures in MB, plus rss_source and device_source
-    artifact: dict[str, Any] = field(default_factory=dict)
-    parity: dict[str, Any] | None = None
+    memory: MemoryReport | None = None  # figures in MB, with the source of each
+    artifact: ArtifactRecord | None = None  # None: the in-memory PyTorch module
+    parity: Parity | None = None
     parity_reference: str | None = None  # what parity compared against, e.g. "pytorch-fp32"
     runtime_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -69,18 +133,36 @@ class Row:
     utilization: dict[str, Any] | None = None  # GPU rows: achieved TFLOP/s and share of the dense peak
     gflops_per_s: float | None = None  # the model's FLOPs per image x images per second
 
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)  # "crashed" and Status.CRASHED are one status
+
     @property
-    def key(self) -> str:
-        return "|".join(
-            str(v) for v in (self.model, self.format, self.runtime, self.device, self.precision, self.batch)
-        )
+    def key(self) -> CellKey:
+        return CellKey(self.model, self.format, self.runtime, self.device, self.precision, self.batch)
 
     @property
     def parity_verdict(self) -> str | None:
-        return self.parity["verdict"] if self.parity else None
+        return self.parity.verdict if self.parity else None
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        return self.memory.peak_rss_mb if self.memory else None
+
+    @property
+    def peak_device_mb(self) -> float | None:
+        return self.memory.peak_device_mb if self.memory else None
+
+    @property
+    def artifact_mb(self) -> float | None:
+        return self.artifact.size_mb if self.artifact else None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON form: typed parts as the objects they were decoded from (schema version 1)."""
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["memory"] = self.memory.to_dict() if self.memory else {}
+        data["artifact"] = asdict(self.artifact) if self.artifact else {}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:
@@ -91,14 +173,21 @@ class Row:
             value = data.get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ResultsError(f"a row has {name} {value!r}; every row names its cell with {', '.join(KEY_FIELDS)}")
-        status = data.get("status", "ok")
+        status = data.get("status", Status.OK.value)
         if status not in STATUSES:
             raise ResultsError(
                 f"row {_cell_key(data)} has status {status!r}, which deploybench never writes "
                 f"(valid: {', '.join(STATUSES)})"
             )
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        row = cls(**{k: v for k, v in data.items() if k in known})
+        # Decoded once, here: every reader gets objects, never the raw keys.
+        row.stats = Stats.from_dict(data["stats"]) if data.get("stats") else None
+        row.device_stats = Stats.from_dict(data["device_stats"]) if data.get("device_stats") else None
+        row.memory = MemoryReport.from_dict(data["memory"]) if data.get("memory") else None
+        row.artifact = ArtifactRecord.from_dict(data["artifact"]) if data.get("artifact") else None
+        row.parity = Parity.from_dict(data["parity"]) if data.get("parity") else None
+        return row
 
 
 def _cell_key(data: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ keeps its status and numbers, and gains a warning that says so and by how much.
 
 from __future__ import annotations
 
-from deploybench.results import Results, Row
+from deploybench.results import Results, Row, Status
 
 SLOWER_THAN_EAGER_LIMIT = 3.0
 MISCONFIGURED = "likely misconfiguration"
@@ -19,7 +19,7 @@ def eager_rows(results: Results) -> dict[tuple[str, str, int], Row]:
     return {
         (r.model, r.device, r.batch): r
         for r in results.rows
-        if r.runtime == "torch" and r.precision == "fp32" and r.status == "ok" and r.ms_per_image
+        if r.runtime == "torch" and r.precision == "fp32" and r.status == Status.OK and r.ms_per_image
     }
 
 
@@ -33,7 +33,7 @@ def flag_slower_than_eager(results: Results, limit: float = SLOWER_THAN_EAGER_LI
     for row in results.rows:
         row.warnings = [w for w in row.warnings if not w.startswith(MISCONFIGURED)]
         base = eager.get((row.model, row.device, row.batch))
-        if base is None or row is base or row.status != "ok" or not row.ms_per_image:
+        if base is None or row is base or row.status != Status.OK or not row.ms_per_image:
             continue
         ratio = row.ms_per_image / base.ms_per_image  # type: ignore[operator]
         if ratio > limit:

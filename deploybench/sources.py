@@ -125,7 +125,8 @@ def read_onnx_graph(path: Path) -> OnnxGraph:
             "re-export it, or check that the path names the model file",
         )
     batch_axes = {t.shape[0] for t in inputs if t.shape}
-    fixed = next(iter(batch_axes)) if len(batch_axes) == 1 and isinstance(next(iter(batch_axes)), int) else None
+    first = next(iter(batch_axes)) if len(batch_axes) == 1 else None
+    fixed = first if isinstance(first, int) else None
     # Symbolic axes other than the batch have no size to read; 1 is what the file allows for sure.
     specs = [
         InputSpec(
@@ -289,7 +290,8 @@ def _load_yolo_file(path: Path, ref: ModelRef) -> Any:
             "pass --trust-checkpoint if you trust their author"
         )
     # renamed from attempt_load_one_weight in Ultralytics 8.4
-    loader = getattr(tasks, "load_checkpoint", None) or tasks.attempt_load_one_weight
+    names = ("load_checkpoint", "attempt_load_one_weight")
+    loader = next(getattr(tasks, name) for name in names if hasattr(tasks, name))
     with reading("YOLO weights", path, "it is corrupt or not an Ultralytics checkpoint"):
         model, _ = loader(str(path))
     return model.float()
@@ -310,17 +312,17 @@ def _prepare_yolo_for_export(model: Any) -> Any:
     from ultralytics.nn.modules.head import Classify, Detect
 
     model = model.fuse(verbose=False).eval()
-    for module in model.modules():
+    for layer in model.modules():
         # Detect covers its Segment, Pose and OBB subclasses. In export mode a detection head
         # returns one tensor instead of (y, feature maps) and a Classify head its probabilities
         # alone instead of (probabilities, logits).
-        if isinstance(module, (Detect, Classify)):
-            module.export = True
-            module.format = "onnx"
-        if isinstance(module, Detect):
+        if isinstance(layer, (Detect, Classify)):
+            head: Any = layer  # the export flags are plain attributes torch's typing does not know
+            head.export, head.format = True, "onnx"
+        if isinstance(layer, Detect):
             # Recompute anchors every call instead of comparing cached shapes: that comparison
             # guards on the batch size and makes torch.export specialise it away.
-            module.dynamic = True
+            layer.dynamic = True
     return model
 
 
@@ -387,8 +389,8 @@ class TimmSource(ModelSource):
             from deploybench.models import ALIASES
 
             raise UnknownNameError("model", name, [*timm.list_models(), *ALIASES])
-        cfg = timm.get_pretrained_cfg(name)
-        cfg = cfg.to_dict() if cfg is not None else {}
+        pretrained_cfg = timm.get_pretrained_cfg(name)
+        cfg: dict[str, Any] = pretrained_cfg.to_dict() if pretrained_cfg is not None else {}
         size = tuple(cfg.get("input_size", (3, 224, 224)))
         input_spec = InputSpec(
             name="input",
@@ -466,8 +468,8 @@ def load_checkpoint(module: Any, path: Path, trust: bool = False, partial: bool 
             "it is corrupt or not a checkpoint: pass a .safetensors file or a torch.save()d state dict"
         ) from exc
     for key in ("state_dict", "model_state_dict", "model", "ema"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
+        if isinstance(state, dict) and isinstance(inner := state.get(key), dict):
+            state = inner
     if not isinstance(state, dict):
         raise ModelSpecError(
             f"checkpoint {path.name} holds a {type(state).__name__}, not a state dict; save model.state_dict() instead"

@@ -31,7 +31,7 @@ from deploybench.inputs import seeded_inputs
 from deploybench.model_facts import ModelFacts, model_facts
 from deploybench.models import ModelRef, ModelSpec, resolve
 from deploybench.progress import Progress
-from deploybench.results import Results, Row
+from deploybench.results import ArtifactRecord, CellKey, Results, Row, Status
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.sanity import flag_slower_than_eager
 
@@ -192,6 +192,10 @@ class PlannedCell:
     format: str
     precision: str
     artifact_precision: str
+
+    def key(self, model_name: str, device: str, batch: int) -> CellKey:
+        """The key of this cell at ``batch`` (``model`` may be an alias; rows carry the resolved name)."""
+        return CellKey(model_name, self.format, self.runtime, device, self.precision, batch)
 
 
 def format_of(runtime: str, wanted: tuple[str, ...] | None) -> str | None:
@@ -371,7 +375,13 @@ def build_reference(
             arrays["dataset_reference"] = run_in_chunks(runtime, dataset["dataset_inputs"], spec.fixed_batch or 32)[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays.update({f"output{i}": o for i, o in enumerate(outputs)})
-    np.savez(path, n_outputs=len(outputs), inputs_origin=origin, **batches.save_arrays(inputs, "inputs"), **arrays)
+    contents: dict[str, Any] = {
+        "n_outputs": len(outputs),
+        "inputs_origin": origin,
+        **arrays,
+        **batches.save_arrays(inputs, "inputs"),
+    }
+    np.savez(path, **contents)
     return path
 
 
@@ -394,7 +404,7 @@ def export_batch(static_per_batch: bool, batch: int, batches: tuple[int, ...], d
     return _export_batch_range(batches)
 
 
-def shard_of(key: str, shards: int) -> int:
+def shard_of(key: CellKey | str, shards: int) -> int:
     """A stable 1-based shard for a cell key (the same on every machine and Python).
 
     SHA-256 rather than CRC-32: CRC is linear, so keys that differ in one character (batch 1
@@ -402,7 +412,7 @@ def shard_of(key: str, shards: int) -> int:
     """
     import hashlib
 
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % shards + 1
+    return int.from_bytes(hashlib.sha256(str(key).encode()).digest()[:8], "big") % shards + 1
 
 
 ProgressFn = Callable[[str], None]
@@ -429,7 +439,7 @@ class Sweep:
             progress(f"warning: {warning}")
         self.work_dir = work_dir or cache.root / "references"
         # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
-        self.done = {row.key for row in results.rows if row.status == "ok" or not config.retry_failed}
+        self.done = {row.key for row in results.rows if row.status == Status.OK or not config.retry_failed}
         self.skipped: list[SkippedCell] = []
         # GPU rows get their share of the device's dense peak (deploybench.peak).
         self.gpu = peak.local_gpu() if config.device.startswith("cuda") else None
@@ -466,7 +476,7 @@ class Sweep:
             self.results.save(self.results_path)
         return self.results
 
-    def _in_shard(self, key: str) -> bool:
+    def _in_shard(self, key: CellKey) -> bool:
         index, count = self.config.shard
         return count == 1 or shard_of(key, count) == index
 
@@ -517,37 +527,30 @@ class Sweep:
                 for group in groups:
                     self._run_artifact(spec, item, group, str(reference), facts)
 
-    def _key(self, spec: ModelSpec, item: PlannedCell, batch: int) -> str:
-        return Row(spec.name, item.format, item.runtime, self.config.device, item.precision, batch).key
+    def _key(self, spec: ModelSpec, item: PlannedCell, batch: int) -> CellKey:
+        return item.key(spec.name, self.config.device, batch)
 
     def _export_batch(self, item: PlannedCell, batch: int) -> BatchRange:
         static = item.format != PYTORCH_FORMAT and registry.exporters.get(item.format).static_per_batch
         return export_batch(static, batch, self.config.batch_sizes, self.config.dynamic_batch)
 
-    def _artifact(self, spec: ModelSpec, item: PlannedCell, batch: BatchRange) -> tuple[str | None, dict]:
-        """Export through the cache; returns the folder (None for the module) or the failure."""
+    def _artifact(self, spec: ModelSpec, item: PlannedCell, batch: BatchRange) -> ArtifactRecord | str | None:
+        """Export through the cache: the artifact's record, the export's failure (its message), or
+        None for the in-memory module."""
         if item.format == PYTORCH_FORMAT:
-            return None, {}
+            return None
         exporter = registry.exporters.get(item.format)()
         options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device, batch=batch)
         self.tracker.phase("export")
         try:
             artifact, hit = self.cache.get_or_export(exporter, spec, options)
         except DeployBenchError as exc:
-            return None, {"error": str(exc)}
-        self.progress(
-            f"{spec.name}: {item.format} {item.artifact_precision} "
-            f"{'cached' if hit else 'exported in {:.1f} s'.format(artifact.manifest['export_seconds'])}"
-        )
-        return str(artifact.path), {
-            "cache_hit": hit,
-            "export_seconds": artifact.manifest.get("export_seconds"),
-            "manifest": {
-                k: artifact.manifest.get(k)
-                for k in ("onnx_exporter", "calibration", "opset")
-                if artifact.manifest.get(k) is not None
-            },
-        }
+            return str(exc)
+        seconds = artifact.manifest.get("export_seconds")
+        how = "cached" if hit else f"exported in {seconds:.1f} s"
+        self.progress(f"{spec.name}: {item.format} {item.artifact_precision} {how}")
+        kept = {k: artifact.manifest[k] for k in ("onnx_exporter", "calibration", "opset") if artifact.manifest.get(k)}
+        return ArtifactRecord(path=str(artifact.path), export_seconds=seconds, cache_hit=hit, manifest=kept)
 
     def _run_artifact(
         self, spec: ModelSpec, item: PlannedCell, sizes: list[int], reference: str, facts: ModelFacts | None
@@ -556,7 +559,8 @@ class Sweep:
         config = self.config
         labels = {batch: f"{spec.name} {item.runtime}/{item.format} {item.precision} b{batch}" for batch in sizes}
         self.tracker.begin(labels[sizes[0]])
-        artifact_dir, export_info = self._artifact(spec, item, self._export_batch(item, sizes[0]))
+        exported = self._artifact(spec, item, self._export_batch(item, sizes[0]))
+        record = exported if isinstance(exported, ArtifactRecord) else None
         cells = [
             Cell(
                 model=spec.ref,
@@ -567,7 +571,7 @@ class Sweep:
                 batch=batch,
                 device=config.device,
                 precision=item.precision,
-                artifact_dir=artifact_dir,
+                artifact_dir=record.path if record else None,
                 reference=reference,
                 runtime_options=replace(
                     config.runtime_options,
@@ -584,11 +588,11 @@ class Sweep:
             for batch in sizes
         ]
         rows: list[Row] = []
-        if "error" in export_info:
+        if isinstance(exported, str):
             for cell in cells:
                 row = cell.empty_row()
-                row.status, row.message = "export-failed", export_info["error"]
-                rows.append(self._finish_row(spec, row, export_info, facts, labels[cell.batch], measured=False))
+                row.status, row.message = Status.EXPORT_FAILED, exported
+                rows.append(self._finish_row(spec, row, None, facts, labels[cell.batch], measured=False))
             return rows
 
         def on_phase(cell: Cell, phase: str) -> None:
@@ -597,25 +601,38 @@ class Sweep:
             self.tracker.phase(phase)
 
         def on_row(row: Row) -> None:
-            rows.append(self._finish_row(spec, row, export_info, facts, labels[row.batch]))
+            rows.append(self._finish_row(spec, row, record, facts, labels[row.batch]))
 
         isolation.run_group(cells, isolate=config.isolate, timeout_s=config.timeout_s, on_phase=on_phase, on_row=on_row)
         return rows
 
     def _finish_row(
-        self, spec: ModelSpec, row: Row, export_info: dict, facts: ModelFacts | None, label: str, measured: bool = True
+        self,
+        spec: ModelSpec,
+        row: Row,
+        exported: ArtifactRecord | None,
+        facts: ModelFacts | None,
+        label: str,
+        measured: bool = True,
     ) -> Row:
-        """What the sweep adds to a worker's row (artifact, reference, weights, FLOP rates); recorded at once."""
+        """What the sweep adds to a worker's row (how the artifact was obtained, the reference, the
+        weights, FLOP rates); recorded at once."""
         if self.tracker.cell != label:
             self.tracker.begin(label)
-        if row.status != "export-failed":
-            row.artifact.update(export_info)
-            if row.parity is not None:
-                row.parity_reference = reference_source(spec).label
+        if exported is not None:  # the worker knows the artifact's size; the sweep, how it was obtained
+            measured_file = row.artifact or ArtifactRecord(path=exported.path)
+            row.artifact = replace(
+                measured_file,
+                export_seconds=exported.export_seconds,
+                cache_hit=exported.cache_hit,
+                manifest=exported.manifest,
+            )
+        if row.parity is not None:
+            row.parity_reference = reference_source(spec).label
         row.weights = spec.weights
         if facts is not None:
             peak.annotate(row, facts.flops, self.gpu)
-            if row.status == "ok" and (achieved := facts.achieved_gflops(row.throughput)) is not None:
+            if row.status == Status.OK and (achieved := facts.achieved_gflops(row.throughput)) is not None:
                 row.gflops_per_s = round(achieved, 3)
         self._record(row)
         self.tracker.finish(describe(row), measured=measured)
@@ -623,7 +640,7 @@ class Sweep:
 
     def _auto_stop(self, spec: ModelSpec, item: PlannedCell, row: Row) -> bool:
         """--batch auto: stop growing once throughput gains under 5 % or a batch fails."""
-        if row.status != "ok":
+        if row.status != Status.OK:
             return True
         previous = [
             r
@@ -632,14 +649,14 @@ class Sweep:
             and r.runtime == item.runtime
             and r.precision == item.precision
             and r.batch < row.batch
-            and r.status == "ok"
+            and r.status == Status.OK
         ]
         best = max((r.throughput or 0 for r in previous), default=0)
         return bool(previous) and (row.throughput or 0) < best * 1.05
 
 
 def describe(row: Row) -> str:
-    if row.status != "ok":
+    if row.status != Status.OK:
         return f"{row.status}: {row.message}"
     verdict = row.parity_verdict or "no parity"
     return f"{row.ms_per_image:.3f} ms/img, {row.throughput:.1f} img/s, parity {verdict}"

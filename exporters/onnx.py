@@ -136,6 +136,8 @@ class OnnxExporter(Exporter):
             external_data=large,
             verbose=False,
         )
+        if program is None:  # torch returns None only from the TorchScript path, which dynamo=True skips
+            raise ExportError("torch.onnx.export(dynamo=True) returned no program; update torch or pass --opset")
         program.save(str(path), external_data=large)
 
     @staticmethod

@@ -76,7 +76,9 @@ class TensorRTExporter(Exporter):
         return replace(options, timing_cache=str(cache_root / TIMING_CACHE_NAME))
 
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
-        trt = import_tensorrt()
+        import_tensorrt()
+        import tensorrt as trt
+
         cache_file = timing_cache_path(options)
         # The ONNX graph is an intermediate: built in a scratch folder that is gone before the
         # artifact's files are recorded, so the artifact's size is the engine's.

@@ -126,7 +126,11 @@ class Runtime(ABC):
             raise RuntimeLoadError(f"{artifact.file} does not exist; export it again")
         self.artifact = artifact
         self.info = {"device": self.options.device, "precision": self.options.precision}
-        self._load(artifact)
+        try:
+            self._load(artifact)
+        except BaseException:
+            self._unload()  # what a failed load had made (an engine without a context) goes now
+            raise
         self._loaded = True
         return self
 
@@ -172,7 +176,10 @@ class Runtime(ABC):
         """Load and compile; fill ``self.info`` with what was really used."""
 
     def _unload(self) -> None:
-        """Release the model; the default drops references and lets GC do the rest."""
+        """Release the model; the default drops references and lets GC do the rest.
+
+        Also called after a ``_load`` that failed part-way, so it must accept any state
+        ``__init__`` declared."""
 
     @abstractmethod
     def prepare(self, batch: Batch) -> Any:

@@ -70,6 +70,19 @@ class OnnxRuntime(Runtime):
     extra = "onnx"
     timed_region = "CPU: session.run on host arrays, outputs returned to host"
 
+    def __init__(self, options: RuntimeOptions | None = None) -> None:
+        super().__init__(options)
+        self._session: Any = None  # ort.InferenceSession, made at load
+        self._binding: Any = None  # IOBinding on a GPU
+        self._graph: GraphBuffers | None = None  # fixed buffers a captured CUDA graph replays
+        self._inputs: list[str] = []
+        self._feed_dtypes: list[Any] = []
+        self._output_names: list[str] = []
+        self._on_device = False
+        self._result: list[np.ndarray] = []
+        self._placement_pending = False
+        self._profile_dir: tempfile.TemporaryDirectory[str] | None = None  # the placement profile, GPU only
+
     def _load(self, artifact: Artifact) -> None:
         import onnxruntime as ort
 
@@ -104,7 +117,6 @@ class OnnxRuntime(Runtime):
         self._feed_dtypes = [FEED_DTYPES[i.type] for i in graph_inputs]
         self._output_names = [o.name for o in self._session.get_outputs()]
         self._on_device = self.options.device == "cuda" and self.options.io_binding
-        self._result: list[np.ndarray] = []
         precision = "tf32" if self.options.precision == "tf32" else artifact.precision
         batch_axis = graph_inputs[0].shape[0] if graph_inputs[0].shape else None
         self.info.update(
@@ -164,7 +176,8 @@ class OnnxRuntime(Runtime):
         self.synchronize()
         placement = read_placement(self._session)
         self.info["node_placement"] = placement.to_dict()
-        self._profile_dir.cleanup()
+        if self._profile_dir is not None:
+            self._profile_dir.cleanup()
 
     def _session_options(self, ort: Any, artifact: Artifact) -> Any:
         """Threads (intra-op; one inter-op) and the graph optimisation level."""
@@ -179,6 +192,9 @@ class OnnxRuntime(Runtime):
 
     def _unload(self) -> None:
         self._session = self._binding = self._graph = None
+        if self._profile_dir is not None:  # a load that failed before its first run
+            self._profile_dir.cleanup()
+            self._profile_dir = None
 
     def prepare(self, batch: Batch) -> Any:
         parts = arrays(batch)

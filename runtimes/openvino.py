@@ -22,7 +22,7 @@ from deploybench.artifact import Artifact
 from deploybench.batch import Batch, arrays
 from deploybench.batch import size as batch_size
 from deploybench.errors import RuntimeLoadError, UnsupportedError, first_line
-from deploybench.runtimes.base import ConcurrentRuntime
+from deploybench.runtimes.base import ConcurrentRuntime, RuntimeOptions
 
 # Requested precision -> INFERENCE_PRECISION_HINT. FP16 and INT8 IRs keep FP32 compute for
 # the layers they leave in float; "auto" lets OpenVINO choose and records what it chose.
@@ -57,6 +57,16 @@ class OpenVinoRuntime(ConcurrentRuntime):
         "every request of an AsyncInferQueue kept busy, each timed from start_async to its callback"
     )
 
+    def __init__(self, options: RuntimeOptions | None = None) -> None:
+        super().__init__(options)
+        self._core: Any = None  # ov.Core, made at load
+        self._model: Any = None  # the IR as read
+        self._device = self.options.device.upper()
+        self._threads = 0
+        self._compiled: dict[tuple[str, int], tuple[Any, int]] = {}  # (mode, batch) -> (compiled, requests)
+        self._request: Any = None
+        self._queue: Any = None  # AsyncInferQueue in throughput mode
+
     def _load(self, artifact: Artifact) -> None:
         import openvino as ov
 
@@ -71,9 +81,6 @@ class OpenVinoRuntime(ConcurrentRuntime):
                 f"{artifact.file.name} is not a readable OpenVINO IR ({first_line(exc)}); export it again"
             ) from exc
         self._threads = self.options.resolved_threads()
-        self._compiled: dict[tuple[str, int], tuple[Any, int]] = {}
-        self._request: Any = None
-        self._queue: Any = None
         self.info.update(threads=self._threads, openvino=ov.__version__, device_name=self._device)
 
     def _static_model(self, batch: int) -> Any:

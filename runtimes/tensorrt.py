@@ -9,13 +9,18 @@ Written against the TensorRT 10 Python API (name-based tensors, ``execute_async_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deploybench.artifact import Artifact
+from deploybench.batch import Batch, single
 from deploybench.errors import DeployBenchError, RuntimeLoadError, UnsupportedError
-from deploybench.runtimes.base import Runtime
+from deploybench.runtimes.base import Runtime, RuntimeOptions
+
+if TYPE_CHECKING:  # checked against tensorrt-stubs (make lint); imported at load time
+    import tensorrt as trt
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
 # TensorRT DataType member name -> torch dtype name, for the IO tensors deploybench allocates.
@@ -33,8 +38,12 @@ TORCH_DTYPES = {
 ENGINE_BINDINGS = {"tensorrt": "TensorRT", "compute_capability": "GPU compute capability"}
 
 
-def import_tensorrt() -> Any:
-    """The ``tensorrt`` module, or a clear error when it is installed but its libraries do not load."""
+def import_tensorrt() -> ModuleType:
+    """The ``tensorrt`` module, or a clear error when it is installed but its libraries do not load.
+
+    Callers import it again by name (``import tensorrt as trt``) after this check, so the type
+    checker sees the module's stubs rather than a ``ModuleType``.
+    """
     try:
         import tensorrt
     except (ImportError, OSError) as exc:  # e.g. libnvinfer missing or built for another CUDA
@@ -100,10 +109,26 @@ class TensorRTRuntime(Runtime):
         "execute_async_v3 on a dedicated CUDA stream + stream synchronize"
     )
 
+    def __init__(self, options: RuntimeOptions | None = None) -> None:
+        super().__init__(options)
+        # Made by _load and released by _unload in reverse order: each needs the one before.
+        self._logger: trt.ILogger | None = None  # must outlive every object made through it
+        self._trt_runtime: trt.Runtime | None = None
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
+        self._stream: Any = None  # a torch.cuda.Stream
+        self._bound: _Bindings | None = None
+        self._input = ""
+        self._outputs: list[str] = []
+        self._dtypes: dict[str, Any] = {}  # tensor name -> torch dtype
+        self._batch_range = (0, 0, 0)  # optimisation profile 0: min, opt, max
+
     def _load(self, artifact: Artifact) -> None:
         import torch
 
-        trt = import_tensorrt()
+        import_tensorrt()
+        import tensorrt as trt
+
         if not torch.cuda.is_available():
             raise RuntimeLoadError(
                 "TensorRT runs engines on a CUDA GPU and torch sees none here; "
@@ -117,23 +142,22 @@ class TensorRTRuntime(Runtime):
         # TensorRT allocates the weights and the context's activation memory itself, outside
         # torch's allocator; the drop in free device memory across loading measures both.
         free_before = torch.cuda.mem_get_info()[0]
-        self._logger = trt.Logger(trt.Logger.WARNING)  # must outlive every object made through it
+        self._logger = trt.Logger(trt.Logger.WARNING)
         self._trt_runtime = trt.Runtime(self._logger)
-        self._engine = self._trt_runtime.deserialize_cuda_engine(plan)
-        if self._engine is None:
+        engine = self._engine = self._trt_runtime.deserialize_cuda_engine(plan)
+        if engine is None:
             raise RuntimeLoadError(
                 f"TensorRT {trt.__version__} could not deserialize {artifact.file.name} "
                 "(see its message above); rebuild it with --force"
             )
-        self._context = self._engine.create_execution_context()
+        self._context = engine.create_execution_context()
         if self._context is None:
             raise RuntimeLoadError(
                 f"TensorRT could not create an execution context for {artifact.file.name}; the GPU may be out of memory"
             )
-        self._trt_bytes = max(free_before - torch.cuda.mem_get_info()[0], _activation_bytes(self._engine))
+        trt_bytes = max(free_before - torch.cuda.mem_get_info()[0], _activation_bytes(engine))
         self._stream = torch.cuda.Stream()
-        self._bound: _Bindings | None = None
-        self._describe_io(trt, torch)
+        self._describe_io(engine, trt, torch)
         # What the builder was allowed to use (INT8 engines also allow FP16 for layers without INT8 kernels).
         flags = [flag.lower() for flag in artifact.manifest.get("builder_flags") or ()]
         self.info.update(
@@ -142,15 +166,14 @@ class TensorRTRuntime(Runtime):
             builder_flags=artifact.manifest.get("builder_flags"),
             profile_batch=dict(zip(("min", "opt", "max"), self._batch_range)),
             batch_shape="static" if self._batch_range[0] == self._batch_range[2] else "dynamic",
-            engine_device_mb=round(self._trt_bytes / 2**20, 1),
+            engine_device_mb=round(trt_bytes / 2**20, 1),
             compute_capability=here["compute_capability"],
             gpu=here["gpu"],
             stream="dedicated torch.cuda.Stream",
         )
 
-    def _describe_io(self, trt: Any, torch: Any) -> None:
+    def _describe_io(self, engine: trt.ICudaEngine, trt: ModuleType, torch: ModuleType) -> None:
         """Input/output names, their torch dtypes, and the batch range of optimisation profile 0."""
-        engine = self._engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         if len(inputs) != 1:
@@ -178,10 +201,17 @@ class TensorRTRuntime(Runtime):
         self._context = None
         self._engine = None
         self._trt_runtime = None
+        self._logger = None
 
-    def prepare(self, batch: np.ndarray) -> _Bindings:
+    def _loaded_context(self) -> trt.IExecutionContext:
+        if self._context is None:
+            raise RuntimeLoadError("the TensorRT engine is not loaded; load() it first")
+        return self._context
+
+    def prepare(self, batch: Batch) -> _Bindings:
         import torch
 
+        batch = single(batch, self.name)
         low, _, high = self._batch_range
         if not low <= batch.shape[0] <= high:
             raise UnsupportedError(
@@ -190,14 +220,16 @@ class TensorRTRuntime(Runtime):
             )
         # Copy and allocate on the engine's stream, so the copy is ordered before execution
         # and torch's caching allocator ties the blocks to that stream.
+        context = self._loaded_context()
         with torch.cuda.stream(self._stream):
             host = torch.from_numpy(np.ascontiguousarray(batch))
             device_input = host.to(device="cuda", dtype=self._dtypes[self._input])
-            if not self._context.set_input_shape(self._input, tuple(device_input.shape)):
+            if not context.set_input_shape(self._input, tuple(device_input.shape)):
                 raise UnsupportedError(f"TensorRT refused input shape {tuple(device_input.shape)} for {self._input!r}")
             outputs = []
             for name in self._outputs:
-                shape = tuple(self._context.get_tensor_shape(name))
+                dims = context.get_tensor_shape(name)
+                shape = tuple(dims[i] for i in range(len(dims)))
                 if any(dim < 0 for dim in shape):
                     raise UnsupportedError(
                         f"output {name!r} has a data-dependent shape {shape}; "
@@ -209,16 +241,17 @@ class TensorRTRuntime(Runtime):
         return bindings
 
     def _bind(self, bindings: _Bindings) -> None:
-        self._context.set_input_shape(self._input, tuple(bindings.input.shape))
-        self._context.set_tensor_address(self._input, bindings.input.data_ptr())
+        context = self._loaded_context()
+        context.set_input_shape(self._input, tuple(bindings.input.shape))
+        context.set_tensor_address(self._input, bindings.input.data_ptr())
         for name, tensor in zip(self._outputs, bindings.outputs):
-            self._context.set_tensor_address(name, tensor.data_ptr())
+            context.set_tensor_address(name, tensor.data_ptr())
         self._bound = bindings
 
     def infer(self, feeds: _Bindings) -> None:
         if feeds is not self._bound:  # another prepared batch was bound since
             self._bind(feeds)
-        if not self._context.execute_async_v3(self._stream.cuda_stream):
+        if not self._loaded_context().execute_async_v3(self._stream.cuda_stream):
             raise DeployBenchError("TensorRT execute_async_v3 failed (see TensorRT's message above)")
 
     def synchronize(self) -> None:

@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from deploybench.artifact import Artifact
+from deploybench.batch import Batch, single
 from deploybench.errors import RuntimeLoadError, first_line
-from deploybench.runtimes.base import Runtime
+from deploybench.runtimes.base import Runtime, RuntimeOptions
 from deploybench.torch_utils import set_tf32, synchronize, tf32_enabled, to_numpy, torch_dtype
 
 # What one timed iteration holds, by device. On the CPU there is nothing to transfer or
@@ -22,11 +23,17 @@ TIMED_REGIONS = {
 
 class TorchRuntimeBase(Runtime):
     devices = ("cpu", "cuda")
-    precisions = ("fp32", "tf32", "fp16", "bf16")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "tf32", "fp16", "bf16")
     cuda_only_precisions = ("tf32",)
     requires = ("torch",)
     call: ClassVar[str] = "forward"  # what is called, in the timed region's words
     timed_region = TIMED_REGIONS["cpu"].format(call="forward")
+
+    def __init__(self, options: RuntimeOptions | None = None) -> None:
+        super().__init__(options)
+        self._dtype: Any = None  # the torch dtype inputs are cast to
+        self._callable: Any = None  # what _open made: a module, a scripted module, a package
+        self._result: Any = None
 
     def _load(self, artifact: Artifact) -> None:
         import torch
@@ -38,7 +45,6 @@ class TorchRuntimeBase(Runtime):
         torch.set_num_threads(threads)
         precision = self._compute_precision(artifact)
         self._dtype = torch_dtype(precision)
-        self._result: Any = None
         self.info.update(threads=threads, precision_used=precision, torch=torch.__version__)
         if self.options.device.startswith("cuda"):
             # torch leaves cuDNN's TF32 on by default: fp32 must mean IEEE fp32 here too. The
@@ -65,10 +71,10 @@ class TorchRuntimeBase(Runtime):
     def _unload(self) -> None:
         self._callable = self._result = None
 
-    def prepare(self, batch: np.ndarray) -> Any:
+    def prepare(self, batch: Batch) -> Any:
         import torch
 
-        return torch.from_numpy(batch).to(self.options.device, self._dtype)
+        return torch.from_numpy(single(batch, self.name)).to(self.options.device, self._dtype)
 
     def infer(self, feeds: Any) -> None:
         import torch

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from deploybench.artifact import Artifact
+from deploybench.batch import Batch
 from deploybench.runtimes.torch_base import TorchRuntimeBase
 from deploybench.torch_utils import module_for, strict_fp32
 
@@ -35,7 +34,7 @@ class TorchEagerRuntime(TorchRuntimeBase):
         """Hook for torch.compile."""
         return module
 
-    def prepare(self, batch: np.ndarray) -> Any:
+    def prepare(self, batch: Batch) -> Any:
         import torch
 
         tensor = super().prepare(batch)

@@ -56,45 +56,6 @@ def artifacts(cache: ArtifactCache, tiny: ModelSpec) -> ArtifactStore:
     return ArtifactStore(cache, tiny)
 
 
-def available_exporters() -> list:
-    """Every registered exporter; unavailable ones skip with their reason."""
-    params = []
-    for name in registry.exporters.names():
-        try:
-            ok = registry.exporters.availability(name)
-            needs_gpu = "cpu" not in registry.exporters.get(name).devices
-        except Exception as exc:  # a plugin that fails to import is reported, not hidden
-            params.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name}: {exc}")))
-            continue
-        if not ok.ok:
-            params.append(pytest.param(name, marks=pytest.mark.skip(reason=ok.reason)))
-        elif needs_gpu:
-            params.append(
-                pytest.param(name, marks=pytest.mark.skip(reason=f"{name} exports for GPUs only; no GPU in CI"))
-            )
-        else:
-            params.append(name)
-    return params
-
-
-def cpu_runtimes() -> list:
-    params = []
-    for name in registry.runtimes.names():
-        try:
-            cls = registry.runtimes.get(name)
-            ok = registry.runtimes.availability(name)
-        except Exception as exc:
-            params.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name}: {exc}")))
-            continue
-        if not ok.ok:
-            params.append(pytest.param(name, marks=pytest.mark.skip(reason=ok.reason)))
-        elif "cpu" not in cls.devices:
-            params.append(pytest.param(name, marks=pytest.mark.skip(reason=f"{name} runs on GPUs only; no GPU in CI")))
-        else:
-            params.append(name)
-    return params
-
-
 @pytest.fixture
 def sample_factory_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A user's own model module on sys.path, as ``module:factory`` users would write."""

@@ -64,7 +64,7 @@ def test_compare_resumes_an_output_folder(tmp_path: Path) -> None:
 def test_bench_and_export_return_typed_objects(tmp_path: Path) -> None:
     results = deploybench.bench("test_resnet", "onnxruntime", batches=[2], quick=True)
     (row,) = results.rows
-    assert (row.runtime, row.batch, row.status) == ("onnxruntime", 2, "ok") and row.stats["n"] >= 5
+    assert (row.runtime, row.batch, row.status) == ("onnxruntime", 2, "ok") and row.stats.n >= 5
     (fresh,) = deploybench.export("test_resnet", "onnx", cache=tmp_path)
     (again,) = deploybench.export("test_resnet", "onnx", cache=tmp_path)
     assert not fresh.cached and again.cached and again.artifact.path == fresh.artifact.path

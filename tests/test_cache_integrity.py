@@ -135,7 +135,7 @@ def test_a_damaged_entry_is_not_loaded_by_a_sweep(
     assert "damaged" in caplog.text
     (row,) = results.rows
     assert row.status == "ok" and row.parity_verdict == "pass"
-    assert row.artifact["cache_hit"] is False
+    assert row.artifact.cache_hit is False
 
 
 CONCURRENT_EXPORT = """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import helpers
 import pytest
 
 from deploybench.cli import main
@@ -262,7 +263,7 @@ def test_inconclusive_parity_exits_1_only_with_strict_parity(capsys) -> None:
     from deploybench.results import Results, Row
 
     def row(verdict: str) -> Row:
-        return Row("m", "onnx", "onnxruntime", "cpu", "int8", 1, parity={"verdict": verdict, "outputs": []})
+        return Row("m", "onnx", "onnxruntime", "cpu", "int8", 1, parity=helpers.parity(verdict))
 
     unsure = Results(rows=[row("pass"), row("inconclusive")])
     assert parity_exit_code(unsure, allow_mismatch=False, strict_parity=False) == 0
@@ -294,7 +295,7 @@ def test_bench_times_the_static_shape_unless_dynamic_batch_is_asked(capsys, tmp_
     row = Results.load(out_file).rows[0]
     assert row.batch_shape == shape and row.runtime_info["batch_shape"] == shape
     assert f"{shape} batch shape" in out and "median 95 % interval" in out
-    assert row.memory["rss_source"].startswith("kernel high-water mark") and "host memory from the kernel" in out
+    assert row.memory.rss_source.startswith("kernel high-water mark") and "host memory from the kernel" in out
 
 
 def test_the_time_cap_is_a_flag_and_never_cuts_the_floor_short() -> None:

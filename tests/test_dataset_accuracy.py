@@ -69,7 +69,7 @@ def test_every_format_keeps_the_reference_accuracy(trained, cache, tmp_path) -> 
     }
     for row in rows:
         assert row.status == "ok", row.message
-        accuracy = row.parity["accuracy"]
+        accuracy = row.parity.accuracy
         assert accuracy["images"] == 200
         assert accuracy["reference_top1"] > 0.85  # the classifier really learned the digits
         allowed = 0.05 if row.precision == "int8" else 0.0

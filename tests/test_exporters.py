@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import available_exporters
+from helpers import available_exporters
 
 from deploybench import registry
 from deploybench.artifact import Artifact, BatchRange

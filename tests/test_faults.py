@@ -95,8 +95,8 @@ def test_in_process_faults_become_rows_and_the_healthy_cell_is_measured(tmp_path
     nan = rows["fault-nan"]  # it ran, so it is timed; its numbers are wrong, so parity fails
     assert nan.status == "ok" and nan.samples_ms
     assert nan.parity_verdict == "fail"
-    assert any("NaN/Inf" in reason for reason in nan.parity["reasons"])
-    assert all(o["nonfinite"] > 0 and o["cosine"] is None for o in nan.parity["outputs"])  # null, not NaN, in JSON
+    assert any("NaN/Inf" in reason for reason in nan.parity.reasons)
+    assert all(o.nonfinite > 0 and o.cosine is None for o in nan.parity.outputs)  # null, not NaN, in JSON
 
     export = rows["fault-export-rt"]
     assert export.status == "export-failed"

@@ -11,9 +11,9 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import asdict
 from pathlib import Path
 
+import helpers
 import pytest
 
 from deploybench import history as history_module
@@ -39,14 +39,14 @@ def row(
         precision="fp32",
         batch=batch,
         status=status,
-        parity={"verdict": parity},
-        memory={"peak_rss_mb": 400.0},
+        parity=helpers.parity(parity),
+        memory=helpers.memory(400.0),
     )
     if status == "ok":
         rng = random.Random(seed)
         result.samples_ms = [rng.gauss(median, median * 0.02) for _ in range(100)]
         stats = Stats.from_samples(result.samples_ms)
-        result.stats, result.ms_per_image, result.throughput = asdict(stats), stats.median / batch, 1000 / stats.mean
+        result.stats, result.ms_per_image, result.throughput = stats, stats.median / batch, 1000 / stats.mean
     return result
 
 
@@ -118,8 +118,8 @@ def test_baseline_is_the_median_of_the_last_n_nights(history: History) -> None:
     base = history.baseline(4, current)
     (cell,) = base.rows
     assert base.config["runs"] and len(base.config["runs"]) == 4
-    assert cell.stats["median"] == pytest.approx(2.15, rel=0.02)  # nights 2-5; night 1 is too old
-    assert cell.stats["std"] > 0.04  # widened by the night-to-night spread
+    assert cell.stats.median == pytest.approx(2.15, rel=0.02)  # nights 2-5; night 1 is too old
+    assert cell.stats.std > 0.04  # widened by the night-to-night spread
     assert gate(base, current).passed
 
 
@@ -128,7 +128,7 @@ def test_the_current_run_is_never_its_own_baseline(history: History) -> None:
     current = night(2, row(4.0))
     history.record(current)
     base = history.baseline(3, current)
-    assert base.rows[0].stats["median"] == pytest.approx(2.0, rel=0.02)
+    assert base.rows[0].stats.median == pytest.approx(2.0, rel=0.02)
     assert not gate(base, current).passed
 
 

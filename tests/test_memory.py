@@ -63,9 +63,9 @@ def test_the_memory_window_holds_the_inference_and_not_the_parity_check(tmp_path
     for row in rows.values():
         assert row.status == "ok", row.message
         assert row.parity_verdict == "pass"  # parity did run, with its ballast
-        assert row.memory["rss_source"].startswith("kernel high-water mark")
+        assert row.memory.rss_source.startswith("kernel high-water mark")
     # Against the plain eager runtime (whose growth is torch's own), the same ballast counts when
     # the inference allocates it, and not when the parity check does.
-    base = plain.memory["rss_growth_mb"]
-    assert inference_heavy.memory["rss_growth_mb"] - base > 0.9 * BALLAST_MB
-    assert abs(parity_heavy.memory["rss_growth_mb"] - base) < 0.25 * BALLAST_MB
+    base = plain.memory.rss_growth_mb
+    assert inference_heavy.memory.rss_growth_mb - base > 0.9 * BALLAST_MB
+    assert abs(parity_heavy.memory.rss_growth_mb - base) < 0.25 * BALLAST_MB

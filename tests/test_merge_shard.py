@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import helpers
 import pytest
 
 from deploybench.cache import ArtifactCache
@@ -95,7 +96,7 @@ def document(config: dict, *rows: Row, cpu: str = "Test CPU") -> Results:
 
 
 def cell(batch: int, median: float = 2.0) -> Row:
-    return Row("m", "onnx", "onnxruntime", "cpu", "fp32", batch, stats={"median": median})
+    return Row("m", "onnx", "onnxruntime", "cpu", "fp32", batch, stats=helpers.stats(median=median))
 
 
 def test_identical_duplicates_are_merged_once() -> None:

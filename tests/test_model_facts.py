@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import helpers
 import pytest
 
 from deploybench.model_facts import ModelFacts, model_facts
@@ -34,7 +35,7 @@ def test_rows_get_achieved_gflops_and_the_reports_show_the_facts() -> None:
         ms_per_image=50.0,
         throughput=20.0,
         gflops_per_s=facts.achieved_gflops(20.0),
-        stats={"median": 50.0},
+        stats=helpers.stats(median=50.0),
     )
     results = Results(rows=[row], models={"det": facts})
     again = Results.from_json(results.to_json())
@@ -69,16 +70,10 @@ def test_html_draws_accuracy_against_speed_with_bubbles_sized_by_the_artifact() 
             1,
             ms_per_image=ms,
             throughput=1000 / ms,
-            stats={"median": ms},
+            stats=helpers.stats(median=ms),
             samples_ms=[ms],
-            artifact={"size_mb": size_mb},
-            parity={
-                "verdict": "pass",
-                "outputs": [],
-                "precision": precision,
-                "tolerance": {},
-                "accuracy": {"top1": top1, "delta_top1": 0.0},
-            },
+            artifact=helpers.artifact(size_mb),
+            parity=helpers.parity("pass", precision, accuracy={"top1": top1, "delta_top1": 0.0}),
         )
 
     rows = [

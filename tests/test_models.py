@@ -155,8 +155,8 @@ def test_yolo_classifier_is_a_224_classifier_with_top1_parity(tmp_path: Path) ->
     assert (spec.task, spec.input.shape) == ("classification", (3, 224, 224))
     row = _eager_row("yolov8n-cls", tmp_path)
     # One output, the class probabilities Ultralytics exports, and the top-1 check ran on it.
-    assert [o["shape"] for o in row.parity["outputs"]] == [[2, 1000]]
-    assert "top1_agreement" in row.parity["task"]
+    assert [o.shape for o in row.parity.outputs] == [[2, 1000]]
+    assert "top1_agreement" in row.parity.task
 
 
 def test_yolo_segmenter_gets_per_output_parity(tmp_path: Path) -> None:
@@ -165,8 +165,8 @@ def test_yolo_segmenter_gets_per_output_parity(tmp_path: Path) -> None:
     assert (spec.task, spec.input.shape) == ("segmentation", (3, 640, 640))
     row = _eager_row("yolov8n-seg", tmp_path)
     # Export-mode head: boxes+classes+mask coefficients, and the mask prototypes, each compared.
-    assert [o["shape"] for o in row.parity["outputs"]] == [[2, 116, 8400], [2, 32, 160, 160]]
-    assert row.parity["verdict"] == "pass" and row.parity["task"] == {}
+    assert [o.shape for o in row.parity.outputs] == [[2, 116, 8400], [2, 32, 160, 160]]
+    assert row.parity.verdict == "pass" and row.parity.task == {}
 
 
 def test_yolo_task_table_covers_detect_classify_segment_pose_obb() -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
+import helpers
 import pytest
 
 from deploybench.cli import main
@@ -58,8 +59,8 @@ def make_row(
         precision="fp32",
         batch=batch,
         status=status,
-        parity={"verdict": parity} if parity else None,
-        memory={"peak_rss_mb": rss},
+        parity=helpers.parity(parity) if parity else None,
+        memory=helpers.memory(rss),
     )
     if status == "ok":
         rng = random.Random(seed)
@@ -73,7 +74,7 @@ def make_row(
 def with_samples(row: Row, samples: list[float]) -> Row:
     """Set the samples and everything derived from them, as the harness would."""
     stats = Stats.from_samples(samples)
-    row.samples_ms, row.stats = list(samples), asdict(stats)
+    row.samples_ms, row.stats = list(samples), stats
     row.ms_per_image = stats.median / row.batch
     row.throughput = row.batch * 1000 / stats.mean
     return row
@@ -284,7 +285,7 @@ def test_measurement_policy_and_threads_are_compared_where_both_record_them() ->
 def test_robust_spread_ignores_a_few_outliers() -> None:
     row = make_row(cv=0.02, seed=5, n=400)
     spiked = with_samples(replace(row), row.samples_ms[:-4] + [40.0] * 4)  # four 20x stalls
-    assert spiked.stats["std"] > 10 * 0.04
+    assert spiked.stats.std > 10 * 0.04
     assert robust_spread_ms(spiked) == pytest.approx(0.04, rel=0.2)
 
 
@@ -325,7 +326,7 @@ def derived(base: Path, out: Path, change) -> Path:
 
 def redraw(row: Row) -> None:
     """A second run of the same configuration: the samples drawn again from the same distribution."""
-    rng = random.Random(row.key)
+    rng = random.Random(str(row.key))
     with_samples(row, rng.choices(row.samples_ms, k=len(row.samples_ms)))
 
 
@@ -350,7 +351,7 @@ def test_regress_cli_flags_a_planted_slowdown(stored_run: Path, tmp_path: Path, 
 
     def slow_onnxruntime(row: Row) -> None:
         if row.runtime == "onnxruntime":
-            factor = 1 + max(0.5, 4 * robust_spread_ms(row) / row.stats["median"])
+            factor = 1 + max(0.5, 4 * robust_spread_ms(row) / row.stats.median)
             with_samples(row, [s * factor for s in row.samples_ms])
         else:
             redraw(row)
@@ -369,7 +370,7 @@ def test_regress_cli_flags_a_planted_parity_failure(
     def break_torch_parity(row: Row) -> None:
         redraw(row)
         if row.runtime == "torch":
-            row.parity = dict(row.parity, verdict="fail")
+            row.parity = replace(row.parity, verdict="fail")
 
     broken = derived(stored_run, tmp_path / "broken.json", break_torch_parity)
     code, out = run_cli(capsys, str(stored_run), str(broken), "--markdown", str(tmp_path / "verdict.md"))

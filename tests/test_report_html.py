@@ -9,10 +9,11 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from html.parser import HTMLParser
 from pathlib import Path
 
+import helpers
 import pytest
 
 from deploybench.harness import Stats
@@ -26,7 +27,7 @@ QUIET = "test_vit"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _parity(precision: str, error: float, reasons: list[str] = ()) -> dict:  # type: ignore[assignment]
+def _parity(precision: str, error: float, reasons: tuple[str, ...] = ()) -> Parity:
     nonfinite = 1 if math.isnan(error) else 0
     output = OutputParity(
         name="logits",
@@ -45,7 +46,7 @@ def _parity(precision: str, error: float, reasons: list[str] = ()) -> dict:  # t
         outputs=[output],
         task={"top1_agreement": 1.0, "top5_overlap": 1.0},
         reasons=list(reasons),
-    ).to_dict()
+    )
 
 
 def _ok(
@@ -69,7 +70,7 @@ def _ok(
         precision_used=precision,
         timed_region="host to host",
         threads=2,
-        stats=asdict(Stats.from_samples(samples)),
+        stats=Stats.from_samples(samples),
         samples_ms=samples,
         ms_per_image=call_ms / batch,
         throughput=1000.0 * batch / call_ms,
@@ -77,8 +78,8 @@ def _ok(
         window_seconds=1.0,
         first_inference_ms=call_ms * 3,
         load_seconds=0.2,
-        memory={"peak_rss_mb": 500.0},
-        artifact={"size_mb": 1.5},
+        memory=helpers.memory(500.0),
+        artifact=helpers.artifact(1.5),
         parity=_parity(precision, error, reasons),
         runtime_info={"providers": ["CPUExecutionProvider"], "note": "<i>from the runtime</i>"},
     )
@@ -191,12 +192,14 @@ def test_model_without_measurements_gets_a_note_not_a_chart(results: Results) ->
 
 def test_parity_error_is_the_largest_output_error() -> None:
     row = _ok("m", "onnx", "onnxruntime", "fp32", 1, 1.0, 1e-6)
-    row.parity["outputs"].append({**row.parity["outputs"][0], "norm_error": 3e-4})  # type: ignore[index]
+    assert row.parity is not None
+    row.parity.outputs.append(replace(row.parity.outputs[0], norm_error=3e-4))
     assert parity_error(row) == 3e-4
     assert math.isnan(parity_error(_ok("m", "ov", "openvino", "fp16", 1, 1.0, math.nan)))  # type: ignore[arg-type]
     assert parity_error(Row("m", "onnx", "onnxruntime", "cpu", "fp32", 1, status="crashed")) is None
     infinite = _ok("m", "onnx", "onnxruntime", "fp32", 1, 1.0, 1e-6)
-    infinite.parity["outputs"][0]["norm_error"] = math.inf  # type: ignore[index]
+    assert infinite.parity is not None
+    infinite.parity.outputs[0].norm_error = math.inf
     assert math.isnan(parity_error(infinite))  # type: ignore[arg-type]
 
 
@@ -336,17 +339,10 @@ def test_a_crafted_verdict_cannot_break_out_of_an_attribute() -> None:
         device="cpu",
         precision="fp32",
         batch=1,
-        stats={"median": 1.0},
+        stats=helpers.stats(median=1.0),
         ms_per_image=1.0,
         throughput=1000.0,
-        parity={
-            "verdict": 'x"><img src=x onerror=alert(1)>',
-            "precision": "fp32",
-            "tolerance": {},
-            "outputs": [],
-            "task": {},
-            "reasons": [],
-        },
+        parity=helpers.parity('x"><img src=x onerror=alert(1)>'),
     )
     page = render_html(Results(rows=[row]))
     assert "<img" not in page and "onerror=alert(1)>" not in page.replace("&gt;", "")

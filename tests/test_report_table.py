@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import helpers
+
 from deploybench.report.table import render_markdown, render_table
 from deploybench.results import Results, Row
 
@@ -14,17 +16,10 @@ def _row(**changes) -> Row:
         "device": "cpu",
         "precision": "fp32",
         "batch": 1,
-        "stats": {"median": 2.0},
+        "stats": helpers.stats(median=2.0),
         "ms_per_image": 2.0,
         "throughput": 500.0,
-        "parity": {
-            "verdict": "pass",
-            "precision": "fp32",
-            "tolerance": {},
-            "outputs": [],
-            "task": {"top1_agreement": 1.0},
-            "reasons": [],
-        },
+        "parity": helpers.parity("pass", task={"top1_agreement": 1.0}),
     }
     base.update(changes)
     return Row(**base)
@@ -49,20 +44,20 @@ def test_markdown_cells_cannot_split_on_a_pipe() -> None:
 
 
 def test_speedup_is_against_the_eager_row_of_the_same_batch() -> None:
-    eager = _row(runtime="torch", format="pytorch", ms_per_image=4.0, stats={"median": 4.0})
+    eager = _row(runtime="torch", format="pytorch", ms_per_image=4.0, stats=helpers.stats(median=4.0))
     table = render_table(Results(rows=[eager, _row()]))
     onnx_line = next(line for line in table.splitlines() if "onnxruntime" in line)
     assert "2.00x" in onnx_line and onnx_line.startswith("*")  # fastest faithful row, twice as fast
 
 
 def test_table_shows_the_tail_threads_and_requests_in_flight() -> None:
-    latency = _row(threads=2, stats={"median": 2.0, "p90": 2.5, "p99": 3.125})
+    latency = _row(threads=2, stats=helpers.stats(median=2.0, p90=2.5, p99=3.125))
     throughput = _row(
         runtime="openvino",
         format="openvino",
         batch=8,
         threads=2,
-        stats={"median": 8.0, "p90": 9.0, "p99": 12.0},
+        stats=helpers.stats(median=8.0, p90=9.0, p99=12.0),
         runtime_info={"mode": "throughput", "streams": 2, "infer_requests": 2},
     )
     lines = render_table(Results(rows=[latency, throughput])).splitlines()

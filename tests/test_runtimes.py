@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import cpu_runtimes
+from helpers import cpu_runtimes
 
 from deploybench import registry
 from deploybench.artifact import Artifact
@@ -53,7 +53,8 @@ def test_openvino_reads_back_the_precision_it_used(artifacts, tiny) -> None:
     assert used["fp32"] == "fp32"  # explicitly pinned, even on a CPU with AVX-512 BF16
     from deploybench.env import cpu_info
 
-    if cpu_info()["features"]["avx512_bf16"] or cpu_info()["features"]["amx_bf16"]:
+    features = cpu_info()["features"]
+    if features["avx512_bf16"] or features["amx_bf16"]:
         assert used["bf16"] == "bf16" and used["auto"] == "bf16"  # what OpenVINO picks on its own here
 
 
@@ -130,6 +131,28 @@ def test_corrupt_artifact_is_a_load_error(artifacts, tmp_path) -> None:
     (folder / "model.onnx").write_bytes(b"not an onnx model")
     with pytest.raises(RuntimeLoadError, match="export it again"):
         registry.runtimes.get("onnxruntime")().load(Artifact.load(folder))
+
+
+@pytest.mark.parametrize("runtime", cpu_runtimes())
+def test_a_failed_load_still_reaches_unload(runtime: str, artifacts, tmp_path, monkeypatch) -> None:
+    """What a load made before it failed is released: ``_unload`` runs on the state ``__init__`` declared."""
+    import shutil
+
+    cls = registry.runtimes.get(runtime)
+    fmt = cls.formats[0]
+    if fmt == "pytorch":
+        pytest.skip("the in-memory module has no file to break")
+    folder = tmp_path / "broken"
+    shutil.copytree(artifacts.get(fmt).path, folder)
+    broken = Artifact.load(folder)
+    broken.file.write_bytes(b"not a model")
+    unloads = []
+    real_unload = cls._unload
+    monkeypatch.setattr(cls, "_unload", lambda self: unloads.append(self) or real_unload(self))
+    rt = cls()
+    with pytest.raises(Exception):
+        rt.load(broken)
+    assert unloads == [rt] and not rt._loaded
 
 
 def test_physical_cores_count_smt_siblings_once(tmp_path) -> None:

@@ -49,13 +49,13 @@ def test_every_planned_cell_is_a_row(swept) -> None:
 
 def test_rows_carry_speed_memory_parity_and_setting(swept) -> None:
     for row in swept[0].results.rows:
-        assert row.stats["median"] > 0 and len(row.samples_ms) == row.stats["n"] >= 5
-        assert row.ms_per_image == pytest.approx(row.stats["median"] / row.items_per_call)
-        assert row.memory["peak_rss_mb"] >= row.memory["baseline_rss_mb"] > 0
+        assert row.stats.median > 0 and len(row.samples_ms) == row.stats.n >= 5
+        assert row.ms_per_image == pytest.approx(row.stats.median / row.items_per_call)
+        assert row.memory.peak_rss_mb >= row.memory.baseline_rss_mb > 0
         assert row.threads and row.precision_used and row.timed_region
-        assert row.parity["verdict"] == "pass", row.parity["reasons"]
+        assert row.parity.verdict == "pass", row.parity.reasons
     int8 = [r for r in swept[0].results.rows if r.precision == "int8"]
-    assert all(r.precision_used == "int8" and r.artifact["size_mb"] > 0 for r in int8)
+    assert all(r.precision_used == "int8" and r.artifact.size_mb > 0 for r in int8)
 
 
 def test_results_file_round_trips_exactly(swept) -> None:
@@ -115,7 +115,7 @@ def test_perturbed_artifact_fails_parity(cache, tiny, artifacts, tmp_path) -> No
         )
     )
     assert row.status == "ok"
-    assert row.parity["verdict"] == "fail" and row.parity["reasons"]
+    assert row.parity.verdict == "fail" and row.parity.reasons
 
 
 def test_plan_explains_skips() -> None:
@@ -231,7 +231,7 @@ def test_sweep_builds_and_labels_per_batch_artifacts(cache, tmp_path, monkeypatc
     )
     rows = Sweep(config, cache, Results(), work_dir=tmp_path).run().rows
     assert [r.status for r in rows] == ["ok", "ok"], [r.message for r in rows]
-    batches = [Artifact.load(Path(r.artifact["path"])).batch for r in rows]
+    batches = [Artifact.load(Path(r.artifact.path)).batch for r in rows]
     if dynamic:
         assert batches[0] == batches[1] and batches[0].dynamic
         assert [r.batch_shape for r in rows] == ["dynamic", "dynamic"]
@@ -248,4 +248,4 @@ def test_openvino_rows_record_the_static_shape_and_the_interval(swept) -> None:
         assert row.batch_shape == "static"
         assert row.runtime_info["compiled_input_shape"].startswith(f"[{row.batch},")
         low, high = row.median_ci_ms
-        assert low <= row.stats["median"] <= high and row.stop_reason
+        assert low <= row.stats.median <= high and row.stop_reason

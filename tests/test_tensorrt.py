@@ -219,9 +219,9 @@ def test_a_comparison_builds_one_engine_per_batch_with_opt_at_that_batch(
     for row in rows:
         b = row.batch
         assert row.runtime_info["profile_batch"] == {"min": b, "opt": b, "max": b} and row.batch_shape == "static"
-    assert rows[0].artifact["path"] != rows[1].artifact["path"]  # cached per batch
+    assert rows[0].artifact.path != rows[1].artifact.path  # cached per batch
     # The same engine as `deploybench export --to trt --batch 4` writes: one cache entry for both.
     again, hit = gpu_cache.get_or_export(
         TensorRTExporter(), resolve("test_resnet"), ExportOptions(device="cuda", batch=BatchRange(4, 4, 4))
     )
-    assert hit and str(again.path) == rows[1].artifact["path"]
+    assert hit and str(again.path) == rows[1].artifact.path

@@ -41,7 +41,7 @@ def test_an_artifacts_batches_share_one_worker_and_each_checks_parity(tmp_path: 
     pids = {r.runtime_info["worker_pid"] for r in rows}
     assert len(pids) == 1 and os.getpid() not in pids
     # A graph can break at one batch size only (a batch baked into a reshape): every batch is judged.
-    assert all(r.parity_verdict == "pass" and r.parity["outputs"] for r in rows)
+    assert all(r.parity_verdict == "pass" and r.parity.outputs for r in rows)
     assert all(r.parity_seconds is not None and r.parity_seconds > 0 for r in rows)
 
 

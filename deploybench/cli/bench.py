@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from deploybench.cli.options import cache_option, common_run_options, run_settings, weights_options
+from deploybench.results import Results, Status
 
 
 @click.command("bench")
@@ -43,44 +44,44 @@ def bench_command(
     click.echo(render_stats(results))
     if json_file:
         results.save(Path(json_file))
-    return 0 if all(r.status == "ok" for r in results.rows) else 1
+    return 0 if all(r.status == Status.OK for r in results.rows) else 1
 
 
-def render_stats(results: Any) -> str:
+def render_stats(results: Results) -> str:
     from tabulate import tabulate
 
     lines, notes = [], []
     for r in results.rows:
-        if r.status != "ok":
+        s, memory = r.stats, r.memory
+        if r.status != Status.OK or s is None:
             lines.append([r.runtime, r.batch, r.status, r.message] + [""] * 13)
             continue
-        s = r.stats
         lines.append(
             [
                 r.runtime,
                 r.batch,
                 r.precision_used or r.precision,
                 r.threads,
-                *(f"{s[k]:.3f}" for k in ("min", "mean", "median", "p90", "p95", "p99", "max", "std")),
-                f"{s['cv']:.1%}",
+                *(f"{getattr(s, k):.3f}" for k in ("min", "mean", "median", "p90", "p95", "p99", "max", "std")),
+                f"{s.cv:.1%}",
                 f"{r.ms_per_image:.3f}",
                 f"{r.throughput:.1f}",
                 f"{r.first_inference_ms:.1f}",
-                f"{r.memory['peak_rss_mb']:.0f} (+{r.memory['rss_growth_mb']:.0f})",
+                f"{memory.peak_rss_mb:.0f} (+{memory.rss_growth_mb:.0f})" if memory else "-",
                 r.parity_verdict or "-",
             ]
         )
         notes.append(
-            f"b{r.batch}: {s['n']} calls in {r.window_seconds:.2f} s ({r.stop_reason or 'stopped'}); "
+            f"b{r.batch}: {s.n} calls in {r.window_seconds:.2f} s ({r.stop_reason or 'stopped'}); "
             f"median 95 % interval {_interval(r)}; {r.batch_shape or 'unknown'} batch shape; "
             f"timed region: {r.timed_region}"
         )
         if r.parity_reference:
             notes.append(f"b{r.batch}: parity against {r.parity_reference}")
-        if r.memory.get("rss_source"):
+        if memory and memory.rss_source:
             notes.append(
-                f"b{r.batch}: host memory from the {r.memory['rss_source']}; device memory from "
-                f"{r.memory.get('device_source') or 'nothing (no NVML-visible GPU)'}"
+                f"b{r.batch}: host memory from the {memory.rss_source}; device memory from "
+                f"{memory.device_source or 'nothing (no NVML-visible GPU)'}"
             )
         if r.runtime_info:
             notes.append(f"b{r.batch}: runtime used " + ", ".join(f"{k}={v}" for k, v in r.runtime_info.items()))
@@ -111,7 +112,7 @@ def _interval(row: Any) -> str:
     if not row.median_ci_ms:
         return "not recorded"
     low, high = row.median_ci_ms
-    return f"{low:.3f}–{high:.3f} ms (±{(high - low) / 2 / row.stats['median']:.1%})"
+    return f"{low:.3f}–{high:.3f} ms (±{(high - low) / 2 / row.stats.median:.1%})"
 
 
 COMMANDS = [bench_command]

@@ -33,7 +33,7 @@ def cache_list(cache_dir: str | None) -> None:
             f"{a.size_bytes() / 2**20:.2f}",
             a.manifest.get("export_seconds"),
             a.manifest.get("created"),
-            a.path.name,
+            a.file.parent.name,
         ]
         for a in cache.entries()
     ]

@@ -9,6 +9,7 @@ import click
 
 from deploybench.cli.fleet import record_options
 from deploybench.cli.options import cache_option, common_run_options, run_settings, split_list, weights_options
+from deploybench.results import Status
 
 
 def _progress(message: str) -> None:
@@ -104,7 +105,7 @@ def compare_command(
     if triage_failures:
         _echo_triages(results)
     return parity_exit_code(results, allow_mismatch, strict_parity) or (
-        1 if any(r.status != "ok" for r in results.rows) else 0
+        1 if any(r.status != Status.OK for r in results.rows) else 0
     )
 
 

@@ -50,12 +50,13 @@ def export_command(
     from deploybench import api
 
     def show(exported: api.Exported) -> None:
-        artifact, path = exported.artifact, exported.artifact.path
+        artifact = exported.artifact
+        path = artifact.file.parent  # the cache folder
         if out_dir:
             path = Path(out_dir) / path.name
             if path.exists():
                 shutil.rmtree(path)
-            shutil.copytree(artifact.path, path)
+            shutil.copytree(artifact.file.parent, path)
         how = (
             f"cache hit in {exported.seconds:.2f} s"
             if exported.cached

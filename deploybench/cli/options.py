@@ -50,7 +50,7 @@ def weights_options(func: F) -> F:
         click.option("--pretrained", is_flag=True, help="Download the library's pretrained weights."),
     ):
         with_weights = option(with_weights)
-    return with_weights  # type: ignore[return-value]
+    return with_weights
 
 
 def cache_option(func: F) -> F:

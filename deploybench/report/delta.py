@@ -44,7 +44,7 @@ def _parity(delta: CellDelta) -> str:
 
 def _memory(delta: CellDelta) -> str:
     row = delta.current or delta.baseline
-    value = row.memory.get("peak_rss_mb") if row else None
+    value = row.peak_rss_mb if row else None
     return "-" if value is None else f"{value:.0f}"
 
 

@@ -13,12 +13,14 @@ import math
 import shlex
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from html import escape
 from typing import Any
 
+from deploybench.parity import Parity
 from deploybench.report import svg
 from deploybench.report.table import COLUMNS, FASTEST_MARK, footnotes, table_rows
-from deploybench.results import Results, Row
+from deploybench.results import Results, Row, Status
 
 # Parity errors of exactly zero cannot sit on a log axis: they are drawn one decade below the
 # smallest non-zero error (or here, when every error is zero) and the tick reads "0".
@@ -123,11 +125,11 @@ def _header(results: Results, title: str) -> str:
     rows = results.rows
     counts = [
         (len(rows), "rows"),
-        (sum(r.status == "ok" for r in rows), "ran"),
+        (sum(r.status == Status.OK for r in rows), "ran"),
         (sum(r.parity_verdict == "pass" for r in rows), "passed parity"),
         (sum(r.parity_verdict == "fail" for r in rows), "failed parity"),
         (sum(r.parity_verdict == "inconclusive" for r in rows), "inconclusive parity"),
-        (sum(r.status != "ok" for r in rows), "did not run to the end"),
+        (sum(r.status != Status.OK for r in rows), "did not run to the end"),
     ]
     summary = "".join(f"<span><b>{n}</b> {escape(label)}</span>" for n, label in counts)
     return (
@@ -206,7 +208,7 @@ def _table(results: Results) -> str:
             if col == parity_col and row.parity_verdict in ("pass", "fail", "inconclusive"):  # never raw file text
                 classes.append(f"parity-{row.parity_verdict}")
             if col == status_col:
-                classes += ["status"] + (["status-bad"] if row.status != "ok" else [])
+                classes += ["status"] + (["status-bad"] if row.status != Status.OK else [])
             text = escape(str(value))
             if col == 0 and fastest:
                 text = STAR
@@ -232,7 +234,7 @@ def _row_classes(row: Row) -> list[str]:
     classes = []
     if row.parity_verdict == "fail":
         classes.append("parity-fail")
-    if row.status != "ok":
+    if row.status != Status.OK:
         classes.append("not-ok")
     return classes
 
@@ -242,7 +244,7 @@ def _row_classes(row: Row) -> list[str]:
 
 def measured(rows: Iterable[Row]) -> list[Row]:
     """Rows a speed plot can show: ran to the end and have statistics."""
-    return [r for r in rows if r.status == "ok" and r.stats and r.ms_per_image and r.ms_per_image > 0]
+    return [r for r in rows if r.status == Status.OK and r.stats and r.ms_per_image and r.ms_per_image > 0]
 
 
 def series_name(row: Row) -> str:
@@ -251,11 +253,11 @@ def series_name(row: Row) -> str:
 
 def parity_error(row: Row) -> float | None:
     """The largest per-image error over the row's outputs; NaN when one is not finite; None without parity."""
-    outputs = (row.parity or {}).get("outputs") or []
-    if any(o.get("nonfinite") for o in outputs):
+    outputs = row.parity.outputs if row.parity else []
+    if any(o.nonfinite for o in outputs):
         return math.nan
     # The per-image error; results written before it existed have only norm_error.
-    picked = [o.get("error") if o.get("error") is not None else o.get("norm_error") for o in outputs]
+    picked = [o.error if o.error is not None else o.norm_error for o in outputs]
     errors = [float(e) for e in picked if e is not None]
     if not errors:
         return None
@@ -304,7 +306,7 @@ def _speed_series(rows: list[Row], value: Callable[[Row], float | None], unit: s
         groups[series_name(row)].append(row)
     series = []
     for name in sorted(groups):
-        points = [(float(r.batch), value(r)) for r in groups[name] if value(r) is not None]
+        points = [(float(r.batch), y) for r in groups[name] if (y := value(r)) is not None]
         tooltips = [
             f"{name} batch {r.batch}: {value(r):.4g} {unit}, parity {r.parity_verdict or 'not checked'}"
             for r in groups[name]
@@ -340,8 +342,7 @@ def _hollow_note(rows: list[Row]) -> str:
 
 def tradeoff_chart(model: str, rows: list[Row]) -> str:
     """Speed against parity error, one labelled point per row, coloured by parity verdict."""
-    checked = [(r, parity_error(r)) for r in rows]
-    checked = [(r, e) for r, e in checked if e is not None]
+    checked = [(r, e) for r in rows if (e := parity_error(r)) is not None]
     if not checked:
         return '<p class="note">No parity was recorded, so there is no speed/accuracy trade-off to plot.</p>'
     finite = [e for _, e in checked if not math.isnan(e)]
@@ -367,8 +368,8 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
         log=True,
         tick_labels=labels,
     )
-    speeds = [r.ms_per_image for r, _ in checked]
-    x_lo, x_hi = svg.log_domain(speeds, pad=1.4)  # type: ignore[arg-type]
+    speeds = [r.ms_per_image or 0.0 for r, _ in checked]
+    x_lo, x_hi = svg.log_domain(speeds, pad=1.4)
     x = svg.Axis("ms per image (log, lower is better)", x_lo, x_hi, svg.log_ticks(x_lo, x_hi), log=True)
     ambiguous = _ambiguous_labels(r for r, _ in checked)
     points = []
@@ -377,14 +378,14 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
         label = f"{row.runtime}/{row.precision} b{row.batch}"
         if label in ambiguous:
             label += f" ({row.format})"
-        plotted = nan_at if math.isnan(error) else max(error, floor)
+        plotted = nan_at if nan_at is not None and math.isnan(error) else max(error, floor)
         error_text = "NaN/Inf" if math.isnan(error) else f"{error:.2e}"
         tooltip = (
             f"{series_name(row)} batch {row.batch}: {row.ms_per_image:.4g} ms/image, error {error_text}, {verdict}"
         )
-        points.append(svg.Point(row.ms_per_image, plotted, label, verdict, tooltip))  # type: ignore[arg-type]
+        points.append(svg.Point(row.ms_per_image or 0.0, plotted, label, verdict, tooltip))
     verdicts = _unique(p.group for p in points)
-    colours = {
+    colours: dict[str, str] = {
         v: VERDICT_COLOURS.get(v, svg.PALETTE[-2])
         for v in ("pass", "fail", "inconclusive", "not checked")
         if v in verdicts
@@ -396,14 +397,14 @@ def tradeoff_chart(model: str, rows: list[Row]) -> str:
 def accuracy_chart(rows: list[Row]) -> str:
     """With ``--dataset``: top-1 accuracy against ms/image across models and formats, each
     bubble's area the artifact's size on disk (the chart model-comparison posts draw)."""
-    scored = [r for r in rows if (r.parity or {}).get("accuracy") and r.ms_per_image]
+    scored = [r for r in rows if r.parity and r.parity.accuracy and r.ms_per_image]
     if not scored:
         return ""
-    sizes = [float(r.artifact.get("size_mb") or 0.0) for r in scored]
+    sizes = [float(r.artifact_mb or 0.0) for r in scored]
     largest = max(sizes) or 1.0
-    x_lo, x_hi = svg.log_domain([r.ms_per_image for r in scored], pad=1.4)  # type: ignore[misc]
+    x_lo, x_hi = svg.log_domain([r.ms_per_image or 0.0 for r in scored], pad=1.4)
     x = svg.Axis("ms per image (log, lower is better)", x_lo, x_hi, svg.log_ticks(x_lo, x_hi), log=True)
-    accuracies = [100.0 * r.parity["accuracy"]["top1"] for r in scored]  # type: ignore[index]
+    accuracies = [100.0 * r.parity.accuracy["top1"] for r in scored if r.parity and r.parity.accuracy]
     lo, hi = max(0.0, min(accuracies) - 5.0), min(100.0, max(accuracies) + 5.0)
     y = svg.Axis("top-1 accuracy on --dataset (%, higher is better)", lo, hi, svg.linear_ticks(lo, hi))
     points = []
@@ -415,10 +416,10 @@ def accuracy_chart(rows: list[Row]) -> str:
         radius = 4.0 + 14.0 * math.sqrt(size / largest)  # area proportional to size on disk
         points.append(
             svg.Point(
-                row.ms_per_image,
+                row.ms_per_image or 0.0,
                 accuracy,
                 f"{row.runtime}/{row.format}/{row.precision} b{row.batch}",
-                row.model,  # type: ignore[arg-type]
+                row.model,
                 tooltip,
                 radius,
             )
@@ -433,9 +434,9 @@ def accuracy_chart(rows: list[Row]) -> str:
 def _tolerance_lines(rows: Iterable[Row]) -> list[svg.HLine]:
     by_value: dict[float, list[str]] = defaultdict(list)
     for row in rows:
-        tolerance = (row.parity or {}).get("tolerance") or {}
+        tolerance = row.parity.tolerance if row.parity else {}
         value = tolerance.get("max_error", tolerance.get("max_norm_error"))
-        precision = (row.parity or {}).get("precision") or row.precision
+        precision = row.parity.precision if row.parity else row.precision
         if value and precision not in by_value[value]:
             by_value[value].append(precision)
     return [svg.HLine(value, f"{'/'.join(names)} tolerance") for value, names in sorted(by_value.items())]
@@ -490,7 +491,7 @@ def _row_detail(index: int, row: Row) -> str:
         )
     ]
     if row.stats:
-        stats = {key: row.stats[key] for key in STAT_KEYS if key in row.stats}
+        stats = {key: getattr(row.stats, key) for key in STAT_KEYS}
         cards.append(_card("Latency (ms per call)", _kv_table(stats)))
     if row.parity:
         cards.append(_card(f"Parity: {verdict}", _parity_detail(row.parity), wide=True))
@@ -501,7 +502,8 @@ def _row_detail(index: int, row: Row) -> str:
     if row.runtime_info:
         cards.append(_card("Runtime", _kv_table(row.runtime_info)))
     if row.memory or row.artifact:
-        cards.append(_card("Memory and artifact", _kv_table({**row.memory, **row.artifact})))
+        figures = {**(row.memory.to_dict() if row.memory else {}), **(asdict(row.artifact) if row.artifact else {})}
+        cards.append(_card("Memory and artifact", _kv_table(figures)))
     classes = " ".join(_row_classes(row))
     return (
         f'<details id="row-{index}" class="{classes}"><summary>{escape(summary)}</summary>'
@@ -509,12 +511,12 @@ def _row_detail(index: int, row: Row) -> str:
     )
 
 
-def _parity_detail(parity: dict[str, Any]) -> str:
+def _parity_detail(parity: Parity) -> str:
     parts = []
-    reasons = parity.get("reasons") or []
+    reasons = parity.reasons
     if reasons:
         parts.append('<ul class="reasons">' + "".join(f"<li>{escape(str(r))}</li>" for r in reasons) + "</ul>")
-    outputs = parity.get("outputs") or []
+    outputs = [asdict(o) for o in parity.outputs]
     if outputs:
         keys = [
             "name",
@@ -538,7 +540,11 @@ def _parity_detail(parity: dict[str, Any]) -> str:
         parts.append(
             f'<div class="results-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
         )
-    extra = {k: v for k, v in parity.items() if k not in ("verdict", "outputs", "reasons") and v not in (None, {}, [])}
+    extra = {
+        k: v
+        for k, v in asdict(parity).items()
+        if k not in ("verdict", "outputs", "reasons") and v not in (None, {}, [])
+    }
     if extra:
         parts.append(_kv_table(extra))
     return "".join(parts)

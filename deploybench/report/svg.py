@@ -7,6 +7,7 @@ single file that opens offline. Every text is escaped; hover titles use SVG ``<t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -277,9 +278,9 @@ def scatter_chart(
     colours: dict[str, str],
     x: Axis,
     y: Axis,
-    lines: list[HLine] = (),
+    lines: Sequence[HLine] = (),
     caption: str = "",
-) -> str:  # type: ignore[assignment]
+) -> str:
     """Labelled points coloured by group, optional dashed reference lines, and a legend of groups."""
     legend = [(group, colour, "") for group, colour in colours.items()]
     frame = _Frame(title, x, y, legend, caption, (SCATTER_WIDTH, SCATTER_HEIGHT))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploybench.results import Results, Row
+from deploybench.results import CellKey, Results, Row, Status
 
 # p90/p99 beside p50 always (as trtexec and benchmark_app print them) rather than behind a
 # --columns option: the tail is what a deployment budget is set against, and a fixed set of
@@ -43,13 +43,11 @@ def _precision(row: Row) -> str:
 
 
 def _parity(row: Row) -> str:
-    if not row.parity:
+    parity = row.parity
+    if not parity:
         return "-"
-    from deploybench.parity import Parity
-
-    parity = Parity.from_dict(row.parity)
     text = f"{parity.verdict} ({parity.key_figure()})"
-    accuracy = row.parity.get("accuracy")
+    accuracy = parity.accuracy
     if accuracy:
         text += f", acc {accuracy['top1']:.1%} ({accuracy['delta_top1']:+.1%})"
     return text
@@ -91,15 +89,15 @@ def eager_baseline(results: Results) -> dict[tuple[str, str, int], float]:
     return {
         (r.model, r.device, r.batch): r.ms_per_image
         for r in results.rows
-        if r.runtime == "torch" and r.precision == "fp32" and r.status == "ok" and r.ms_per_image
+        if r.runtime == "torch" and r.precision == "fp32" and r.status == Status.OK and r.ms_per_image
     }
 
 
-def fastest_faithful(results: Results) -> set[str]:
+def fastest_faithful(results: Results) -> set[CellKey]:
     """Per model and batch size, the key of the fastest row that ran and passed parity."""
     best: dict[tuple[str, int], Row] = {}
     for row in results.rows:
-        if row.status != "ok" or row.parity_verdict != "pass" or not row.ms_per_image:
+        if row.status != Status.OK or row.parity_verdict != "pass" or not row.ms_per_image:
             continue
         group = (row.model, row.batch)
         if group not in best or row.ms_per_image < best[group].ms_per_image:  # type: ignore[operator]
@@ -140,10 +138,10 @@ def table_rows(results: Results) -> list[list[Any]]:
         base = baseline.get((row.model, row.device, row.batch))
         speedup = f"{base / row.ms_per_image:.2f}x" if base and row.ms_per_image else "-"
         notes = status_notes(row)
-        status = row.status if row.status != "ok" else ("ok" + (f" ({'; '.join(notes)})" if notes else ""))
-        if row.status != "ok" and row.message:
+        status = row.status if row.status != Status.OK else ("ok" + (f" ({'; '.join(notes)})" if notes else ""))
+        if row.status != Status.OK and row.message:
             status = f"{row.status}: {row.message[:60]}"
-        stats = row.stats or {}
+        stats = row.stats
         lines.append(
             [
                 FASTEST_MARK if row.key in fastest else "",
@@ -156,13 +154,13 @@ def table_rows(results: Results) -> list[list[Any]]:
                 row.threads or "-",
                 _parallelism(row),
                 _parity(row),
-                *(format_number(stats.get(key), 3) for key in ("median", "p90", "p99")),
+                *(format_number(getattr(stats, key) if stats else None, 3) for key in ("median", "p90", "p99")),
                 format_number(row.ms_per_image, 3),
                 format_number(row.throughput, 1),
                 format_number(row.gflops_per_s, 1),
-                format_number(row.memory.get("peak_rss_mb"), 0),
-                format_number(row.memory.get("peak_device_mb"), 0),
-                format_number(row.artifact.get("size_mb"), 2),
+                format_number(row.peak_rss_mb, 0),
+                format_number(row.peak_device_mb, 0),
+                format_number(row.artifact_mb, 2),
                 speedup,
                 status,
             ]
@@ -174,8 +172,8 @@ def parity_notes(results: Results) -> list[str]:
     """One line per row whose parity did not pass: the row and the first reason."""
     notes = []
     for row in results.rows:
-        if row.parity and row.parity_verdict != "pass" and row.parity.get("reasons"):
-            reasons = row.parity["reasons"]
+        if row.parity and row.parity.verdict != "pass" and row.parity.reasons:
+            reasons = row.parity.reasons
             more = f" (+{len(reasons) - 1} more in the JSON)" if len(reasons) > 1 else ""
             notes.append(
                 f"{row.model} {row.runtime} {row.precision} b{row.batch}: {row.parity_verdict}: {reasons[0]}{more}"
@@ -187,8 +185,8 @@ def parity_inputs_line(results: Results) -> str:
     """What the parity inputs were, once per model."""
     seen: dict[str, str] = {}
     for row in results.rows:
-        if row.parity and row.parity.get("inputs"):
-            seen.setdefault(row.model, row.parity["inputs"])
+        if row.parity and row.parity.inputs:
+            seen.setdefault(row.model, row.parity.inputs)
     return "; ".join(f"{model}: {inputs}" for model, inputs in seen.items())
 
 
@@ -252,7 +250,7 @@ def render_csv(results: Results) -> str:
         ]
     )
     for r in results.rows:
-        stats = r.stats or {}
+        stats = r.stats
         facts = results.models.get(r.model)
         macs = facts.macs if facts else None
         writer.writerow(
@@ -268,20 +266,16 @@ def render_csv(results: Results) -> str:
                 r.message,
                 r.parity_verdict,
                 r.parity_reference,
-                stats.get("median"),
-                stats.get("mean"),
-                stats.get("p90"),
-                stats.get("p99"),
-                stats.get("cv"),
+                *((getattr(stats, key) if stats else None) for key in ("median", "mean", "p90", "p99", "cv")),
                 r.ms_per_image,
                 r.throughput,
                 r.gflops_per_s,
                 r.first_inference_ms,
                 r.load_seconds,
-                r.memory.get("peak_rss_mb"),
-                r.memory.get("rss_growth_mb"),
-                r.memory.get("peak_device_mb"),
-                r.artifact.get("size_mb"),
+                r.peak_rss_mb,
+                round(r.memory.rss_growth_mb, 1) if r.memory else None,
+                r.peak_device_mb,
+                r.artifact_mb,
                 r.threads,
                 r.timed_region,
                 r.weights,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 from deploybench.history import TrendPoint
 from deploybench.regress import format_percent
 from deploybench.report import svg
 from deploybench.report.table import format_number
+from deploybench.results import CellKey, Status
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 MAX_X_LABELS = 8  # more run dates than this and only every k-th is written under the axis
@@ -13,8 +16,8 @@ MAX_X_LABELS = 8  # more run dates than this and only every k-th is written unde
 
 def cell_label(key: str) -> str:
     """``model|format|runtime|device|precision|batch`` -> ``model format/runtime device precision bN``."""
-    model, fmt, runtime, device, precision, batch = key.split("|")
-    return f"{model} {fmt}/{runtime} {device} {precision} b{batch}"
+    cell = CellKey.parse(key)
+    return f"{cell.model} {cell.format}/{cell.runtime} {cell.device} {cell.precision} b{cell.batch}"
 
 
 def legend_labels(keys: list[str]) -> tuple[dict[str, str], str]:
@@ -26,7 +29,7 @@ def legend_labels(keys: list[str]) -> tuple[dict[str, str], str]:
     characters, so the model and the device, when every plotted cell shares them, move to
     the title (the second value returned).
     """
-    fields = [key.split("|") for key in keys]  # model, format, runtime, device, precision, batch
+    fields = [astuple(CellKey.parse(key)) for key in keys]  # model, format, runtime, device, precision, batch
     varies = [len({f[i] for f in fields}) > 1 for i in range(6)]
     formats: dict[str, set[str]] = {}
     for _, fmt, runtime, *_ in fields:
@@ -79,7 +82,7 @@ def render_trend_svg(series: dict[str, list[TrendPoint]], title: str) -> str:
     labels, shared = legend_labels(list(series))
     lines = []
     for key, points in series.items():
-        ok = [p for p in points if p.status == "ok" and p.ms_per_image]
+        ok = [p for p in points if p.status == Status.OK and p.ms_per_image]
         if ok:
             lines.append(
                 svg.Series(

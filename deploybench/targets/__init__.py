@@ -5,16 +5,18 @@ reads a user's own."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deploybench.errors import UnknownNameError, UsageError, UserFileError
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10
+    import tomli as tomllib
 
 TARGET_DIR = Path(__file__).parent
 
@@ -47,7 +49,7 @@ class Target:
         unknown = set(data) - known - {"name"}
         if unknown:
             raise UsageError(f"target file {path} has unknown keys {sorted(unknown)}; valid: {sorted(known)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
         return cls(name=data.get("name", path.stem), **values)
 
 

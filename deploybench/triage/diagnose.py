@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from deploybench import batch as batches
 from deploybench import registry
 from deploybench.artifact import Artifact
 from deploybench.cache import ArtifactCache
@@ -137,7 +138,8 @@ def triage(
         )
     reference, candidate = artifacts_for(cache, spec, options)
     runtime = options.runtime or default_runtime(candidate.format, registry.runtimes.names())
-    inputs, _ = parity_inputs(spec, SweepConfig(models=(spec.name,), images_dir=options.images_dir))
+    parity_batch, _ = parity_inputs(spec, SweepConfig(models=(spec.name,), images_dir=options.images_dir))
+    inputs = batches.arrays(parity_batch)[0]  # one input: multi-input models were refused above
     rule = jump_rule(options.precision)
     judge = parity_judge(spec, inputs, options.precision, options.tolerance)
     tap = open_tap(runtime, reference, candidate, spec, options)

@@ -16,7 +16,6 @@ from deploybench.cache import ArtifactCache
 from deploybench.cell import Cell
 from deploybench.harness import MeasurePolicy
 from deploybench.models import ModelSpec
-from deploybench.parity import Parity
 from deploybench.results import Row
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.triage.diagnose import TriageOptions
@@ -32,7 +31,7 @@ class FixOptions:
 
 
 def _fix_row(variant: str, keep: int, row: Row) -> FixRow:
-    parity = Parity.from_dict(row.parity) if row.parity else None
+    parity = row.parity
     return FixRow(
         variant=variant,
         keep=keep,
@@ -42,8 +41,8 @@ def _fix_row(variant: str, keep: int, row: Row) -> FixRow:
         reasons=list(parity.reasons) if parity else [row.message],
         ms_per_image=row.ms_per_image,
         throughput=row.throughput,
-        cv=(row.stats or {}).get("cv"),
-        artifact_mb=row.artifact.get("size_mb"),
+        cv=row.stats.cv if row.stats else None,
+        artifact_mb=row.artifact_mb,
     )
 
 

@@ -172,8 +172,8 @@ class OpenVinoTap(LayerTap):
         from deploybench.exporters.base import ExportOptions
         from deploybench.exporters.openvino import quantize_int8
 
-        if why := self.keep_unsupported():
-            raise UnsupportedError(why)
+        if (why := self.keep_unsupported()) or self.spec is None:
+            raise UnsupportedError(why or "no model to rebuild the IR from")
         options = replace(self.export_options or ExportOptions(precision="int8"), keep_fp32=tuple(keep))
         quantized, _ = quantize_int8(self.reference_model.clone(), self.spec, options)
         return OpenVinoTap(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from deploybench.results import Status
 from deploybench.triage.fix import speed_cost
 from deploybench.triage.report import LayerError, Triage
 
@@ -75,7 +76,7 @@ def fix_table(result: Triage) -> str:
         [
             row.variant,
             row.keep,
-            row.status if row.status != "ok" else f"{row.verdict} ({row.key_figure})",
+            row.status if row.status != Status.OK else f"{row.verdict} ({row.key_figure})",
             _number(row.ms_per_image, 4),
             _number(row.throughput, 4),
             "-" if row.cv is None else f"{row.cv:.0%}",
