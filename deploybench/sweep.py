@@ -152,6 +152,8 @@ class SweepConfig:
             raise UsageError(f"--isolate {self.worker_per!r} is not one of {', '.join(WORKER_PER)}")
         for name in self.runtimes:
             registry.runtimes.canonical(name)
+            # A mistyped --mode or --compile-mode stops here, before any model is built.
+            registry.runtimes.get(name).Options.pick(replace(self.runtime_options, device=self.device))
         for name in self.formats or ():
             if name not in (PYTORCH_FORMAT, "torch"):
                 registry.exporters.canonical(name)

@@ -22,6 +22,7 @@ from deploybench.errors import DeployBenchError, ExportError, UnsupportedError, 
 from deploybench.files import module_hash
 from deploybench.inputs import example_batch, seeded_inputs
 from deploybench.models import ModelSpec
+from deploybench.plugin_options import PluginOptions, at_least
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,32 @@ class ExportOptions:
     keep_fp32: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ArtifactOptions(PluginOptions):
+    """What every artifact is built for; a format adds the settings that change its file."""
+
+    precision: str = "fp32"
+    batch: BatchRange = BatchRange(1, 1, 64)
+
+
+@dataclass(frozen=True)
+class DeviceArtifactOptions(ArtifactOptions):
+    """For formats whose file depends on the device it was traced or compiled on."""
+
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class CalibratedOptions(ArtifactOptions):
+    """INT8 calibration: the images (None: bundled photos) and how many."""
+
+    calib_data: str | None = None
+    calib_size: int = 64
+
+    def check(self) -> None:
+        at_least("--calib-size", self.calib_size, 1)
+
+
 class Exporter(ABC):
     """One deployable format."""
 
@@ -61,8 +88,9 @@ class Exporter(ABC):
     static_per_batch: ClassVar[bool] = False
     # The runtime that loads the result back once after export.
     check_runtime: ClassVar[str | None] = None
-    # ExportOptions fields that change this format's artifact (the cache key uses them).
-    key_options: ClassVar[tuple[str, ...]] = ("precision", "device", "batch")
+    # The ExportOptions fields that change this format's artifact, checked when picked; they
+    # are the cache key, so a new field is part of it without anything kept in step.
+    Options: ClassVar[type[PluginOptions]] = DeviceArtifactOptions
     # Libraries whose versions change the artifact.
     key_libraries: ClassVar[tuple[str, ...]] = ("torch",)
     # False where the format can also be made from an existing ONNX file (runtime-only models).
@@ -74,6 +102,7 @@ class Exporter(ABC):
     def validate(self, model: ModelSpec, options: ExportOptions) -> None:
         """Refuse what this format cannot do, listing what it can."""
         registry.exporters.require(self.name)
+        self.Options.pick(options)  # its own settings (--opset, --workspace-gb, ...) in range
         if options.precision not in self.precisions:
             raise UnsupportedError(
                 f"{self.name} does not support precision {options.precision!r}; supported: {', '.join(self.precisions)}"
@@ -178,7 +207,7 @@ class Exporter(ABC):
         versions = library_versions()
         identity = {
             "format": self.name,
-            "options": {k: _jsonable(getattr(options, k)) for k in self.key_options},
+            "options": asdict(self.Options.pick(options)),
             "libraries": {k: versions.get(k) for k in self.key_libraries},
         }
         if options.keep_fp32:  # only when set, so every artifact cached before the option keeps its key

@@ -12,17 +12,31 @@ import heapq
 import logging
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deploybench.errors import ExportError, first_line
-from deploybench.exporters.base import Exporter, ExportOptions, example_inputs, trace_batch
+from deploybench.exporters.base import ArtifactOptions, Exporter, ExportOptions, example_inputs, trace_batch
 from deploybench.models import ModelSpec
+from deploybench.plugin_options import at_least
 from deploybench.torch_utils import flatten_outputs
 
 log = logging.getLogger(__name__)
 # Above this size protobuf cannot hold the weights inline; they go to an external-data file.
 EXTERNAL_DATA_BYTES = 1_800_000_000
+
+
+MIN_OPSET = 7  # older opsets predate the operators every exporter emits
+
+
+@dataclass(frozen=True)
+class OnnxOptions(ArtifactOptions):
+    opset: int | None = None  # None: the exporter's default
+    simplify: bool = False  # onnxslim after export
+
+    def check(self) -> None:
+        at_least("--opset", self.opset, MIN_OPSET)
 
 
 class OnnxExporter(Exporter):
@@ -33,7 +47,7 @@ class OnnxExporter(Exporter):
     devices = ("cpu", "cuda")
     precisions = ("fp32", "fp16")
     check_runtime = "onnxruntime"
-    key_options = ("precision", "batch", "opset", "simplify")
+    Options = OnnxOptions
     key_libraries = ("torch", "onnx", "onnxscript", "onnxslim", "onnxruntime")
     needs_module = False  # an ONNX file is its own artifact
     keep_fp32_precisions = ("fp16",)

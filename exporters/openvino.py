@@ -9,7 +9,14 @@ from typing import Any
 
 from deploybench.calibration import calibration_samples
 from deploybench.errors import ExportError, UnsupportedError
-from deploybench.exporters.base import Exporter, ExportOptions, artifact_batch, example_inputs, trace_batch
+from deploybench.exporters.base import (
+    CalibratedOptions,
+    Exporter,
+    ExportOptions,
+    artifact_batch,
+    example_inputs,
+    trace_batch,
+)
 from deploybench.models import ModelSpec
 
 
@@ -22,7 +29,7 @@ class OpenVinoExporter(Exporter):
     devices = ("cpu", "gpu")
     precisions = ("fp32", "fp16", "int8")
     check_runtime = "openvino"
-    key_options = ("precision", "batch", "calib_data", "calib_size")
+    Options = CalibratedOptions
     key_libraries = ("torch", "openvino", "nncf")
     needs_module = False  # convert_model reads ONNX files too
     keep_fp32_precisions = ("int8",)

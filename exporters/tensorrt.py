@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,12 @@ import numpy as np
 from deploybench import registry
 from deploybench.calibration import calibration_samples
 from deploybench.env import has_cuda
-from deploybench.errors import ExportError, UnsupportedError
-from deploybench.exporters.base import Exporter, ExportOptions, artifact_batch
+from deploybench.errors import ExportError, UnsupportedError, UsageError
+from deploybench.exporters.base import CalibratedOptions, Exporter, ExportOptions, artifact_batch
+from deploybench.exporters.onnx import MIN_OPSET
 from deploybench.files import write_bytes_atomic
 from deploybench.models import ModelSpec
+from deploybench.plugin_options import at_least
 from deploybench.runtimes.tensorrt import PRECISIONS, compute_capability, engine_fingerprint, import_tensorrt
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,18 @@ assert tuple(PRECISION_FLAGS) == PRECISIONS  # the exporter and the runtime agre
 TIMING_CACHE_NAME = "tensorrt-timing.cache"
 
 
+@dataclass(frozen=True)
+class TensorRTOptions(CalibratedOptions):
+    workspace_gb: float = 4.0  # the builder's workspace limit
+    opset: int | None = None  # of the intermediate ONNX export
+
+    def check(self) -> None:
+        super().check()
+        if not self.workspace_gb > 0:
+            raise UsageError(f"--workspace-gb {self.workspace_gb!r} must be more than 0")
+        at_least("--opset", self.opset, MIN_OPSET)
+
+
 class TensorRTExporter(Exporter):
     name = "tensorrt"
     aliases = ("trt",)
@@ -52,7 +66,7 @@ class TensorRTExporter(Exporter):
     keep_fp32_precisions = ("fp16", "bf16", "int8")
     check_runtime = "tensorrt"
     static_per_batch = True  # kernels are chosen for the profile's opt shape
-    key_options = ("precision", "batch", "workspace_gb", "opset", "calib_data", "calib_size")
+    Options = TensorRTOptions
     key_libraries = ("torch", "onnx", "onnxscript", "tensorrt")
     needs_module = False  # built from the ONNX artifact, which an ONNX file already is
 

@@ -7,12 +7,23 @@ constants do not survive ``torch.jit.save``/``load``.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deploybench.exporters.base import Exporter, ExportOptions, example_inputs
 from deploybench.models import ModelSpec
+from deploybench.plugin_options import PluginOptions
 from deploybench.torch_utils import module_for, torch_dtype
+
+
+@dataclass(frozen=True)
+class TorchScriptOptions(PluginOptions):
+    """A traced module keeps the batch axis symbolic: the batch range is not part of its identity."""
+
+    precision: str = "fp32"
+    device: str = "cpu"
+    script: bool = False  # torch.jit.script instead of trace
 
 
 class TorchScriptExporter(Exporter):
@@ -23,7 +34,7 @@ class TorchScriptExporter(Exporter):
     devices = ("cpu", "cuda")
     precisions = ("fp32", "fp16", "bf16")
     check_runtime = "torchscript"
-    key_options = ("precision", "device", "script")
+    Options = TorchScriptOptions
 
     def _export(self, model: ModelSpec, options: ExportOptions, out_dir: Path) -> tuple[str, dict[str, Any]]:
         import torch

@@ -21,6 +21,7 @@ from deploybench import registry
 from deploybench.artifact import Artifact
 from deploybench.batch import Batch
 from deploybench.errors import RuntimeLoadError, UnsupportedError
+from deploybench.plugin_options import PluginOptions
 
 
 def usable_cpus() -> set[int]:
@@ -90,6 +91,8 @@ class Runtime(ABC):
     # The timed region, in words, stored with every measurement. A runtime whose region depends
     # on the device or options (host vs device-resident buffers) sets its own in ``_load``.
     timed_region: str = "host inputs already prepared; infer + synchronize"
+    # The settings this runtime reads beyond device, precision and threads, validated when built.
+    Options: ClassVar[type[PluginOptions]] = PluginOptions
 
     def __init__(self, options: RuntimeOptions | None = None) -> None:
         self.options = options or RuntimeOptions()

@@ -23,7 +23,8 @@ import numpy as np
 
 from deploybench.artifact import Artifact
 from deploybench.batch import Batch, arrays
-from deploybench.errors import RuntimeLoadError, UnsupportedError, first_line
+from deploybench.errors import RuntimeLoadError, UnsupportedError, UsageError, first_line
+from deploybench.plugin_options import PluginOptions, one_of
 from deploybench.runtimes.base import Runtime, RuntimeOptions
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -59,6 +60,29 @@ def provider_config(options: RuntimeOptions, available: list[str], artifact: Art
     return provider_chain(wanted, options, artifact)
 
 
+@dataclass(frozen=True)
+class OrtOptions(PluginOptions):
+    device: str = "cpu"
+    provider: str | None = None  # cuda or tensorrt on --device cuda; None picks by device
+    graph_optimization: str = "all"
+    cuda_graphs: bool = False
+    io_binding: bool = True
+
+    def check(self) -> None:
+        one_of("--ort-provider", self.provider, (None, *(name for name in PROVIDERS if name != "cpu")))
+        one_of("graph optimisation level", self.graph_optimization, tuple(GRAPH_LEVELS))
+        if self.cuda_graphs and not (self.device == "cuda" and self.io_binding):
+            raise UsageError(
+                "CUDA graphs need --device cuda with IOBinding (the graph replays fixed device "
+                "buffers); drop --cuda-graphs or run on cuda"
+            )
+        if self.cuda_graphs and self.provider == "tensorrt":
+            raise UsageError(
+                "--cuda-graphs captures the CUDA provider's graph, and with --ort-provider tensorrt "
+                "TensorRT runs the nodes; drop one of the two"
+            )
+
+
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     aliases = ("ort",)
@@ -69,6 +93,7 @@ class OnnxRuntime(Runtime):
     requires = ("onnxruntime",)
     extra = "onnx"
     timed_region = "CPU: session.run on host arrays, outputs returned to host"
+    Options = OrtOptions
 
     def __init__(self, options: RuntimeOptions | None = None) -> None:
         super().__init__(options)
@@ -86,17 +111,8 @@ class OnnxRuntime(Runtime):
     def _load(self, artifact: Artifact) -> None:
         import onnxruntime as ort
 
+        OrtOptions.pick(self.options)  # a runtime built without a sweep is checked here
         threads, level = self.options.resolved_threads(), self.options.graph_optimization
-        if self.options.cuda_graphs and not (self.options.device == "cuda" and self.options.io_binding):
-            raise UnsupportedError(
-                "CUDA graphs need --device cuda with IOBinding (the graph replays fixed device "
-                "buffers); drop --cuda-graphs or run on cuda"
-            )
-        if self.options.cuda_graphs and PROVIDERS.get(self.options.provider or "") == "TensorrtExecutionProvider":
-            raise UnsupportedError(
-                "--cuda-graphs captures the CUDA provider's graph, and with --ort-provider tensorrt "
-                "TensorRT runs the nodes; drop one of the two"
-            )
         session_options = self._session_options(ort, artifact)
         providers = provider_config(self.options, ort.get_available_providers(), artifact)
         self._placement_pending = self._profile_placement(session_options)
@@ -184,9 +200,7 @@ class OnnxRuntime(Runtime):
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = self.options.resolved_threads()
         session_options.inter_op_num_threads = 1
-        level = self.options.graph_optimization
-        if level not in GRAPH_LEVELS:
-            raise UnsupportedError(f"unknown graph optimisation level {level!r}; choose from {', '.join(GRAPH_LEVELS)}")
+        level = self.options.graph_optimization  # OrtOptions checked it
         session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[level])
         return session_options
 

@@ -14,6 +14,7 @@ its label says both.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ import numpy as np
 from deploybench.artifact import Artifact
 from deploybench.batch import Batch, arrays
 from deploybench.batch import size as batch_size
-from deploybench.errors import RuntimeLoadError, UnsupportedError, first_line
+from deploybench.errors import RuntimeLoadError, first_line
+from deploybench.plugin_options import PluginOptions, one_of
 from deploybench.runtimes.base import ConcurrentRuntime, RuntimeOptions
 
 # Requested precision -> INFERENCE_PRECISION_HINT. FP16 and INT8 IRs keep FP32 compute for
@@ -29,6 +31,14 @@ from deploybench.runtimes.base import ConcurrentRuntime, RuntimeOptions
 COMPUTE_HINTS = {"fp32": "f32", "fp16": "f32", "int8": "f32", "bf16": "bf16", "auto": None}
 TYPE_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "i8": "int8", "u8": "int8"}
 MODES = ("auto", "latency", "throughput")
+
+
+@dataclass(frozen=True)
+class OpenVinoOptions(PluginOptions):
+    mode: str = "auto"  # the performance hint: latency (one stream), throughput, or auto (latency at batch 1)
+
+    def check(self) -> None:
+        one_of("--mode (OpenVINO's performance hint)", self.mode, MODES)
 
 
 def precision_label(weights: str, compute: str) -> str:
@@ -52,6 +62,7 @@ class OpenVinoRuntime(ConcurrentRuntime):
     precisions = tuple(COMPUTE_HINTS)
     requires = ("openvino",)
     extra = "openvino"
+    Options = OpenVinoOptions
     timed_region = (
         "host tensors shared with the infer request(s); latency: infer(); throughput: "
         "every request of an AsyncInferQueue kept busy, each timed from start_async to its callback"
@@ -70,8 +81,7 @@ class OpenVinoRuntime(ConcurrentRuntime):
     def _load(self, artifact: Artifact) -> None:
         import openvino as ov
 
-        if self.options.mode not in MODES:
-            raise UnsupportedError(f"unknown OpenVINO mode {self.options.mode!r}; choose from {', '.join(MODES)}")
+        OpenVinoOptions.pick(self.options)  # a runtime built without a sweep is checked here
         self._core = ov.Core()
         self._device = self.options.device.upper()
         try:

@@ -3,26 +3,33 @@ so the harness's first-inference time is the compile time, reported apart from s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from deploybench.runtimes.torch_eager import TorchEagerRuntime
+from deploybench.plugin_options import one_of
+from deploybench.runtimes.torch_eager import TorchEagerRuntime, TorchOptions
 
 COMPILE_MODES = ("default", "max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+
+@dataclass(frozen=True)
+class CompileOptions(TorchOptions):
+    compile_mode: str = "default"
+
+    def check(self) -> None:
+        one_of("--compile-mode", self.compile_mode, COMPILE_MODES)
 
 
 class TorchCompileRuntime(TorchEagerRuntime):
     name = "torch-compile"
     aliases = ("compile", "inductor")
     call = "compiled forward"
+    Options = CompileOptions
 
     def _wrap(self, module: Any) -> Any:
         import torch
 
-        from deploybench.errors import UsageError
-
-        mode = self.options.compile_mode
-        if mode not in COMPILE_MODES:
-            raise UsageError(f"unknown torch.compile mode {mode!r}; choose from {', '.join(COMPILE_MODES)}")
+        mode = CompileOptions.pick(self.options).compile_mode
         dynamic = self.options.dynamic_batch
         self.info.update(
             compile_mode=mode,

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from deploybench.artifact import Artifact
 from deploybench.batch import Batch
+from deploybench.plugin_options import PluginOptions
 from deploybench.runtimes.torch_base import TorchRuntimeBase
 from deploybench.torch_utils import module_for, strict_fp32
+
+
+@dataclass(frozen=True)
+class TorchOptions(PluginOptions):
+    channels_last: bool = False  # NHWC module and inputs (faster convolutions on some CPUs and GPUs)
 
 
 class TorchEagerRuntime(TorchRuntimeBase):
     name = "torch"
     aliases = ("eager", "pytorch")
     formats = ("pytorch",)
+    Options = TorchOptions
 
     def _compute_precision(self, artifact: Artifact) -> str:
         return self.options.precision  # the module is cast here, not at export

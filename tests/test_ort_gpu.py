@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deploybench.cache import ArtifactCache
-from deploybench.errors import UnsupportedError
+from deploybench.errors import UnsupportedError, UsageError
 from deploybench.runtimes.base import RuntimeOptions
 from deploybench.runtimes.onnxruntime import (
     ORT_TENSORRT_CACHE,
@@ -73,7 +73,7 @@ def test_cuda_provider_options(artifacts) -> None:
 
 
 def test_cuda_graphs_without_a_cuda_device_are_refused_before_loading(artifacts) -> None:
-    with pytest.raises(UnsupportedError, match="CUDA graphs need --device cuda"):
+    with pytest.raises(UsageError, match="CUDA graphs need --device cuda"):
         OnnxRuntime(RuntimeOptions(cuda_graphs=True)).load(artifacts.get("onnx"))
 
 
@@ -83,7 +83,7 @@ def test_cuda_graphs_stay_off_the_tensorrt_providers_cuda_fallback(artifacts) ->
         "TensorrtExecutionProvider", RuntimeOptions(device="cuda", cuda_graphs=True), artifacts.get("onnx")
     )
     assert chain[1] == ("CUDAExecutionProvider", {"use_tf32": "0"})
-    with pytest.raises(UnsupportedError, match="drop one of the two"):
+    with pytest.raises(UsageError, match="drop one of the two"):
         OnnxRuntime(RuntimeOptions(device="cuda", provider="tensorrt", cuda_graphs=True)).load(artifacts.get("onnx"))
 
 
