@@ -150,7 +150,7 @@ def test_a_failed_load_still_reaches_unload(runtime: str, artifacts, tmp_path, m
     real_unload = cls._unload
     monkeypatch.setattr(cls, "_unload", lambda self: unloads.append(self) or real_unload(self))
     rt = cls()
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeLoadError):
         rt.load(broken)
     assert unloads == [rt] and not rt._loaded
 
