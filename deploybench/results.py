@@ -159,7 +159,7 @@ class Row:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: typed parts as the objects they were decoded from (schema version 1)."""
         data = asdict(self)
-        data["status"] = self.status.value
+        data["status"] = Status(self.status).value  # also a status assigned as its text
         data["memory"] = self.memory.to_dict() if self.memory else {}
         data["artifact"] = asdict(self.artifact) if self.artifact else {}
         return data

@@ -130,7 +130,9 @@ def test_warm_up_runs_until_the_running_median_settles() -> None:
     # A cold start: 20 calls slowing from 200 ms down to 105 ms, then a steady 100 ms.
     cold = [int((200 - 5 * i) * 1e6) for i in range(20)]
     runtime = ScriptedRuntime(clock := FakeClock(), itertools.chain([300_000_000], cold, itertools.repeat(100_000_000)))
-    policy = MeasurePolicy(warmup_iters=5, warmup_seconds=0.5, settle_window=5, min_seconds=2.0)
+    policy = MeasurePolicy(
+        warmup_iters=5, warmup_seconds=0.5, settle_window=5, max_warmup_seconds=20.0, min_seconds=2.0
+    )
     m = measure(runtime, None, 1, policy, clock=clock)
     assert m.warmup_iters >= 20 and m.warmup_settled  # a fixed 5 calls or 0.5 s would have stopped at 5
     assert m.stats.max == pytest.approx(100.0)  # no cold sample reached the timed window
