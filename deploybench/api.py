@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploybench.errors import UnsupportedError
+from deploybench.errors import UnsupportedError, UsageError
 
 if TYPE_CHECKING:
     from deploybench.artifact import Artifact
@@ -371,6 +371,9 @@ def export(
 
     names = [to] if isinstance(to, str) else list(to)
     exporters = [registry.exporters.get(registry.exporters.canonical(name))() for name in names]
+    for exporter in exporters:
+        if exporter.in_memory:
+            raise UsageError(f"{exporter.name} is the module itself: nothing to export; time it with --runtime torch")
     options = ExportOptions(precision=precision, device=device, batch=BatchRange.parse(batch), **export_options)
     spec = resolve(
         model,

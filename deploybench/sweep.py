@@ -38,7 +38,6 @@ from deploybench.sanity import flag_slower_than_eager
 log = logging.getLogger(__name__)
 DEFAULT_RUNTIMES = ("torch", "torchscript", "onnxruntime", "openvino", "aoti")
 AUTO_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-PYTORCH_FORMAT = "pytorch"
 NO_GPU = "needs a CUDA GPU and there is no CUDA GPU on this machine; run it on a GPU machine or use --target cpu"
 
 
@@ -155,8 +154,7 @@ class SweepConfig:
             # A mistyped --mode or --compile-mode stops here, before any model is built.
             registry.runtimes.get(name).Options.pick(replace(self.runtime_options, device=self.device))
         for name in self.formats or ():
-            if name not in (PYTORCH_FORMAT, "torch"):
-                registry.exporters.canonical(name)
+            registry.exporters.canonical(name)
         valid = registry.known_precisions()
         for precision in self.precisions:
             if precision not in valid:
@@ -204,7 +202,7 @@ def format_of(runtime: str, wanted: tuple[str, ...] | None) -> str | None:
     """The artifact format a runtime loads, honouring a ``--formats`` filter."""
     formats = registry.runtimes.get(runtime).formats
     for fmt in formats:
-        if wanted is None or fmt in wanted or (fmt == PYTORCH_FORMAT and "torch" in wanted):
+        if wanted is None or fmt in wanted:
             return fmt
     return None
 
@@ -246,15 +244,10 @@ def summarise_skips(skipped: list[SkippedCell]) -> list[str]:
     return lines
 
 
-def _source_problem(runtime: str, fmt: str, spec: ModelSpec | None) -> str | None:
+def _source_problem(fmt: str, spec: ModelSpec | None) -> str | None:
     """Why ``fmt`` cannot be made from the model's source (an ONNX file has no PyTorch module)."""
     if spec is None or spec.has_module:
         return None
-    if fmt == PYTORCH_FORMAT:
-        return (
-            f"{runtime} runs a PyTorch module and {spec.name} is an ONNX file "
-            "(runtime-only: use a runtime that reads ONNX, such as onnxruntime or openvino)"
-        )
     return registry.exporters.get(fmt).source_problem(spec)
 
 
@@ -267,11 +260,7 @@ def plan(config: SweepConfig, model: str, spec: ModelSpec | None = None) -> tupl
     # GPU targets (a100, h100, edge) on a machine without one: refuse every cell up front, with
     # the reason, rather than fail late in each worker.
     no_gpu = config.device.startswith("cuda") and not has_cuda()
-    wanted = (
-        tuple(registry.exporters.canonical(f) if f not in (PYTORCH_FORMAT, "torch") else f for f in config.formats)
-        if config.formats
-        else None
-    )
+    wanted = tuple(registry.exporters.canonical(f) for f in config.formats) if config.formats else None
     for name in config.runtimes:
         runtime = registry.runtimes.canonical(name)
         runtime_cls = registry.runtimes.get(runtime)
@@ -280,10 +269,10 @@ def plan(config: SweepConfig, model: str, spec: ModelSpec | None = None) -> tupl
             continue
         available = registry.runtimes.availability(runtime)
         for precision in config.precisions:
-            source_why = _source_problem(runtime, fmt, spec)
+            source_why = _source_problem(fmt, spec)
             why = NO_GPU if no_gpu else source_why or runtime_cls.supports(fmt, config.device, precision)
             artifact_precision = precision
-            if why is None and fmt != PYTORCH_FORMAT:
+            if why is None:
                 exporter = registry.exporters.get(fmt)
                 if precision not in exporter.precisions:
                     artifact_precision = "fp32"  # e.g. OpenVINO bf16 compute on an FP32 IR
@@ -533,15 +522,15 @@ class Sweep:
         return item.key(spec.name, self.config.device, batch)
 
     def _export_batch(self, item: PlannedCell, batch: int) -> BatchRange:
-        static = item.format != PYTORCH_FORMAT and registry.exporters.get(item.format).static_per_batch
+        static = registry.exporters.get(item.format).static_per_batch
         return export_batch(static, batch, self.config.batch_sizes, self.config.dynamic_batch)
 
     def _artifact(self, spec: ModelSpec, item: PlannedCell, batch: BatchRange) -> ArtifactRecord | str | None:
         """Export through the cache: the artifact's record, the export's failure (its message), or
         None for the in-memory module."""
-        if item.format == PYTORCH_FORMAT:
-            return None
         exporter = registry.exporters.get(item.format)()
+        if exporter.in_memory:  # the worker builds the module itself
+            return None
         options = replace(self.config.export, precision=item.artifact_precision, device=self.config.device, batch=batch)
         self.tracker.phase("export")
         try:

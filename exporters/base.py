@@ -95,6 +95,8 @@ class Exporter(ABC):
     key_libraries: ClassVar[tuple[str, ...]] = ("torch",)
     # False where the format can also be made from an existing ONNX file (runtime-only models).
     needs_module: ClassVar[bool] = True
+    # True: the artifact is the module in memory (PyTorch itself); nothing is written or cached.
+    in_memory: ClassVar[bool] = False
     # Precisions at which named layers can stay in FP32 (ExportOptions.keep_fp32).
     keep_fp32_precisions: ClassVar[tuple[str, ...]] = ()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,6 @@ from deploybench.inputs import example_batch
 from deploybench.models import resolve
 from deploybench.runtimes.base import RuntimeOptions
 
-FORMAT_RUNTIME = {
-    "torchscript": "torchscript",
-    "onnx": "onnxruntime",
-    "openvino": "openvino",
-    "aoti": "aoti",
-    "tensorrt": "tensorrt",
-}
-
 
 def _reference(tiny, batch):
     with registry.runtimes.get("torch")().load(Artifact.from_module(tiny)) as rt:
@@ -37,12 +28,13 @@ def test_export_reload_and_match(fmt: str, artifacts, tiny) -> None:
     artifact = artifacts.get(fmt)
     manifest = artifact.manifest
     assert artifact.file.is_file()
-    assert manifest["checked_with"] == FORMAT_RUNTIME[fmt]
+    runtime = registry.exporters.get(fmt).check_runtime
+    assert runtime and manifest["checked_with"] == runtime and fmt in registry.runtimes.get(runtime).formats
     assert manifest["size_bytes"] == sum(f["size"] for f in manifest["files"].values()) > 0
     assert manifest["source_hash"] and manifest["export_seconds"] > 0
     assert artifact.outputs[0].shape == ["batch", 1000]
     batch = example_batch(tiny.input, 3, seed=5)  # 3: not the batch it was traced with
-    with registry.runtimes.get(FORMAT_RUNTIME[fmt])().load(Artifact.load(artifact.path)) as rt:
+    with registry.runtimes.get(runtime)().load(Artifact.load(artifact.path)) as rt:
         out = rt.run(batch)
     np.testing.assert_allclose(out[0], _reference(tiny, batch)[0], atol=1e-3, rtol=1e-3)
 
@@ -50,10 +42,8 @@ def test_export_reload_and_match(fmt: str, artifacts, tiny) -> None:
 @pytest.mark.parametrize("fmt", available_exporters())
 def test_second_export_is_a_cache_hit(fmt: str, artifacts, cache, tiny) -> None:
     first = artifacts.get(fmt)
-    started = time.perf_counter()
     again, hit = cache.get_or_export(registry.exporters.get(fmt)(), tiny, ExportOptions())
-    assert hit and again.path == first.path
-    assert time.perf_counter() - started < 5  # generous bound; the brief's target is well under 1 s
+    assert hit and again.path == first.path and again.manifest["created"] == first.manifest["created"]
 
 
 def test_force_rebuilds(cache, tiny, artifacts) -> None:

@@ -71,11 +71,32 @@ def test_registered_plugins_are_remembered_for_workers(missing_plugin) -> None:
     assert __name__ in registry.dynamic_plugin_modules()
 
 
-def test_every_plugin_declares_its_capabilities() -> None:
-    for cls in registry.exporters:
-        assert cls.name and cls.suffix and cls.precisions and cls.devices
-    for cls in registry.runtimes:
-        assert cls.name and cls.formats and cls.precisions and cls.devices and cls.timed_region
+PRECISIONS = {"fp32", "tf32", "fp16", "bf16", "int8", "auto"}
+DEVICES = {"cpu", "cuda", "gpu", "auto"}
+
+
+@pytest.mark.parametrize("name", registry.exporters.names())
+def test_every_exporter_declares_valid_capabilities(name: str) -> None:
+    cls = registry.exporters.get(name)
+    assert cls.name == name and name.isidentifier()
+    assert cls.precisions and set(cls.precisions) <= PRECISIONS
+    assert cls.devices and set(cls.devices) <= DEVICES
+    assert set(cls.keep_fp32_precisions) <= set(cls.precisions)
+    assert cls.in_memory or (cls.suffix.startswith(".") and len(cls.suffix) > 1)
+    assert all(module.replace(".", "_").isidentifier() for module in cls.requires)
+    # The runtime that checks an export loads this format.
+    assert cls.check_runtime is not None and name in registry.runtimes.get(cls.check_runtime).formats
+
+
+@pytest.mark.parametrize("name", registry.runtimes.names())
+def test_every_runtime_declares_valid_capabilities(name: str) -> None:
+    cls = registry.runtimes.get(name)
+    assert cls.name == name
+    assert cls.formats and all(fmt in registry.exporters.names() for fmt in cls.formats)
+    assert cls.precisions and set(cls.precisions) <= PRECISIONS
+    assert set(cls.cuda_only_precisions) <= set(cls.precisions)
+    assert cls.devices and set(cls.devices) <= DEVICES
+    assert isinstance(cls.timed_region, str) and len(cls.timed_region) > 10
 
 
 def test_first_line_of_library_errors() -> None:

@@ -31,7 +31,6 @@ class Target:
     batches: tuple[int, ...] = (1, 8)
     threads: int | None = None
     sample: tuple[str, ...] = ("rss",)  # what to sample during a run: rss, nvml, tegrastats
-    requires_gpu: bool = False
 
     @classmethod
     def from_toml(cls, path: Path) -> Target:
