@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from deploybench.errors import DeployBenchError, MissingDependencyError, UnknownNameError
@@ -57,7 +57,7 @@ class Registry(Generic[T]):
     def __init__(self, group: str, kind: str) -> None:
         self.group, self.kind = group, kind
         self._classes: dict[str, type[T]] = {}
-        self._entry_points: dict[str, object] = {}
+        self._entry_points: dict[str, EntryPoint] = {}
         self._loaded = False
         self.dynamic_modules: list[str] = []
 
@@ -113,7 +113,7 @@ class Registry(Generic[T]):
             name = self.canonical(name)
         if name not in self._classes:
             try:
-                self._classes[name] = self._entry_points[name].load()  # type: ignore[attr-defined]
+                self._classes[name] = self._entry_points[name].load()
             except ImportError as exc:  # a broken third-party plugin must not break the rest
                 raise DeployBenchError(f"{self.kind} plugin {name!r} failed to import: {exc}") from exc
         return self._classes[name]

@@ -145,7 +145,9 @@ class CellDelta:
     @property
     def row(self) -> Row:
         """The row that names the cell (current if present)."""
-        return self.current or self.baseline  # type: ignore[return-value]
+        row = self.current or self.baseline
+        assert row is not None, "a delta has a row on at least one side"
+        return row
 
 
 @dataclass
@@ -182,7 +184,9 @@ class RegressionReport:
 
 def cell_delta(baseline: Row | None, current: Row | None, thresholds: Thresholds) -> CellDelta:
     """The verdict for one cell; see the module docstring for the rule."""
-    delta = CellDelta(key=(current or baseline).key, baseline=baseline, current=current)  # type: ignore[union-attr]
+    named = current or baseline
+    assert named is not None, "a cell is in at least one of the two runs"
+    delta = CellDelta(key=named.key, baseline=baseline, current=current)
     if current is None:
         delta.verdict, delta.reasons = MISSING, ["not in the current run"]
         return delta

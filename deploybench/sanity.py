@@ -33,9 +33,9 @@ def flag_slower_than_eager(results: Results, limit: float = SLOWER_THAN_EAGER_LI
     for row in results.rows:
         row.warnings = [w for w in row.warnings if not w.startswith(MISCONFIGURED)]
         base = eager.get((row.model, row.device, row.batch))
-        if base is None or row is base or row.status != Status.OK or not row.ms_per_image:
+        if base is None or row is base or row.status != Status.OK or not row.ms_per_image or not base.ms_per_image:
             continue
-        ratio = row.ms_per_image / base.ms_per_image  # type: ignore[operator]
+        ratio = row.ms_per_image / base.ms_per_image
         if ratio > limit:
             row.warnings.append(
                 f"{MISCONFIGURED}: {ratio:.1f}x slower than eager ({row.runtime} {row.ms_per_image:.3f} ms/img vs "

@@ -90,7 +90,7 @@ class SweepConfig:
     @property
     def batch_sizes(self) -> tuple[int, ...]:
         """The sizes to try: the given list, or the doubling ladder for ``auto``."""
-        return AUTO_BATCHES if self.batches == "auto" else self.batches  # type: ignore[return-value]
+        return AUTO_BATCHES if isinstance(self.batches, str) else self.batches  # "auto" is the one text
 
     def record(self, argv: Sequence[str] = ()) -> dict[str, Any]:
         """The configuration a results document keeps: what ran, and what decides comparability.
