@@ -47,7 +47,7 @@ ALIASES: dict[str, str] = {
 class ModelRef:
     """Everything needed to rebuild the same model in another process (plain data)."""
 
-    spec: str
+    text: str  # what the user typed: an alias, a library's name (timm:..., yolo...), a file
     pretrained: bool = False
     checkpoint: str | None = None
     trust_checkpoint: bool = False
@@ -188,42 +188,42 @@ class ModelSpec:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
 
 
-def resolve(spec: str | ModelRef, **weights: Any) -> ModelSpec:
-    """Resolve a spec string (or ModelRef) through the registered model sources."""
-    ref = spec if isinstance(spec, ModelRef) else ModelRef(spec=spec.strip(), **weights)
-    if not ref.spec:
+def resolve(model: str | ModelRef, **weights: Any) -> ModelSpec:
+    """Resolve what the user typed (or a ModelRef) into a ModelSpec through the registered sources."""
+    ref = model if isinstance(model, ModelRef) else ModelRef(text=model.strip(), **weights)
+    if not ref.text:
         raise ModelSpecError("empty model spec; name a model such as resnet50, yolov8n or timm:<name>")
     if ref.pretrained and ref.checkpoint:
         raise ModelSpecError("choose either --pretrained or --checkpoint, not both")
     if ref.checkpoint_partial and not ref.checkpoint:
         raise ModelSpecError("--checkpoint-partial needs --checkpoint PATH")
-    text = ALIASES.get(ref.spec, ref.spec)
+    text = ALIASES.get(ref.text, ref.text)
     candidates = sorted((registry.sources.get(n) for n in registry.sources.names()), key=lambda c: c.priority)
     for source_cls in candidates:
         source = source_cls()
         if source.claims(text):
             registry.sources.require(source_cls.name)
-            model = source.resolve(text, ref)
-            if ref.spec in ALIASES:
-                model.notes.append(f"alias {ref.spec!r} -> {text}")
-            model.data_init = model.has_module and model.weights == "random" and ref.data_init and not ref.checkpoint
-            if model.has_module and (ref.checkpoint or model.weights == "random"):
-                model.weights = ref.weights_label()  # the checkpoint file, or the seed
-            if model.data_init:
-                model.weights += ", BatchNorm statistics re-estimated on bundled photos"
-            if not ref.pretrained and not ref.checkpoint and model.has_module:
-                model.notes.append(
+            spec = source.resolve(text, ref)
+            if ref.text in ALIASES:
+                spec.notes.append(f"alias {ref.text!r} -> {text}")
+            spec.data_init = spec.has_module and spec.weights == "random" and ref.data_init and not ref.checkpoint
+            if spec.has_module and (ref.checkpoint or spec.weights == "random"):
+                spec.weights = ref.weights_label()  # the checkpoint file, or the seed
+            if spec.data_init:
+                spec.weights += ", BatchNorm statistics re-estimated on bundled photos"
+            if not ref.pretrained and not ref.checkpoint and spec.has_module:
+                spec.notes.append(
                     "random initialisation (seeded); pass --pretrained or --checkpoint PATH for real weights"
                 )
-            if model.data_init:
-                model.notes.append(
+            if spec.data_init:
+                spec.notes.append(
                     "BatchNorm statistics re-estimated on crops of bundled photos (never the parity "
                     "images) so random-weight outputs follow the input; the reference and every "
                     "artifact share these weights. This makes deep random networks chaotic: "
                     "low-precision rows may then fail on faithful artifacts"
                 )
-            return model
-    raise UnknownNameError("model", ref.spec, list(ALIASES))
+            return spec
+    raise UnknownNameError("model", ref.text, list(ALIASES))
 
 
 def list_models(pattern: str | None = None) -> list[dict[str, str]]:
