@@ -268,9 +268,11 @@ class _StopRule:
         p, n = self.policy, len(samples)
         if n and n >= p.max_iters:
             self.reason = "iteration cap"
-        elif n and elapsed >= p.max_seconds:
+        elif n < p.min_iters or elapsed < p.min_seconds:  # the floor holds even past the time cap
+            return False
+        elif elapsed >= p.max_seconds:
             self.reason = "time cap"
-        elif n >= p.min_iters and elapsed >= p.min_seconds and n >= self._next_check:
+        elif n >= self._next_check:
             self._next_check = max(n + 1, int(n * 1.2))
             data = sorted(samples)
             if relative_half_width(median_interval(data), percentile(data, 50)) <= p.ci_target:

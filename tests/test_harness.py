@@ -126,6 +126,14 @@ def test_noisy_rows_stop_at_the_time_cap_and_say_how_well_the_median_is_known() 
     assert m.warnings and m.warnings[0].startswith("noisy: the median is known only to ±")
 
 
+def test_the_time_cap_never_cuts_the_ten_call_floor_short() -> None:
+    # Calls of 0.8 s with a 3 s cap: trtexec's floor of 10 calls still holds (8 s), then the cap.
+    costs = itertools.cycle([700_000_000, 900_000_000])
+    policy = MeasurePolicy(**NO_WARMUP, max_seconds=3.0)
+    m = measure(ScriptedRuntime(clock := FakeClock(), costs), None, 1, policy, clock=clock)
+    assert len(m.samples_ms) == 10 and m.stop_reason == "time cap"
+
+
 def test_warm_up_runs_until_the_running_median_settles() -> None:
     # A cold start: 20 calls slowing from 200 ms down to 105 ms, then a steady 100 ms.
     cold = [int((200 - 5 * i) * 1e6) for i in range(20)]
