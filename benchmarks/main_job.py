@@ -118,14 +118,19 @@ def row_key(row: dict) -> tuple:
     return tuple(row[k] for k in ("model", "format", "runtime", "precision", "batch"))
 
 
-def spread(runs: list[Run]) -> tuple[float, float, int]:
-    """Median and largest (max - min) / median of each row's ms/image over the runs, and the rows counted."""
+def per_row(runs: list[Run]) -> dict[tuple, list[float]]:
+    """Each row's ms/image in every run where it ran."""
     by_row: dict[tuple, list[float]] = {}
     for run in runs:
         for row in run.rows:
             if row["status"] == "ok" and row.get("ms_per_image"):
                 by_row.setdefault(row_key(row), []).append(row["ms_per_image"])
-    spreads = [(max(v) - min(v)) / statistics.median(v) for v in by_row.values() if len(v) == len(runs)]
+    return {key: values for key, values in by_row.items() if len(values) == len(runs)}
+
+
+def spread(runs: list[Run]) -> tuple[float, float, int]:
+    """Median and largest (max - min) / median of each row's ms/image over the runs, and the rows counted."""
+    spreads = [(max(v) - min(v)) / statistics.median(v) for v in per_row(runs).values()]
     return (statistics.median(spreads), max(spreads), len(spreads)) if spreads else (float("nan"), float("nan"), 0)
 
 
@@ -176,6 +181,8 @@ def main() -> int:
             for i in range(args.runs)
         ]
     text = render(runs, args.models)
+    for key, values in per_row(runs).items():  # where the spread comes from, for whoever reads the log
+        print(" ".join(map(str, key)), " ".join(f"{v:.3f}" for v in values), file=sys.stderr)
     print(text)
     if args.readme:
         write_block("main-job", text)
