@@ -158,13 +158,17 @@ def benchmark_app_command() -> list[str]:
 def benchmark_app_mode(ov: BenchRow, threads: int) -> tuple[list[str], str]:
     """benchmark_app's options for the setting deploybench ran, and its label.
 
-    benchmark_app refuses ``-nthreads`` beside a hint, so one request is spelled out as what
-    the LATENCY hint resolves to (one stream, sync). Requests in flight use the THROUGHPUT
-    hint itself with deploybench's request count when the threads are the physical cores
-    (what the hint uses); otherwise the streams deploybench's hint chose are spelled out.
+    deploybench compiles with the LATENCY or THROUGHPUT hint and sets the thread count.
+    benchmark_app refuses ``-nthreads`` beside a hint, so where the threads are the physical
+    cores (what a hint uses anyway) it gets the same hint: LATENCY with one synchronous
+    request, or THROUGHPUT with deploybench's request count. A hint sets more than streams
+    (thread pinning, which cores), so spelling it out differs measurably. Otherwise the
+    streams deploybench's hint chose are spelled out with ``-nthreads``.
     """
     from deploybench.runtimes.base import physical_cores
 
+    if ov.infer_requests == 1 and threads == physical_cores():
+        return ["-hint", "latency", "-nireq", "1", "-api", "sync"], "latency hint, sync, 1 request"
     if ov.infer_requests == 1:
         return [
             "-hint",

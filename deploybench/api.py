@@ -41,7 +41,7 @@ def to_stderr(message: str) -> None:
 
 
 def sweep_config(
-    models: Sequence[str],
+    models: Sequence[str] | str,
     *,
     target: Target | str = "cpu",
     runtimes: Sequence[str] | None = None,
@@ -87,6 +87,7 @@ def sweep_config(
     from deploybench.targets import load_target
 
     tgt = load_target(target, None) if isinstance(target, str) else target
+    models = [models] if isinstance(models, str) else models  # one name, not its letters
     policy = MeasurePolicy.quick() if quick else MeasurePolicy()
     if min_iters is not None:
         policy = replace(policy, min_iters=min_iters)
@@ -237,6 +238,7 @@ def compare(
     record: str | None = None,
     live: bool | None = False,
     progress: Notify = to_stderr,
+    on_results: Callable[[Results], None] = lambda results: None,
     argv: Sequence[str] = (),
     **options: Any,
 ) -> Results:
@@ -245,8 +247,11 @@ def compare(
     ``options`` are :func:`sweep_config`'s. With ``out``, rows are saved as they finish and
     the reports are written at the end; ``resume=True`` finishes an earlier run in ``out``.
     ``triage`` names the layers behind each row that fails parity; ``record`` stores the run
-    in a history database ("" for the default one). A run in which no cell could run raises
-    :class:`~deploybench.errors.UnsupportedError` unless ``allow_empty``.
+    in a history database ("" for the default one). ``on_results`` sees the results before
+    the reports are written (the CLI prints its table there, so a report path that cannot be
+    written loses nothing). A run in which no cell could run raises
+    :class:`~deploybench.errors.UnsupportedError` unless ``allow_empty``. SIGTERM ends it like
+    Ctrl-C (``KeyboardInterrupt``), with every finished row saved.
     """
     from deploybench.output_lock import exclusive_output
     from deploybench.targets import load_target
@@ -265,7 +270,7 @@ def compare(
     out_dir = Path(out) if out is not None else None
     # One run per output folder: a second one is refused instead of overwriting this one's rows.
     lock = exclusive_output(out_dir, "--resume" if resume else "--out") if out_dir else contextlib.nullcontext()
-    with lock:
+    with _sigterm_as_interrupt(), lock:
         sweep = run_sweep(config, cache=cache, out=out_dir, resume=resume, argv=argv, live=live, progress=progress)
         if not allow_empty and (why := sweep.nothing_ran()):
             raise UnsupportedError(f"nothing to run: {why}; pass --allow-empty to exit 0 with an empty table")
@@ -274,9 +279,10 @@ def compare(
             from deploybench.triage.failing_rows import triage_failing_rows
 
             triage_failing_rows(results, config, sweep.cache, progress)
+        on_results(results)
         write_outputs(results, out_dir, html, progress)
-    if record is not None:
-        _record(results, record, progress)
+        if record is not None:
+            _record(results, record, progress)
     return results
 
 
@@ -322,7 +328,8 @@ def bench(
         device=device or ("cpu" if "cpu" in devices else devices[0]),
         **options,
     )
-    sweep = run_sweep(config, cache=cache, argv=argv, live=live, progress=progress)
+    with _sigterm_as_interrupt():
+        sweep = run_sweep(config, cache=cache, argv=argv, live=live, progress=progress)
     if why := sweep.nothing_ran():
         raise UnsupportedError(f"nothing to run: {why}")
     return sweep.results

@@ -31,9 +31,10 @@ class MeasurePolicy:
 
     Warm-up: at least ``warmup_iters`` and ``warmup_seconds``, then until the median of the
     last ``settle_window`` samples is within ``settle_tolerance`` of the median of the window
-    before it, or ``max_warmup_seconds``. Timed window: at least ``min_iters`` and
-    ``min_seconds``, then until the 95 % interval of the median is within ±``ci_target``,
-    or ``max_iters`` / ``max_seconds``.
+    before it; ``max_warmup_seconds`` bounds all of it (a slow call warms up in fewer calls,
+    and the row says it did not settle). Timed window: at least ``min_iters`` and
+    ``min_seconds`` (trtexec's floor, which no cap cuts short), then until the 95 % interval
+    of the median is within ±``ci_target``, or ``max_iters`` / ``max_seconds``.
     """
 
     warmup_iters: int = 5
@@ -42,7 +43,7 @@ class MeasurePolicy:
     settle_tolerance: float = 0.02
     # Caps that keep a 24-row sweep in minutes on 2 cores: a call that has not settled in 3 s
     # is timed anyway (and flagged), and a window stops at 5 s (trtexec's default is 3 s);
-    # the floors below still hold, so a slow call gets its 10 iterations.
+    # the timed floor below still holds, so a slow call gets its 10 iterations.
     max_warmup_seconds: float = 3.0
     min_iters: int = 10
     min_seconds: float = 2.0

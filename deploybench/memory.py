@@ -6,7 +6,7 @@ import contextlib
 import os
 import resource
 import threading
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +19,38 @@ NVML_DEVICE = "NVML per-process used memory, sampled"
 class MemoryReport:
     baseline_rss_mb: float
     peak_rss_mb: float
-    peak_device_mb: float | None
+    peak_device_mb: float | None = None
     rss_source: str = KERNEL_RSS
     device_source: str | None = None  # None: no NVML-visible GPU
+    # The growth as a results file recorded it (rounded from the unrounded figures); None: derived.
+    recorded_growth_mb: float | None = field(default=None, repr=False)
 
     @property
     def rss_growth_mb(self) -> float:
+        if self.recorded_growth_mb is not None:
+            return self.recorded_growth_mb
         return self.peak_rss_mb - self.baseline_rss_mb
 
     def rounded(self) -> MemoryReport:
-        """To 0.1 MB, as rows keep them."""
-        return replace(self, baseline_rss_mb=round(self.baseline_rss_mb, 1), peak_rss_mb=round(self.peak_rss_mb, 1))
+        """To 0.1 MB, as rows keep them; the growth is rounded from the figures before rounding."""
+        return replace(
+            self,
+            baseline_rss_mb=round(self.baseline_rss_mb, 1),
+            peak_rss_mb=round(self.peak_rss_mb, 1),
+            recorded_growth_mb=round(self.rss_growth_mb, 1),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["recorded_growth_mb"]
         data["rss_growth_mb"] = round(self.rss_growth_mb, 1)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MemoryReport:
         known: dict[str, Any] = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        return cls(**known)
+        known.pop("recorded_growth_mb", None)
+        return cls(**known, recorded_growth_mb=data.get("rss_growth_mb"))
 
 
 def _rss_bytes(process: Any) -> int:

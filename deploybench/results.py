@@ -7,14 +7,16 @@ from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploybench.errors import ResultsError
 from deploybench.files import write_json_atomic
 from deploybench.memory import MemoryReport
 from deploybench.model_facts import ModelFacts
-from deploybench.parity import Parity
 from deploybench.stats import Stats
+
+if TYPE_CHECKING:  # the comparator imports numpy; results stay light for the CLI's first lines
+    from deploybench.parity import Parity
 
 SCHEMA_VERSION = 1
 
@@ -84,6 +86,12 @@ class ArtifactRecord:
     export_seconds: float | None = None
     cache_hit: bool | None = None
     manifest: dict[str, Any] = field(default_factory=dict)  # exporter details worth keeping (opset, calibration)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Where and how large only when known: a row that failed before its artifact was
+        opened keeps the keys it always had (how it was obtained)."""
+        data = asdict(self)
+        return {k: v for k, v in data.items() if v is not None or k not in ("path", "size_mb")}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArtifactRecord:
@@ -161,7 +169,7 @@ class Row:
         data = asdict(self)
         data["status"] = Status(self.status).value  # also a status assigned as its text
         data["memory"] = self.memory.to_dict() if self.memory else {}
-        data["artifact"] = asdict(self.artifact) if self.artifact else {}
+        data["artifact"] = self.artifact.to_dict() if self.artifact else {}
         return data
 
     @classmethod
@@ -186,7 +194,11 @@ class Row:
         row.device_stats = Stats.from_dict(data["device_stats"]) if data.get("device_stats") else None
         row.memory = MemoryReport.from_dict(data["memory"]) if data.get("memory") else None
         row.artifact = ArtifactRecord.from_dict(data["artifact"]) if data.get("artifact") else None
-        row.parity = Parity.from_dict(data["parity"]) if data.get("parity") else None
+        row.parity = None
+        if data.get("parity"):
+            from deploybench.parity import Parity
+
+            row.parity = Parity.from_dict(data["parity"])
         return row
 
 

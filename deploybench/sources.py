@@ -291,7 +291,9 @@ def _load_yolo_file(path: Path, ref: ModelRef) -> Any:
         )
     # renamed from attempt_load_one_weight in Ultralytics 8.4
     names = ("load_checkpoint", "attempt_load_one_weight")
-    loader = next(getattr(tasks, name) for name in names if hasattr(tasks, name))
+    loader = next((getattr(tasks, name) for name in names if hasattr(tasks, name)), None)
+    if loader is None:
+        raise ModelSpecError(f"this Ultralytics has no {' or '.join(names)}; install ultralytics>=8.3")
     with reading("YOLO weights", path, "it is corrupt or not an Ultralytics checkpoint"):
         model, _ = loader(str(path))
     return model.float()

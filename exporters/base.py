@@ -100,6 +100,14 @@ class Exporter(ABC):
     # Precisions at which named layers can stay in FP32 (ExportOptions.keep_fp32).
     keep_fp32_precisions: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "key_options" in vars(cls):  # the tuple plugins declared before Options existed
+            raise TypeError(
+                f"{cls.__name__} declares key_options; declare Options, a PluginOptions dataclass "
+                "of the settings that change its artifact (they are its cache key)"
+            )
+
     # -- the template method ---------------------------------------------------------
     def validate(self, model: ModelSpec, options: ExportOptions) -> None:
         """Refuse what this format cannot do, listing what it can."""

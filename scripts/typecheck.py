@@ -34,7 +34,8 @@ STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 def repair_stubs(source: Path, into: Path) -> None:
     """Copy the TensorRT stubs, fixing the lines of theirs that are not valid Python."""
     for package in STUB_PACKAGES:
-        shutil.copytree(source / package, into / package)
+        if (source / package).is_dir():
+            shutil.copytree(source / package, into / package)
     for stub in into.glob("tensorrt_bindings/*.pyi"):
         text = re.sub(r"(?<=[(,] )in(?=: )", "in_", stub.read_text())  # `in` is a keyword
         text = re.sub(r"(= None, \w+: \w+)\)", r"\1 = ...)", text)  # required after defaults

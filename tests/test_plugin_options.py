@@ -68,3 +68,13 @@ def test_an_export_option_out_of_range_is_refused_before_the_export(tmp_path: Pa
     assert not any(tmp_path.glob("*onnx*"))
     with pytest.raises(UsageError, match="--calib-size 0"):
         registry.exporters.get("openvino").Options.pick(ExportOptions(calib_size=0))
+
+
+def test_an_exporter_still_declaring_key_options_is_told_what_to_declare() -> None:
+    from deploybench.exporters.base import Exporter
+
+    with pytest.raises(TypeError, match="declare Options"):
+
+        class Legacy(Exporter):
+            name = "legacy"
+            key_options = ("precision", "opset")

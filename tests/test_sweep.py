@@ -215,11 +215,19 @@ def test_static_formats_get_one_artifact_per_batch_unless_dynamic_is_asked() -> 
 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_sweep_builds_and_labels_per_batch_artifacts(cache, tmp_path, monkeypatch, dynamic: bool) -> None:
+    from dataclasses import dataclass
+
     from deploybench import registry
+    from deploybench.artifact import BatchRange
+    from deploybench.exporters.torchscript import TorchScriptOptions
+
+    @dataclass(frozen=True)
+    class PerBatch(TorchScriptOptions):  # the batch in the cache key, as TensorRT's options have it
+        batch: BatchRange = BatchRange(1, 1, 64)
 
     exporter = registry.exporters.get("torchscript")
     monkeypatch.setattr(exporter, "static_per_batch", True)  # as TensorRT declares it
-    monkeypatch.setattr(exporter, "key_options", (*exporter.key_options, "batch"))
+    monkeypatch.setattr(exporter, "Options", PerBatch)
     config = SweepConfig(
         models=("test_resnet",),
         runtimes=("torchscript",),

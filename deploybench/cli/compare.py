@@ -76,7 +76,6 @@ def compare_command(
 ) -> int:
     """Export, run and check every model x format x runtime; print the comparison table."""
     from deploybench import api
-    from deploybench.report.table import render_table
     from deploybench.targets import load_target, parse_shard
 
     tgt = load_target(target, target_file)
@@ -98,15 +97,22 @@ def compare_command(
         retry_failed=retry_failed,
         calib_data=calib_data,
         progress=_progress,
+        on_results=lambda measured: _show(measured, triage_failures),
         argv=sys.argv,
         **settings,
     )
-    click.echo(render_table(results))
-    if triage_failures:
-        _echo_triages(results)
     return parity_exit_code(results, allow_mismatch, strict_parity) or (
         1 if any(r.status != Status.OK for r in results.rows) else 0
     )
+
+
+def _show(results: Any, triage_failures: bool) -> None:
+    """The table (and triages) on stdout, before the reports are written."""
+    from deploybench.report.table import render_table
+
+    click.echo(render_table(results))
+    if triage_failures:
+        _echo_triages(results)
 
 
 def parity_exit_code(results: Any, allow_mismatch: bool, strict_parity: bool) -> int:

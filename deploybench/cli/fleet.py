@@ -64,15 +64,6 @@ def _open_history(path: str | None, read_only: bool = False) -> Any:
     return History(Path(path) if path else None, read_only=read_only)
 
 
-def record_run(results: Any, path: str) -> None:
-    """``compare --record``: store the finished run ("" = the default database)."""
-    if not results.rows:
-        click.echo("history: nothing measured, nothing recorded", err=True)
-        return
-    history = _open_history(path)
-    click.echo(f"recorded run {history.record(results)} in {history.path}", err=True)
-
-
 @click.command("regress")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False), metavar="[BASELINE.json] CURRENT.json")
 @click.option(

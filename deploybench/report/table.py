@@ -107,7 +107,7 @@ def fastest_faithful(results: Results) -> set[CellKey]:
 
 def format_number(value: float | None, digits: int) -> str:
     """``1234.5678, 1`` -> ``1,234.6``; None -> ``-``."""
-    return "-" if value is None else f"{value:,.{digits}f}"
+    return "-" if value is None or value != value else f"{value:,.{digits}f}"  # None and NaN: unknown
 
 
 # Row warnings by the word they start with or contain -> the note the status column shows.
