@@ -259,6 +259,7 @@ def compare(
     names = [models] if isinstance(models, str) else list(models)
     tgt = load_target(target, None) if isinstance(target, str) else target
     config = sweep_config(names, target=tgt, **options)
+    config.validate()  # a mistyped option is the only line printed
     progress(
         f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
         f"precisions {', '.join(config.precisions)}, batches {config.batches}"

@@ -16,6 +16,7 @@ class AotiRuntime(TorchRuntimeBase):
     call = "compiled package call"
     # TF32 is decided when the package is compiled (exported with TF32 off), not at load.
     precisions = ("fp32", "fp16", "bf16")
+    cuda_only_precisions = ()  # no tf32: it is decided at compile time
 
     def _open(self, artifact: Artifact) -> Any:
         import torch._inductor
