@@ -24,7 +24,7 @@ TIMED_REGIONS = {
 class TorchRuntimeBase(Runtime):
     devices = ("cpu", "cuda")
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "tf32", "fp16", "bf16")
-    cuda_only_precisions = ("tf32",)
+    cuda_only_precisions: ClassVar[tuple[str, ...]] = ("tf32",)
     requires = ("torch",)
     call: ClassVar[str] = "forward"  # what is called, in the timed region's words
     timed_region = TIMED_REGIONS["cpu"].format(call="forward")
