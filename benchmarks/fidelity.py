@@ -71,6 +71,7 @@ class BenchRow:
     artifact: Path
     infer_requests: int
     streams: int
+    mode: str  # the hint deploybench compiled with: latency or throughput
 
 
 def deploybench_bench(model: str, runtime: str, batch: int, threads: int, seconds: float) -> BenchRow:
@@ -104,6 +105,7 @@ def deploybench_bench(model: str, runtime: str, batch: int, threads: int, second
         folder / main_file,
         int(info.get("infer_requests") or 1),
         int(info.get("streams") or 1),
+        str(info.get("mode") or "latency"),
     )
 
 
@@ -167,9 +169,9 @@ def benchmark_app_mode(ov: BenchRow, threads: int) -> tuple[list[str], str]:
     """
     from deploybench.runtimes.base import physical_cores
 
-    if ov.infer_requests == 1 and threads == physical_cores():
+    if ov.mode == "latency" and threads == physical_cores():
         return ["-hint", "latency", "-nireq", "1", "-api", "sync"], "latency hint, sync, 1 request"
-    if ov.infer_requests == 1:
+    if ov.mode == "latency":
         return [
             "-hint",
             "none",

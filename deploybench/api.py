@@ -280,10 +280,12 @@ def compare(
             from deploybench.triage.failing_rows import triage_failing_rows
 
             triage_failing_rows(results, config, sweep.cache, progress)
-        on_results(results)
-        write_outputs(results, out_dir, html, progress)
-        if record is not None:
-            _record(results, record, progress)
+        try:
+            on_results(results)  # e.g. a table printed into a closed pipe: the reports are still written
+        finally:
+            write_outputs(results, out_dir, html, progress)
+            if record is not None:
+                _record(results, record, progress)
     return results
 
 

@@ -413,5 +413,5 @@ def _baseline_row(points: list[tuple[Row, float | None]]) -> Row:
     row.throughput = median(throughputs) if throughputs else None
     rss = [r.peak_rss_mb for r, _ in ok if r.peak_rss_mb is not None]
     if rss and row.memory:
-        row.memory = replace(row.memory, peak_rss_mb=median(rss))
+        row.memory = replace(row.memory, peak_rss_mb=median(rss), recorded_growth_mb=None)
     return row

@@ -107,6 +107,7 @@ class MemorySampler:
         self.baseline = self.peak = 0
         self.peak_device: int | None = None
         self.rss_source = KERNEL_RSS
+        self._kernel_reset = False  # the kernel's high-water mark was reset when the window opened
 
     def _sample(self) -> None:
         if self._sample_rss:
@@ -123,7 +124,8 @@ class MemorySampler:
             self._sample()
 
     def __enter__(self) -> MemorySampler:
-        if not self._sample_rss and not reset_kernel_peak_rss():
+        self._kernel_reset = not self._sample_rss and reset_kernel_peak_rss()
+        if not self._kernel_reset:
             self._sample_rss = True
         if self._sample_rss:
             self.rss_source = f"RSS sampled every {self._interval * 1e3:.0f} ms"
@@ -138,8 +140,8 @@ class MemorySampler:
         if self._thread is not None:
             self._thread.join()
         self._sample()
-        # The kernel's high-water mark also catches spikes between samples.
-        self.peak = max(self.peak, _kernel_peak_rss_bytes())
+        if self._kernel_reset:  # otherwise the mark holds everything since the process started
+            self.peak = max(self.peak, _kernel_peak_rss_bytes())
         self._nvml.close()
 
     def report(self) -> MemoryReport:
