@@ -20,7 +20,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
-	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(STUBS) tensorrt-stubs
+	$(BIN)/python -m pip install -q --no-deps --upgrade --target $(STUBS) tensorrt-stubs==10.13.0.35.1
 	touch $@
 
 compare: $(VENV)/.installed
