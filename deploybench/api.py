@@ -260,14 +260,14 @@ def compare(
     tgt = load_target(target, None) if isinstance(target, str) else target
     config = sweep_config(names, target=tgt, **options)
     config.validate()  # a mistyped option is the only line printed
+    if record is not None:  # a partial sweep recorded as a night would enter later baselines
+        from deploybench.history import refuse_shard
+
+        refuse_shard(config.shard, f"this run (--shard {config.shard[0]}/{config.shard[1]})")
     progress(
         f"target {tgt.name}: {config.device}, runtimes {', '.join(config.runtimes)}, "
         f"precisions {', '.join(config.precisions)}, batches {config.batches}"
     )
-    if record is not None:
-        from deploybench.history import refuse_shard
-
-        refuse_shard(config.shard, f"this run (shard {config.shard[0]}/{config.shard[1]})")
     out_dir = Path(out) if out is not None else None
     # One run per output folder: a second one is refused instead of overwriting this one's rows.
     lock = exclusive_output(out_dir, "--resume" if resume else "--out") if out_dir else contextlib.nullcontext()

@@ -29,19 +29,14 @@ def record_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """compare's ``--record`` and ``--history PATH``, handed to the command as one ``history_path``.
 
     ``history_path`` is None (do not record), "" (record in the default database) or a path;
-    ``--history PATH`` alone implies ``--record``. One shard of a sweep is refused before
-    anything runs: a partial sweep recorded as a night would become part of later baselines.
+    ``--history PATH`` alone implies ``--record``. ``deploybench.api.compare`` refuses to
+    record one shard of a sweep before anything runs.
     """
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def with_history(*args: Any, record: bool, history_file: str | None, **kwargs: Any) -> Any:
             history_path = (history_file or "") if record or history_file else None
-            if history_path is not None and kwargs.get("shard"):
-                from deploybench.history import refuse_shard
-                from deploybench.targets import parse_shard
-
-                refuse_shard(parse_shard(kwargs["shard"]), f"this run (--shard {kwargs['shard']})")
             return command(*args, history_path=history_path, **kwargs)
 
         with_history = click.option(

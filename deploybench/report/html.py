@@ -40,7 +40,6 @@ NUMERIC_COLUMNS = {
     "artifact MB",
     "vs eager",
 }
-STAT_KEYS = ("n", "min", "mean", "median", "p90", "p95", "p99", "max", "std", "cv")
 
 CSS = """
 :root { --fail: #fde2e1; --fail-ink: #b3261e; --bad: #fff1d6; --bad-ink: #8a5a00; --pass-ink: #1e7b34;
@@ -491,7 +490,7 @@ def _row_detail(index: int, row: Row) -> str:
         )
     ]
     if row.stats:
-        stats = {key: getattr(row.stats, key) for key in STAT_KEYS}
+        stats = asdict(row.stats)
         cards.append(_card("Latency (ms per call)", _kv_table(stats)))
     if row.parity:
         cards.append(_card(f"Parity: {verdict}", _parity_detail(row.parity), wide=True))
