@@ -10,9 +10,10 @@ process with the memory sampler on, against
   in its own process.
 
 Each (model, batch) runs in alternating rounds (the order flips every round, so drift on a
-shared machine hits both sides). Reported per row: the median of the rounds' median
-latency, as ms/image, and the median throughput, each with its ratio deploybench /
-reference. With ``--readme`` the table replaces the text between the fidelity markers.
+shared machine hits both sides). Reported per row: the median over rounds of each side's
+median latency, as ms/image, and of its throughput; and the ratios deploybench / reference,
+taken within each round (its two runs are neighbours in time) and summarised by their
+median and range over the rounds. With ``--readme`` the table replaces the text between the fidelity markers.
 
     python benchmarks/fidelity.py [--models mobilenetv4,resnet50,vit_s16] [--batches 1,8] [--threads 2]
                                   [--rounds 3] [--seconds 10] [--out FILE.md] [--readme README.md]
@@ -60,6 +61,18 @@ class Comparison:
 
     def medians(self, side: list[Timing]) -> tuple[float, float]:
         return statistics.median(t.median_ms for t in side), statistics.median(t.throughput for t in side)
+
+    def round_ratios(self) -> tuple[list[float], list[float]]:
+        """deploybench / reference per round, latency and throughput.
+
+        The two runs of a round are neighbours in time (the order flips every round), so a
+        ratio within a round cancels the machine's drift between rounds; a ratio of the two
+        sides' medians would pair runs minutes apart.
+        """
+        pairs = list(zip(self.deploybench, self.reference))
+        return [ours.median_ms / ref.median_ms for ours, ref in pairs], [
+            ours.throughput / ref.throughput for ours, ref in pairs
+        ]
 
 
 # -- deploybench, through its command line -----------------------------------------------
@@ -286,7 +299,10 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
         f"Written by `python benchmarks/fidelity.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}, "
         f"{cpu}, {len(os.sched_getaffinity(0))} usable cores, {args.threads} threads, FP32, "
         f"{args.rounds} alternating rounds of at least {args.seconds:g} s per side. ms/image is the median "
-        "latency of one call divided by the batch; ratios are deploybench / reference.",
+        "latency of one call divided by the batch, img/s the images over the timed window; each side's "
+        "figure is its median over the rounds. A ratio is deploybench / reference within each round "
+        "(the two runs are neighbours in time), given as the median over the rounds and, in brackets, "
+        "their range.",
         "",
         "| model | batch | runtime vs reference | reference ms/img | deploybench ms/img | ratio | "
         "reference img/s | deploybench img/s | ratio |",
@@ -294,11 +310,17 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
     ]
     for c in comparisons:
         (ref_ms, ref_tput), (our_ms, our_tput) = c.medians(c.reference), c.medians(c.deploybench)
+        latency, throughput = c.round_ratios()
         lines.append(
             f"| {c.model} | {c.batch} | {c.label} | {ref_ms / c.batch:.3f} | {our_ms / c.batch:.3f} | "
-            f"{our_ms / ref_ms:.3f} | {ref_tput:.1f} | {our_tput:.1f} | {our_tput / ref_tput:.3f} |"
+            f"{summary(latency)} | {ref_tput:.1f} | {our_tput:.1f} | {summary(throughput)} |"
         )
     return "\n".join(lines)
+
+
+def summary(ratios: list[float]) -> str:
+    """The median ratio and, in brackets, the rounds' range: ``1.004 (0.991-1.012)``."""
+    return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
 
 
 def main() -> int:
@@ -306,7 +328,7 @@ def main() -> int:
     parser.add_argument("--models", default="mobilenetv4,resnet50,vit_s16")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, help="Also write the Markdown table here.")
     parser.add_argument("--readme", type=Path, help="Put the table between the fidelity markers of this file.")

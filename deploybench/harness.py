@@ -209,8 +209,10 @@ class _ConcurrentDriver(_Driver):
     """Keeps every request busy for the whole window, as benchmark_app does.
 
     A request is timestamped once a slot is idle (waiting for the slot is not its latency)
-    and again in its completion callback. When ``done`` holds, no more requests start; the
-    window ends when the last one in flight completes.
+    and again in its completion callback. ``done`` is asked each time a slot frees, before
+    it is refilled: a request started after that would run alone while the others drain,
+    and its idle capacity would count against throughput (benchmark_app ends on a full wave
+    for the same reason). The window ends when the last request in flight completes.
     """
 
     runtime: ConcurrentRuntime
@@ -223,8 +225,10 @@ class _ConcurrentDriver(_Driver):
             return lambda: samples.append((clock() - t0) / 1e6)
 
         start = clock()
-        while not done(samples, (clock() - start) / 1e9):
+        while True:
             runtime.wait_idle()
+            if done(samples, (clock() - start) / 1e9):
+                break
             runtime.submit(feeds, completion(clock()))
         runtime.wait_all()
         return _Window(samples, [], (clock() - start) / 1e9)

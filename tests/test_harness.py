@@ -227,6 +227,21 @@ def test_concurrent_requests_stay_in_flight_and_p50_is_one_request() -> None:
     assert runtime.completed == runtime.submitted  # the window ends when the last request in flight is done
 
 
+def test_concurrent_window_starts_no_request_after_it_is_over() -> None:
+    # Two requests of 100 ms in lockstep. Had the window refilled the slot that freed first
+    # and only then asked whether it was over, that request would run alone for 100 ms at the
+    # end, and throughput would read 19/1.1 s instead of 20/1.0 s.
+    clock = FakeClock()
+    runtime = SimulatedQueue(clock, requests=2, costs_ns=[100_000_000])
+    policy = MeasurePolicy(
+        warmup_iters=2, warmup_seconds=0.0, settle_window=0, min_iters=10, min_seconds=1.0, ci_target=1.0
+    )
+    m = measure(runtime, None, batch=4, policy=policy, clock=clock)
+    assert m.window_seconds == pytest.approx(1.0)
+    assert len(m.samples_ms) == 20
+    assert m.throughput == pytest.approx(4 * 2 / 0.1)
+
+
 class FakeEvent:
     """Stands in for torch.cuda.Event: records the fake clock on ``record``."""
 
