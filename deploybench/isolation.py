@@ -4,21 +4,31 @@ One worker measures one artifact at each of its batch sizes: the runtime, the mo
 the artifact's imports are paid once, and parity is checked once. A crash, hang or
 out-of-memory kill costs only the cell it happened in: the worker's finished rows are kept,
 and the cells after it run in a fresh worker. ``--isolate cell`` gives every cell its own.
+
+Importing torch takes seconds, and a sweep starts a torch worker per model and torch-based
+format. Workers of runtimes that need what ``ZYGOTE_PRELOAD`` names are therefore forked by
+a zygote process that imported it once (``deploybench.zygote``); each is still a process of
+its own, in a session of its own. The others start as fresh interpreters, so an ONNX Runtime
+or OpenVINO worker carries no torch in its memory figures.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from deploybench import registry
 from deploybench.cell import Cell, run_cells
 from deploybench.results import Row, Status
 from deploybench.worker import read_phase, row_file
@@ -37,6 +47,148 @@ def _worker_env() -> dict[str, str]:
     paths = [p for p in sys.path if p]
     env["PYTHONPATH"] = os.pathsep.join(paths + [env["PYTHONPATH"]] if env.get("PYTHONPATH") else paths)
     return env
+
+
+# What the zygote imports before it forks a worker: the libraries whose import costs seconds.
+# A runtime whose ``requires`` names one of them gets a forked worker.
+ZYGOTE_PRELOAD = ("torch",)
+
+
+class _Zygote:
+    """The parent's handle on ``deploybench.zygote``: asks it for workers, hears them end."""
+
+    def __init__(self, modules: tuple[str, ...]) -> None:
+        # Its import warnings stay off the terminal; a zygote that fails to start is replaced
+        # by fresh workers, whose log shows the failure in the row.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deploybench.zygote", *modules],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_worker_env(),
+            text=True,
+        )
+        self._lock = threading.Condition()
+        self._started: list[int] = []
+        self._ended: dict[int, int] = {}
+        self._gone = False
+        threading.Thread(target=self._listen, name="deploybench-zygote", daemon=True).start()
+
+    def _listen(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            kind, pid, *status = line.split()
+            with self._lock:
+                if kind == "started":
+                    self._started.append(int(pid))
+                else:
+                    self._ended[int(pid)] = int(status[0])
+                self._lock.notify_all()
+        with self._lock:
+            self._gone = True
+            self._lock.notify_all()
+
+    def fork(self, request: list) -> _ForkedWorker | None:
+        """A worker for ``request``, or None when the zygote is gone."""
+        assert self.process.stdin is not None
+        with self._lock:
+            try:
+                self.process.stdin.write(json.dumps(request) + "\n")
+                self.process.stdin.flush()
+            except (OSError, ValueError):  # gone, or closed by close()
+                return None
+            while not self._started and not self._gone:
+                self._lock.wait()
+            return _ForkedWorker(self, self._started.pop(0)) if self._started else None
+
+    def status(self, pid: int, timeout: float | None = 0.0) -> int | None:
+        """The worker's exit status once it ended; None while it runs (waits up to ``timeout``)."""
+        with self._lock:
+            self._lock.wait_for(lambda: pid in self._ended or self._gone, timeout)
+            if pid in self._ended:
+                return self._ended[pid]
+        # The zygote died first, and the status with it; the worker is someone else's child now.
+        deadline = time.monotonic() + (timeout or 0.0) if timeout is not None else math.inf
+        while _exists(pid):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL_S)
+        return 1
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.process.stdin:
+                self.process.stdin.close()  # end of input ends the zygote
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=5)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _ForkedWorker:
+    """A worker forked by the zygote, with the part of ``Popen`` the parent uses."""
+
+    def __init__(self, zygote: _Zygote, pid: int) -> None:
+        self.zygote, self.pid = zygote, pid
+
+    def poll(self) -> int | None:
+        return self.zygote.status(self.pid)
+
+    def wait(self, timeout: float | None = None) -> int:
+        status = self.zygote.status(self.pid, timeout)
+        if status is None:
+            raise subprocess.TimeoutExpired("deploybench worker", timeout or 0.0)
+        return status
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+
+
+Worker = subprocess.Popen | _ForkedWorker
+_zygotes: dict[tuple[str, ...], _Zygote] = {}
+
+
+def _zygote_for(cells: list[Cell]) -> _Zygote | None:
+    """The zygote that preloads what these cells' runtime needs; None where none does."""
+    try:
+        requires = registry.runtimes.get(cells[0].runtime).requires
+    except Exception:  # an unknown runtime fails in the worker, where it becomes the row's status
+        return None
+    if not set(requires) & set(ZYGOTE_PRELOAD) or not hasattr(os, "fork"):
+        return None
+    zygote = _zygotes.get(ZYGOTE_PRELOAD)
+    if zygote is None or zygote.process.poll() is not None:
+        zygote = _zygotes[ZYGOTE_PRELOAD] = _Zygote(ZYGOTE_PRELOAD)
+        atexit.register(zygote.close)
+    return zygote
+
+
+def _start(cells: list[Cell], cells_file: Path, out: Path, log_file: Path) -> Worker:
+    """The worker process for ``cells``: forked by the zygote, or a fresh interpreter."""
+    zygote = _zygote_for(cells)
+    if zygote is not None:
+        path = [p for p in sys.path if p]
+        worker = zygote.fork([str(cells_file), str(out), str(log_file), _worker_env(), path])
+        if worker is not None:
+            return worker
+    with open(log_file, "a") as log:
+        # A new session: a terminal Ctrl-C reaches the parent, which then ends the worker.
+        return subprocess.Popen(
+            [sys.executable, "-m", "deploybench.worker", str(cells_file), str(out)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_worker_env(),
+            start_new_session=True,
+        )
 
 
 def _tail(path: Path, lines: int = 1) -> str:
@@ -58,50 +210,42 @@ def _one_worker(cells: list[Cell], timeout_s: float, on_phase: OnPhase, on_row: 
         cells_file, log_file = out / "cells.json", out / "worker.log"
         cells_file.write_text(json.dumps([cell.to_dict() for cell in cells]))
         finished, seen_phase = 0, None
-        with open(log_file, "w") as log:
-            # A new session: a terminal Ctrl-C reaches the parent, which then ends the worker.
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "deploybench.worker", str(cells_file), str(out)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=_worker_env(),
-                start_new_session=True,
-            )
-            deadline = time.monotonic() + timeout_s
-            try:
-                while True:
-                    returncode = proc.poll()
-                    while finished < len(cells) and row_file(out, finished).is_file():
+        log_file.touch()
+        proc = _start(cells, cells_file, out, log_file)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                returncode = proc.poll()
+                while finished < len(cells) and row_file(out, finished).is_file():
+                    on_row(Row.from_dict(json.loads(row_file(out, finished).read_text())))
+                    finished += 1
+                    deadline = time.monotonic() + timeout_s
+                if returncode is not None or finished == len(cells):
+                    break
+                phase = read_phase(out)
+                if phase is not None and phase != seen_phase and phase[0] == finished:
+                    seen_phase = phase
+                    on_phase(cells[finished], phase[1])
+                if time.monotonic() > deadline:
+                    _kill(proc)
+                    if row_file(out, finished).is_file():  # written just before the kill: keep it
                         on_row(Row.from_dict(json.loads(row_file(out, finished).read_text())))
-                        finished += 1
-                        deadline = time.monotonic() + timeout_s
-                    if returncode is not None or finished == len(cells):
-                        break
-                    phase = read_phase(out)
-                    if phase is not None and phase != seen_phase and phase[0] == finished:
-                        seen_phase = phase
-                        on_phase(cells[finished], phase[1])
-                    if time.monotonic() > deadline:
-                        _kill(proc)
-                        if row_file(out, finished).is_file():  # written just before the kill: keep it
-                            on_row(Row.from_dict(json.loads(row_file(out, finished).read_text())))
-                        else:
-                            on_row(
-                                _failed(
-                                    cells[finished],
-                                    Status.TIMEOUT,
-                                    f"no result within {timeout_s:.0f} s; raise --timeout or check the runtime",
-                                )
+                    else:
+                        on_row(
+                            _failed(
+                                cells[finished],
+                                Status.TIMEOUT,
+                                f"no result within {timeout_s:.0f} s; raise --timeout or check the runtime",
                             )
-                        return finished + 1
-                    time.sleep(POLL_S)
-                proc.wait(timeout=EXIT_GRACE_S)  # every row is in; a worker stuck in its teardown is ended
-            except subprocess.TimeoutExpired:
-                _kill(proc)
-            except BaseException:  # KeyboardInterrupt, SystemExit: take the worker down with us
-                _kill(proc)
-                raise
+                        )
+                    return finished + 1
+                time.sleep(POLL_S)
+            proc.wait(timeout=EXIT_GRACE_S)  # every row is in; a worker stuck in its teardown is ended
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+        except BaseException:  # KeyboardInterrupt, SystemExit: take the worker down with us
+            _kill(proc)
+            raise
         if finished == len(cells):
             return finished
         if returncode is not None and returncode < 0:
@@ -133,9 +277,11 @@ def run_isolated(
     return rows
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: Worker) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the worker's session: it and anything it started
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()  # a forked worker killed before it made its session
     proc.wait()
 
 

@@ -4,6 +4,7 @@ other cells are still measured, and the CLI's exit code reports the failures."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,10 +56,20 @@ def assert_measured(row: Row) -> None:
 
 
 def workers_alive() -> list[psutil.Process]:
+    """Worker processes still running: fresh interpreters (``-m deploybench.worker``) and those
+    forked by the zygote, which carry its command line. The zygote itself, a child of this
+    process, stays for the next sweep."""
+
+    def is_worker(p: psutil.Process) -> bool:
+        command = " ".join(p.cmdline())
+        if "-m deploybench.worker" in command:
+            return True
+        return "-m deploybench.zygote" in command and p.ppid() != os.getpid()
+
     return [
         p
         for p in psutil.Process().children(recursive=True)
-        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and "deploybench.worker" in " ".join(p.cmdline())
+        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and is_worker(p)
     ]
 
 

@@ -4,6 +4,7 @@ cache would trust."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -103,6 +104,17 @@ def children(proc: subprocess.Popen) -> list[psutil.Process]:
         return []
 
 
+def split_helpers(proc: subprocess.Popen, processes: list[psutil.Process]) -> tuple[list, list]:
+    """(workers, the zygote): the zygote is the sweep's child; the workers it forks are its
+    children and carry its command line."""
+    helpers = []
+    for p in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.ppid() == proc.pid and "-m deploybench.zygote" in " ".join(p.cmdline()):
+                helpers.append(p)
+    return [p for p in processes if p not in helpers], helpers
+
+
 @pytest.fixture
 def killer() -> Iterator[list[subprocess.Popen]]:
     """Processes a test started; any still running at the end are killed."""
@@ -128,12 +140,15 @@ def test_sigint_keeps_finished_rows_and_resume_runs_only_the_rest(
     wait_until(lambda: len(saved_rows(results)) >= 1, proc, "the first row", log)
     # Interrupt while the next cell's worker process is running.
     wait_until(lambda: bool(children(proc)), proc, "the next worker", log)
-    workers = children(proc)
+    workers, helpers = split_helpers(proc, children(proc))
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert "interrupted; finished rows are kept" in log.read_text()
     alive = [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], "a worker outlived the sweep"
+    # The zygote reads the end of its input once it is done importing what it preloads.
+    _, lingering = psutil.wait_procs(helpers, timeout=30)
+    assert [h for h in lingering if h.status() != psutil.STATUS_ZOMBIE] == [], "the zygote outlived the sweep"
 
     kept = saved_rows(results)
     assert 1 <= len(kept) < 3
