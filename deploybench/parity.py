@@ -188,62 +188,78 @@ class Parity:
 
 
 def _rms(values: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
+    return float(np.sqrt(np.vdot(values, values) / values.size)) if values.size else 0.0
+
+
+def _row_squares(values: np.ndarray) -> np.ndarray:
+    """Sum of squares of each row of a 2-D array, without a squared copy."""
+    return np.einsum("ij,ij->i", values, values)
 
 
 def _mixups(reference: np.ndarray, candidate: np.ndarray) -> int:
     """How many images lie nearer another image's reference than ``MIXUP_RATIO`` of their own distance."""
-    own = np.sum((candidate - reference) ** 2, axis=1)
+    own = _row_squares(candidate - reference)
     # Direct differences, not |a|^2 + |b|^2 - 2ab: that cancels catastrophically when the
     # images' outputs differ by far less than their magnitude.
-    cross = np.stack([np.sum((candidate - reference[j]) ** 2, axis=1) for j in range(len(reference))], axis=1)
+    cross = np.stack([_row_squares(candidate - reference[j]) for j in range(len(reference))], axis=1)
     np.fill_diagonal(cross, np.inf)
     nearest = cross.min(axis=1)
     return int(np.count_nonzero(nearest < (MIXUP_RATIO**2) * own))
 
 
 def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> OutputParity:
-    """Every figure of one output; the first axis holds the images."""
+    """Every figure of one output; the first axis holds the images.
+
+    Outputs reach millions of values (a YOLO head at batch 8), so each array is made once
+    and sums of products are taken without the product's copy.
+    """
     ref = np.asarray(reference, dtype=np.float64)
     cand = np.asarray(candidate, dtype=np.float64)
-    nonfinite = int(np.count_nonzero(~np.isfinite(cand)))
+    nonfinite = int(cand.size - np.count_nonzero(np.isfinite(cand)))
     if nonfinite:
         return OutputParity(name, list(cand.shape), None, None, None, None, None, nonfinite)
-    diff = np.abs(ref - cand)
-    peak = float(np.max(np.abs(ref))) if ref.size else 0.0
-    denom = np.linalg.norm(ref) * np.linalg.norm(cand)
-    cosine = float(np.dot(ref.ravel(), cand.ravel()) / denom) if denom > 0 else float(np.array_equal(ref, cand))
+    delta = cand - ref
+    diff = np.abs(delta)
+    magnitude = np.abs(ref)
+    peak = float(magnitude.max()) if ref.size else 0.0
+    denom = math.sqrt(np.vdot(ref, ref)) * math.sqrt(np.vdot(cand, cand))
+    cosine = float(np.vdot(ref, cand) / denom) if denom > 0 else float(np.array_equal(ref, cand))
+    magnitude += 1e-6 * (peak or 1.0)
+    relative = np.divide(diff, magnitude, out=magnitude)
     metrics = OutputParity(
         name=name,
         shape=list(cand.shape),
         max_abs_error=float(diff.max(initial=0.0)),
         mean_abs_error=float(diff.mean()) if diff.size else 0.0,
-        max_rel_error=float(np.max(diff / (np.abs(ref) + 1e-6 * (peak or 1.0)), initial=0.0)),
+        max_rel_error=float(relative.max(initial=0.0)),
         norm_error=float(diff.max(initial=0.0)) / (peak or 1.0),
         cosine=cosine,
         nonfinite=0,
     )
+    del diff, relative
     if ref.ndim == 0 or ref.shape[0] == 0:
         return metrics
-    r, c = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
+    r, c, d = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1), delta.reshape(len(delta), -1)
     scale = _rms(r) or 1.0
-    image_errors = np.sqrt(np.mean((c - r) ** 2, axis=1))
+    image_errors = np.sqrt(_row_squares(d) / d.shape[1])
     metrics.error = float(image_errors.max()) / scale
-    metrics.offset = float(np.mean(c - r)) / scale
+    metrics.offset = float(d.mean()) / scale
     mean_image = r.mean(axis=0)
-    r_dev, c_dev = r - mean_image, c - c.mean(axis=0)
+    r_dev = r - mean_image
     spread = _rms(r_dev)
     metrics.spread_ratio = spread / scale
     if len(r) < 2 or spread <= FLOAT32_RESOLUTION * scale:
         # One image, or an output whose variation across images is float32 rounding itself:
         # nothing input-dependent to judge (a gain or a nearest image would be fitted to noise).
         return metrics
+    centred_c = c - mean_image
+    c_dev = centred_c - centred_c.mean(axis=0)
     metrics.spread_error = float(image_errors.max()) / spread
     metrics.candidate_spread = _rms(c_dev) / spread
-    metrics.gain = float(np.sum(c_dev * r_dev) / np.sum(r_dev * r_dev))
-    centred_c = c - mean_image
-    norms = np.linalg.norm(centred_c, axis=1) * np.linalg.norm(r_dev, axis=1)
-    cosines = np.where(norms > 0, np.sum(centred_c * r_dev, axis=1) / np.where(norms > 0, norms, 1.0), 0.0)
+    metrics.gain = float(np.vdot(c_dev, r_dev) / np.vdot(r_dev, r_dev))
+    norms = np.sqrt(_row_squares(centred_c)) * np.sqrt(_row_squares(r_dev))
+    dots = np.einsum("ij,ij->i", centred_c, r_dev)
+    cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
     metrics.centered_cosine = float(cosines.min())
     metrics.mixups = _mixups(r, c)
     return metrics
@@ -262,7 +278,8 @@ def _channel_offsets(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.n
         r, c = r.reshape(*r.shape[:2], -1), c.reshape(*c.shape[:2], -1)
     diff = c - r
     offsets = diff.mean(axis=(0, 2))
-    residual = np.sqrt(np.mean((diff - offsets[None, :, None]) ** 2, axis=(0, 2)))
+    diff -= offsets[None, :, None]
+    residual = np.sqrt(np.einsum("ijk,ijk->j", diff, diff) / (diff.shape[0] * diff.shape[2]))
     return offsets / scale, residual / scale / math.sqrt(len(r))
 
 
@@ -271,7 +288,9 @@ def _gain_noise(reference: np.ndarray, candidate: np.ndarray, gain: float) -> fl
     r = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
     c = np.asarray(candidate, dtype=np.float64).reshape(len(candidate), -1)
     r_dev, c_dev = r - r.mean(axis=0), c - c.mean(axis=0)
-    return _rms(c_dev - gain * r_dev) / (_rms(r_dev) * math.sqrt(len(r)))
+    spread = _rms(r_dev)
+    c_dev -= gain * r_dev
+    return _rms(c_dev) / (spread * math.sqrt(len(r)))
 
 
 def judge_output(
@@ -551,9 +570,11 @@ def compare(
             continue
         for group, part in output_groups(task, ref):
             label = f"{name}[{group}]" if group else name
-            metrics = output_metrics(label, ref[part], cand[part])
+            # In float64 once: the figures and the judgement each read these arrays.
+            ref_part, cand_part = np.asarray(ref[part], np.float64), np.asarray(cand[part], np.float64)
+            metrics = output_metrics(label, ref_part, cand_part)
             outputs.append(metrics)
-            bad, unsure = judge_output(ref[part], cand[part], metrics, tolerance, precision)
+            bad, unsure = judge_output(ref_part, cand_part, metrics, tolerance, precision)
             failures += bad
             doubts += unsure
     task_metrics: dict[str, float] = {}
