@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from deploybench import registry
@@ -34,7 +34,7 @@ from deploybench.results import Row, Status
 from deploybench.worker import read_phase, row_file
 
 DEFAULT_TIMEOUT_S = 600.0
-POLL_S = 0.2  # how often the parent looks for finished rows and the worker's phase
+POLL_S = 0.05  # how often the parent looks for finished rows and the worker's phase
 EXIT_GRACE_S = 30.0  # a worker that wrote every row gets this long to exit before it is killed
 
 OnPhase = Callable[[Cell, str], None]
@@ -156,10 +156,11 @@ Worker = subprocess.Popen | _ForkedWorker
 _zygotes: dict[tuple[str, ...], _Zygote] = {}
 
 
-def _zygote_for(cells: list[Cell]) -> _Zygote | None:
-    """The zygote that preloads what these cells' runtime needs; None where none does."""
+def _zygote_for(runtime: str) -> _Zygote | None:
+    """The zygote that preloads what ``runtime`` needs, started if it is not running; None
+    where nothing it needs is preloaded (or this platform cannot fork)."""
     try:
-        requires = registry.runtimes.get(cells[0].runtime).requires
+        requires = registry.runtimes.get(runtime).requires
     except Exception:  # an unknown runtime fails in the worker, where it becomes the row's status
         return None
     if not set(requires) & set(ZYGOTE_PRELOAD) or not hasattr(os, "fork"):
@@ -171,9 +172,17 @@ def _zygote_for(cells: list[Cell]) -> _Zygote | None:
     return zygote
 
 
+def start_zygote(runtimes: Iterable[str]) -> None:
+    """Start the zygote now if any of ``runtimes`` will fork from it: it imports while the
+    sweep builds references and exports, before any window is timed."""
+    for runtime in set(runtimes):
+        if _zygote_for(runtime) is not None:
+            return
+
+
 def _start(cells: list[Cell], cells_file: Path, out: Path, log_file: Path) -> Worker:
     """The worker process for ``cells``: forked by the zygote, or a fresh interpreter."""
-    zygote = _zygote_for(cells)
+    zygote = _zygote_for(cells[0].runtime)
     if zygote is not None:
         path = [p for p in sys.path if p]
         worker = zygote.fork([str(cells_file), str(out), str(log_file), _worker_env(), path])

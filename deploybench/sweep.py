@@ -458,6 +458,8 @@ class Sweep:
         # Every model planned first: the progress display knows the total, and a model that does
         # not resolve stops the sweep before anything is measured.
         work = [self._plan_model(model) for model in self.config.models]
+        if self.config.isolate:
+            isolation.start_zygote(item.runtime for _, todo in work for item in todo)
         for spec, todo in work:
             self._run_model(spec, todo)
             spec.release()  # a built module stays in this process only while its model runs

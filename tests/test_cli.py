@@ -304,6 +304,6 @@ def test_the_time_cap_is_a_flag_and_never_cuts_the_floor_short() -> None:
     def policy(min_seconds: float | None, max_seconds: float | None):
         return sweep_config(["test_resnet"], min_seconds=min_seconds, max_seconds=max_seconds).policy
 
-    assert policy(None, None).max_seconds == 5.0
-    assert policy(None, 3.0).max_seconds == 3.0
+    assert policy(None, None).max_seconds == 3.0
+    assert policy(None, 2.5).max_seconds == 2.5
     assert policy(6.0, 3.0).max_seconds == 6.0  # the floor wins over a lower cap

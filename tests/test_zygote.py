@@ -91,3 +91,16 @@ def test_the_zygote_ends_when_its_parent_closes_its_input(zygote: isolation._Zyg
     zygote.close()
     assert zygote.process.wait(timeout=30) == 0
     assert zygote.fork(["cells.json", ".", "log", {}, []]) is None  # the parent then starts a fresh worker
+
+
+def test_a_sweep_starts_the_zygote_only_for_runtimes_that_fork_from_it() -> None:
+    for zygote in isolation._zygotes.values():
+        zygote.close()
+    isolation._zygotes.clear()
+    isolation.start_zygote(["onnxruntime", "openvino"])
+    assert isolation._zygotes == {}
+    isolation.start_zygote(["onnxruntime", "torch"])
+    (zygote,) = isolation._zygotes.values()
+    assert zygote.process.poll() is None  # importing torch while the sweep builds its references
+    isolation.start_zygote(["torchscript"])
+    assert list(isolation._zygotes.values()) == [zygote]  # one per sweep, not one per runtime
