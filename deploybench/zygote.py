@@ -32,8 +32,11 @@ def _run_worker(request: list, protocol: TextIO, wake: tuple[int, int]) -> int:
         signal.signal(sig, signal.SIG_DFL)
     os.setsid()
     protocol.close()  # the parent reads the zygote's end of file; no worker may hold it open
-    for fd in (0, *wake):
+    for fd in wake:
         os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)  # the requests stay the zygote's: stdin as Popen's DEVNULL
+    os.dup2(devnull, 0)
+    os.close(devnull)
     log = os.open(log_file, os.O_WRONLY | os.O_APPEND)
     os.dup2(log, 1)
     os.dup2(log, 2)
