@@ -23,6 +23,8 @@ import sys
 import traceback
 from typing import TextIO
 
+from deploybench import worker
+
 
 def _run_worker(request: list, protocol: TextIO, wake: tuple[int, int]) -> int:
     """In the forked child: become the worker of ``request``; returns its exit code."""
@@ -44,8 +46,6 @@ def _run_worker(request: list, protocol: TextIO, wake: tuple[int, int]) -> int:
     os.environ.clear()
     os.environ.update(environ)
     sys.path[:] = path
-    from deploybench import worker
-
     return worker.main([cells_file, out_dir])
 
 
@@ -98,9 +98,7 @@ def _fork(request: list, protocol: TextIO, wake: tuple[int, int]) -> None:
         except BaseException:
             traceback.print_exc()
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)  # no interpreter teardown: the rows are written, the parent waits on this
+            worker.exit_now(code)
     protocol.write(f"started {pid}\n")
 
 
