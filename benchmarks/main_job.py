@@ -134,6 +134,24 @@ def spread(runs: list[Run]) -> tuple[float, float, int]:
     return (statistics.median(spreads), max(spreads), len(spreads)) if spreads else (float("nan"), float("nan"), 0)
 
 
+def run_speeds(runs: list[Run]) -> dict[str, dict[str, float]]:
+    """Per run and model, the median of its rows' ms/image over each row's median across runs.
+
+    One row drifting is noise in that row; every row of a model moving together in one run is
+    the machine changing speed while that model ran (a shared VM's neighbours, its clock).
+    """
+    medians = {key: statistics.median(values) for key, values in per_row(runs).items()}
+    speeds: dict[str, dict[str, float]] = {}
+    for run in runs:
+        ratios: dict[str, list[float]] = {}
+        for row in run.rows:
+            key = row_key(row)
+            if key in medians and row.get("ms_per_image"):
+                ratios.setdefault(row["model"], []).append(row["ms_per_image"] / medians[key])
+        speeds[run.label] = {model: statistics.median(values) for model, values in ratios.items()}
+    return speeds
+
+
 def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
@@ -163,7 +181,14 @@ def render(runs: list[Run], models: str) -> str:
     lines += [
         "",
         f"Run-to-run spread of each row's median ms/image over the {len(runs)} runs "
-        f"((max - min) / median, {counted} rows): median {typical:.1%}, largest {worst:.1%}.",
+        f"((max - min) / median, {counted} rows): median {typical:.1%}, largest {worst:.1%}. "
+        "Each run's rows against their medians over the runs (the median ratio per model; above "
+        "1 is slower, and all of a model's rows moving together is the machine, not the rows): "
+        + "; ".join(
+            f"{label} " + ", ".join(f"{model} {ratio:.2f}" for model, ratio in by_model.items())
+            for label, by_model in run_speeds(runs).items()
+        )
+        + ".",
     ]
     return "\n".join(lines)
 
