@@ -16,7 +16,7 @@ taken within each round (its two runs are neighbours in time) and summarised by 
 median and range over the rounds. With ``--readme`` the table replaces the text between the fidelity markers.
 
     python benchmarks/fidelity.py [--models mobilenetv4,resnet50,vit_s16] [--batches 1,8] [--threads 2]
-                                  [--rounds 3] [--seconds 10] [--out FILE.md] [--readme README.md]
+                                  [--rounds 5] [--seconds 10] [--out FILE.md] [--readme README.md]
 """
 
 from __future__ import annotations

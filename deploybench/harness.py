@@ -37,9 +37,9 @@ class MeasurePolicy:
     of the median is within ±``ci_target``, or ``max_iters`` / ``max_seconds``.
     """
 
-    # trtexec's defaults: 200 ms of warm-up (--warmUp), and a window of 10 calls and at least
-    # 3 s (--iterations, --duration); the floor of 10 calls and 2 s is the measurement issue's.
-    # The settle rule below comes on top of the warm-up floor.
+    # trtexec's defaults: 200 ms of warm-up (--warmUp), then at least 10 calls and 3 s
+    # (--iterations, --duration). The settle rule comes on top of the warm-up floor; the
+    # timed floor is 10 calls and 2 s, and the window stops at 3 s unless the floor needs more.
     warmup_iters: int = 5
     warmup_seconds: float = 0.2
     settle_window: int = 5

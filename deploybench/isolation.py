@@ -1,4 +1,4 @@
-"""Run cells in fresh worker processes, with a timeout; crashes and hangs become row statuses.
+"""Run cells in worker processes, with a timeout; crashes and hangs become row statuses.
 
 One worker measures one artifact at each of its batch sizes: the runtime, the model code and
 the artifact's imports are paid once, and parity is checked once. A crash, hang or
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -69,68 +70,118 @@ class _Zygote:
             text=True,
         )
         self._lock = threading.Condition()
-        self._started: list[int] = []
-        self._ended: dict[int, int] = {}
-        self._gone = False
+        self._write_lock = threading.Lock()
+        self.ready = False
+        self.gone = False
+        self._requests = itertools.count()
+        self._started: dict[int, int] = {}  # request id -> worker pid
+        self._abandoned: set[int] = set()  # requests whose caller stopped waiting: kill on arrival
+        self._ended: dict[int, int] = {}  # pid -> exit status
         threading.Thread(target=self._listen, name="deploybench-zygote", daemon=True).start()
 
     def _listen(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            kind, pid, *status = line.split()
+        try:
+            for line in self.process.stdout:
+                self._hear(line.split())
+        finally:  # whatever ended the listening, nobody may wait for the zygote any more
             with self._lock:
-                if kind == "started":
-                    self._started.append(int(pid))
-                else:
-                    self._ended[int(pid)] = int(status[0])
+                self.gone = True
                 self._lock.notify_all()
+
+    def _hear(self, words: list[str]) -> None:
         with self._lock:
-            self._gone = True
+            if words == ["ready"]:
+                self.ready = True
+            elif len(words) == 3 and words[0] == "started":
+                request, pid = int(words[1]), int(words[2])
+                self._ended.pop(pid, None)  # a PID the kernel reused
+                if request in self._abandoned:
+                    self._abandoned.discard(request)
+                    self.kill(pid)
+                else:
+                    self._started[request] = pid
+            elif len(words) == 3 and words[0] == "ended":
+                self._ended[int(words[1])] = int(words[2])
             self._lock.notify_all()
 
-    def fork(self, request: list) -> _ForkedWorker | None:
-        """A worker for ``request``, or None when the zygote is gone."""
+    def _send(self, request: dict) -> bool:
         assert self.process.stdin is not None
-        with self._lock:
+        with self._write_lock:
             try:
                 self.process.stdin.write(json.dumps(request) + "\n")
                 self.process.stdin.flush()
+                return True
             except (OSError, ValueError):  # gone, or closed by close()
-                return None
-            while not self._started and not self._gone:
-                self._lock.wait()
-            return _ForkedWorker(self, self._started.pop(0)) if self._started else None
+                return False
+
+    def wait_ready(self, timeout: float) -> bool:
+        with self._lock:
+            self._lock.wait_for(lambda: self.ready or self.gone, timeout)
+            return self.ready and not self.gone
+
+    def fork(self, args: list, timeout: float) -> _ForkedWorker | None:
+        """A worker for ``args``, or None when the zygote is gone or does not answer in ``timeout``."""
+        request = next(self._requests)
+        if not self._send({"fork": request, "args": args}):
+            return None
+        with self._lock:
+            try:
+                answered = self._lock.wait_for(lambda: request in self._started or self.gone, timeout)
+            except BaseException:  # Ctrl-C while waiting: the worker it forks must not outlive us
+                self._abandoned.add(request)
+                raise
+            if answered and request in self._started:
+                return _ForkedWorker(self, self._started.pop(request))
+            self._abandoned.add(request)
+            return None
 
     def status(self, pid: int, timeout: float | None = 0.0) -> int | None:
         """The worker's exit status once it ended; None while it runs (waits up to ``timeout``)."""
         with self._lock:
-            self._lock.wait_for(lambda: pid in self._ended or self._gone, timeout)
+            self._lock.wait_for(lambda: pid in self._ended or self.gone, timeout)
             if pid in self._ended:
                 return self._ended[pid]
+            if not self.gone:
+                return None
         # The zygote died first, and the status with it; the worker is someone else's child now.
-        deadline = time.monotonic() + (timeout or 0.0) if timeout is not None else math.inf
-        while _exists(pid):
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        while _running(pid):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(POLL_S)
         return 1
 
+    def kill(self, pid: int) -> None:
+        """SIGKILL the worker and its session, through the zygote: it knows the PID is still its child."""
+        if self._send({"kill": pid}):
+            return
+        for kill in (os.killpg, os.kill):  # the zygote is gone: best effort
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+
     def close(self) -> None:
-        with contextlib.suppress(OSError):
+        with self._write_lock, contextlib.suppress(OSError):
             if self.process.stdin:
                 self.process.stdin.close()  # end of input ends the zygote
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
 
 
-def _exists(pid: int) -> bool:
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, ended but not reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not os.path.isdir("/proc")  # /proc exists and has no such process: it is gone
 
 
 class _ForkedWorker:
@@ -149,24 +200,30 @@ class _ForkedWorker:
         return status
 
     def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
+        self.zygote.kill(self.pid)
 
 
 Worker = subprocess.Popen | _ForkedWorker
 _zygotes: dict[tuple[str, ...], _Zygote] = {}
+_broken: set[tuple[str, ...]] = set()  # preloads whose zygote died before it was ready: not retried
 
 
 def _zygote_for(runtime: str) -> _Zygote | None:
     """The zygote that preloads what ``runtime`` needs, started if it is not running; None
-    where nothing it needs is preloaded (or this platform cannot fork)."""
+    where nothing it needs is preloaded (or this platform cannot fork, or it failed to start)."""
     try:
         requires = registry.runtimes.get(runtime).requires
     except Exception:  # an unknown runtime fails in the worker, where it becomes the row's status
         return None
-    if not set(requires) & set(ZYGOTE_PRELOAD) or not hasattr(os, "fork"):
+    if not set(requires) & set(ZYGOTE_PRELOAD) or not hasattr(os, "fork") or ZYGOTE_PRELOAD in _broken:
         return None
     zygote = _zygotes.get(ZYGOTE_PRELOAD)
-    if zygote is None or zygote.process.poll() is not None:
+    if zygote is not None and zygote.gone:
+        if not zygote.ready:
+            _broken.add(ZYGOTE_PRELOAD)
+            return None
+        zygote = None
+    if zygote is None:
         zygote = _zygotes[ZYGOTE_PRELOAD] = _Zygote(ZYGOTE_PRELOAD)
         atexit.register(zygote.close)
     return zygote
@@ -180,12 +237,15 @@ def start_zygote(runtimes: Iterable[str]) -> None:
             return
 
 
-def _start(cells: list[Cell], cells_file: Path, out: Path, log_file: Path) -> Worker:
+def _start(cells: list[Cell], cells_file: Path, out: Path, log_file: Path, timeout_s: float) -> Worker:
     """The worker process for ``cells``: forked by the zygote, or a fresh interpreter."""
+    # A zygote still importing would share the cores with this worker's timed window.
+    for starting in list(_zygotes.values()):
+        starting.wait_ready(timeout_s)
     zygote = _zygote_for(cells[0].runtime)
-    if zygote is not None:
+    if zygote is not None and zygote.wait_ready(timeout_s):
         path = [p for p in sys.path if p]
-        worker = zygote.fork([str(cells_file), str(out), str(log_file), _worker_env(), path])
+        worker = zygote.fork([str(cells_file), str(out), str(log_file), _worker_env(), path], timeout_s)
         if worker is not None:
             return worker
     with open(log_file, "a") as log:
@@ -220,7 +280,7 @@ def _one_worker(cells: list[Cell], timeout_s: float, on_phase: OnPhase, on_row: 
         cells_file.write_text(json.dumps([cell.to_dict() for cell in cells]))
         finished, seen_phase = 0, None
         log_file.touch()
-        proc = _start(cells, cells_file, out, log_file)
+        proc = _start(cells, cells_file, out, log_file, timeout_s)
         deadline = time.monotonic() + timeout_s
         try:
             while True:
@@ -287,10 +347,11 @@ def run_isolated(
 
 
 def _kill(proc: Worker) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the worker's session: it and anything it started
+    if isinstance(proc, subprocess.Popen):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the worker's session: it and anything it started
     with contextlib.suppress(ProcessLookupError):
-        proc.kill()  # a forked worker killed before it made its session
+        proc.kill()  # a forked worker: its session and itself, by the zygote that owns the PID
     proc.wait()
 
 

@@ -220,7 +220,7 @@ def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> O
         return OutputParity(name, list(cand.shape), None, None, None, None, None, nonfinite)
     delta = cand - ref
     diff = np.abs(delta)
-    magnitude = np.abs(ref)
+    magnitude = np.abs(ref, out=np.empty_like(ref))  # an array even for a 0-d output: divided in place below
     peak = float(magnitude.max()) if ref.size else 0.0
     denom = math.sqrt(np.vdot(ref, ref)) * math.sqrt(np.vdot(cand, cand))
     cosine = float(np.vdot(ref, cand) / denom) if denom > 0 else float(np.array_equal(ref, cand))

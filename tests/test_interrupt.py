@@ -139,8 +139,9 @@ def test_sigint_keeps_finished_rows_and_resume_runs_only_the_rest(
     results = tmp_path / "out" / "results.json"
     wait_until(lambda: len(saved_rows(results)) >= 1, proc, "the first row", log)
     # Interrupt while the next cell's worker process is running.
-    wait_until(lambda: bool(children(proc)), proc, "the next worker", log)
+    wait_until(lambda: bool(split_helpers(proc, children(proc))[0]), proc, "the next worker", log)
     workers, helpers = split_helpers(proc, children(proc))
+    assert workers
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert "interrupted; finished rows are kept" in log.read_text()

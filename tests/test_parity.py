@@ -32,6 +32,14 @@ def test_output_metrics_by_hand() -> None:
     assert m.nonfinite == 0
 
 
+def test_output_metrics_of_a_scalar_output() -> None:
+    # A 0-d output (a loss, a count) has no images to judge across; its errors are still figures.
+    m = output_metrics("out", np.array(2.0), np.array(2.5))
+    assert m.max_abs_error == pytest.approx(0.5)
+    assert m.max_rel_error == pytest.approx(0.5 / (2.0 + 2e-6))
+    assert m.error is None
+
+
 def test_nan_and_inf_always_fail_even_with_loose_tolerance() -> None:
     ref = [np.ones((2, 10))]
     cand = ref[0].copy()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,38 +60,68 @@ def test_torch_workers_are_forked_by_the_zygote_and_others_start_fresh(tmp_path:
     assert not ort_pid & forked_pids()  # an ONNX Runtime worker carries no preloaded torch
 
 
-def test_a_failing_worker_reports_its_exit_code_and_its_traceback(tmp_path: Path, zygote: isolation._Zygote) -> None:
+def request(tmp_path: Path, cells: Path) -> list:
     log = tmp_path / "worker.log"
     log.touch()
-    worker = zygote.fork([str(tmp_path / "no-cells.json"), str(tmp_path), str(log), dict(os.environ), PATH])
+    return [str(cells), str(tmp_path), str(log), dict(os.environ), PATH]
+
+
+def test_a_failing_worker_reports_its_exit_code_and_its_traceback(tmp_path: Path, zygote: isolation._Zygote) -> None:
+    worker = zygote.fork(request(tmp_path, tmp_path / "no-cells.json"), timeout=60)
     assert worker is not None
     assert worker.wait(timeout=60) == 1
-    assert "no-cells.json" in log.read_text()  # the worker's stderr went to its log
+    assert not zygote.gone  # the status came from the zygote, not from the fallback for a lost one
+    assert "no-cells.json" in (tmp_path / "worker.log").read_text()  # the worker's stderr went to its log
 
 
 def test_a_killed_worker_reports_the_signal_and_had_its_own_session(tmp_path: Path, zygote: isolation._Zygote) -> None:
     cells = tmp_path / "cells.json"
     os.mkfifo(cells)  # opening it blocks until a writer comes: a worker that hangs
-    log = tmp_path / "worker.log"
-    log.touch()
-    worker = zygote.fork([str(cells), str(tmp_path), str(log), dict(os.environ), PATH])
+    worker = zygote.fork(request(tmp_path, cells), timeout=60)
     assert worker is not None
     with pytest.raises(subprocess.TimeoutExpired):
         worker.wait(timeout=0.5)
     assert worker.poll() is None
-    for _ in range(100):  # setsid is the worker's first step
-        if os.getpgid(worker.pid) == worker.pid:
+    for _ in range(1000):  # setsid is the worker's first step
+        if os.getsid(worker.pid) == worker.pid:
             break
-        os.sched_yield()
-    assert os.getpgid(worker.pid) == worker.pid != os.getpgid(0)
+        time.sleep(0.001)
+    assert os.getsid(worker.pid) == worker.pid != os.getsid(0)
     isolation._kill(worker)
     assert worker.poll() == -signal.SIGKILL
 
 
-def test_the_zygote_ends_when_its_parent_closes_its_input(zygote: isolation._Zygote) -> None:
+def test_the_zygote_ends_when_its_parent_closes_its_input(tmp_path: Path, zygote: isolation._Zygote) -> None:
     zygote.close()
     assert zygote.process.wait(timeout=30) == 0
-    assert zygote.fork(["cells.json", ".", "log", {}, []]) is None  # the parent then starts a fresh worker
+    assert zygote.fork(request(tmp_path, tmp_path / "cells.json"), timeout=5) is None  # a fresh worker runs instead
+
+
+def rss_file_kb(pid: int | str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/PID/status")
+
+
+def test_a_forked_worker_counts_the_library_pages_a_fresh_import_would() -> None:
+    from deploybench import zygote
+
+    resident = zygote.resident_file_pages()
+    parent_kb = rss_file_kb(os.getpid())
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reads its figures and leaves without running anything else
+        before = rss_file_kb("self")
+        zygote.touch(resident)
+        os.write(write, f"{before} {rss_file_kb('self')}".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    before, after = map(int, os.read(read, 100).split())
+    os.close(read)
+    os.close(write)
+    assert before < 0.9 * parent_kb  # fork alone leaves the libraries' pages uncounted (else this proves nothing)
+    assert after >= 0.95 * parent_kb
 
 
 def test_a_sweep_starts_the_zygote_only_for_runtimes_that_fork_from_it() -> None:
