@@ -77,6 +77,7 @@ class _Zygote:
         self._started: dict[int, int] = {}  # request id -> worker pid
         self._abandoned: set[int] = set()  # requests whose caller stopped waiting: kill on arrival
         self._ended: dict[int, int] = {}  # pid -> exit status
+        self._failed: set[int] = set()  # requests the zygote could not fork
         threading.Thread(target=self._listen, name="deploybench-zygote", daemon=True).start()
 
     def _listen(self) -> None:
@@ -88,6 +89,8 @@ class _Zygote:
             with self._lock:
                 self.gone = True
                 self._lock.notify_all()
+            if self.process.poll() is None:  # unheard, it must not fork on: end it and its workers
+                self.close()
 
     def _hear(self, words: list[str]) -> None:
         with self._lock:
@@ -103,6 +106,8 @@ class _Zygote:
                     self._started[request] = pid
             elif len(words) == 3 and words[0] == "ended":
                 self._ended[int(words[1])] = int(words[2])
+            elif len(words) == 3 and words[0] == "failed":
+                self._failed.add(int(words[1]))
             self._lock.notify_all()
 
     def _send(self, request: dict) -> bool:
@@ -123,18 +128,22 @@ class _Zygote:
     def fork(self, args: list, timeout: float) -> _ForkedWorker | None:
         """A worker for ``args``, or None when the zygote is gone or does not answer in ``timeout``."""
         request = next(self._requests)
-        if not self._send({"fork": request, "args": args}):
-            return None
-        with self._lock:
-            try:
-                answered = self._lock.wait_for(lambda: request in self._started or self.gone, timeout)
-            except BaseException:  # Ctrl-C while waiting: the worker it forks must not outlive us
+        try:
+            if not self._send({"fork": request, "args": args}):
+                return None
+            with self._lock:
+                self._lock.wait_for(lambda: request in self._started or request in self._failed or self.gone, timeout)
+                if request in self._started:
+                    return _ForkedWorker(self, self._started.pop(request))
                 self._abandoned.add(request)
-                raise
-            if answered and request in self._started:
-                return _ForkedWorker(self, self._started.pop(request))
-            self._abandoned.add(request)
-            return None
+                return None
+        except BaseException:  # Ctrl-C while asking: the worker it forks must not outlive us
+            with self._lock:
+                if request in self._started:
+                    self.kill(self._started.pop(request))
+                else:
+                    self._abandoned.add(request)
+            raise
 
     def status(self, pid: int, timeout: float | None = 0.0) -> int | None:
         """The worker's exit status once it ended; None while it runs (waits up to ``timeout``)."""
@@ -160,10 +169,14 @@ class _Zygote:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 kill(pid, signal.SIGKILL)
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """End the zygote: end of input, on which it kills its workers still running and exits."""
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
         with self._write_lock, contextlib.suppress(OSError):
             if self.process.stdin:
-                self.process.stdin.close()  # end of input ends the zygote
+                self.process.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
 
@@ -219,7 +232,7 @@ def _zygote_for(runtime: str) -> _Zygote | None:
         return None
     zygote = _zygotes.get(ZYGOTE_PRELOAD)
     if zygote is not None and zygote.gone:
-        if not zygote.ready:
+        if not zygote.ready or ZYGOTE_PRELOAD in _broken:
             _broken.add(ZYGOTE_PRELOAD)
             return None
         zygote = None
@@ -239,9 +252,12 @@ def start_zygote(runtimes: Iterable[str]) -> None:
 
 def _start(cells: list[Cell], cells_file: Path, out: Path, log_file: Path, timeout_s: float) -> Worker:
     """The worker process for ``cells``: forked by the zygote, or a fresh interpreter."""
-    # A zygote still importing would share the cores with this worker's timed window.
-    for starting in list(_zygotes.values()):
-        starting.wait_ready(timeout_s)
+    # A zygote still importing would share the cores with this worker's timed window; one that
+    # does not get ready within a cell's timeout is ended and not tried again.
+    for preload, starting in list(_zygotes.items()):
+        if not starting.wait_ready(timeout_s):
+            starting.close(kill=True)
+            _broken.add(preload)
     zygote = _zygote_for(cells[0].runtime)
     if zygote is not None and zygote.wait_ready(timeout_s):
         path = [p for p in sys.path if p]
@@ -347,7 +363,7 @@ def run_isolated(
 
 
 def _kill(proc: Worker) -> None:
-    if isinstance(proc, subprocess.Popen):
+    if isinstance(proc, subprocess.Popen) and proc.returncode is None:  # not reaped: the PID is still its
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # the worker's session: it and anything it started
     with contextlib.suppress(ProcessLookupError):

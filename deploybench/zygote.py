@@ -5,12 +5,14 @@ threads are OpenBLAS's, which it stops across ``fork`` itself), answers ``ready`
 one JSON request per line on stdin:
 
 - ``{"fork": ID, "args": [cells_file, out_dir, log_file, environ, path]}``: fork a worker and
-  answer ``started ID PID``; when it ends, ``ended PID STATUS`` follows, the status as
-  ``subprocess`` gives it (negative: the signal that ended it);
+  answer ``started ID PID`` (``failed ID ERRNO`` when ``fork`` fails); when it ends,
+  ``ended PID STATUS`` follows, the status as ``subprocess`` gives it (negative: the signal
+  that ended it);
 - ``{"kill": PID}``: SIGKILL that worker and its session, if it is still this process's
   child (the zygote reaps its workers, so only it knows a PID was not reused).
 
-End of stdin ends it. The worker makes a session of its own (a terminal's Ctrl-C reaches
+End of stdin ends it, and kills the workers still running: whatever way the parent ends, its
+workers end with it. The worker makes a session of its own (a terminal's Ctrl-C reaches
 only the parent, and a kill of the group takes anything it started), writes its output to
 the log, takes the environment and import path of the request and runs
 ``deploybench.worker``. Nothing of the parent's ``__main__`` runs in it, unlike
@@ -134,7 +136,9 @@ class Zygote:
                 self.reap()
             if 0 in ready:
                 data = os.read(0, 1 << 16)
-                if not data:
+                if not data:  # the parent is gone or done: no worker of its may outlive it
+                    for pid in self.children:
+                        self.kill(pid)
                     return
                 pending += data
                 while b"\n" in pending:
@@ -149,15 +153,22 @@ class Zygote:
             self.children.discard(pid)
             self.protocol.write(f"ended {pid} {_status(wait_status)}\n")
 
+    def kill(self, pid: int) -> None:
+        """SIGKILL a worker and its session, if it is still a child (not reaped, so the PID is its)."""
+        if pid in self.children:
+            for kill in (os.killpg, os.kill):  # killpg fails before the worker's setsid
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
+
     def handle(self, request: dict) -> None:
         if "kill" in request:
-            pid = int(request["kill"])
-            if pid in self.children:  # not reaped, so the PID is still this worker's
-                for kill in (os.killpg, os.kill):  # killpg fails before the worker's setsid
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        kill(pid, signal.SIGKILL)
+            self.kill(int(request["kill"]))
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: the parent starts a fresh worker
+            self.protocol.write(f"failed {request['fork']} {exc.errno}\n")
+            return
         if pid == 0:
             code = 1
             try:
@@ -173,8 +184,9 @@ class Zygote:
 
 
 def main(modules: list[str]) -> None:
-    # The protocol gets its own descriptor before anything is imported; fd 1 goes to stderr,
-    # so what a library prints cannot corrupt it.
+    # The protocol gets its own descriptor before the preloaded modules are imported (numpy
+    # and deploybench's worker, imported above, print nothing); fd 1 goes to stderr, so what
+    # a library prints cannot corrupt it.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

@@ -112,14 +112,18 @@ def test_a_forked_worker_counts_the_library_pages_a_fresh_import_would() -> None
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child reads its figures and leaves without running anything else
-        before = rss_file_kb("self")
-        zygote.touch(resident)
-        os.write(write, f"{before} {rss_file_kb('self')}".encode())
-        os._exit(0)
+        try:
+            before = rss_file_kb("self")
+            zygote.touch(resident)
+            os.write(write, f"{before} {rss_file_kb('self')}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)  # a child that died writes nothing, and the read below sees the end
     os.waitpid(pid, 0)
-    before, after = map(int, os.read(read, 100).split())
+    answer = os.read(read, 100).split()
     os.close(read)
-    os.close(write)
+    assert len(answer) == 2, "the forked child died before it answered"
+    before, after = map(int, answer)
     assert before < 0.9 * parent_kb  # fork alone leaves the libraries' pages uncounted (else this proves nothing)
     assert after >= 0.95 * parent_kb
 
@@ -128,6 +132,7 @@ def test_a_sweep_starts_the_zygote_only_for_runtimes_that_fork_from_it() -> None
     for zygote in isolation._zygotes.values():
         zygote.close()
     isolation._zygotes.clear()
+    isolation._broken.clear()
     isolation.start_zygote(["onnxruntime", "openvino"])
     assert isolation._zygotes == {}
     isolation.start_zygote(["onnxruntime", "torch"])
@@ -135,3 +140,24 @@ def test_a_sweep_starts_the_zygote_only_for_runtimes_that_fork_from_it() -> None
     assert zygote.process.poll() is None  # importing torch while the sweep builds its references
     isolation.start_zygote(["torchscript"])
     assert list(isolation._zygotes.values()) == [zygote]  # one per sweep, not one per runtime
+
+
+def test_a_worker_exits_as_the_interpreter_would() -> None:
+    from deploybench.zygote import _exit_code
+
+    assert _exit_code(SystemExit()) == 0
+    assert _exit_code(SystemExit(3)) == 3
+    assert _exit_code(SystemExit("bad cells file")) == 1
+
+
+def test_workers_still_running_end_with_the_zygote(tmp_path: Path, zygote: isolation._Zygote) -> None:
+    cells = tmp_path / "cells.json"
+    os.mkfifo(cells)  # the worker hangs opening it
+    worker = zygote.fork(request(tmp_path, cells), timeout=60)
+    assert worker is not None and worker.poll() is None
+    zygote.close()  # what the parent's exit does, however it ends
+    for _ in range(300):
+        if not isolation._running(worker.pid):
+            break
+        time.sleep(0.01)
+    assert not isolation._running(worker.pid)
