@@ -255,7 +255,7 @@ def _start(cells: list[Cell], cells_file: Path, out: Path, log_file: Path, timeo
     # A zygote still importing would share the cores with this worker's timed window; one that
     # does not get ready within a cell's timeout is ended and not tried again.
     for preload, starting in list(_zygotes.items()):
-        if not starting.wait_ready(timeout_s):
+        if not starting.gone and not starting.wait_ready(timeout_s):
             starting.close(kill=True)
             _broken.add(preload)
     zygote = _zygote_for(cells[0].runtime)

@@ -161,3 +161,27 @@ def test_workers_still_running_end_with_the_zygote(tmp_path: Path, zygote: isola
             break
         time.sleep(0.01)
     assert not isolation._running(worker.pid)
+
+
+def until_gone(zygote: isolation._Zygote) -> bool:
+    with zygote._lock:
+        return zygote._lock.wait_for(lambda: zygote.gone, 30)
+
+
+def test_a_zygote_that_dies_after_it_was_ready_is_replaced_and_one_that_never_was_is_not() -> None:
+    for zygote in isolation._zygotes.values():
+        zygote.close()
+    isolation._zygotes.clear()
+    isolation._broken.clear()
+    first = isolation._zygote_for("torch")
+    assert first is not None and first.wait_ready(120)
+    first.process.kill()
+    first.process.wait()
+    assert until_gone(first)  # the listener heard the end
+    second = isolation._zygote_for("torch")
+    assert second is not None and second is not first
+    second.close(kill=True)  # dies before it is ready
+    assert until_gone(second) and not second.ready
+    assert isolation._zygote_for("torch") is None  # not retried: torch workers start fresh
+    isolation._broken.clear()
+    isolation._zygotes.clear()
