@@ -52,7 +52,7 @@ def resident_file_pages() -> list[tuple[int, int]]:
     runs: list[tuple[int, int]] = []
     try:
         with open("/proc/self/maps") as maps, open("/proc/self/pagemap", "rb") as pagemap:
-            for line in maps:
+            for line in maps.read().splitlines():  # read whole: the scan's own allocations map memory
                 fields = line.split(maxsplit=5)
                 if len(fields) < 6 or not fields[1].startswith("r"):
                     continue
@@ -117,6 +117,8 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 class Zygote:
+    """The serving loop: requests on stdin, answers on ``protocol``, its workers reaped as they end."""
+
     def __init__(self, protocol: TextIO) -> None:
         self.protocol = protocol
         self.children: set[int] = set()
