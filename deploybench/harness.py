@@ -8,8 +8,8 @@ requests in flight for the whole window, and derives throughput from the window'
 time, as benchmark_app does. Either way one sample is one call on ``batch`` images.
 
 Warm-up runs until the running median settles (with floors on count and time). The
-timed window runs at least ``min_iters`` and ``min_seconds`` (trtexec's floor: 10 and
-2 s) and then until the 95 % confidence interval of the median is within
+timed window runs at least ``min_iters`` and ``min_seconds`` (10 calls and 2 s; trtexec's
+are 10 and 3 s) and then until the 95 % confidence interval of the median is within
 ``ci_target`` of it, or a cap is reached; the interval is recorded with the result.
 """
 
@@ -33,7 +33,7 @@ class MeasurePolicy:
     last ``settle_window`` samples is within ``settle_tolerance`` of the median of the window
     before it; ``max_warmup_seconds`` bounds all of it (a slow call warms up in fewer calls,
     and the row says it did not settle). Timed window: at least ``min_iters`` and
-    ``min_seconds`` (trtexec's floor, which no cap cuts short), then until the 95 % interval
+    ``min_seconds`` (a floor no cap cuts short), then until the 95 % interval
     of the median is within ±``ci_target``, or ``max_iters`` / ``max_seconds``.
     """
 
