@@ -61,6 +61,7 @@ class _Zygote:
     def __init__(self, modules: tuple[str, ...]) -> None:
         # Its import warnings stay off the terminal; a zygote that fails to start is replaced
         # by fresh workers, whose log shows the failure in the row.
+        self.owner = os.getpid()  # a process forked from this one inherits the handle, not the zygote
         self.process = subprocess.Popen(
             [sys.executable, "-m", "deploybench.zygote", *modules],
             stdin=subprocess.PIPE,
@@ -82,9 +83,17 @@ class _Zygote:
 
     def _listen(self) -> None:
         assert self.process.stdout is not None
+        # Plain reads on the descriptor, not the file object: a thread blocked in a buffered
+        # read holds its lock, and a process forked from this one (a compile worker pool of an
+        # exporter) would deadlock on that lock when it closes its copy at exit.
+        fd = self.process.stdout.fileno()
+        pending = b""
         try:
-            for line in self.process.stdout:
-                self._hear(line.split())
+            while data := os.read(fd, 4096):
+                pending += data
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    self._hear(line.decode().split())
         finally:  # whatever ended the listening, nobody may wait for the zygote any more
             with self._lock:
                 self.gone = True
@@ -171,6 +180,8 @@ class _Zygote:
 
     def close(self, kill: bool = False) -> None:
         """End the zygote: end of input, on which it kills its workers still running and exits."""
+        if os.getpid() != self.owner:  # an inherited atexit handler in a forked process: not ours
+            return
         if kill:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()

@@ -185,3 +185,30 @@ def test_a_zygote_that_dies_after_it_was_ready_is_replaced_and_one_that_never_wa
     assert isolation._zygote_for("torch") is None  # not retried: torch workers start fresh
     isolation._broken.clear()
     isolation._zygotes.clear()
+
+
+def test_a_process_forked_from_the_parent_can_exit(zygote: isolation._Zygote) -> None:
+    # An exporter's compile-worker pool forks the parent; at its exit the child closes its copy
+    # of the zygote's pipes. A listener blocked in a buffered read would hold that file's lock
+    # in the parent at the fork, and the child would hang on it forever.
+    assert zygote.wait_ready(60)
+    time.sleep(0.2)  # the listener is blocked reading the zygote's output
+    pid = os.fork()
+    if pid == 0:
+        try:
+            zygote.close()  # an inherited atexit handler: does nothing in another process
+            assert zygote.process.stdout is not None
+            zygote.process.stdout.close()  # what the child's finalisation does
+        finally:
+            os._exit(0)
+    for _ in range(200):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError("the forked process hung on a lock the listener held")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert zygote.process.poll() is None  # and the zygote is still the parent's
