@@ -42,10 +42,14 @@ OnPhase = Callable[[Cell, str], None]
 OnRow = Callable[[Row], None]
 
 
+def _import_path() -> list[str]:
+    return [p for p in sys.path if p]
+
+
 def _worker_env() -> dict[str, str]:
     """The parent's import path, so plugins registered from tests import in the worker too."""
     env = dict(os.environ)
-    paths = [p for p in sys.path if p]
+    paths = _import_path()
     env["PYTHONPATH"] = os.pathsep.join(paths + [env["PYTHONPATH"]] if env.get("PYTHONPATH") else paths)
     return env
 
@@ -271,8 +275,7 @@ def _start(cells: list[Cell], cells_file: Path, out: Path, log_file: Path, timeo
             _broken.add(preload)
     zygote = _zygote_for(cells[0].runtime)
     if zygote is not None and zygote.wait_ready(timeout_s):
-        path = [p for p in sys.path if p]
-        worker = zygote.fork([str(cells_file), str(out), str(log_file), _worker_env(), path], timeout_s)
+        worker = zygote.fork([str(cells_file), str(out), str(log_file), _worker_env(), _import_path()], timeout_s)
         if worker is not None:
             return worker
     with open(log_file, "a") as log:

@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
 
 def exit_now(code: int) -> None:
     """End the worker without the interpreter's teardown: every row is written and nothing is
-    left to save, while unloading runtimes' libraries can take the parent's half a second."""
+    left to save, while the parent waits for the runtimes' libraries to unload."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

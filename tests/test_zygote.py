@@ -212,3 +212,19 @@ def test_a_process_forked_from_the_parent_can_exit(zygote: isolation._Zygote) ->
         raise AssertionError("the forked process hung on a lock the listener held")
     assert os.waitstatus_to_exitcode(status) == 0
     assert zygote.process.poll() is None  # and the zygote is still the parent's
+
+
+def test_a_forked_worker_counts_the_zygotes_resident_file_pages(tmp_path: Path, zygote: isolation._Zygote) -> None:
+    cells = tmp_path / "cells.json"
+    os.mkfifo(cells)  # the worker hangs opening it, after its start-up
+    worker = zygote.fork(request(tmp_path, cells), timeout=60)
+    assert worker is not None
+    try:
+        zygote_kb = rss_file_kb(zygote.process.pid)
+        for _ in range(100):  # until the worker's start-up has read the pages
+            if rss_file_kb(worker.pid) >= 0.9 * zygote_kb:
+                break
+            time.sleep(0.05)
+        assert rss_file_kb(worker.pid) >= 0.9 * zygote_kb
+    finally:
+        isolation._kill(worker)
