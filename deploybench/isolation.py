@@ -199,17 +199,29 @@ class _Zygote:
 def _running(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie, ended but not reaped, is not)."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except (OSError, IndexError):  # no /proc: ask the kernel whether the PID exists at all
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
         return True
-    return not os.path.isdir("/proc")  # /proc exists and has no such process: it is gone
+    return state != "Z"
+
+
+class _FreshWorker(subprocess.Popen):
+    """A worker started as a fresh interpreter, in a session of its own."""
+
+    def kill(self) -> None:
+        """SIGKILL its session (it and anything it started), unless it was reaped: then the PID
+        may already belong to another process."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                super().kill()
 
 
 class _ForkedWorker:
@@ -231,7 +243,7 @@ class _ForkedWorker:
         self.zygote.kill(self.pid)
 
 
-Worker = subprocess.Popen | _ForkedWorker
+Worker = _FreshWorker | _ForkedWorker
 _zygotes: dict[tuple[str, ...], _Zygote] = {}
 _broken: set[tuple[str, ...]] = set()  # preloads whose zygote died before it was ready: not retried
 
@@ -280,7 +292,7 @@ def _start(cells: list[Cell], cells_file: Path, out: Path, log_file: Path, timeo
             return worker
     with open(log_file, "a") as log:
         # A new session: a terminal Ctrl-C reaches the parent, which then ends the worker.
-        return subprocess.Popen(
+        return _FreshWorker(
             [sys.executable, "-m", "deploybench.worker", str(cells_file), str(out)],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -377,11 +389,8 @@ def run_isolated(
 
 
 def _kill(proc: Worker) -> None:
-    if isinstance(proc, subprocess.Popen) and proc.returncode is None:  # not reaped: the PID is still its
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the worker's session: it and anything it started
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()  # a forked worker: its session and itself, by the zygote that owns the PID
+    """SIGKILL the worker with its session, and wait for its end."""
+    proc.kill()
     proc.wait()
 
 
