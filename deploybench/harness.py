@@ -31,8 +31,9 @@ class MeasurePolicy:
 
     Warm-up: at least ``warmup_iters`` and ``warmup_seconds``, then until the median of the
     last ``settle_window`` samples is within ``settle_tolerance`` of the median of the window
-    before it; ``max_warmup_seconds`` bounds all of it (a slow call warms up in fewer calls,
-    and the row says it did not settle). Timed window: at least ``min_iters`` and
+    before it; ``max_warmup_seconds`` bounds all of it, the first call included (a slow call
+    warms up in fewer calls, at least one after the first, and the row says it did not
+    settle). Timed window: at least ``min_iters`` and
     ``min_seconds`` (a floor no cap cuts short), then until the 95 % interval
     of the median is within ±``ci_target``, or ``max_iters`` / ``max_seconds``.
     """
@@ -44,10 +45,10 @@ class MeasurePolicy:
     warmup_seconds: float = 0.2
     settle_window: int = 5
     settle_tolerance: float = 0.02
-    # Caps that keep a 24-row sweep near 2 minutes on 2 cores: a call that has not settled in
-    # 2 s is timed anyway (and flagged; a 0.5 s call cannot show 2 x 5 settled samples in
-    # less than 5 s), and a window stops at 3 s; the timed floor still holds, so a slow call
-    # gets its 10 iterations.
+    # Caps that keep a 24-row sweep near 2 minutes on 2 cores: a call that has not settled
+    # within 2 s of warm-up (its first call counted) is timed anyway (and flagged; a 0.5 s
+    # call cannot show 2 x 5 settled samples in less than 5 s), and a window stops at 3 s;
+    # the timed floor still holds, so a slow call gets its 10 iterations.
     max_warmup_seconds: float = 2.0
     min_iters: int = 10
     min_seconds: float = 2.0
@@ -239,14 +240,19 @@ class _ConcurrentDriver(_Driver):
 
 
 class _Settled:
-    """Warm-up's end: floors met, then the running median stopped moving (or the cap)."""
+    """Warm-up's end: floors met, then the running median stopped moving (or the cap).
 
-    def __init__(self, policy: MeasurePolicy) -> None:
-        self.policy, self.settled = policy, False
+    The cap bounds the whole warm-up, the first call included, and is not overshot: once
+    one call after the first has run, the warm-up ends where the next call (as long as the
+    last one) would cross it. A 0.6 s call with a 0.8 s first call warms up for 2 s, not 3.2 s.
+    """
+
+    def __init__(self, policy: MeasurePolicy, first_seconds: float = 0.0) -> None:
+        self.policy, self.first_seconds, self.settled = policy, first_seconds, False
 
     def __call__(self, samples: list[float], elapsed: float) -> bool:
         p = self.policy
-        if elapsed >= p.max_warmup_seconds and samples:
+        if samples and self.first_seconds + elapsed + samples[-1] / 1e3 > p.max_warmup_seconds:
             return True
         if len(samples) < p.warmup_iters or elapsed < p.warmup_seconds:
             return False
@@ -310,7 +316,7 @@ def measure(
     )
     on_phase("warm-up")
     first_ms = driver.first()
-    settled = _Settled(policy)
+    settled = _Settled(policy, first_ms / 1e3)
     warm = driver.window(settled)
     on_phase("timed")
     stop = _StopRule(policy)

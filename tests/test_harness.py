@@ -162,6 +162,23 @@ def test_warm_up_that_never_settles_stops_at_its_cap_with_a_warning() -> None:
     assert any("warm-up did not settle" in w for w in m.warnings)
 
 
+def test_the_warm_up_cap_counts_the_first_call_and_is_not_overshot() -> None:
+    # A first call of 0.8 s, then calls of 0.6 s that never settle (alternating 0.55 / 0.65 s):
+    # 0.8 + 0.6 + 0.6 = 2.0 s fits a 2 s cap and a third call would cross it.
+    costs = itertools.chain([800_000_000], itertools.cycle([550_000_000, 650_000_000]))
+    policy = MeasurePolicy(max_warmup_seconds=2.0)
+    m = measure(ScriptedRuntime(clock := FakeClock(), costs), None, 8, policy, clock=clock)
+    assert m.first_inference_ms == pytest.approx(800.0)
+    assert m.warmup_iters == 2 and m.warmup_seconds == pytest.approx(1.2)
+    assert not m.warmup_settled and len(m.samples_ms) == 10
+
+
+def test_a_first_call_past_the_warm_up_cap_still_gets_one_warm_up_call() -> None:
+    costs = itertools.chain([5_000_000_000], itertools.repeat(100_000_000))  # a 5 s compile, then 0.1 s calls
+    m = measure(ScriptedRuntime(clock := FakeClock(), costs), None, 1, MeasurePolicy(), clock=clock)
+    assert m.warmup_iters == 1 and m.stats.median == pytest.approx(100.0)
+
+
 class SimulatedQueue(ConcurrentRuntime):
     """``requests`` slots; each request takes the next scripted cost. Waiting advances the fake
     clock to the earliest completion and calls its callback, as an AsyncInferQueue would."""
