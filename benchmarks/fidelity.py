@@ -3,7 +3,8 @@
 Through the path users run: ``deploybench bench`` as a command, each cell in its worker
 process with the memory sampler on, against
 
-- OpenVINO's ``benchmark_app`` on the same IR with the static shape (``-shape``), one
+- OpenVINO's ``benchmark_app`` on the same IR with the static shape (``-shape``) and its
+  float input (``-ip f32``; by default it feeds an image input as u8 through a Convert), one
   synchronous request at batch 1 (the LATENCY hint's one stream, spelled out) and the
   THROUGHPUT hint with the request count deploybench used at larger batches;
 - a bare ONNX Runtime loop (``session.run`` under ``perf_counter``) on the same ONNX file,
@@ -221,7 +222,12 @@ def benchmark_app_mode(ov: BenchRow, threads: int) -> tuple[list[str], str]:
 
 
 def benchmark_app(path: Path, shape: list[int], seconds: float, mode: list[str]) -> Timing:
-    """OpenVINO's benchmark_app on the static shape (``-shape``), FP32 compute."""
+    """OpenVINO's benchmark_app on the static shape (``-shape``), FP32 compute, FP32 input.
+
+    ``-ip f32``: left alone, benchmark_app takes a 3-channel image input as u8 and compiles
+    the model with a Convert in front of it; deploybench, like a deployed pipeline that feeds
+    normalised tensors, runs the IR's float input, so the two would time different models.
+    """
     command = [
         *benchmark_app_command(),
         "-m",
@@ -230,6 +236,8 @@ def benchmark_app(path: Path, shape: list[int], seconds: float, mode: list[str])
         "CPU",
         *mode,
         "-infer_precision",
+        "f32",
+        "-ip",
         "f32",
         "-shape",
         str(shape).replace(" ", ""),
