@@ -31,11 +31,11 @@ class MeasurePolicy:
 
     Warm-up: at least ``warmup_iters`` and ``warmup_seconds``, then until the median of the
     last ``settle_window`` samples is within ``settle_tolerance`` of the median of the window
-    before it; ``max_warmup_seconds`` bounds all of it, the first call included (a slow call
-    warms up in fewer calls, at least one after the first, and the row says it did not
-    settle). Timed window: at least ``min_iters`` and
-    ``min_seconds`` (a floor no cap cuts short), then until the 95 % interval
-    of the median is within ±``ci_target``, or ``max_iters`` / ``max_seconds``.
+    before it; ``max_warmup_seconds`` bounds all of it, the first call included unless it
+    compiled (a slow call warms up in fewer calls, at least one after the first, and the row
+    says it did not settle). Timed window: at least ``min_iters`` and ``min_seconds`` (a
+    floor no cap cuts short), then until the 95 % interval of the median is within
+    ±``ci_target``, or ``max_iters`` / ``max_seconds``.
     """
 
     # trtexec's defaults: 200 ms of warm-up (--warmUp), then at least 10 calls and 3 s
@@ -245,10 +245,14 @@ class _Settled:
     The cap bounds the whole warm-up, the first call included, and is not overshot: once
     one call after the first has run, the warm-up ends where the next call (as long as the
     last one) would cross it. A 0.6 s call with a 0.8 s first call warms up for 2 s, not 3.2 s.
+    A first call longer than the cap on its own compiled (torch.compile, a JIT): it is not
+    counted, and the calls after it get the whole cap to settle.
     """
 
     def __init__(self, policy: MeasurePolicy, first_seconds: float = 0.0) -> None:
-        self.policy, self.first_seconds, self.settled = policy, first_seconds, False
+        compiled = first_seconds > policy.max_warmup_seconds
+        self.policy, self.settled = policy, False
+        self.first_seconds = 0.0 if compiled else first_seconds
 
     def __call__(self, samples: list[float], elapsed: float) -> bool:
         p = self.policy
