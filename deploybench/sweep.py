@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from deploybench import batch as batches
-from deploybench import isolation, peak, registry
+from deploybench import isolation, peak, registry, spawn
 from deploybench.artifact import Artifact, BatchRange
 from deploybench.batch import Batch
 from deploybench.cache import ArtifactCache
@@ -459,7 +459,7 @@ class Sweep:
         # not resolve stops the sweep before anything is measured.
         work = [self._plan_model(model) for model in self.config.models]
         if self.config.isolate:
-            isolation.start_zygote(item.runtime for _, todo in work for item in todo)
+            spawn.start_zygote(item.runtime for _, todo in work for item in todo)
         for spec, todo in work:
             self._run_model(spec, todo)
             spec.release()  # a built module stays in this process only while its model runs

@@ -15,7 +15,7 @@ import faulty_plugins
 import pytest
 from faulty_plugins import TINY_NET
 
-from deploybench import isolation
+from deploybench import spawn
 from deploybench.cache import ArtifactCache
 from deploybench.harness import MeasurePolicy
 from deploybench.results import Results, Row
@@ -29,9 +29,9 @@ def faults() -> Iterator[None]:
 
 
 @pytest.fixture
-def zygote() -> Iterator[isolation._Zygote]:
+def zygote() -> Iterator[spawn.ZygoteClient]:
     """A zygote that preloads a cheap module, so the protocol is tested without torch's import."""
-    z = isolation._Zygote(("json",))
+    z = spawn.ZygoteClient(("json",))
     yield z
     z.close()
 
@@ -47,7 +47,7 @@ PATH = [p for p in sys.path if p]
 
 
 def forked_pids() -> set[int]:
-    return {pid for z in isolation._zygotes.values() for pid in z._ended}
+    return {pid for z in spawn._zygotes.values() for pid in z._ended}
 
 
 def test_torch_workers_are_forked_by_the_zygote_and_others_start_fresh(tmp_path: Path, faults: None) -> None:
@@ -66,7 +66,7 @@ def request(tmp_path: Path, cells: Path) -> list:
     return [str(cells), str(tmp_path), str(log), dict(os.environ), PATH]
 
 
-def test_a_failing_worker_reports_its_exit_code_and_its_traceback(tmp_path: Path, zygote: isolation._Zygote) -> None:
+def test_a_failing_worker_reports_its_exit_code_and_its_traceback(tmp_path: Path, zygote: spawn.ZygoteClient) -> None:
     worker = zygote.fork(request(tmp_path, tmp_path / "no-cells.json"), timeout=60)
     assert worker is not None
     assert worker.wait(timeout=60) == 1
@@ -74,7 +74,7 @@ def test_a_failing_worker_reports_its_exit_code_and_its_traceback(tmp_path: Path
     assert "no-cells.json" in (tmp_path / "worker.log").read_text()  # the worker's stderr went to its log
 
 
-def test_a_killed_worker_reports_the_signal_and_had_its_own_session(tmp_path: Path, zygote: isolation._Zygote) -> None:
+def test_a_killed_worker_reports_the_signal_and_had_its_own_session(tmp_path: Path, zygote: spawn.ZygoteClient) -> None:
     cells = tmp_path / "cells.json"
     os.mkfifo(cells)  # opening it blocks until a writer comes: a worker that hangs
     worker = zygote.fork(request(tmp_path, cells), timeout=60)
@@ -87,11 +87,11 @@ def test_a_killed_worker_reports_the_signal_and_had_its_own_session(tmp_path: Pa
             break
         time.sleep(0.001)
     assert os.getsid(worker.pid) == worker.pid != os.getsid(0)
-    isolation._kill(worker)
+    spawn.kill_worker(worker)
     assert worker.poll() == -signal.SIGKILL
 
 
-def test_the_zygote_ends_when_its_parent_closes_its_input(tmp_path: Path, zygote: isolation._Zygote) -> None:
+def test_the_zygote_ends_when_its_parent_closes_its_input(tmp_path: Path, zygote: spawn.ZygoteClient) -> None:
     zygote.close()
     assert zygote.process.wait(timeout=30) == 0
     assert zygote.fork(request(tmp_path, tmp_path / "cells.json"), timeout=5) is None  # a fresh worker runs instead
@@ -129,17 +129,17 @@ def test_a_forked_worker_counts_the_library_pages_a_fresh_import_would() -> None
 
 
 def test_a_sweep_starts_the_zygote_only_for_runtimes_that_fork_from_it() -> None:
-    for zygote in isolation._zygotes.values():
+    for zygote in spawn._zygotes.values():
         zygote.close()
-    isolation._zygotes.clear()
-    isolation._broken.clear()
-    isolation.start_zygote(["onnxruntime", "openvino"])
-    assert isolation._zygotes == {}
-    isolation.start_zygote(["onnxruntime", "torch"])
-    (zygote,) = isolation._zygotes.values()
+    spawn._zygotes.clear()
+    spawn._broken.clear()
+    spawn.start_zygote(["onnxruntime", "openvino"])
+    assert spawn._zygotes == {}
+    spawn.start_zygote(["onnxruntime", "torch"])
+    (zygote,) = spawn._zygotes.values()
     assert zygote.process.poll() is None  # importing torch while the sweep builds its references
-    isolation.start_zygote(["torchscript"])
-    assert list(isolation._zygotes.values()) == [zygote]  # one per sweep, not one per runtime
+    spawn.start_zygote(["torchscript"])
+    assert list(spawn._zygotes.values()) == [zygote]  # one per sweep, not one per runtime
 
 
 def test_a_worker_exits_as_the_interpreter_would() -> None:
@@ -150,44 +150,44 @@ def test_a_worker_exits_as_the_interpreter_would() -> None:
     assert _exit_code(SystemExit("bad cells file")) == 1
 
 
-def test_workers_still_running_end_with_the_zygote(tmp_path: Path, zygote: isolation._Zygote) -> None:
+def test_workers_still_running_end_with_the_zygote(tmp_path: Path, zygote: spawn.ZygoteClient) -> None:
     cells = tmp_path / "cells.json"
     os.mkfifo(cells)  # the worker hangs opening it
     worker = zygote.fork(request(tmp_path, cells), timeout=60)
     assert worker is not None and worker.poll() is None
     zygote.close()  # what the parent's exit does, however it ends
     for _ in range(300):
-        if not isolation._running(worker.pid):
+        if not spawn.running(worker.pid):
             break
         time.sleep(0.01)
-    assert not isolation._running(worker.pid)
+    assert not spawn.running(worker.pid)
 
 
-def until_gone(zygote: isolation._Zygote) -> bool:
+def until_gone(zygote: spawn.ZygoteClient) -> bool:
     with zygote._lock:
         return zygote._lock.wait_for(lambda: zygote.gone, 30)
 
 
 def test_a_zygote_that_dies_after_it_was_ready_is_replaced_and_one_that_never_was_is_not() -> None:
-    for zygote in isolation._zygotes.values():
+    for zygote in spawn._zygotes.values():
         zygote.close()
-    isolation._zygotes.clear()
-    isolation._broken.clear()
-    first = isolation._zygote_for("torch")
+    spawn._zygotes.clear()
+    spawn._broken.clear()
+    first = spawn.zygote_for("torch")
     assert first is not None and first.wait_ready(120)
     first.process.kill()
     first.process.wait()
     assert until_gone(first)  # the listener heard the end
-    second = isolation._zygote_for("torch")
+    second = spawn.zygote_for("torch")
     assert second is not None and second is not first
     second.close(kill=True)  # dies before it is ready
     assert until_gone(second) and not second.ready
-    assert isolation._zygote_for("torch") is None  # not retried: torch workers start fresh
-    isolation._broken.clear()
-    isolation._zygotes.clear()
+    assert spawn.zygote_for("torch") is None  # not retried: torch workers start fresh
+    spawn._broken.clear()
+    spawn._zygotes.clear()
 
 
-def test_a_process_forked_from_the_parent_can_exit(zygote: isolation._Zygote) -> None:
+def test_a_process_forked_from_the_parent_can_exit(zygote: spawn.ZygoteClient) -> None:
     # An exporter's compile-worker pool forks the parent; at its exit the child closes its copy
     # of the zygote's pipes. A listener blocked in a buffered read would hold that file's lock
     # in the parent at the fork, and the child would hang on it forever.
@@ -214,7 +214,7 @@ def test_a_process_forked_from_the_parent_can_exit(zygote: isolation._Zygote) ->
     assert zygote.process.poll() is None  # and the zygote is still the parent's
 
 
-def test_a_forked_worker_counts_the_zygotes_resident_file_pages(tmp_path: Path, zygote: isolation._Zygote) -> None:
+def test_a_forked_worker_counts_the_zygotes_resident_file_pages(tmp_path: Path, zygote: spawn.ZygoteClient) -> None:
     cells = tmp_path / "cells.json"
     os.mkfifo(cells)  # the worker hangs opening it, after its start-up
     worker = zygote.fork(request(tmp_path, cells), timeout=60)
@@ -227,4 +227,4 @@ def test_a_forked_worker_counts_the_zygotes_resident_file_pages(tmp_path: Path, 
             time.sleep(0.05)
         assert rss_file_kb(worker.pid) >= 0.9 * zygote_kb
     finally:
-        isolation._kill(worker)
+        spawn.kill_worker(worker)
