@@ -264,7 +264,7 @@ class _Settled:
         return min(self.first_seconds, call) + elapsed + call > p.max_warmup_seconds
 
     def _settles(self, samples: list[float]) -> bool:
-        """Whether the median of the last window is within tolerance of the window's before it."""
+        """Whether the median of the last window is within tolerance of the median of the one before."""
         w = self.policy.settle_window
         if w <= 0:
             return True
