@@ -246,7 +246,8 @@ class _Settled:
     first call took beyond the calls after it is compilation or first-touch cost, not
     warm-up), and is checked ahead: once one call after the first has run, the warm-up ends
     where the next call, if it is as long as the last, would cross the cap. A yolov8n batch-8
-    call (0.6 s) now warms up for about 1.8 s, not 3.2 s. Without a settle rule
+    row (first call 0.8 s, then 0.6 s) warms up for 2 s, first call included, not 3.2 s.
+    Without a settle rule
     (``settle_window`` 0) there is nothing to fail to settle.
     """
 
