@@ -46,9 +46,9 @@ class MeasurePolicy:
     settle_window: int = 5
     settle_tolerance: float = 0.02
     # Caps that keep a 24-row sweep near 2 minutes on 2 cores: a call that has not settled
-    # within 2 s of warm-up (its first call counted as one call) is timed anyway (and flagged; a 0.5 s
-    # call cannot show 2 x 5 settled samples in less than 5 s), and a window stops at 3 s;
-    # the timed floor still holds, so a slow call gets its 10 iterations.
+    # within 2 s of warm-up (its first call counted as one call) is timed anyway (and
+    # flagged; a 0.5 s call cannot show 2 x 5 settled samples in less than 5 s), and a window
+    # stops at 3 s; the timed floor still holds, so a slow call gets its 10 iterations.
     max_warmup_seconds: float = 2.0
     min_iters: int = 10
     min_seconds: float = 2.0
@@ -247,8 +247,7 @@ class _Settled:
     warm-up), and is checked ahead: once one call after the first has run, the warm-up ends
     where the next call, if it is as long as the last, would cross the cap. A yolov8n batch-8
     row (first call 0.8 s, then 0.6 s) warms up for 2 s, first call included, not 3.2 s.
-    Without a settle rule
-    (``settle_window`` 0) there is nothing to fail to settle.
+    Without a settle rule (``settle_window`` 0) there is nothing to fail to settle.
     """
 
     def __init__(self, policy: MeasurePolicy, first_seconds: float = 0.0) -> None:
@@ -258,6 +257,7 @@ class _Settled:
     def __call__(self, samples: list[float], elapsed: float) -> bool:
         p = self.policy
         if len(samples) >= p.warmup_iters and elapsed >= p.warmup_seconds and self._settles(samples):
+            self.settled = True
             return True
         if not samples:
             return False
@@ -273,8 +273,7 @@ class _Settled:
             return False
         recent, before = sorted(samples[-w:]), sorted(samples[-2 * w : -w])
         previous = percentile(before, 50)
-        self.settled = abs(percentile(recent, 50) - previous) <= self.policy.settle_tolerance * previous
-        return self.settled
+        return abs(percentile(recent, 50) - previous) <= self.policy.settle_tolerance * previous
 
 
 class _StopRule:
