@@ -142,6 +142,26 @@ class SlowRuntime(_FaultyEager):
         time.sleep(self.STALL_FACTOR * (time.perf_counter() - started))
 
 
+class CountingRuntime(_FaultyEager):
+    """Healthy: the eager runtime, counting its calls in ``info`` (which the row keeps)."""
+
+    name = "fault-free-counting"
+
+    def infer(self, feeds: Any) -> None:
+        self.info["infer_calls"] = int(self.info.get("infer_calls", 0)) + 1
+        super().infer(feeds)
+
+
+class FirstImageFromTwoRuntime(_FaultyEager):
+    """From batch 2 on, every image gets the first image's outputs: a batch baked into a
+    reshape, or a buffer that only the first image's rows reach."""
+
+    name = "fault-first-image-b2"
+
+    def outputs(self) -> list[np.ndarray]:
+        return [np.repeat(out[:1], len(out), axis=0) for out in super().outputs()]
+
+
 MISSING_MODULE = "deploybench_fault_no_such_module"
 MISSING_EXTRA = "fault-extra"
 
@@ -243,6 +263,8 @@ RUNTIMES = (
     BrokenFormatRuntime,
     NeedsMissingRuntime,
     SlowRuntime,
+    CountingRuntime,
+    FirstImageFromTwoRuntime,
 )
 EXPORTERS = (BrokenExporter, PartialExporter, SlowExporter, NeedsMissingExporter)
 

@@ -45,6 +45,22 @@ def test_an_artifacts_batches_share_one_worker_and_each_checks_parity(tmp_path: 
     assert all(r.parity_seconds is not None and r.parity_seconds > 0 for r in rows)
 
 
+def test_a_batch_that_holds_the_parity_images_is_judged_on_its_last_timed_call(tmp_path: Path, faults: None) -> None:
+    rows = {r.batch: r for r in sweep(tmp_path, "fault-free-counting", (1, 2, 4))}  # 2 parity images
+    assert all(r.status == "ok" and r.parity_verdict == "pass" for r in rows.values()), rows
+    timed_calls = {batch: 1 + r.warmup_iters + len(r.samples_ms) for batch, r in rows.items()}  # first call too
+    # Batch 1 runs the two images again; batches 2 and 4 already ran them in the window.
+    assert rows[1].runtime_info["infer_calls"] == timed_calls[1] + 2
+    assert rows[2].runtime_info["infer_calls"] == timed_calls[2]
+    assert rows[4].runtime_info["infer_calls"] == timed_calls[4]
+
+
+def test_a_fault_that_only_a_full_batch_shows_fails_parity_there(tmp_path: Path, faults: None) -> None:
+    rows = {r.batch: r for r in sweep(tmp_path, "fault-first-image-b2", (1, 2, 4))}
+    assert rows[1].parity_verdict == "pass", rows[1].parity
+    assert rows[2].parity_verdict == rows[4].parity_verdict == "fail", (rows[2].parity, rows[4].parity)
+
+
 def test_isolate_cell_gives_every_cell_its_own_worker(tmp_path: Path, faults: None) -> None:
     rows = sweep(tmp_path, "onnxruntime", (1, 2), worker_per="cell")
     assert len({r.runtime_info["worker_pid"] for r in rows}) == 2
@@ -83,3 +99,22 @@ def test_a_workers_cells_build_the_model_once_and_record_where_their_time_went(m
     assert built == [ModelRef(TINY_NET)]
     assert not cells._built  # nothing stays behind in an in-process run
     assert all(r.warmup_seconds is not None and 0 < r.warmup_seconds < 10 for r in rows)
+
+
+def test_with_requests_in_flight_parity_runs_its_own_calls() -> None:
+    import numpy as np
+
+    from deploybench.cell import timed_outputs
+    from deploybench.harness import Measurement
+
+    class Outputs:
+        def outputs(self) -> list[np.ndarray]:
+            return [np.arange(8.0).reshape(4, 2)]
+
+    def window(batch: int, in_flight: int) -> Measurement:
+        return Measurement(batch, [1.0], 1.0, 1.0, 0, "host", requests_in_flight=in_flight)
+
+    (candidate,) = timed_outputs(Outputs(), window(4, 1), 2) or []
+    assert candidate.tolist() == [[0.0, 1.0], [2.0, 3.0]]  # the parity images' rows of the last call
+    assert timed_outputs(Outputs(), window(4, 2), 2) is None  # the last to finish need not be the last held
+    assert timed_outputs(Outputs(), window(1, 1), 2) is None  # the batch does not hold them all
