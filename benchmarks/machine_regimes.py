@@ -8,7 +8,8 @@ loop: what moves here is the machine. On a shared VM the medians move in steps (
 that last seconds to minutes, inside a process as much as across processes; this is why
 ``benchmarks/fidelity.py`` compares each side's fastest round.
 
-    python benchmarks/machine_regimes.py [--model mobilenetv4] [--processes 8] [--windows 5] [--seconds 1] [--out FILE.md]
+    python benchmarks/machine_regimes.py [--model mobilenetv4] [--processes 8] [--windows 5] [--seconds 1]
+                                         [--threads 2] [--out FILE.md]
 """
 
 from __future__ import annotations
