@@ -219,13 +219,14 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
                 ):  # each a no-op without its GPU
                     result = measure(runtime, feeds, cell.batch, cell.policy, on_phase=on_phase)
                 gpu_window = gpu.window(result.window_seconds, result.batch * len(result.samples_ms))
-            started = time.perf_counter()
-            last = timed_outputs(runtime, result, parity_images) if reference is not None else None
-            del feeds  # the timed buffers go before parity prepares its own
             if reference is not None:
                 on_phase("parity")
+                started = time.perf_counter()
+                last = timed_outputs(runtime, result, parity_images)
+                feeds = None  # the timed buffers go before parity prepares its own
                 row.parity = check_parity(runtime, reference, cell, known_accuracy, last)
                 row.parity_seconds = time.perf_counter() - started
+            del feeds
             row.runtime_info = dict(runtime.info)
             if power.samples:
                 row.runtime_info["tegrastats"] = power.summary()
