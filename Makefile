@@ -50,7 +50,7 @@ bench-main-job: $(VENV)/.installed
 	$(BIN)/python benchmarks/main_job.py --models $(MODELS) --readme
 
 bench-fidelity: $(VENV)/.installed
-	$(BIN)/python benchmarks/fidelity.py --readme README.md --out benchmarks/results/fidelity-cpu.md
+	$(BIN)/python benchmarks/fidelity.py --readme README.md --out benchmarks/results/fidelity-cpu.md --raw benchmarks/results/fidelity-cpu.json
 
 clean:
 	rm -rf $(VENV) $(OUT) $(GPU_CHECK_OUT) build *.egg-info
