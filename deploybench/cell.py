@@ -152,8 +152,8 @@ def timed_outputs(runtime: Any, result: Measurement, parity_images: int) -> list
     window's last call already ran on exactly what ``run_in_chunks`` would run, through the
     same prepared buffers: its outputs, on the first ``parity_images`` rows, are the
     candidate, and parity costs no extra call (a yolov8n batch-8 call is over half a second
-    on 2 cores). Not with requests in flight: the last call to finish need not be the one the
-    runtime's outputs hold.
+    on 2 cores). Not with requests in flight: the runtime's outputs then belong to a request
+    other than the timed ones (OpenVINO's synchronous request ran the first call only).
     """
     if result.batch < parity_images or result.requests_in_flight != 1 or not result.samples_ms:
         return None

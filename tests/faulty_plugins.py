@@ -1,4 +1,5 @@
-"""Deliberately faulty plugins and a tiny model, for the fault-injection tests.
+"""Deliberately faulty plugins and a tiny model, for the fault-injection tests (and one healthy
+runtime that counts its calls, to tell which checks ran inference).
 
 Every class subclasses a real base (the eager PyTorch runtime, the TorchScript exporter)
 and breaks in one place, so a sweep meets the fault exactly where a real backend would.

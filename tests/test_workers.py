@@ -101,7 +101,7 @@ def test_a_workers_cells_build_the_model_once_and_record_where_their_time_went(m
     assert all(r.warmup_seconds is not None and 0 < r.warmup_seconds < 10 for r in rows)
 
 
-def test_with_requests_in_flight_parity_runs_its_own_calls() -> None:
+def test_only_one_synchronous_call_on_every_parity_image_gives_the_parity_candidate() -> None:
     import numpy as np
 
     from deploybench.cell import timed_outputs
@@ -116,5 +116,5 @@ def test_with_requests_in_flight_parity_runs_its_own_calls() -> None:
 
     (candidate,) = timed_outputs(Outputs(), window(4, 1), 2) or []
     assert candidate.tolist() == [[0.0, 1.0], [2.0, 3.0]]  # the parity images' rows of the last call
-    assert timed_outputs(Outputs(), window(4, 2), 2) is None  # the last to finish need not be the last held
+    assert timed_outputs(Outputs(), window(4, 2), 2) is None  # requests in flight: outputs of another request
     assert timed_outputs(Outputs(), window(1, 1), 2) is None  # the batch does not hold them all

@@ -87,7 +87,7 @@ def common_run_options(func: Any) -> Any:
             click.option(
                 "--max-seconds",
                 type=click.FloatRange(min=0, min_open=True),
-                help="Timed seconds at most (default 5; never under --min-seconds).",
+                help="Timed seconds at most (default 3; never under --min-seconds).",
             ),
             click.option(
                 "--dynamic-batch",
