@@ -127,7 +127,7 @@ def check_parity(
     """The runtime's outputs on the reference inputs, judged at the precision it really used;
     with a dataset, its accuracy (``known_accuracy`` when an earlier batch measured it).
 
-    ``candidate``: those outputs when the caller already has them (``timed_outputs``);
+    ``candidate``: those outputs when the caller already has them (``window_candidate``);
     otherwise the inputs are run here, ``cell.batch`` at a time."""
     from deploybench.parity import compare, dataset_accuracy
 
@@ -145,18 +145,19 @@ def check_parity(
     return parity
 
 
-def timed_outputs(runtime: Any, result: Measurement, parity_images: int) -> list[np.ndarray] | None:
+def window_candidate(runtime: Any, result: Measurement, parity_images: int) -> list[np.ndarray] | None:
     """The parity candidate as the timed window left it, or None where it must be run again.
 
     The timed batch is tiled from the parity images, so at a batch that holds them all, the
     window's last call already ran on exactly what ``run_in_chunks`` would run, through the
     same prepared buffers: its outputs, on the first ``parity_images`` rows, are the
-    candidate, and parity costs no extra call (a yolov8n batch-8 call is over half a second
-    on 2 cores). Not with requests in flight: the runtime's outputs then belong to a request
-    other than the timed ones (OpenVINO's synchronous request ran the first call only).
+    candidate, and parity costs no extra call (a yolov8n batch-8 call takes 0.3-0.8 s on 2
+    cores). Not with requests in flight: the runtime's outputs then belong to a request other
+    than the timed ones (OpenVINO's synchronous request ran the first call only).
     """
-    if result.batch < parity_images or result.requests_in_flight != 1 or not result.samples_ms:
+    if result.batch < parity_images or result.requests_in_flight != 1:
         return None
+    runtime.synchronize()  # as ``Runtime.run`` does; the harness already waited after each call
     return [output[:parity_images] for output in runtime.outputs()]
 
 
@@ -190,7 +191,7 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
     on the runtime that is still loaded. ``known_accuracy`` is this artifact's ``--dataset``
     accuracy from an earlier batch (a thousand images; the parity images are checked at every
     batch, since a static reshape or a graph with a batch baked in breaks at one batch only;
-    at a batch that holds them all, on the outputs of the last timed call: ``timed_outputs``).
+    at a batch that holds them all, on the outputs of the last timed call: ``window_candidate``).
     ``on_phase`` hears load, warm-up, timed and parity as each begins.
     """
     row = cell.empty_row()
@@ -204,7 +205,7 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
             # the module and later ones reuse it, and neither's load time or memory counts that.
             artifact.model.build()
         inputs = _inputs(cell, reference)
-        host_batch, parity_images = batches.tile(inputs, cell.batch), batches.size(inputs)
+        host_batch, parity_images = batches.tile(inputs, cell.batch), batches.size(inputs)  # no reference: unused
         del inputs  # not held through the memory window
         with contextlib.ExitStack() as loaded:
             with memory_window(cell.sample) as memory:
@@ -219,14 +220,15 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
                 ):  # each a no-op without its GPU
                     result = measure(runtime, feeds, cell.batch, cell.policy, on_phase=on_phase)
                 gpu_window = gpu.window(result.window_seconds, result.batch * len(result.samples_ms))
+            candidate = None
             if reference is not None:
                 on_phase("parity")
                 started = time.perf_counter()
-                last = timed_outputs(runtime, result, parity_images)
-                feeds = None  # the timed buffers go before parity prepares its own
-                row.parity = check_parity(runtime, reference, cell, known_accuracy, last)
+                candidate = window_candidate(runtime, result, parity_images)
+            del feeds  # the timed buffers go before parity prepares its own
+            if reference is not None:
+                row.parity = check_parity(runtime, reference, cell, known_accuracy, candidate)
                 row.parity_seconds = time.perf_counter() - started
-            del feeds
             row.runtime_info = dict(runtime.info)
             if power.samples:
                 row.runtime_info["tegrastats"] = power.summary()
