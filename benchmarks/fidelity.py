@@ -32,6 +32,7 @@ read both. With ``--readme`` the table replaces the text between the fidelity ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -50,8 +51,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import contextlib
-
+import bare_ort
 from readme_block import README, publish
 
 
@@ -139,40 +139,11 @@ def deploybench_bench(model: str, runtime: str, batch: int, threads: int, second
 
 # -- the references --------------------------------------------------------------------
 
-BARE_ORT = r"""
-import json, sys, time, statistics
-import numpy as np, onnxruntime as ort
-path, batch, threads, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-options = ort.SessionOptions()
-options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-first = session.get_inputs()[0]
-x = np.random.default_rng(0).standard_normal((batch, *first.shape[1:])).astype(np.float32)
-feeds = {first.name: x}
-end = time.perf_counter() + 2.0
-while time.perf_counter() < end:
-    session.run(None, feeds)
-samples, start = [], time.perf_counter()
-while time.perf_counter() - start < seconds or len(samples) < 10:
-    t0 = time.perf_counter()
-    session.run(None, feeds)
-    samples.append((time.perf_counter() - t0) * 1e3)
-wall = time.perf_counter() - start
-print(json.dumps({"median_ms": statistics.median(samples), "throughput": batch * len(samples) / wall}))
-"""
-
 
 def bare_onnxruntime(path: Path, batch: int, threads: int, seconds: float) -> Timing:
     """The smallest honest loop, in its own process: 2 s of warm-up, then session.run under perf_counter."""
-    done = subprocess.run(
-        [sys.executable, "-c", BARE_ORT, str(path), str(batch), str(threads), str(seconds)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the bare ONNX Runtime loop failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    data = json.loads(done.stdout.strip().splitlines()[-1])
-    return Timing(data["median_ms"], data["throughput"])
+    (window,) = bare_ort.windows(path, batch, threads, 1, seconds)
+    return Timing(window.median_ms, window.throughput)
 
 
 def benchmark_app_command() -> list[str]:

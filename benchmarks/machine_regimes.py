@@ -15,38 +15,14 @@ why ``benchmarks/fidelity.py`` compares each side's best rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bare_ort
 from readme_block import publish
-
-LOOP = r"""
-import json, sys, time, statistics
-import numpy as np, onnxruntime as ort
-path, threads, windows, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-options = ort.SessionOptions()
-options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-first = session.get_inputs()[0]
-feeds = {first.name: np.random.default_rng(0).standard_normal((1, *first.shape[1:])).astype(np.float32)}
-end = time.perf_counter() + 2.0
-while time.perf_counter() < end:
-    session.run(None, feeds)
-medians = []
-for _ in range(windows):
-    samples, start = [], time.perf_counter()
-    while time.perf_counter() - start < seconds or not samples:
-        t0 = time.perf_counter()
-        session.run(None, feeds)
-        samples.append((time.perf_counter() - t0) * 1e3)
-    medians.append(statistics.median(samples))
-print(json.dumps(medians))
-"""
 
 
 def onnx_file(model: str) -> Path:
@@ -70,11 +46,9 @@ def main() -> int:
     started = time.time()
     runs = []
     for _ in range(args.processes):
-        command = [sys.executable, "-c", LOOP, str(path), str(args.threads), str(args.windows), str(args.seconds)]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"error: the loop failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        runs.append(
+            [window.median_ms for window in bare_ort.windows(path, 1, args.threads, args.windows, args.seconds)]
+        )
     every = [m for run in runs for m in run]
     lines = [
         f"Written by `python benchmarks/machine_regimes.py {' '.join(sys.argv[1:])}` on "
