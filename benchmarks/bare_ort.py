@@ -41,14 +41,14 @@ print(json.dumps(windows))
 
 
 @dataclass(frozen=True)
-class Window:
-    """One timed window: median latency of one call on ``batch`` images, and images per second."""
+class Timing:
+    """One timed window (or run): median latency of one call on ``batch`` images, and images per second."""
 
     median_ms: float
     throughput: float
 
 
-def windows(path: Path, batch: int, threads: int, count: int, seconds: float) -> list[Window]:
+def windows(path: Path, batch: int, threads: int, count: int, seconds: float) -> list[Timing]:
     done = subprocess.run(
         [sys.executable, "-c", LOOP, str(path), str(batch), str(threads), str(count), str(seconds)],
         capture_output=True,
@@ -56,4 +56,4 @@ def windows(path: Path, batch: int, threads: int, count: int, seconds: float) ->
     )
     if done.returncode != 0:
         raise RuntimeError(f"the bare ONNX Runtime loop failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return [Window(**window) for window in json.loads(done.stdout.strip().splitlines()[-1])]
+    return [Timing(**window) for window in json.loads(done.stdout.strip().splitlines()[-1])]

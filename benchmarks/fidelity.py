@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -46,21 +45,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bare_ort
+from bare_ort import Timing
 from readme_block import README, publish
-
-
-@dataclass(frozen=True)
-class Timing:
-    """One run: median latency of one call on ``batch`` images, and images per second."""
-
-    median_ms: float
-    throughput: float
 
 
 @dataclass
@@ -82,7 +74,7 @@ class Comparison:
 
         The two runs of a round are neighbours in time (the order flips every round), so a
         ratio within a round cancels slow drift, but not a change of speed regime between
-        its two runs: shown beside the fastest rounds' ratio, not in its place.
+        its two runs: shown beside the best rounds' ratio, not in its place.
         """
         pairs = list(zip(self.deploybench, self.reference))
         return [ours.median_ms / ref.median_ms for ours, ref in pairs], [
@@ -143,7 +135,7 @@ def deploybench_bench(model: str, runtime: str, batch: int, threads: int, second
 def bare_onnxruntime(path: Path, batch: int, threads: int, seconds: float) -> Timing:
     """The smallest honest loop, in its own process: 2 s of warm-up, then session.run under perf_counter."""
     (window,) = bare_ort.windows(path, batch, threads, 1, seconds)
-    return Timing(window.median_ms, window.throughput)
+    return window
 
 
 def benchmark_app_command() -> list[str]:
@@ -342,7 +334,7 @@ def main() -> int:
     ]
     if args.raw is not None:
         args.raw.parent.mkdir(parents=True, exist_ok=True)
-        args.raw.write_text(json.dumps([dataclasses.asdict(c) for c in comparisons], indent=1) + "\n")
+        args.raw.write_text(json.dumps([asdict(c) for c in comparisons], indent=1) + "\n")
     text = render(comparisons, args)
     publish(text, args.out, "fidelity" if args.readme else None, args.readme or README)
     return 0

@@ -5,7 +5,7 @@ warm-up) on mobilenetv4's ONNX export, in ``--processes`` fresh processes one af
 another, each timing ``--windows`` back-to-back windows of ``--seconds``; prints each
 window's median ms per call, one line per process. Nothing of deploybench is in the timed
 loop: what moves here is the machine. On a shared VM the medians move in steps (regimes)
-that last seconds to tens of seconds, inside a process as much as across processes; this is
+that last seconds to tens of seconds, inside a process too; this is
 why ``benchmarks/fidelity.py`` compares each side's best rounds.
 
     python benchmarks/machine_regimes.py [--model mobilenetv4] [--processes 8] [--windows 5] [--seconds 1]
