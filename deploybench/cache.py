@@ -138,6 +138,11 @@ class ArtifactCache:
         count = 0
         for child in self.root.iterdir():
             if child.is_dir() and child.name != ".locks":
-                count += not child.name.startswith(".tmp-")
+                count += (child / MANIFEST).is_file()  # references and model records go too, uncounted
                 shutil.rmtree(child, ignore_errors=True)
         return count
+
+    @property
+    def records_dir(self) -> Path:
+        """Where model facts and parity references of earlier runs are kept (``model_records``)."""
+        return self.root / "model-records"

@@ -110,6 +110,10 @@ class ModelSpec:
     # Random library weights get their BatchNorm statistics re-estimated on real images (data_init.py);
     # decided once, in resolve().
     data_init: bool = False
+    # The identity fixes the module's code and weights (a released library's version, a file's
+    # hash), so what is computed from the model may be kept between runs (model_records.py).
+    # False for the user's own code, which changes without a version.
+    pinned: bool = False
     notes: list[str] = field(default_factory=list)
     _module: Any = field(default=None, repr=False)
 

@@ -80,6 +80,7 @@ class OnnxFileSource(ModelSource):
             library_version=_version("onnx"),
             weights="from file",
             onnx_path=path.resolve(),
+            pinned=True,  # the identity holds the file's hash
         )
 
 
@@ -206,6 +207,7 @@ class UltralyticsSource(ModelSource):
             factory=factory,
             prepare=_prepare_yolo_for_export,
             int8_float_scope=_yolo_head_float_scope,
+            pinned=weights != "from file",  # a .pt file's contents are not in the identity
         )
 
     @staticmethod
@@ -415,6 +417,7 @@ class TimmSource(ModelSource):
             weights="pretrained" if ref.pretrained else "random",
             factory=build,
             preprocess=_timm_preprocess(cfg),
+            pinned=True,
         )
 
     def list_names(self, pattern: str) -> list[str]:

@@ -28,7 +28,8 @@ from deploybench.errors import DeployBenchError, UnknownNameError, UsageError
 from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
 from deploybench.inputs import seeded_inputs
-from deploybench.model_facts import ModelFacts, model_facts
+from deploybench.model_facts import ModelFacts
+from deploybench.model_records import ModelRecords
 from deploybench.models import ModelRef, ModelSpec, resolve
 from deploybench.progress import Progress
 from deploybench.results import ArtifactRecord, CellKey, Results, Row, Status
@@ -429,6 +430,8 @@ class Sweep:
         for warning in config.validate():  # before any model is resolved
             progress(f"warning: {warning}")
         self.work_dir = work_dir or cache.root / "references"
+        # Facts and references of pinned models from earlier runs: a warm run builds no model here.
+        self.records = ModelRecords(cache.records_dir)
         # --resume finishes the missing cells; with retry_failed also those that did not end "ok".
         self.done = {row.key for row in results.rows if row.status == Status.OK or not config.retry_failed}
         self.skipped: list[SkippedCell] = []
@@ -457,9 +460,9 @@ class Sweep:
     def run(self) -> Results:
         # Every model planned first: the progress display knows the total, and a model that does
         # not resolve stops the sweep before anything is measured.
+        if self.config.isolate:  # importing torch there while this process resolves the models
+            spawn.start_zygote(self.config.runtimes)
         work = [self._plan_model(model) for model in self.config.models]
-        if self.config.isolate:
-            spawn.start_zygote(item.runtime for _, todo in work for item in todo)
         for spec, todo in work:
             self._run_model(spec, todo)
             spec.release()  # a built module stays in this process only while its model runs
@@ -496,12 +499,17 @@ class Sweep:
         if not todo:
             return
         inputs, origin = parity_inputs(spec, config)
-        reference = build_reference(
-            spec, inputs, self.work_dir / f"{spec.identity_hash()[:16]}.npz", dataset_arrays(spec, config), origin
+        dataset = dataset_arrays(spec, config)
+        reference = self.records.reference(
+            spec,
+            {**batches.save_arrays(inputs, "inputs"), **dataset},
+            origin,
+            self.work_dir / f"{spec.identity_hash()[:16]}.npz",
+            lambda path: build_reference(spec, inputs, path, dataset, origin),
         )
         if spec.checkpoint_load is not None:  # what the checkpoint matched is known once the model is built
             self.progress(f"{spec.name}: weights {spec.weights}")
-        facts = self.results.models.get(spec.name) or model_facts(spec)
+        facts = self.results.models.get(spec.name) or self.records.facts(spec)
         self.results.models[spec.name] = facts
         for item in todo:
             wanted = self._wanted_batches(spec, item)
