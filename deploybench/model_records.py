@@ -1,23 +1,24 @@
 """What a sweep computes from a model that the next run would compute again: its facts
 (parameters, FLOPs) and its parity reference on given inputs, kept in the artifact cache.
 
-Both need the PyTorch module built and run in the sweep's own process (a yolov8n build,
-FLOP count and eight reference images take about 3 s on 2 cores), although nothing in them
-changes while the model's identity, the inputs and the libraries stay the same. A record is
-keyed by all of those, written atomically, and used only for models whose identity pins
-their outputs (``ModelSpec.pinned``: a released library's version, an ONNX file's hash). A
-model from the user's own code or a ``.pt`` file, or with ``--checkpoint`` (whose load
-report needs the module built), is computed every run, as before.
+A library model's facts and reference need its module built and run in the sweep's own
+process (for yolov8n, the build, the FLOP count and eight reference images take about 3 s
+on 2 cores), although nothing in them changes while the model, the inputs, the code and the
+libraries stay the same. A record is keyed by all of those and by the CPU (kernels differ
+in their last bits between instruction sets), and is written atomically. Records are used
+only for models whose identity pins their outputs (``ModelSpec.pinned``: a released
+library's version, an ONNX file's hash). A model from the user's own code or a ``.pt``
+file, or with ``--checkpoint`` (whose load report needs the module built), is computed
+every run, as before.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
-import platform
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
@@ -27,17 +28,16 @@ from typing import Any
 
 import numpy as np
 
-import deploybench
-from deploybench.files import write_text_atomic
+from deploybench.files import copy_file_atomic, write_text_atomic
 from deploybench.model_facts import ModelFacts, model_facts
 from deploybench.models import ModelSpec
 
 log = logging.getLogger(__name__)
 
-# Bump when what a record holds, or how it is computed, changes.
+# Bump when what a record holds changes shape.
 RECORD_VERSION = 1
-# The libraries whose kernels compute a reference or whose counter counts FLOPs.
-COMPUTING_LIBRARIES = ("torch", "onnxruntime", "numpy")
+# The libraries that compute a reference, count FLOPs or crop the photos weights are initialised on.
+COMPUTING_LIBRARIES = ("torch", "onnxruntime", "numpy", "pillow")
 
 
 def _version(package: str) -> str | None:
@@ -45,6 +45,30 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+@functools.cache
+def _code_digest() -> str:
+    """Every source file of deploybench and its runtimes: a change to how a reference is built
+    or a model prepared is a new record, whatever the version number says."""
+    import deploybench
+    import deploybench.runtimes
+
+    folders = [Path(deploybench.__file__).parent, *map(Path, deploybench.runtimes.__path__)]
+    digest = hashlib.sha256()
+    for folder in folders:
+        for source in sorted(folder.rglob("*.py")):
+            digest.update(str(source.relative_to(folder)).encode())
+            digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _machine() -> list[Any]:
+    from deploybench.env import _cpuinfo
+
+    model, flags = _cpuinfo()
+    return [model, sorted(flags)]
 
 
 def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
@@ -71,12 +95,10 @@ class ModelRecords:
         material = {
             "kind": kind,
             "record_version": RECORD_VERSION,
-            "deploybench": deploybench.__version__,
+            "code": _code_digest(),
             "model": spec.identity(),
             "libraries": {name: _version(name) for name in COMPUTING_LIBRARIES},
-            # The CPU's kernels differ in their last bits (AVX2, AVX-512): a cache folder shared
-            # between machines keeps one reference per kind of machine.
-            "machine": [platform.machine(), platform.processor()],
+            "machine": _machine(),
             **extra,
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -91,6 +113,8 @@ class ModelRecords:
         except (OSError, ValueError, TypeError, AttributeError):  # none yet, or damaged: count again
             pass
         facts = model_facts(spec)
+        if facts.flops is None and spec.has_module:  # the counter failed, perhaps for want of memory
+            return facts
         try:
             write_text_atomic(path, json.dumps(facts.to_dict()))
         except OSError as exc:  # a full or read-only cache costs the next run the count, not this one its rows
@@ -106,33 +130,31 @@ class ModelRecords:
         build: Callable[[Path], Path],
     ) -> Path:
         """The reference for inputs and dataset ``arrays`` (described by ``origin``) at ``path``:
-        copied from the record when one was kept, else made by ``build(path)`` and kept."""
-        if not self.usable(spec):
-            return build(path)
-        key = self._key(spec, "reference", arrays=_arrays_digest(arrays), origin=origin)
-        kept = self.root / f"{key}.reference.npz"
-        if kept.is_file() and self._readable(kept):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.resolve() != kept.resolve():
-                shutil.copyfile(kept, path)
-            return path
-        build(path)
-        try:
-            self._keep(path, kept)
-        except OSError as exc:  # as for facts: the next run builds it again
-            log.warning("could not keep %s's reference in %s (%s)", spec.name, self.root, exc)
-        return path
+        copied from the record when one was kept, else made by ``build(file)`` and kept.
 
-    def _keep(self, path: Path, kept: Path) -> None:
-        """Copy ``path`` to ``kept`` through a temporary file: a reader sees the whole record or none."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(prefix=f".{kept.name}.", dir=self.root)
+        Either way ``path`` is replaced whole, never written in place: another sweep of the same
+        model (other images, another dataset) may be building or reading the same file."""
+        kept = None
+        if self.usable(spec):
+            key = self._key(spec, "reference", arrays=_arrays_digest(arrays), origin=origin)
+            kept = self.root / f"{key}.reference.npz"
+            if kept.is_file() and self._readable(kept):
+                copy_file_atomic(kept, path)
+                return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
         os.close(handle)
         try:
-            shutil.copyfile(path, staging)
-            os.replace(staging, kept)
+            build(Path(staging))
+            if kept is not None:
+                try:
+                    copy_file_atomic(Path(staging), kept)
+                except OSError as exc:  # as for facts: the next run builds it again
+                    log.warning("could not keep %s's reference in %s (%s)", spec.name, self.root, exc)
+            os.replace(staging, path)
         finally:
             Path(staging).unlink(missing_ok=True)
+        return path
 
     @staticmethod
     def _readable(path: Path) -> bool:
@@ -140,6 +162,6 @@ class ModelRecords:
             with np.load(path) as stored:
                 int(stored["n_outputs"])
             return True
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             log.warning("model record %s is damaged (%s); computing it again", path.name, exc)
             return False

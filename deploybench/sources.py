@@ -80,7 +80,7 @@ class OnnxFileSource(ModelSource):
             library_version=_version("onnx"),
             weights="from file",
             onnx_path=path.resolve(),
-            pinned=True,  # the identity holds the file's hash
+            pinned=not graph.external_data,  # the identity holds the file's hash, not its data files'
         )
 
 
@@ -98,6 +98,7 @@ class OnnxGraph:
     inputs: list[InputSpec]
     outputs: list[OnnxTensor]
     fixed_batch: int | None
+    external_data: bool = False  # weights in files beside it, which the file's hash does not cover
 
 
 def read_onnx_graph(path: Path) -> OnnxGraph:
@@ -135,7 +136,8 @@ def read_onnx_graph(path: Path) -> OnnxGraph:
         )
         for t in inputs
     ]
-    return OnnxGraph(specs, [tensor(v) for v in graph.output], fixed or None)
+    external = any(i.data_location == onnx.TensorProto.EXTERNAL for i in graph.initializer)
+    return OnnxGraph(specs, [tensor(v) for v in graph.output], fixed or None, external)
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ class UltralyticsSource(ModelSource):
             factory=factory,
             prepare=_prepare_yolo_for_export,
             int8_float_scope=_yolo_head_float_scope,
-            pinned=weights != "from file",  # a .pt file's contents are not in the identity
+            pinned=_packaged_yolo(name),
         )
 
     @staticmethod
@@ -241,6 +243,15 @@ def _yolo_head_float_scope(module: Any) -> tuple[tuple[str, ...], tuple[str, ...
         rf"{head}/.*/Concat.*",
         rf"{head}\.dfl.*",
     ), ("Sigmoid",)
+
+
+def _packaged_yolo(name: str) -> bool:
+    """Whether Ultralytics builds ``name`` from its own packaged yaml (or released weights): a bare
+    model name, with no ``.yaml`` or ``.pt`` of that name in the working folder, which Ultralytics
+    would read first. A file's contents are not in the model's identity; the package's version is."""
+    if Path(name).name != name or Path(name).suffix:
+        return False
+    return not any(Path(f"{name}{suffix}").exists() for suffix in (".yaml", ".pt"))
 
 
 def _yaml_task(stem: str) -> str | None:

@@ -266,6 +266,13 @@ def start_zygote(runtimes: Iterable[str]) -> None:
             return
 
 
+def stop_zygotes() -> None:
+    """End the zygotes now, one still importing too (a sweep that will fork nothing, or failed
+    to plan): exit does not wait for them. A later sweep in this process starts its own."""
+    while _zygotes:
+        _zygotes.popitem()[1].close(kill=True)
+
+
 def start_worker(cells: list[Cell], cells_file: Path, out: Path, log_file: Path, timeout_s: float) -> Worker:
     """The worker process for ``cells``: forked by the zygote, or a fresh interpreter."""
     # A zygote still importing would share the cores with this worker's timed window; one that

@@ -462,7 +462,13 @@ class Sweep:
         # not resolve stops the sweep before anything is measured.
         if self.config.isolate:  # importing torch there while this process resolves the models
             spawn.start_zygote(self.config.runtimes)
-        work = [self._plan_model(model) for model in self.config.models]
+        try:
+            work = [self._plan_model(model) for model in self.config.models]
+        except BaseException:
+            spawn.stop_zygotes()
+            raise
+        if not any(todo for _, todo in work):  # all done (--resume) or skipped
+            spawn.stop_zygotes()
         for spec, todo in work:
             self._run_model(spec, todo)
             spec.release()  # a built module stays in this process only while its model runs

@@ -43,6 +43,11 @@ def cache_list(cache_dir: str | None) -> None:
             rows, headers=["model", "format", "precision", "device", "batch", "MB", "export s", "created", "folder"]
         )
     )
+    records = [p for p in cache.records_dir.glob("*") if p.is_file()] if cache.records_dir.is_dir() else []
+    if records:
+        size = sum(p.stat().st_size for p in records) / 2**20
+        where = cache.records_dir
+        click.echo(f"model records (facts, parity references): {len(records)} files, {size:.2f} MB in {where}")
 
 
 @cache_group.command("clear")
