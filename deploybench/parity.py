@@ -196,13 +196,21 @@ def _row_squares(values: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", values, values)
 
 
-def _mixups(reference: np.ndarray, candidate: np.ndarray) -> int:
-    """How many images lie nearer another image's reference than ``MIXUP_RATIO`` of their own distance."""
-    own = _row_squares(candidate - reference)
+def _mixups(reference: np.ndarray, candidate: np.ndarray, own: np.ndarray) -> int:
+    """How many images lie nearer another image's reference than ``MIXUP_RATIO`` of their own
+    distance (``own``: each image's squared distance to its own reference)."""
+    n = len(reference)
+    cross = np.full((n, n), np.inf)
     # Direct differences, not |a|^2 + |b|^2 - 2ab: that cancels catastrophically when the
-    # images' outputs differ by far less than their magnitude.
-    cross = np.stack([_row_squares(candidate - reference[j]) for j in range(len(reference))], axis=1)
-    np.fill_diagonal(cross, np.inf)
+    # images' outputs differ by far less than their magnitude. One image pair at a time: a
+    # whole-batch difference per image is a fresh array of the output's size (a YOLO head's
+    # 43 MB in float64), and faulting in fresh pages cost more than the arithmetic.
+    difference = np.empty_like(candidate[0])
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                np.subtract(candidate[i], reference[j], out=difference)
+                cross[i, j] = np.vdot(difference, difference)
     nearest = cross.min(axis=1)
     return int(np.count_nonzero(nearest < (MIXUP_RATIO**2) * own))
 
@@ -241,7 +249,8 @@ def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> O
         return metrics
     r, c, d = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1), delta.reshape(len(delta), -1)
     scale = _rms(r) or 1.0
-    image_errors = np.sqrt(_row_squares(d) / d.shape[1])
+    own = _row_squares(d)  # each image's squared error
+    image_errors = np.sqrt(own / d.shape[1])
     metrics.error = float(image_errors.max()) / scale
     metrics.offset = float(d.mean()) / scale
     mean_image = r.mean(axis=0)
@@ -261,7 +270,7 @@ def output_metrics(name: str, reference: np.ndarray, candidate: np.ndarray) -> O
     dots = np.einsum("ij,ij->i", centred_c, r_dev)
     cosines = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
     metrics.centered_cosine = float(cosines.min())
-    metrics.mixups = _mixups(r, c)
+    metrics.mixups = _mixups(r, c, own)
     return metrics
 
 
@@ -289,7 +298,7 @@ def _gain_noise(reference: np.ndarray, candidate: np.ndarray, gain: float) -> fl
     c = np.asarray(candidate, dtype=np.float64).reshape(len(candidate), -1)
     r_dev, c_dev = r - r.mean(axis=0), c - c.mean(axis=0)
     spread = _rms(r_dev)
-    c_dev -= gain * r_dev
+    c_dev -= np.multiply(r_dev, gain, out=r_dev)  # in place: no third array of the output's size
     return _rms(c_dev) / (spread * math.sqrt(len(r)))
 
 
