@@ -458,10 +458,10 @@ class Sweep:
         self.done.add(row.key)
 
     def run(self) -> Results:
-        # Every model planned first: the progress display knows the total, and a model that does
-        # not resolve stops the sweep before anything is measured.
         if self.config.isolate:  # importing torch there while this process resolves the models
             spawn.start_zygote(self.config.runtimes)
+        # Every model planned first: the progress display knows the total, and a model that does
+        # not resolve stops the sweep before anything is measured.
         try:
             work = [self._plan_model(model) for model in self.config.models]
         except BaseException:
