@@ -198,9 +198,10 @@ def _row_squares(values: np.ndarray) -> np.ndarray:
 
 def _mixups(reference: np.ndarray, candidate: np.ndarray, own: np.ndarray) -> int:
     """How many images lie nearer another image's reference than ``MIXUP_RATIO`` of their own
-    distance (``own``: each image's squared distance to its own reference)."""
+    distance. Rows are images (2-D arrays); ``own`` holds each row's squared distance to its own
+    reference row (``_row_squares(candidate - reference)``)."""
     n = len(reference)
-    cross = np.full((n, n), np.inf)
+    cross = np.full((n, n), np.inf)  # the diagonal stays inf: an image is not its own mix-up
     # Direct differences, not |a|^2 + |b|^2 - 2ab: that cancels catastrophically when the
     # images' outputs differ by far less than their magnitude. One image pair at a time: a
     # whole-batch difference per image is a fresh array of the output's size (a YOLO head's

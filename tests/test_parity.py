@@ -184,3 +184,14 @@ def test_an_output_that_varies_only_by_rounding_is_inconclusive_not_failed() -> 
     parity = compare([reference], [candidate], "other", "fp32")
     assert parity.verdict == "inconclusive" and "does not vary" in parity.reasons[0]
     assert compare([reference], [np.roll(reference, 1, axis=0) * 1.05], "other", "fp32").verdict == "fail"
+
+
+def test_mixups_count_the_images_nearer_another_images_reference() -> None:
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(6, 2, 50))
+    faithful = ref + rng.normal(scale=1e-3, size=ref.shape)
+    assert output_metrics("out", ref, faithful).mixups == 0
+    swapped = faithful[[1, 0, 2, 3, 4, 5]]  # two images' outputs exchanged
+    assert output_metrics("out", ref, swapped).mixups == 2
+    rotated = faithful[[1, 2, 0, 3, 4, 5]]  # a stale input shifts three
+    assert output_metrics("out", ref, rotated).mixups == 3
