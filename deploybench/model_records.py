@@ -76,7 +76,7 @@ def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.data)  # contiguous: hashed in place, not copied
     return digest.hexdigest()
 
 
