@@ -5,8 +5,8 @@ warm-up) on mobilenetv4's ONNX export, in ``--processes`` fresh processes one af
 another, each timing ``--windows`` back-to-back windows of ``--seconds``; prints each
 window's median ms per call, one line per process. Nothing of deploybench is in the timed
 loop: what moves here is the machine. On a shared VM the medians move in steps (regimes)
-that last seconds to tens of seconds, inside a process too; this is
-why ``benchmarks/fidelity.py`` compares each side's best rounds.
+that last seconds to tens of seconds, inside a process too; this is why
+``benchmarks/fidelity.py`` takes its ratio within each round, where the two runs are neighbours.
 
     python benchmarks/machine_regimes.py [--model mobilenetv4] [--processes 8] [--windows 5] [--seconds 1]
                                          [--threads 2] [--out FILE.md]

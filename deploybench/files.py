@@ -19,6 +19,11 @@ def _umask() -> int:
     return mask
 
 
+def make_ordinary(path: Path) -> None:
+    """Give ``path`` the permissions of a file the user made (``mkstemp`` creates 0600)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and a rename, so readers never see half a file."""
     write_text_atomic(path, json.dumps(data, indent=2, default=str))
@@ -51,7 +56,7 @@ def _replacing(path: Path) -> Iterator[BinaryIO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; these are ordinary files
+        make_ordinary(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from deploybench.files import copy_file_atomic, write_text_atomic
+from deploybench.files import copy_file_atomic, make_ordinary, write_text_atomic
 from deploybench.model_facts import ModelFacts, model_facts
 from deploybench.models import ModelSpec
 
@@ -71,7 +71,8 @@ def _machine() -> list[Any]:
     return [model, sorted(flags)]
 
 
-def _arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
+def arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays (names, dtypes, shapes and bytes): what a reference was run on."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
@@ -124,19 +125,18 @@ class ModelRecords:
     def reference(
         self,
         spec: ModelSpec,
-        arrays: Mapping[str, np.ndarray],
+        inputs_digest: str,
         origin: str,
         path: Path,
-        build: Callable[[Path], Path],
+        build: Callable[[Path], object],
     ) -> Path:
-        """The reference for inputs and dataset ``arrays`` (described by ``origin``) at ``path``:
-        copied from the record when one was kept, else made by ``build(file)`` and kept.
-
-        Either way ``path`` is replaced whole, never written in place: another sweep of the same
-        model (other images, another dataset) may be building or reading the same file."""
+        """The reference at ``path`` for the inputs (and dataset) whose ``arrays_digest`` is
+        ``inputs_digest``, described by ``origin``: copied from the record when one was kept,
+        else made by ``build(file)`` and kept. Either way ``path`` is replaced whole, never
+        written in place, so a worker reading it never sees half a file."""
         kept = None
         if self.usable(spec):
-            key = self._key(spec, "reference", arrays=_arrays_digest(arrays), origin=origin)
+            key = self._key(spec, "reference", arrays=inputs_digest, origin=origin)
             kept = self.root / f"{key}.reference.npz"
             if kept.is_file() and self._readable(kept):
                 copy_file_atomic(kept, path)
@@ -146,6 +146,7 @@ class ModelRecords:
         os.close(handle)
         try:
             build(Path(staging))
+            make_ordinary(Path(staging))
             if kept is not None:
                 try:
                     copy_file_atomic(Path(staging), kept)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,8 +136,29 @@ def read_onnx_graph(path: Path) -> OnnxGraph:
         )
         for t in inputs
     ]
-    external = any(i.data_location == onnx.TensorProto.EXTERNAL for i in graph.initializer)
-    return OnnxGraph(specs, [tensor(v) for v in graph.output], fixed or None, external)
+    return OnnxGraph(specs, [tensor(v) for v in graph.output], fixed or None, _has_external_data(graph))
+
+
+def _has_external_data(graph: Any) -> bool:
+    """Whether any tensor of ``graph`` (initializers, sparse ones, constants in attributes, and
+    those of subgraphs) keeps its data in a file beside the model."""
+    import onnx
+
+    def tensors(g: Any) -> Iterator[Any]:
+        yield from g.initializer
+        for sparse in g.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+        for node in g.node:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
+                for subgraph in [attribute.g] if attribute.HasField("g") else []:
+                    yield from tensors(subgraph)
+                for subgraph in attribute.graphs:
+                    yield from tensors(subgraph)
+
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors(graph))
 
 
 @dataclass(frozen=True)
@@ -209,7 +230,7 @@ class UltralyticsSource(ModelSource):
             factory=factory,
             prepare=_prepare_yolo_for_export,
             int8_float_scope=_yolo_head_float_scope,
-            pinned=_packaged_yolo(name),
+            pinned=not ref.pretrained and _packaged_yolo(name),  # released weights are a file in the working folder
         )
 
     @staticmethod
@@ -246,12 +267,12 @@ def _yolo_head_float_scope(module: Any) -> tuple[tuple[str, ...], tuple[str, ...
 
 
 def _packaged_yolo(name: str) -> bool:
-    """Whether Ultralytics builds ``name`` from its own packaged yaml (or released weights): a bare
-    model name, with no ``.yaml`` or ``.pt`` of that name in the working folder, which Ultralytics
-    would read first. A file's contents are not in the model's identity; the package's version is."""
+    """Whether Ultralytics builds ``name`` from its own packaged yaml: a bare model name, with
+    no ``<name>.yaml`` in the working folder, which Ultralytics would read first. A file's
+    contents are not in the model's identity; the package's version is."""
     if Path(name).name != name or Path(name).suffix:
         return False
-    return not any(Path(f"{name}{suffix}").exists() for suffix in (".yaml", ".pt"))
+    return not Path(f"{name}.yaml").exists()
 
 
 def _yaml_task(stem: str) -> str | None:

@@ -237,14 +237,20 @@ _zygotes: dict[tuple[str, ...], ZygoteClient] = {}
 _broken: set[tuple[str, ...]] = set()  # preloads whose zygote died before it was ready: not retried
 
 
-def zygote_for(runtime: str) -> ZygoteClient | None:
-    """The zygote that preloads what ``runtime`` needs, started if it is not running; None
-    where nothing it needs is preloaded (or this platform cannot fork, or it failed to start)."""
+def forks_from_zygote(runtime: str) -> bool:
+    """Whether ``runtime``'s workers fork from the zygote: it needs what the zygote preloads,
+    this platform can fork, and the zygote has not failed to start."""
     try:
         requires = registry.runtimes.get(runtime).requires
     except Exception:  # an unknown runtime fails in the worker, where it becomes the row's status
-        return None
-    if not set(requires) & set(ZYGOTE_PRELOAD) or not hasattr(os, "fork") or ZYGOTE_PRELOAD in _broken:
+        return False
+    return bool(set(requires) & set(ZYGOTE_PRELOAD)) and hasattr(os, "fork") and ZYGOTE_PRELOAD not in _broken
+
+
+def zygote_for(runtime: str) -> ZygoteClient | None:
+    """The zygote that preloads what ``runtime`` needs, started if it is not running; None
+    where ``forks_from_zygote`` says no."""
+    if not forks_from_zygote(runtime):
         return None
     zygote = _zygotes.get(ZYGOTE_PRELOAD)
     if zygote is not None and zygote.gone:
@@ -258,19 +264,25 @@ def zygote_for(runtime: str) -> ZygoteClient | None:
     return zygote
 
 
-def start_zygote(runtimes: Iterable[str]) -> None:
+def start_zygote(runtimes: Iterable[str]) -> list[ZygoteClient]:
     """Start the zygote now if any of ``runtimes`` will fork from it: it imports while the
-    sweep builds references and exports, before any window is timed."""
+    sweep resolves models and builds references, before any window is timed. Returns what
+    this call started (not a zygote an earlier sweep left running)."""
+    before = set(map(id, _zygotes.values()))
     for runtime in set(runtimes):
         if zygote_for(runtime) is not None:
-            return
+            break
+    return [zygote for zygote in _zygotes.values() if id(zygote) not in before]
 
 
-def stop_zygotes() -> None:
-    """End the zygotes now, one still importing too (a sweep that will fork nothing, or failed
-    to plan): exit does not wait for them. A later sweep in this process starts its own."""
-    while _zygotes:
-        _zygotes.popitem()[1].close(kill=True)
+def stop_zygotes(zygotes: Iterable[ZygoteClient]) -> None:
+    """End ``zygotes`` now, one still importing too (its sweep will fork nothing, or failed to
+    plan): exit does not wait for them. A later sweep in this process starts its own."""
+    for zygote in list(zygotes):
+        for preload, running in list(_zygotes.items()):
+            if running is zygote:
+                del _zygotes[preload]
+        zygote.close(kill=True)
 
 
 def start_worker(cells: list[Cell], cells_file: Path, out: Path, log_file: Path, timeout_s: float) -> Worker:

@@ -29,7 +29,7 @@ from deploybench.exporters.base import ExportOptions
 from deploybench.harness import MeasurePolicy
 from deploybench.inputs import seeded_inputs
 from deploybench.model_facts import ModelFacts
-from deploybench.model_records import ModelRecords
+from deploybench.model_records import ModelRecords, arrays_digest
 from deploybench.models import ModelRef, ModelSpec, resolve
 from deploybench.progress import Progress
 from deploybench.results import ArtifactRecord, CellKey, Results, Row, Status
@@ -458,17 +458,17 @@ class Sweep:
         self.done.add(row.key)
 
     def run(self) -> Results:
-        if self.config.isolate:  # importing torch there while this process resolves the models
-            spawn.start_zygote(self.config.runtimes)
+        # Importing torch there while this process resolves the models.
+        started = spawn.start_zygote(self.config.runtimes) if self.config.isolate else []
         # Every model planned first: the progress display knows the total, and a model that does
         # not resolve stops the sweep before anything is measured.
         try:
             work = [self._plan_model(model) for model in self.config.models]
         except BaseException:
-            spawn.stop_zygotes()
+            spawn.stop_zygotes(started)
             raise
-        if not any(todo for _, todo in work):  # all done (--resume) or skipped
-            spawn.stop_zygotes()
+        if not any(spawn.forks_from_zygote(item.runtime) for _, todo in work for item in todo):
+            spawn.stop_zygotes(started)  # every torch cell done (--resume), skipped or filtered out
         for spec, todo in work:
             self._run_model(spec, todo)
             spec.release()  # a built module stays in this process only while its model runs
@@ -506,11 +506,13 @@ class Sweep:
             return
         inputs, origin = parity_inputs(spec, config)
         dataset = dataset_arrays(spec, config)
+        digest = arrays_digest({**batches.save_arrays(inputs, "inputs"), **dataset})
         reference = self.records.reference(
             spec,
-            {**batches.save_arrays(inputs, "inputs"), **dataset},
+            digest,
             origin,
-            self.work_dir / f"{spec.identity_hash()[:16]}.npz",
+            # Named by its inputs too: a sweep of the same model on other images keeps its own file.
+            self.work_dir / f"{spec.identity_hash()[:16]}-{digest[:12]}.npz",
             lambda path: build_reference(spec, inputs, path, dataset, origin),
         )
         if spec.checkpoint_load is not None:  # what the checkpoint matched is known once the model is built

@@ -13,7 +13,7 @@ from deploybench import model_records
 from deploybench.cache import ArtifactCache
 from deploybench.harness import MeasurePolicy
 from deploybench.model_facts import ModelFacts
-from deploybench.model_records import ModelRecords
+from deploybench.model_records import ModelRecords, arrays_digest
 from deploybench.models import ModelSpec, resolve
 from deploybench.results import Results
 from deploybench.sweep import Sweep, SweepConfig
@@ -35,12 +35,13 @@ def _build_counting(calls: list[Path], value: float = 1.0):
 
 
 INPUTS = {"inputs": np.arange(6, dtype=np.float32).reshape(2, 3)}
+DIGEST = arrays_digest(INPUTS)
 
 
 def test_a_reference_is_built_once_then_copied(tmp_path: Path, spec: ModelSpec) -> None:
     records, calls = ModelRecords(tmp_path / "records"), []
-    first = records.reference(spec, INPUTS, "seed 1", tmp_path / "a" / "ref.npz", _build_counting(calls))
-    second = records.reference(spec, INPUTS, "seed 1", tmp_path / "b" / "ref.npz", _build_counting(calls, 2.0))
+    first = records.reference(spec, DIGEST, "seed 1", tmp_path / "a" / "ref.npz", _build_counting(calls))
+    second = records.reference(spec, DIGEST, "seed 1", tmp_path / "b" / "ref.npz", _build_counting(calls, 2.0))
     assert len(calls) == 1 and first == tmp_path / "a" / "ref.npz"
     assert second == tmp_path / "b" / "ref.npz"
     np.testing.assert_array_equal(np.load(second)["output0"], np.load(first)["output0"])
@@ -59,28 +60,28 @@ def test_a_reference_is_built_once_then_copied(tmp_path: Path, spec: ModelSpec) 
 )
 def test_anything_that_changes_the_reference_builds_it_again(tmp_path: Path, spec: ModelSpec, change) -> None:
     records, calls = ModelRecords(tmp_path / "records"), []
-    records.reference(spec, INPUTS, "seed 1", tmp_path / "ref.npz", _build_counting(calls))
+    records.reference(spec, DIGEST, "seed 1", tmp_path / "ref.npz", _build_counting(calls))
     other_spec, arrays, origin = change(spec, INPUTS, "seed 1")
-    records.reference(other_spec, arrays, origin, tmp_path / "ref2.npz", _build_counting(calls, 2.0))
+    records.reference(other_spec, arrays_digest(arrays), origin, tmp_path / "ref2.npz", _build_counting(calls, 2.0))
     assert len(calls) == 2
     assert np.load(tmp_path / "ref2.npz")["output0"][0, 0] == 2.0
 
 
 def test_a_computing_library_upgrade_builds_it_again(tmp_path: Path, spec: ModelSpec, monkeypatch) -> None:
     records, calls = ModelRecords(tmp_path / "records"), []
-    records.reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting(calls))
+    records.reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting(calls))
     real = model_records._version
     monkeypatch.setattr(model_records, "_version", lambda name: "99.0" if name == "torch" else real(name))
-    records.reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting(calls))
+    records.reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting(calls))
     assert len(calls) == 2
 
 
 def test_a_damaged_record_is_built_again(tmp_path: Path, spec: ModelSpec) -> None:
     records, calls = ModelRecords(tmp_path / "records"), []
-    records.reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting(calls))
+    records.reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting(calls))
     (kept,) = (tmp_path / "records").glob("*.reference.npz")
     kept.write_bytes(kept.read_bytes()[:40])  # cut short
-    records.reference(spec, INPUTS, "", tmp_path / "ref2.npz", _build_counting(calls, 2.0))
+    records.reference(spec, DIGEST, "", tmp_path / "ref2.npz", _build_counting(calls, 2.0))
     assert len(calls) == 2
     assert np.load(tmp_path / "ref2.npz")["output0"][0, 0] == 2.0
     assert np.load(kept)["output0"][0, 0] == 2.0  # and the record is whole again
@@ -94,7 +95,7 @@ def test_models_the_identity_does_not_pin_are_computed_every_time(tmp_path: Path
         spec = replace(spec, ref=replace(spec.ref, checkpoint=str(tmp_path / "weights.safetensors")))
     records, calls = ModelRecords(tmp_path / "records"), []
     for _ in range(2):
-        records.reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting(calls))
+        records.reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting(calls))
     assert len(calls) == 2
     assert not (tmp_path / "records").exists()
 
@@ -143,14 +144,14 @@ def test_a_cache_that_cannot_keep_records_still_gives_the_run_its_figures(tmp_pa
     blocked = tmp_path / "records"
     blocked.write_text("a file where the folder would go")
     records, calls = ModelRecords(blocked), []
-    path = records.reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting(calls))
+    path = records.reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting(calls))
     assert len(calls) == 1 and np.load(path)["output0"].shape == (2, 3)
     assert records.facts(spec).flops
 
 
 def test_clearing_the_cache_removes_records_and_counts_artifacts_only(tmp_path: Path, spec: ModelSpec) -> None:
     cache = ArtifactCache(tmp_path / "cache")
-    ModelRecords(cache.records_dir).reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting([]))
+    ModelRecords(cache.records_dir).reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting([]))
     assert cache.clear() == 0
     assert not cache.records_dir.exists()
 
@@ -167,18 +168,18 @@ def test_clearing_the_cache_removes_records_and_counts_artifacts_only(tmp_path: 
 )
 def test_weights_machine_and_code_are_in_the_key(tmp_path: Path, spec: ModelSpec, monkeypatch, change) -> None:
     records, calls = ModelRecords(tmp_path / "records"), []
-    records.reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting(calls))
-    records.reference(change(spec, monkeypatch), INPUTS, "", tmp_path / "ref.npz", _build_counting(calls))
+    records.reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting(calls))
+    records.reference(change(spec, monkeypatch), DIGEST, "", tmp_path / "ref.npz", _build_counting(calls))
     assert len(calls) == 2
 
 
 def test_an_empty_record_is_built_again_and_records_are_ordinary_files(tmp_path: Path, spec: ModelSpec) -> None:
     records, calls = ModelRecords(tmp_path / "records"), []
-    records.reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting(calls))
+    records.reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting(calls))
     (kept,) = (tmp_path / "records").glob("*.reference.npz")
     assert kept.stat().st_mode & 0o044  # readable by the other users of a shared cache
     kept.write_bytes(b"")  # a crash between create and write
-    records.reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting(calls))
+    records.reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting(calls))
     assert len(calls) == 2 and kept.stat().st_size > 0
     assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no staging file left behind
 
@@ -235,6 +236,68 @@ def test_cache_list_counts_the_records(tmp_path: Path, spec: ModelSpec, capsys) 
     from deploybench.cli import main
 
     cache = ArtifactCache(tmp_path / "cache")
-    ModelRecords(cache.records_dir).reference(spec, INPUTS, "", tmp_path / "ref.npz", _build_counting([]))
+    ModelRecords(cache.records_dir).reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting([]))
     assert main(["cache", "list", "--cache", str(cache.root)]) == 0
     assert "model records (facts, parity references): 1 files" in capsys.readouterr().out
+
+
+def test_pretrained_yolo_is_not_pinned(monkeypatch, tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "yolov8n.pt").write_bytes(b"released weights are a file the user may replace")
+    assert resolve("yolov8n").pinned  # random weights read the packaged yaml only
+    assert not resolve("yolov8n", pretrained=True).pinned
+
+
+def test_onnx_constants_and_subgraphs_with_external_data_are_seen(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    big = numpy_helper.from_array(np.ones((4, 4), np.float32), "c")
+    inner = helper.make_graph(
+        [helper.make_node("Constant", [], ["k"], value=big)],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("k", TensorProto.FLOAT, [4, 4])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("If", ["flag"], ["y"], then_branch=inner, else_branch=inner)],
+        "g",
+        [helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])],
+    )
+    model = helper.make_model(graph)
+    onnx.save(model, tmp_path / "inline.onnx")
+    onnx.save(model, tmp_path / "external.onnx", save_as_external_data=True, size_threshold=0, convert_attribute=True)
+    from deploybench.sources import read_onnx_graph
+
+    assert not read_onnx_graph(tmp_path / "inline.onnx").external_data
+    assert read_onnx_graph(tmp_path / "external.onnx").external_data
+
+
+def test_a_sweep_of_runtimes_that_never_fork_ends_its_zygote(tmp_path: Path, monkeypatch) -> None:
+    from deploybench import spawn
+
+    started = []
+
+    class Tracking(dict):
+        def __setitem__(self, key, value) -> None:
+            started.append(value)
+            super().__setitem__(key, value)
+
+    monkeypatch.setattr(spawn, "_zygotes", Tracking())
+    config = SweepConfig(
+        models=("test_resnet",),
+        runtimes=("torch", "onnxruntime"),
+        formats=("onnx",),  # the torch cells are filtered out
+        batches=(1,),
+        policy=MeasurePolicy.quick(),
+    )
+    rows = Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), work_dir=tmp_path).run().rows
+    assert [r.runtime for r in rows] == ["onnxruntime"]
+    assert len(started) == 1 and started[0].process.poll() is not None and not spawn._zygotes
+
+
+def test_a_built_reference_is_an_ordinary_file(tmp_path: Path, spec: ModelSpec) -> None:
+    path = ModelRecords(tmp_path / "records").reference(spec, DIGEST, "", tmp_path / "ref.npz", _build_counting([]))
+    assert path.stat().st_mode & 0o044

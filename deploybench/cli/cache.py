@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -43,9 +44,12 @@ def cache_list(cache_dir: str | None) -> None:
             rows, headers=["model", "format", "precision", "device", "batch", "MB", "export s", "created", "folder"]
         )
     )
-    records = [p for p in cache.records_dir.glob("*") if p.is_file()] if cache.records_dir.is_dir() else []
+    records = [*cache.records_dir.glob("*.facts.json"), *cache.records_dir.glob("*.reference.npz")]
     if records:
-        size = sum(p.stat().st_size for p in records) / 2**20
+        size = 0.0
+        for record in records:
+            with contextlib.suppress(FileNotFoundError):  # another sweep may be replacing it
+                size += record.stat().st_size / 2**20
         where = cache.records_dir
         click.echo(f"model records (facts, parity references): {len(records)} files, {size:.2f} MB in {where}")
 
@@ -53,7 +57,7 @@ def cache_list(cache_dir: str | None) -> None:
 @cache_group.command("clear")
 @cache_option
 def cache_clear(cache_dir: str | None) -> None:
-    """Remove every cached artifact."""
+    """Remove every cached artifact, with the kept model facts and parity references."""
     from deploybench.cache import ArtifactCache
 
     cache = ArtifactCache(Path(cache_dir) if cache_dir else None)
