@@ -7,9 +7,10 @@ on 2 cores), although nothing in them changes while the model, the inputs, the c
 libraries stay the same. A record is keyed by all of those and by the CPU (kernels differ
 in their last bits between instruction sets), and is written atomically. Records are used
 only for models whose identity pins their outputs (``ModelSpec.pinned``: a released
-library's version, an ONNX file's hash). A model from the user's own code or a ``.pt``
-file, or with ``--checkpoint`` (whose load report needs the module built), is computed
-every run, as before.
+library's version, an ONNX file's hash). A model from the user's own code, a ``.pt`` file
+(pretrained YOLO weights included) or ``--checkpoint`` (whose load report needs the module
+built) is computed every run, as before. ``deploybench cache clear`` removes the records;
+nothing else prunes them.
 """
 
 from __future__ import annotations
