@@ -458,7 +458,7 @@ class Sweep:
         self.done.add(row.key)
 
     def run(self) -> Results:
-        # Importing torch there while this process resolves the models.
+        # The zygote imports torch while this process resolves the models.
         started = spawn.start_zygote(self.config.runtimes) if self.config.isolate else []
         # Every model planned first: the progress display knows the total, and a model that does
         # not resolve stops the sweep before anything is measured.
