@@ -213,18 +213,28 @@ def test_yolo_names_are_pinned_unless_a_file_of_that_name_would_be_read(tmp_path
     assert not _packaged_yolo("yolov8n")
 
 
-def test_a_sweep_that_cannot_plan_ends_its_zygote(tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def started(monkeypatch) -> list:
+    """The zygotes sweeps start in this test, none left from an earlier test to reuse."""
+    from deploybench import spawn
+
+    started: list = []
+    start = spawn.start_zygote
+
+    def recording(runtimes):
+        new = start(runtimes)
+        started.extend(new)
+        return new
+
+    monkeypatch.setattr(spawn, "_zygotes", {})
+    monkeypatch.setattr(spawn, "start_zygote", recording)
+    return started
+
+
+def test_a_sweep_that_cannot_plan_ends_its_zygote(tmp_path: Path, started: list) -> None:
     from deploybench import spawn
     from deploybench.errors import UnknownNameError
 
-    started = []
-
-    class Tracking(dict):
-        def __setitem__(self, key, value) -> None:
-            started.append(value)
-            super().__setitem__(key, value)
-
-    monkeypatch.setattr(spawn, "_zygotes", Tracking())
     config = SweepConfig(models=("no_such_model_anywhere",), runtimes=("torch",), policy=MeasurePolicy.quick())
     with pytest.raises(UnknownNameError):
         Sweep(config, ArtifactCache(tmp_path / "cache"), Results(), work_dir=tmp_path).run()
@@ -275,17 +285,9 @@ def test_onnx_constants_and_subgraphs_with_external_data_are_seen(tmp_path: Path
     assert read_onnx_graph(tmp_path / "external.onnx").external_data
 
 
-def test_a_sweep_of_runtimes_that_never_fork_ends_its_zygote(tmp_path: Path, monkeypatch) -> None:
+def test_a_sweep_of_runtimes_that_never_fork_ends_its_zygote(tmp_path: Path, started: list) -> None:
     from deploybench import spawn
 
-    started = []
-
-    class Tracking(dict):
-        def __setitem__(self, key, value) -> None:
-            started.append(value)
-            super().__setitem__(key, value)
-
-    monkeypatch.setattr(spawn, "_zygotes", Tracking())
     config = SweepConfig(
         models=("test_resnet",),
         runtimes=("torch", "onnxruntime"),
