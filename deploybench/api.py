@@ -15,6 +15,7 @@ arguments, calls these, renders the result and sets the exit code.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -136,15 +137,28 @@ def sweep_config(
     )
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _default_sigterm_in_child() -> None:
+    # A library's helper forked from a thread (OpenVINO's telemetry sends from a thread pool
+    # through a forked process, and may block in getaddrinfo offline) would inherit the
+    # handler below, which only Python code can run: its terminate() and our exit's join of it
+    # then wait forever. Forked children get the default SIGTERM back.
+    if signal.getsignal(signal.SIGTERM) is _raise_interrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM ends a sweep like Ctrl-C: the current cell stops, finished rows stay saved."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return

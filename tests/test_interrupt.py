@@ -239,3 +239,19 @@ def test_a_killed_export_leaves_nothing_the_cache_trusts(
     assert not [p for p in root.iterdir() if p.name.startswith(".tmp-")]
     assert cache.clear() == 1
     assert [p.name for p in root.iterdir()] == [".locks"]
+
+
+def test_a_process_forked_during_a_sweep_can_be_terminated() -> None:
+    """A library's helper forked mid-sweep (OpenVINO telemetry) must die on SIGTERM, not inherit
+    the sweep's Python-level handler, which a child blocked in C code never runs."""
+    import os
+    import signal
+
+    from deploybench.api import _sigterm_as_interrupt
+
+    with _sigterm_as_interrupt():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
