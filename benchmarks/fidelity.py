@@ -28,7 +28,7 @@ ordinary ones. Where the two disagree, read both. With ``--readme`` the table re
 text between the fidelity markers.
 
     python benchmarks/fidelity.py [--models mobilenetv4,resnet50,vit_s16] [--batches 1,8] [--threads 2]
-                                  [--rounds 11] [--seconds 4] [--out FILE.md] [--raw FILE.json]
+                                  [--rounds 21] [--seconds 4] [--out FILE.md] [--raw FILE.json]
                                   [--readme README.md]
 """
 
@@ -56,6 +56,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bare_ort
 from bare_ort import Timing
 from readme_block import README, publish
+
+BAR = (0.97, 1.03)  # issue 11: every ratio, latency and throughput, within this
 
 
 @dataclass
@@ -312,7 +314,23 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
             f"{summary(latency)} | {ours_best.median_ms / ref_best.median_ms:.3f} | {ref.throughput:.1f} | "
             f"{ours.throughput:.1f} | {summary(throughput)} | {ours_best.throughput / ref_best.throughput:.3f} |"
         )
+    lines += ["", verdict(comparisons)]
     return "\n".join(lines)
+
+
+def verdict(comparisons: list[Comparison]) -> str:
+    """The line under the table: how many row ratios (each row's median within-round ratio, of
+    ms/image and of img/s) are inside the bar, and which are not. Judged on the unrounded ratio,
+    so one printed as 0.970 can be outside; those are named with four decimals."""
+    low, high = BAR
+    ratios = [
+        (f"{c.model} batch {c.batch} {c.label.split(' vs ')[0]} {unit}", statistics.median(side))
+        for c in comparisons
+        for unit, side in zip(("ms/img", "img/s"), c.round_ratios())
+    ]
+    outside = [f"{name} {ratio:.4f}" for name, ratio in ratios if not low <= ratio <= high]
+    head = f"**{len(ratios) - len(outside)} of {len(ratios)} ratios within {low:.2f}-{high:.2f}**"
+    return f"{head}; outside: {'; '.join(outside)}." if outside else f"{head}."
 
 
 def summary(ratios: list[float]) -> str:
@@ -325,7 +343,7 @@ def main() -> int:
     parser.add_argument("--models", default="mobilenetv4,resnet50,vit_s16")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--out", type=Path, help="Also write the Markdown table here.")
     parser.add_argument("--raw", type=Path, help="Also write every round's figures here, as JSON.")
