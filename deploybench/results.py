@@ -117,7 +117,7 @@ class Row:
     stats: Stats | None = None
     samples_ms: list[float] = field(default_factory=list)
     device_stats: Stats | None = None  # CUDA-event GPU time, where the stream is visible
-    ms_per_image: float | None = None
+    ms_per_image: float | None = None  # median / (batch x requests_in_flight): one image's cost
     throughput: float | None = None
     items_per_call: int | None = None
     window_seconds: float | None = None
