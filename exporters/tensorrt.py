@@ -81,7 +81,13 @@ class TensorRTExporter(Exporter):
 
     def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
         # Engines are specific to the GPU architecture: one built elsewhere is a different entry.
-        return {**super().cache_identity(options), "compute_capability": compute_capability()}
+        # "tf32": engines built before TF32 was limited to the tf32 precision allowed it in fp16,
+        # bf16 and int8 as well; the new key leaves them behind.
+        return {
+            **super().cache_identity(options),
+            "compute_capability": compute_capability(),
+            "tf32": options.precision == "tf32",
+        }
 
     def bind_cache(self, options: ExportOptions, cache_root: Path) -> ExportOptions:
         """Keep the timing cache beside the artifacts, in whichever cache folder is in use."""
@@ -114,6 +120,21 @@ def timing_cache_path(options: ExportOptions) -> Path:
     from deploybench.cache import default_cache_dir
 
     return default_cache_dir() / TIMING_CACHE_NAME
+
+
+def set_precision_flags(trt: Any, config: Any, precision: str) -> bool:
+    """Set ``precision``'s builder flags on ``config``; return whether TF32 stays allowed.
+
+    TensorRT allows TF32 by default. Only the tf32 precision keeps it: fp32 means IEEE FP32, like
+    the PyTorch reference, and the layers an fp16, bf16 or int8 engine leaves in FP32 (--keep-fp32
+    pins them there to repair accuracy) compute in IEEE FP32 too.
+    """
+    for flag in builder_flags(trt, precision):
+        config.set_flag(flag)
+    tf32 = precision == "tf32"
+    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    return tf32
 
 
 def builder_flags(trt: Any, precision: str) -> list[Any]:
@@ -158,12 +179,7 @@ def build_engine(
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gb * (1 << 30)))
-    for flag in builder_flags(trt, options.precision):
-        config.set_flag(flag)
-    # TensorRT allows TF32 by default; fp32 means IEEE FP32, like the PyTorch reference.
-    tf32 = options.precision != "fp32"
-    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)
+    tf32 = set_precision_flags(trt, config, options.precision)
 
     batch, chw = artifact_batch(model, options), tuple(model.input.shape)
     profile = builder.create_optimization_profile()

@@ -4,7 +4,8 @@ Inputs are fed in the dtype the graph declares (a graph with float16 inputs take
 deploybench's own FP16 export keeps float32 I/O), converted when the batch is prepared,
 outside the timed region, as a deployment feeding that graph would. The CUDA provider is
 created with ``use_tf32`` set from the precision, so fp32 means IEEE fp32 on Ampere and
-later GPUs and ``tf32`` is a precision of its own.
+later GPUs and ``tf32`` is a precision of its own; the TensorRT provider, which has no such
+option, gets ``NVIDIA_TF32_OVERRIDE=0`` (see ``pin_tensorrt_tf32``).
 
 The graph keeps its dynamic batch axis: fixing it at session creation
 (``add_free_dimension_override_by_name``) measured no faster on the CPU (see README), so
@@ -14,7 +15,9 @@ there is no static variant to choose.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+from collections.abc import MutableMapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -116,6 +119,8 @@ class OnnxRuntime(Runtime):
         session_options = self._session_options(ort, artifact)
         providers = provider_config(self.options, ort.get_available_providers(), artifact)
         self._placement_pending = self._profile_placement(session_options)
+        if providers and providers[0][0] == PROVIDERS["tensorrt"]:
+            pin_tensorrt_tf32(self.options.precision)
         try:
             self._session = ort.InferenceSession(str(artifact.file), session_options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
@@ -265,11 +270,42 @@ def tensorrt_cache_dir(artifact: Artifact | None) -> Path:
     return default_cache_dir() / ORT_TENSORRT_CACHE / "modules"
 
 
+TF32_OVERRIDE = "NVIDIA_TF32_OVERRIDE"
+_tensorrt_tf32: bool | None = None  # whether this process's TensorRT-provider sessions allow TF32, once one exists
+
+
+def pin_tensorrt_tf32(precision: str, environ: MutableMapping[str, str] = os.environ) -> None:
+    """Allow TF32 in the TensorRT provider for the tf32 precision only; call before its session.
+
+    The provider has no ``use_tf32`` option, and TensorRT allows TF32 by default. NVIDIA's
+    ``NVIDIA_TF32_OVERRIDE=0`` is the only way to turn it off, and once a session has been made
+    it holds for the whole process (onnxruntime#26029). So fp32 and fp16 set it to 0 (fp32 is
+    IEEE FP32, and the layers an fp16 engine leaves in FP32 are too, as in deploybench's own
+    TensorRT engines), tf32 refuses to run where it is 0, and a process whose sessions already
+    fixed one setting refuses the other: each (runtime, precision) gets a worker of its own
+    unless ``--no-isolate``.
+    """
+    global _tensorrt_tf32
+    tf32 = precision == "tf32"
+    if _tensorrt_tf32 is not None and _tensorrt_tf32 != tf32:
+        raise UnsupportedError(
+            f"this process already made a TensorRT-provider session with TF32 {'on' if _tensorrt_tf32 else 'off'}, "
+            f"and {TF32_OVERRIDE} holds for the whole process; run {precision} in a worker of its own "
+            "(drop --no-isolate)"
+        )
+    if tf32 and environ.get(TF32_OVERRIDE) == "0":
+        raise UnsupportedError(f"{TF32_OVERRIDE}=0 in the environment turns TF32 off; unset it to measure tf32")
+    if not tf32:
+        environ[TF32_OVERRIDE] = "0"
+    _tensorrt_tf32 = tf32
+
+
 def tensorrt_provider_options(precision: str, engine_dir: Path) -> dict[str, Any]:
     """TensorRT provider options: engine and timing caches under ``engine_dir``'s cache, FP16 for fp16 rows.
 
-    FP32 rows keep TensorRT's FP32 (its provider enables TF32 only when asked); INT8 in the provider
-    needs a calibration table of its own, which deploybench does not write, so int8 is not offered.
+    TF32 is not among them: the provider has no option for it (``pin_tensorrt_tf32``). INT8 in the
+    provider needs a calibration table of its own, which deploybench does not write, so int8 is
+    not offered.
     """
     return {
         "trt_engine_cache_enable": True,

@@ -10,8 +10,9 @@ from deploybench.artifact import Artifact
 from deploybench.errors import UnsupportedError
 from deploybench.exporters.base import ExportOptions
 from deploybench.inputs import example_batch
+from deploybench.runtimes import onnxruntime as ort_runtime
 from deploybench.runtimes.base import RuntimeOptions
-from deploybench.runtimes.onnxruntime import provider_config
+from deploybench.runtimes.onnxruntime import TF32_OVERRIDE, pin_tensorrt_tf32, provider_config
 
 GPU_PROVIDERS = ["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"]
 
@@ -21,6 +22,32 @@ def test_onnxruntime_cuda_provider_sets_tf32_from_the_precision(precision: str, 
     providers = provider_config(RuntimeOptions(device="cuda", precision=precision), GPU_PROVIDERS)
     assert providers[0] == ("CUDAExecutionProvider", {"use_tf32": tf32})
     assert providers[-1] == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_onnxruntime_tensorrt_provider_turns_tf32_off_for_the_process(
+    precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider has no use_tf32 option; NVIDIA_TF32_OVERRIDE=0 is the switch, and it holds per process.
+    monkeypatch.setattr(ort_runtime, "_tensorrt_tf32", None)
+    environ: dict[str, str] = {}
+    pin_tensorrt_tf32(precision, environ)
+    assert environ == {TF32_OVERRIDE: "0"}
+    pin_tensorrt_tf32("fp32", environ)  # the same setting again: fine
+    with pytest.raises(UnsupportedError, match="already made a TensorRT-provider session with TF32 off"):
+        pin_tensorrt_tf32("tf32", environ)
+
+
+def test_onnxruntime_tensorrt_provider_tf32_keeps_tf32_or_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ort_runtime, "_tensorrt_tf32", None)
+    environ: dict[str, str] = {}
+    pin_tensorrt_tf32("tf32", environ)
+    assert TF32_OVERRIDE not in environ
+    with pytest.raises(UnsupportedError, match="with TF32 on"):
+        pin_tensorrt_tf32("fp32", environ)
+    monkeypatch.setattr(ort_runtime, "_tensorrt_tf32", None)
+    with pytest.raises(UnsupportedError, match=f"{TF32_OVERRIDE}=0 in the environment"):
+        pin_tensorrt_tf32("tf32", {TF32_OVERRIDE: "0"})
 
 
 def test_onnxruntime_provider_options_keep_cuda_graphs_and_refuse_what_is_missing() -> None:

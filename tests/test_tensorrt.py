@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import types
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,13 @@ from deploybench.cache import ArtifactCache, default_cache_dir
 from deploybench.cli import main
 from deploybench.errors import RuntimeLoadError, UnsupportedError
 from deploybench.exporters.base import ExportOptions
-from deploybench.exporters.tensorrt import PRECISION_FLAGS, TIMING_CACHE_NAME, TensorRTExporter, timing_cache_path
+from deploybench.exporters.tensorrt import (
+    PRECISION_FLAGS,
+    TIMING_CACHE_NAME,
+    TensorRTExporter,
+    set_precision_flags,
+    timing_cache_path,
+)
 from deploybench.inputs import example_batch
 from deploybench.models import resolve
 from deploybench.parity import output_metrics, tolerance_for
@@ -100,6 +107,34 @@ def test_workspace_is_part_of_the_cache_key(tiny, tmp_path: Path) -> None:
     small, large = ExportOptions(device="cuda", workspace_gb=1), ExportOptions(device="cuda", workspace_gb=8)
     assert cache.key(exporter, tiny, small) != cache.key(exporter, tiny, large)
     assert cache.key(exporter, tiny, small) == cache.key(exporter, tiny, ExportOptions(device="cuda", workspace_gb=1))
+
+
+class _Config:
+    """A builder config that starts as TensorRT's does: TF32 allowed."""
+
+    def __init__(self) -> None:
+        self.flags = {"TF32"}
+
+    def set_flag(self, flag: str) -> None:
+        self.flags.add(flag)
+
+    def clear_flag(self, flag: str) -> None:
+        self.flags.discard(flag)
+
+
+@pytest.mark.parametrize("precision", PRECISION_FLAGS)
+def test_only_the_tf32_precision_leaves_tf32_allowed(precision: str) -> None:
+    # The layers an fp16 or int8 engine keeps in FP32 (--keep-fp32 repairs accuracy so) are IEEE FP32.
+    names = ("TF32", "FP16", "BF16", "INT8")
+    trt = types.SimpleNamespace(
+        BuilderFlag=types.SimpleNamespace(**{name: name for name in names}),
+        IInt8EntropyCalibrator2=object,
+        __version__="10.13",
+    )
+    config = _Config()
+    allowed = set_precision_flags(trt, config, precision)
+    assert allowed == (precision == "tf32") == ("TF32" in config.flags)
+    assert config.flags - {"TF32"} == set(PRECISION_FLAGS[precision]) - {"TF32"}
 
 
 def test_engines_from_another_tensorrt_or_gpu_are_refused() -> None:
