@@ -299,6 +299,7 @@ def artifact_batch_shape(artifact: Artifact) -> str:
 def _fill_measurement(row: Row, result: Measurement) -> None:
     row.stats = result.stats
     row.device_stats = result.device_stats
+    row.own_stats, row.own_clock = result.own_stats, result.own_clock
     row.samples_ms = [round(s, 5) for s in result.samples_ms]
     row.ms_per_image = result.ms_per_image
     row.throughput = result.throughput

@@ -95,12 +95,18 @@ class Measurement:
     # GPU time of each iteration from CUDA events on the runtime's stream, when it shows one.
     device_samples_ms: list[float] = field(default_factory=list)
     device_stats: Stats | None = field(init=False, default=None)
+    # Each call on the runtime's own clock (``Runtime.own_clock``), where it keeps one.
+    own_samples_ms: list[float] = field(default_factory=list)
+    own_stats: Stats | None = field(init=False, default=None)
+    own_clock: str | None = None
 
     def __post_init__(self) -> None:
         self.stats = Stats.from_samples(self.samples_ms)
         self.median_ci_ms = median_interval(sorted(self.samples_ms))
         if self.device_samples_ms:
             self.device_stats = Stats.from_samples(self.device_samples_ms)
+        if self.own_samples_ms:
+            self.own_stats = Stats.from_samples(self.own_samples_ms)
 
     @property
     def items_per_call(self) -> int:
@@ -163,6 +169,7 @@ class _Window:
     samples_ms: list[float]
     device_samples_ms: list[float]
     seconds: float
+    own_samples_ms: list[float] = field(default_factory=list)
 
 
 class _Driver(ABC):
@@ -195,6 +202,8 @@ class _SyncDriver(_Driver):
         runtime, feeds, clock, timer = self.runtime, self.feeds, self.clock, self.timer
         samples: list[float] = []
         device_samples: list[float] = []
+        own_samples: list[float] = []
+        own = runtime.last_call_ms if runtime.own_clock else None
         start = clock()
         elapsed = 0.0
         while not done(samples, elapsed):
@@ -209,8 +218,12 @@ class _SyncDriver(_Driver):
             samples.append((t1 - t0) / 1e6)
             if timer:  # read after the timestamp: elapsed_time is a host call outside the timed region
                 device_samples.append(timer.elapsed_ms())
+            if own:  # likewise
+                own_ms = own()
+                if own_ms is not None:
+                    own_samples.append(own_ms)
             elapsed = (t1 - start) / 1e9
-        return _Window(samples, device_samples, elapsed)
+        return _Window(samples, device_samples, elapsed, own_samples)
 
 
 class _ConcurrentDriver(_Driver):
@@ -344,6 +357,8 @@ def measure(
         stop_reason=stop.reason,
         requests_in_flight=in_flight,
         device_samples_ms=timed.device_samples_ms,
+        own_samples_ms=timed.own_samples_ms,
+        own_clock=runtime.own_clock if timed.own_samples_ms else None,
     )
     if result.median_ci_rel > policy.ci_target:
         low, high = result.median_ci_ms

@@ -117,6 +117,8 @@ class Row:
     stats: Stats | None = None
     samples_ms: list[float] = field(default_factory=list)
     device_stats: Stats | None = None  # CUDA-event GPU time, where the stream is visible
+    own_stats: Stats | None = None  # each call on the runtime's own clock (own_clock names it), where it has one
+    own_clock: str | None = None
     ms_per_image: float | None = None  # median / (batch x requests_in_flight): one image's cost
     throughput: float | None = None
     items_per_call: int | None = None
@@ -192,6 +194,7 @@ class Row:
         # Decoded once, here: every reader gets objects, never the raw keys.
         row.stats = Stats.from_dict(data["stats"]) if data.get("stats") else None
         row.device_stats = Stats.from_dict(data["device_stats"]) if data.get("device_stats") else None
+        row.own_stats = Stats.from_dict(data["own_stats"]) if data.get("own_stats") else None
         row.memory = MemoryReport.from_dict(data["memory"]) if data.get("memory") else None
         row.artifact = ArtifactRecord.from_dict(data["artifact"]) if data.get("artifact") else None
         row.parity = None

@@ -163,6 +163,14 @@ class Runtime(ABC):
         """The CUDA stream the runtime launches on, for event timing; None when unseen or on CPU."""
         return None
 
+    # What ``last_call_ms`` reads, for the row; None: the runtime keeps no clock of its own.
+    own_clock: str | None = None
+
+    def last_call_ms(self) -> float | None:
+        """The runtime's own time for the call that just returned (read outside the timed
+        region), where it keeps one: the figure its own benchmark tool prints."""
+        return None
+
     def cross_check(
         self, input_shape: tuple[int, ...], median_ms: float, device_median_ms: float | None
     ) -> dict[str, Any] | None:

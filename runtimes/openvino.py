@@ -170,6 +170,11 @@ class OpenVinoRuntime(ConcurrentRuntime):
                 request.set_input_tensor(index, tensor)
         return tensors  # shared with the requests: kept alive while they run
 
+    own_clock = "OpenVINO InferRequest.latency, what benchmark_app prints (one request at a time only)"
+
+    def last_call_ms(self) -> float | None:
+        return float(self._request.latency)
+
     def infer(self, feeds: Any) -> None:
         # Not InferRequest.infer(): it also copies every output into a new dict of numpy arrays
         # on each call, host work that benchmark_app's latency (the request's own clock) leaves

@@ -81,6 +81,43 @@ class ScriptedRuntime(Runtime):
 NO_WARMUP = {"warmup_iters": 0, "warmup_seconds": 0.0, "settle_window": 0}
 
 
+class TimedByItselfRuntime(ScriptedRuntime):
+    """Keeps its own clock of each call, as OpenVINO's request does: the call's cost less host overhead."""
+
+    own_clock = "the call's own clock"
+
+    def __init__(self, clock: FakeClock, costs_ns, overhead_ns: int) -> None:
+        super().__init__(clock, costs_ns)
+        self.overhead_ns, self.own_reads, self.last_own_ms = overhead_ns, 0, 0.0
+
+    def infer(self, feeds) -> None:
+        before = self.clock.now
+        super().infer(feeds)
+        self.last_own_ms = (self.clock.now - before - self.overhead_ns) / 1e6
+
+    def last_call_ms(self) -> float | None:
+        self.own_reads += 1
+        return self.last_own_ms
+
+
+def test_the_runtimes_own_clock_is_kept_beside_the_host_time() -> None:
+    clock = FakeClock()
+    runtime = TimedByItselfRuntime(clock, itertools.cycle([2_000_000, 4_000_000]), overhead_ns=100_000)
+    policy = MeasurePolicy(**NO_WARMUP, min_iters=10, min_seconds=0.0, max_iters=10)
+    m = measure(runtime, None, batch=1, policy=policy, clock=clock)
+    assert m.own_clock == "the call's own clock" and len(m.own_samples_ms) == len(m.samples_ms) == 10
+    # Read once per call, after its host timestamp: the host samples stay the calls' full cost.
+    assert runtime.own_reads == runtime.calls - 1  # every call but the first, which is timed alone
+    assert sorted(set(m.samples_ms)) == [2.0, 4.0] and sorted(set(m.own_samples_ms)) == [1.9, 3.9]
+    assert m.own_stats is not None and m.own_stats.median == pytest.approx(m.stats.median - 0.1)
+
+
+def test_a_runtime_without_a_clock_of_its_own_has_no_own_samples() -> None:
+    clock = FakeClock()
+    m = measure(ScriptedRuntime(clock, 2_000_000), None, 1, MeasurePolicy(**NO_WARMUP, max_iters=10), clock=clock)
+    assert m.own_samples_ms == [] and m.own_stats is None and m.own_clock is None
+
+
 def test_measure_with_a_fake_clock() -> None:
     clock = FakeClock()
     runtime = ScriptedRuntime(clock, 2_000_000)  # 2 ms per call

@@ -90,6 +90,19 @@ def test_openvino_compiles_the_static_shape_of_the_timed_batch(artifacts, tiny, 
         assert rt.run(example_batch(tiny.input, 3))[0].shape == (3, 1000)
 
 
+def test_openvino_keeps_each_requests_own_latency_beside_the_host_time(artifacts, tiny) -> None:
+    # benchmark_app prints InferRequest.latency; the row keeps it, and the host p50 is never below it.
+    from deploybench.harness import MeasurePolicy, measure
+
+    options = RuntimeOptions(mode="latency", threads=1)
+    with registry.runtimes.get("openvino")(options).load(artifacts.get("openvino")) as rt:
+        feeds = rt.prepare(example_batch(tiny.input, 1))
+        m = measure(rt, feeds, 1, MeasurePolicy.quick())
+    assert m.own_clock and "InferRequest.latency" in m.own_clock
+    assert m.own_stats is not None and len(m.own_samples_ms) == len(m.samples_ms)
+    assert all(0 < own <= host for own, host in zip(m.own_samples_ms, m.samples_ms))
+
+
 def test_openvino_fp16_ir_is_labelled_by_what_it_computes(artifacts, tiny) -> None:
     import openvino as ov
 

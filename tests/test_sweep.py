@@ -16,7 +16,7 @@ from deploybench.artifact import Artifact
 from deploybench.cell import Cell, run_cell
 from deploybench.harness import MeasurePolicy
 from deploybench.report.table import FASTEST_MARK, FOOTNOTE, fastest_faithful, render_csv, render_markdown, render_table
-from deploybench.results import Results
+from deploybench.results import Results, Row
 from deploybench.sweep import Sweep, SweepConfig, build_reference, parity_inputs, parse_batches, plan
 
 
@@ -54,6 +54,9 @@ def test_rows_carry_speed_memory_parity_and_setting(swept) -> None:
         assert row.memory.peak_rss_mb >= row.memory.baseline_rss_mb > 0
         assert row.threads and row.precision_used and row.timed_region
         assert row.parity.verdict == "pass", row.parity.reasons
+        if row.runtime == "openvino" and row.requests_in_flight == 1:  # benchmark_app's clock, kept beside
+            assert row.own_clock and row.own_stats and row.own_stats.median <= row.stats.median
+            assert Row.from_dict(row.to_dict()).own_stats == row.own_stats
     int8 = [r for r in swept[0].results.rows if r.precision == "int8"]
     assert all(r.precision_used == "int8" and r.artifact.size_mb > 0 for r in int8)
 
