@@ -408,7 +408,9 @@ def _baseline_row(points: list[tuple[Row, float | None]]) -> Row:
     spread = math.hypot(within, across)
     # Known across the runs: the centre and the spread; a single run's order statistics are not.
     row.stats = Stats.from_dict({"median": center, "std": spread, "cv": spread / center, "n": len(ok)})
-    row.ms_per_image = median([r.ms_per_image for r, _ in ok if r.ms_per_image is not None] or [center / (row.batch * row.requests_in_flight)])
+    row.ms_per_image = median(
+        [r.ms_per_image for r, _ in ok if r.ms_per_image is not None] or [center / (row.batch * row.requests_in_flight)]
+    )
     throughputs = [r.throughput for r, _ in ok if r.throughput is not None]
     row.throughput = median(throughputs) if throughputs else None
     rss = [r.peak_rss_mb for r, _ in ok if r.peak_rss_mb is not None]
