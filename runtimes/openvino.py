@@ -64,8 +64,9 @@ class OpenVinoRuntime(ConcurrentRuntime):
     extra = "openvino"
     Options = OpenVinoOptions
     timed_region = (
-        "host tensors shared with the infer request(s); latency: start_async() + wait(); throughput: "
-        "every request of an AsyncInferQueue kept busy, each timed from start_async to its callback"
+        "host tensors shared with the infer request(s); latency: InferRequest.infer (sync, outputs "
+        "shared); throughput: every request of an AsyncInferQueue kept busy, each timed from "
+        "start_async to its callback"
     )
 
     def __init__(self, options: RuntimeOptions | None = None) -> None:
@@ -176,11 +177,11 @@ class OpenVinoRuntime(ConcurrentRuntime):
         return float(self._request.latency)
 
     def infer(self, feeds: Any) -> None:
-        # Not InferRequest.infer(): it also copies every output into a new dict of numpy arrays
-        # on each call, host work that benchmark_app's latency (the request's own clock) leaves
-        # out and that shows on calls of a few ms. ``outputs`` reads the tensors when asked.
-        self._request.start_async()
-        self._request.wait()
+        # The synchronous call, as benchmark_app -api sync makes it: the request runs in this
+        # thread, with no hand-off to OpenVINO's executor and back. share_outputs: returned as
+        # views of the request's tensors, not copied into new arrays on every call (host work
+        # that benchmark_app's latency leaves out); ``outputs`` reads the tensors when asked.
+        self._request.infer(share_outputs=True)
 
     def requests_in_flight(self) -> int:
         return len(self._queue) if self._queue is not None else 1
