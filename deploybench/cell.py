@@ -161,13 +161,14 @@ def window_candidate(runtime: Any, result: Measurement, parity_images: int) -> l
     return [output[:parity_images] for output in runtime.outputs()]
 
 
-def memory_window(sample: tuple[str, ...]) -> Any:
+def memory_window(sample: tuple[str, ...], gpu: bool = False) -> Any:
     """The memory sampler a cell's ``sample`` asks for: ``rss`` (the kernel's high-water mark),
-    ``rss-sampled`` (a thread sampling RSS every 10 ms, to compare with), or none at all."""
+    ``rss-sampled`` (a thread sampling RSS every 10 ms, to compare with), or none at all; with
+    device memory where the cell runs on a GPU."""
     if "rss-sampled" in sample:
-        return MemorySampler(interval_s=0.01, rss="sampled")
+        return MemorySampler(interval_s=0.01, rss="sampled", gpu=gpu)
     if "rss" in sample:
-        return MemorySampler()
+        return MemorySampler(gpu=gpu)
     return contextlib.nullcontext()
 
 
@@ -208,7 +209,7 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
         host_batch, parity_images = batches.tile(inputs, cell.batch), batches.size(inputs)  # no reference: unused
         del inputs  # not held through the memory window
         with contextlib.ExitStack() as loaded:
-            with memory_window(cell.sample) as memory:
+            with memory_window(cell.sample, gpu=cell.device != "cpu") as memory:
                 on_phase("load")
                 started = time.perf_counter()
                 runtime = loaded.enter_context(runtime_cls(cell.runtime_options).load(artifact))

@@ -13,6 +13,11 @@ from typing import Any
 RSS_SOURCES = ("kernel", "sampled")
 KERNEL_RSS = "kernel high-water mark (VmHWM, reset at the window's start)"
 NVML_DEVICE = "NVML per-process used memory, sampled"
+# Where NVML lists no process by this PID (a container without --pid=host sees host PIDs there).
+NVML_WHOLE_GPU = (
+    "NVML used memory of the whole GPU, sampled: this process's PID is not among NVML's (a container "
+    "without --pid=host?), so every process on the GPU counts"
+)
 
 
 @dataclass
@@ -89,23 +94,25 @@ class MemorySampler:
     exact and costs nothing while the window runs. Where it cannot be reset (not Linux,
     ``rss="sampled"``), a background thread samples RSS instead. Device memory always comes
     from one source, NVML's per-process figure (it sees the CUDA context, TensorRT's and ONNX
-    Runtime's own allocations and torch's cache alike), sampled by that thread. The thread
-    runs at the lowest scheduling priority and only when it has something to sample, so on a
-    CPU-only machine nothing shares the cores with the timed loop.
+    Runtime's own allocations and torch's cache alike), sampled by that thread; where NVML lists
+    no process by this PID, the whole GPU's, named so. The thread runs at the lowest scheduling
+    priority and only when it has something to sample, so on a CPU-only machine nothing shares
+    the cores with the timed loop. ``gpu=False`` (a CPU cell) reads no device memory at all.
     """
 
-    def __init__(self, interval_s: float = 0.05, rss: str = "kernel") -> None:
+    def __init__(self, interval_s: float = 0.05, rss: str = "kernel", gpu: bool = True) -> None:
         import psutil
 
         assert rss in RSS_SOURCES, rss
         self._process = psutil.Process(os.getpid())
         self._interval = interval_s
         self._stop = threading.Event()
-        self._nvml = _NvmlProbe()
+        self._nvml = _NvmlProbe(enabled=gpu)
         self._sample_rss = rss == "sampled"
         self._thread: threading.Thread | None = None
         self.baseline = self.peak = 0
         self.peak_device: int | None = None
+        self.peak_whole_gpu: int | None = None
         self.rss_source = KERNEL_RSS
         self._kernel_reset = False  # the kernel's high-water mark was reset when the window opened
 
@@ -115,6 +122,8 @@ class MemorySampler:
         device = self._nvml.used_by(os.getpid())
         if device is not None:
             self.peak_device = max(self.peak_device or 0, device)
+        elif self._nvml.available:
+            self.peak_whole_gpu = max(self.peak_whole_gpu or 0, self._nvml.used_on_devices())
 
     def _run(self) -> None:
         # A Linux thread is a task with its own nice value; raising it needs no privilege.
@@ -145,21 +154,27 @@ class MemorySampler:
         self._nvml.close()
 
     def report(self) -> MemoryReport:
-        device = self.peak_device
+        """The figures, each with its source; a device source only where a device figure was read."""
+        device, source = self.peak_device, NVML_DEVICE
+        if device is None and self.peak_whole_gpu is not None:
+            device, source = self.peak_whole_gpu, NVML_WHOLE_GPU
         return MemoryReport(
             baseline_rss_mb=self.baseline / 2**20,
             peak_rss_mb=self.peak / 2**20,
             peak_device_mb=device / 2**20 if device is not None else None,
             rss_source=self.rss_source,
-            device_source=f"{NVML_DEVICE} every {self._interval * 1e3:.0f} ms" if self._nvml.available else None,
+            device_source=f"{source} every {self._interval * 1e3:.0f} ms" if device is not None else None,
         )
 
 
 class _NvmlProbe:
-    """Per-process GPU memory via NVML, or nothing when NVML or a GPU is absent."""
+    """GPU memory via NVML: per process, or of the whole GPUs; nothing when NVML or a GPU is absent."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self._handles: list[Any] = []
+        self._nvml: Any = None
+        if not enabled:
+            return
         try:
             import pynvml
 
@@ -182,6 +197,10 @@ class _NvmlProbe:
                 if proc.pid == pid and proc.usedGpuMemory:
                     total += proc.usedGpuMemory
         return total or None
+
+    def used_on_devices(self) -> int:
+        """Memory in use on every GPU, by any process."""
+        return sum(int(self._nvml.nvmlDeviceGetMemoryInfo(handle).used) for handle in self._handles)
 
     def close(self) -> None:
         if self._nvml is not None:

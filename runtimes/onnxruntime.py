@@ -115,7 +115,7 @@ class OnnxRuntime(Runtime):
         import onnxruntime as ort
 
         OrtOptions.pick(self.options)  # a runtime built without a sweep is checked here
-        threads, level = self.options.resolved_threads(), self.options.graph_optimization
+        level = self.options.graph_optimization
         session_options = self._session_options(ort, artifact)
         providers = provider_config(self.options, ort.get_available_providers(), artifact)
         self._placement_pending = self._profile_placement(session_options)
@@ -141,7 +141,7 @@ class OnnxRuntime(Runtime):
         precision = "tf32" if self.options.precision == "tf32" else artifact.precision
         batch_axis = graph_inputs[0].shape[0] if graph_inputs[0].shape else None
         self.info.update(
-            threads=threads,
+            threads=self._session.get_session_options().intra_op_num_threads,  # what the session holds
             graph_optimization=level,
             providers=self._session.get_providers(),
             provider_options={

@@ -140,6 +140,8 @@ class OpenVinoRuntime(ConcurrentRuntime):
             batch_shape="dynamic" if self.options.dynamic_batch else "static",
             compiled_input_shape=str(compiled.inputs[0].get_partial_shape()),
         )
+        if self._device == "CPU":  # what the compiled model holds, not what was asked
+            self.info["threads"] = int(compiled.get_property(props.inference_num_threads))
         self._compiled[key] = (compiled, requests)
         return self._compiled[key]
 

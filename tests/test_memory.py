@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from deploybench import registry
+from deploybench import memory, registry
 from deploybench.cache import ArtifactCache
 from deploybench.harness import MeasurePolicy
+from deploybench.memory import MemoryReport, MemorySampler
 from deploybench.results import Results
 from deploybench.sweep import Sweep, SweepConfig
 
@@ -71,3 +74,49 @@ def test_the_memory_window_holds_the_inference_and_not_the_parity_check(tmp_path
         base = plain.memory.rss_growth_mb
         assert inference_heavy.memory.rss_growth_mb - base > 0.9 * BALLAST_MB, batch
         assert abs(parity_heavy.memory.rss_growth_mb - base) < 0.25 * BALLAST_MB, batch
+
+
+class _FakeNvml:
+    """pynvml's calls the sampler makes, for one GPU whose process list the test sets."""
+
+    def __init__(self, processes: list[tuple[int, int]], whole_gpu: int) -> None:
+        self.processes, self.whole_gpu = processes, whole_gpu
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: object) -> list[SimpleNamespace]:
+        return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in self.processes]
+
+    def nvmlDeviceGetMemoryInfo(self, handle: object) -> SimpleNamespace:
+        return SimpleNamespace(used=self.whole_gpu)
+
+    def nvmlShutdown(self) -> None: ...
+
+
+def _sampled_with(monkeypatch: pytest.MonkeyPatch, nvml: _FakeNvml, gpu: bool = True) -> MemoryReport:
+    def probe(self: memory._NvmlProbe, enabled: bool = True) -> None:
+        self._nvml, self._handles = (nvml, ["gpu0"]) if enabled else (None, [])
+
+    monkeypatch.setattr(memory._NvmlProbe, "__init__", probe)
+    with MemorySampler(interval_s=0.001, gpu=gpu) as sampler:
+        pass
+    return sampler.report()
+
+
+MB = 2**20
+
+
+def test_device_memory_is_this_processs_where_nvml_lists_its_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+    report = _sampled_with(monkeypatch, _FakeNvml([(os.getpid(), 300 * MB), (1, 900 * MB)], whole_gpu=1200 * MB))
+    assert report.peak_device_mb == 300 and report.device_source.startswith(memory.NVML_DEVICE)
+
+
+def test_device_memory_falls_back_to_the_whole_gpu_named_so_where_nvml_lists_other_pids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In a container without --pid=host, NVML lists the host's PID of this very process.
+    report = _sampled_with(monkeypatch, _FakeNvml([(4242, 300 * MB)], whole_gpu=700 * MB))
+    assert report.peak_device_mb == 700 and report.device_source.startswith(memory.NVML_WHOLE_GPU)
+
+
+def test_a_cpu_cell_reads_no_device_memory_even_beside_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    report = _sampled_with(monkeypatch, _FakeNvml([(4242, 300 * MB)], whole_gpu=700 * MB), gpu=False)
+    assert report.peak_device_mb is None and report.device_source is None

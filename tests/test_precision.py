@@ -123,8 +123,21 @@ needs_cuda = pytest.mark.skipif(not _cuda(), reason="TF32 exists on CUDA GPUs on
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("runtime", ["torch", "torchscript", "torch-compile"])
-@pytest.mark.parametrize("precision, tf32", [("fp32", False), ("tf32", True)])
+@pytest.mark.parametrize(
+    "runtime, precision, tf32",
+    [
+        *(
+            (name, precision, precision == "tf32")
+            for name in ("torch", "torchscript", "torch-compile")
+            for precision in ("fp32", "tf32")
+        ),
+        (
+            "aoti",
+            "fp32",
+            False,
+        ),  # no tf32 precision: its package is compiled with TF32 off; cuBLAS calls read the flags
+    ],
+)
 def test_torch_runtimes_set_tf32_from_the_precision_on_cuda(runtime: str, precision: str, tf32: bool, tiny) -> None:
     import torch
 
