@@ -73,6 +73,7 @@ def test_nightly_gpu_runs_the_script_in_the_image_with_state_on_the_runner() -> 
     options = docker_run_options(docker)
     assert docker[-2:] == ["$IMAGE", "scripts/nightly.sh"] and options["--entrypoint"] == ["bash"]
     assert options["--gpus"] == ["all"] and "$STATE:/state" in options["-v"]
+    assert "--pid=host" in docker  # NVML lists host PIDs: each worker finds its own GPU memory
     assert "$GITHUB_STEP_SUMMARY:/summary.md" in options["-v"] and "GITHUB_STEP_SUMMARY=/summary.md" in options["-e"]
     env = dict(e.split("=", 1) if "=" in e else (e, None) for e in options["-e"])
     # The history, the artifact cache and downloaded weights live in the state folder, so they survive the night.
