@@ -209,7 +209,7 @@ def run_cell(cell: Cell, on_phase: Phase = lambda phase: None, known_accuracy: d
         host_batch, parity_images = batches.tile(inputs, cell.batch), batches.size(inputs)  # no reference: unused
         del inputs  # not held through the memory window
         with contextlib.ExitStack() as loaded:
-            with memory_window(cell.sample, gpu=cell.device != "cpu") as memory:
+            with memory_window(cell.sample, gpu=cell.device.startswith("cuda")) as memory:  # NVML: NVIDIA only
                 on_phase("load")
                 started = time.perf_counter()
                 runtime = loaded.enter_context(runtime_cls(cell.runtime_options).load(artifact))

@@ -81,13 +81,12 @@ class TensorRTExporter(Exporter):
 
     def cache_identity(self, options: ExportOptions) -> dict[str, Any]:
         # Engines are specific to the GPU architecture: one built elsewhere is a different entry.
-        # "tf32": engines built before TF32 was limited to the tf32 precision allowed it in fp16,
-        # bf16 and int8 as well; the new key leaves them behind.
-        return {
-            **super().cache_identity(options),
-            "compute_capability": compute_capability(),
-            "tf32": options.precision == "tf32",
-        }
+        identity = {**super().cache_identity(options), "compute_capability": compute_capability()}
+        if options.precision in ("fp16", "bf16", "int8"):
+            # Built with TF32 cleared since it was limited to the tf32 precision; engines from
+            # before allowed it in their FP32 layers, and this key leaves them behind.
+            identity["tf32"] = False
+        return identity
 
     def bind_cache(self, options: ExportOptions, cache_root: Path) -> ExportOptions:
         """Keep the timing cache beside the artifacts, in whichever cache folder is in use."""

@@ -261,13 +261,18 @@ class OnnxRuntime(Runtime):
 ORT_TENSORRT_CACHE = "onnxruntime-tensorrt"
 
 
-def tensorrt_cache_dir(artifact: Artifact | None) -> Path:
-    """Where the TensorRT provider keeps its engines for ``artifact``: beside the artifact, in the cache."""
+def tensorrt_cache_dir(artifact: Artifact | None, precision: str = "fp32") -> Path:
+    """Where the TensorRT provider keeps its engines for ``artifact``: beside the artifact, in the
+    cache, in a folder per TF32 setting. TF32 is fixed when an engine is built and the provider
+    names its engine files without it, so a tf32 engine would otherwise serve fp32 rows, or the
+    reverse."""
     from deploybench.cache import default_cache_dir
 
     if artifact is not None and artifact.path is not None:
-        return artifact.path.parent / ORT_TENSORRT_CACHE / artifact.path.name
-    return default_cache_dir() / ORT_TENSORRT_CACHE / "modules"
+        folder = artifact.path.parent / ORT_TENSORRT_CACHE / artifact.path.name
+    else:
+        folder = default_cache_dir() / ORT_TENSORRT_CACHE / "modules"
+    return folder / ("tf32" if precision == "tf32" else "no-tf32")
 
 
 TF32_OVERRIDE = "NVIDIA_TF32_OVERRIDE"
@@ -300,8 +305,8 @@ def pin_tensorrt_tf32(precision: str, environ: MutableMapping[str, str] = os.env
     _tensorrt_tf32 = tf32
 
 
-def tensorrt_provider_options(precision: str, engine_dir: Path) -> dict[str, Any]:
-    """TensorRT provider options: engine and timing caches under ``engine_dir``'s cache, FP16 for fp16 rows.
+def tensorrt_provider_options(precision: str, engine_dir: Path, timing_dir: Path) -> dict[str, Any]:
+    """TensorRT provider options: engines in ``engine_dir``, the timing cache in ``timing_dir``, FP16 for fp16 rows.
 
     TF32 is not among them: the provider has no option for it (``pin_tensorrt_tf32``). INT8 in the
     provider needs a calibration table of its own, which deploybench does not write, so int8 is
@@ -311,7 +316,7 @@ def tensorrt_provider_options(precision: str, engine_dir: Path) -> dict[str, Any
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": str(engine_dir),
         "trt_timing_cache_enable": True,
-        "trt_timing_cache_path": str(engine_dir.parent),  # shared across artifacts, like trtexec's --timingCacheFile
+        "trt_timing_cache_path": str(timing_dir),  # shared across artifacts, like trtexec's --timingCacheFile
         "trt_fp16_enable": precision == "fp16",
     }
 
@@ -333,12 +338,14 @@ def provider_chain(wanted: str, options: RuntimeOptions, artifact: Artifact | No
     """
     cuda = ("CUDAExecutionProvider", cuda_provider_options(options))
     if wanted == "TensorrtExecutionProvider":
-        engine_dir = tensorrt_cache_dir(artifact)
+        engine_dir = tensorrt_cache_dir(artifact, options.precision)
         engine_dir.mkdir(parents=True, exist_ok=True)
+        timing_dir = engine_dir.parent.parent  # the provider's cache folder, one for every artifact
         # The CUDA fallback runs only what TensorRT leaves, so it never captures a graph: ONNX
         # Runtime refuses capture unless every node is on CUDA (``--cuda-graphs`` is refused here).
         fallback = ("CUDAExecutionProvider", cuda_provider_options(replace(options, cuda_graphs=False)))
-        return [(wanted, tensorrt_provider_options(options.precision, engine_dir)), fallback, "CPUExecutionProvider"]
+        trt = tensorrt_provider_options(options.precision, engine_dir, timing_dir)
+        return [(wanted, trt), fallback, "CPUExecutionProvider"]
     if wanted == "CUDAExecutionProvider":
         return [cuda, "CPUExecutionProvider"]
     return [wanted]

@@ -46,19 +46,23 @@ def test_tensorrt_provider_keeps_engines_in_the_cache_beside_the_artifact(artifa
         "CPUExecutionProvider",
     )
     engines = Path(options["trt_engine_cache_path"])
-    assert engines == cache.root / ORT_TENSORRT_CACHE / artifact.path.name and engines.is_dir()
+    assert engines == cache.root / ORT_TENSORRT_CACHE / artifact.path.name / "no-tf32" and engines.is_dir()
     assert options["trt_engine_cache_enable"] is True and options["trt_timing_cache_enable"] is True
     assert Path(options["trt_timing_cache_path"]) == cache.root / ORT_TENSORRT_CACHE  # one, shared by every build
     assert options["trt_fp16_enable"] is True
     fp32 = provider_chain("TensorrtExecutionProvider", RuntimeOptions(device="cuda"), artifact)[0][1]
-    assert fp32["trt_fp16_enable"] is False
+    assert fp32["trt_fp16_enable"] is False and fp32["trt_engine_cache_path"] == str(engines)
+    # TF32 is baked into an engine, and the provider's file names leave it out: tf32 engines live apart.
+    tf32 = provider_chain("TensorrtExecutionProvider", RuntimeOptions(device="cuda", precision="tf32"), artifact)[0][1]
+    assert Path(tf32["trt_engine_cache_path"]) == engines.parent / "tf32"
+    assert tf32["trt_timing_cache_path"] == options["trt_timing_cache_path"]
     # The engine folder is neither an artifact of the cache nor left behind by `cache clear`.
     assert all(entry.path.name != ORT_TENSORRT_CACHE for entry in cache.entries())
 
 
 def test_engine_folder_of_an_in_memory_artifact_is_in_the_default_cache(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DEPLOYBENCH_CACHE", str(tmp_path))
-    assert tensorrt_cache_dir(SimpleNamespace(path=None)) == tmp_path / ORT_TENSORRT_CACHE / "modules"
+    assert tensorrt_cache_dir(SimpleNamespace(path=None)) == tmp_path / ORT_TENSORRT_CACHE / "modules" / "no-tf32"
 
 
 def test_cuda_provider_options(artifacts) -> None:
