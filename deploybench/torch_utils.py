@@ -47,6 +47,10 @@ def set_tf32(allowed: bool) -> None:
     """TensorFloat-32 in CUDA matmuls and cuDNN convolutions: off is IEEE fp32, on is ``tf32``."""
     import torch
 
+    from deploybench.tf32 import refuse_tf32_where_overridden
+
+    if allowed:
+        refuse_tf32_where_overridden("torch")
     torch.backends.cuda.matmul.allow_tf32 = allowed
     torch.backends.cudnn.allow_tf32 = allowed
     torch.set_float32_matmul_precision("high" if allowed else "highest")

@@ -27,6 +27,7 @@ from deploybench.files import write_bytes_atomic
 from deploybench.models import ModelSpec
 from deploybench.plugin_options import at_least
 from deploybench.runtimes.tensorrt import PRECISIONS, compute_capability, engine_fingerprint, import_tensorrt
+from deploybench.tf32 import refuse_tf32_where_overridden
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ def set_precision_flags(trt: Any, config: Any, precision: str) -> bool:
     for flag in builder_flags(trt, precision):
         config.set_flag(flag)
     tf32 = precision == "tf32"
+    if tf32:
+        refuse_tf32_where_overridden("a TensorRT tf32 engine build")
     if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)
     return tf32

@@ -29,6 +29,7 @@ from deploybench.batch import Batch, arrays
 from deploybench.errors import RuntimeLoadError, UnsupportedError, UsageError, first_line
 from deploybench.plugin_options import PluginOptions, one_of
 from deploybench.runtimes.base import Runtime, RuntimeOptions
+from deploybench.tf32 import TF32_OVERRIDE, refuse_tf32_where_overridden
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 GRAPH_LEVELS = {
@@ -275,7 +276,6 @@ def tensorrt_cache_dir(artifact: Artifact | None, precision: str = "fp32") -> Pa
     return folder / ("tf32" if precision == "tf32" else "no-tf32")
 
 
-TF32_OVERRIDE = "NVIDIA_TF32_OVERRIDE"
 _tensorrt_tf32: bool | None = None  # whether this process's TensorRT-provider sessions allow TF32, once one exists
 
 
@@ -298,8 +298,8 @@ def pin_tensorrt_tf32(precision: str, environ: MutableMapping[str, str] = os.env
             f"and {TF32_OVERRIDE} holds for the whole process; run {precision} in a worker of its own "
             "(drop --no-isolate)"
         )
-    if tf32 and environ.get(TF32_OVERRIDE) == "0":
-        raise UnsupportedError(f"{TF32_OVERRIDE}=0 in the environment turns TF32 off; unset it to measure tf32")
+    if tf32:
+        refuse_tf32_where_overridden("an ONNX Runtime TensorRT tf32 session", environ)
     if not tf32:
         environ[TF32_OVERRIDE] = "0"
     _tensorrt_tf32 = tf32

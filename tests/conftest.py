@@ -30,6 +30,17 @@ def _isolated_cache_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def _tf32_override_per_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ONNX Runtime TensorRT fp32 session sets NVIDIA_TF32_OVERRIDE=0 for its process, and a
+    later tf32 row there is refused (deploybench.tf32): each test starts as a fresh worker would."""
+    from deploybench.runtimes import onnxruntime as ort_runtime
+    from deploybench.tf32 import TF32_OVERRIDE
+
+    monkeypatch.delenv(TF32_OVERRIDE, raising=False)
+    monkeypatch.setattr(ort_runtime, "_tensorrt_tf32", None)
+
+
 @pytest.fixture(scope="session")
 def tiny() -> ModelSpec:
     return resolve(TINY)

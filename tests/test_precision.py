@@ -29,7 +29,6 @@ def test_onnxruntime_tensorrt_provider_turns_tf32_off_for_the_process(
     precision: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The provider has no use_tf32 option; NVIDIA_TF32_OVERRIDE=0 is the switch, and it holds per process.
-    monkeypatch.setattr(ort_runtime, "_tensorrt_tf32", None)
     environ: dict[str, str] = {}
     pin_tensorrt_tf32(precision, environ)
     assert environ == {TF32_OVERRIDE: "0"}
@@ -39,15 +38,33 @@ def test_onnxruntime_tensorrt_provider_turns_tf32_off_for_the_process(
 
 
 def test_onnxruntime_tensorrt_provider_tf32_keeps_tf32_or_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ort_runtime, "_tensorrt_tf32", None)
     environ: dict[str, str] = {}
     pin_tensorrt_tf32("tf32", environ)
     assert TF32_OVERRIDE not in environ
     with pytest.raises(UnsupportedError, match="with TF32 on"):
         pin_tensorrt_tf32("fp32", environ)
     monkeypatch.setattr(ort_runtime, "_tensorrt_tf32", None)
-    with pytest.raises(UnsupportedError, match=f"{TF32_OVERRIDE}=0 in the environment"):
+    with pytest.raises(UnsupportedError, match=f"{TF32_OVERRIDE}=0 in this process"):
         pin_tensorrt_tf32("tf32", {TF32_OVERRIDE: "0"})
+
+
+def test_a_tf32_row_is_refused_where_the_process_turned_tf32_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # NVIDIA_TF32_OVERRIDE=0 beats torch's flags and TensorRT's builder flag alike: a tf32 label would be false.
+    import types
+
+    import torch
+
+    from deploybench.exporters.tensorrt import set_precision_flags
+    from deploybench.torch_utils import set_tf32
+
+    monkeypatch.setenv(TF32_OVERRIDE, "0")
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with pytest.raises(UnsupportedError, match="torch asks for TF32"):
+        set_tf32(True)
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before  # untouched
+    trt = types.SimpleNamespace(BuilderFlag=types.SimpleNamespace(TF32="TF32"), __version__="10.13")
+    with pytest.raises(UnsupportedError, match="TensorRT tf32 engine build"):
+        set_precision_flags(trt, types.SimpleNamespace(set_flag=print, clear_flag=print), "tf32")
 
 
 def test_onnxruntime_provider_options_keep_cuda_graphs_and_refuse_what_is_missing() -> None:
