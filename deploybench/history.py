@@ -308,8 +308,12 @@ class History:
         if last:
             where.append("r.id IN (SELECT id FROM runs ORDER BY created DESC, id DESC LIMIT ?)")
             params.append(last)
+        # ms/img from each row's median, batch and requests in flight, not the stored column: runs
+        # recorded before ms/img divided by the requests in flight hold median / batch there.
+        per_image = "c.median_ms / (c.batch * COALESCE(json_extract(c.row, '$.requests_in_flight'), 1))"
         query = (
-            "SELECT c.key, r.id, r.created, c.status, c.median_ms, c.ms_per_image, c.throughput, "
+            f"SELECT c.key, r.id, r.created, c.status, c.median_ms, COALESCE({per_image}, c.ms_per_image), "
+            "c.throughput, "
             "c.peak_rss_mb, c.parity FROM cells c JOIN runs r ON r.id = c.run_id "
             + (f"WHERE {' AND '.join(where)} " if where else "")
             + "ORDER BY c.key, r.created, r.id"

@@ -111,6 +111,18 @@ def test_trend_filters_and_orders_runs(history: History) -> None:
     assert [len(p) for p in history.trend(last=2).values()] == [2, 2]
 
 
+def test_rows_recorded_when_ms_per_image_ignored_requests_in_flight_read_as_one_images_cost(
+    history: History,
+) -> None:
+    # Before, a row with 2 requests overlapping stored median / batch; read back, it is median / (batch x 2).
+    old = row(40.0, runtime="openvino", batch=4)
+    old.requests_in_flight, old.ms_per_image = 2, old.stats.median / 4
+    history.record(night(1, old))
+    ((point,),) = history.trend(runtime="openvino").values()
+    assert point.ms_per_image == pytest.approx(old.stats.median / 8)
+    assert Row.from_dict(old.to_dict()).ms_per_image == pytest.approx(old.stats.median / 8)
+
+
 def test_baseline_is_the_median_of_the_last_n_nights(history: History) -> None:
     for day, median in ((1, 9.0), (2, 2.0), (3, 2.2), (4, 30.0), (5, 2.1)):  # night 4 was disturbed
         history.record(night(day, row(median, seed=day)))
