@@ -38,6 +38,7 @@ from statistics import median
 
 from deploybench.comparability import IncompatibleBaselineError, incompatibilities
 from deploybench.errors import DeployBenchError, UsageError
+from deploybench.memory import NVML_WHOLE_GPU
 from deploybench.results import CellKey, Results, Row, Status
 
 DEFAULT_MAX_SLOWDOWN = 0.05
@@ -224,7 +225,8 @@ def cell_delta(baseline: Row | None, current: Row | None, thresholds: Thresholds
             improved.append(f"faster by {format_percent(-delta.change)}")
 
     delta.memory_growth = _growth(baseline.peak_rss_mb, current.peak_rss_mb)
-    delta.device_memory_growth = _growth(baseline.peak_device_mb, current.peak_device_mb)
+    if _device_memory_kind(baseline) == _device_memory_kind(current):
+        delta.device_memory_growth = _growth(baseline.peak_device_mb, current.peak_device_mb)
     for label, growth in (("host", delta.memory_growth), ("device", delta.device_memory_growth)):
         if growth is not None and growth > thresholds.max_memory_growth:
             delta.reasons.append(
@@ -237,6 +239,13 @@ def cell_delta(baseline: Row | None, current: Row | None, thresholds: Thresholds
     elif improved:
         delta.verdict, delta.reasons = IMPROVED, improved
     return delta
+
+
+def _device_memory_kind(row: Row) -> bool:
+    """Whether the row's device memory is the whole GPU's (NVML could not see its process): such a
+    figure holds every process on the GPU and cannot be set against one process's."""
+    source = row.memory.device_source if row.memory else None
+    return bool(source and source.startswith(NVML_WHOLE_GPU))
 
 
 def gate(

@@ -186,6 +186,27 @@ def test_memory_growth_beyond_the_limit_regresses() -> None:
     assert got[2].verdict == UNCHANGED
 
 
+def test_device_memory_is_compared_only_between_figures_of_one_kind() -> None:
+    # A whole-GPU figure (NVML could not see the process) holds every process on the GPU.
+    from dataclasses import replace
+
+    from deploybench.memory import NVML_DEVICE, NVML_WHOLE_GPU
+
+    def on_gpu(row: Row, mb: float, source: str) -> Row:
+        row.memory = replace(row.memory, peak_device_mb=mb, device_source=f"{source} every 50 ms")
+        return row
+
+    base = results(
+        on_gpu(make_row(seed=1, batch=1), 1000, NVML_DEVICE), on_gpu(make_row(seed=1, batch=2), 1000, NVML_DEVICE)
+    )
+    now = results(
+        on_gpu(make_row(seed=2, batch=1), 1500, NVML_DEVICE), on_gpu(make_row(seed=2, batch=2), 1500, NVML_WHOLE_GPU)
+    )
+    got = {d.row.batch: d for d in gate(base, now, Thresholds(max_memory_growth=0.10)).deltas}
+    assert got[1].verdict == REGRESSED and "device memory +50%" in got[1].reasons[0]
+    assert got[2].device_memory_growth is None and got[2].verdict == UNCHANGED
+
+
 def test_markdown_table_escapes_pipes_in_messages() -> None:
     crashed = make_row(status="crashed")
     crashed.message = "ValueError: shape (1|3) | got (2|3)"
