@@ -8,7 +8,7 @@
 #   docker build -t deploybench .
 #   docker run --rm --gpus all --ipc=host --pid=host deploybench compare --models resnet50 --target auto
 # (--pid=host: NVML lists host PIDs, so each worker finds its own GPU memory; without it rows
-# report the whole GPU's and say so.)
+# report every GPU's and say so.)
 FROM nvcr.io/nvidia/pytorch:25.01-py3@sha256:96990c82825613c3bdeebb66675c7c91b0123f64a5895623316dc5b824e0d7a9
 
 ENV PIP_NO_CACHE_DIR=1 \

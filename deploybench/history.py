@@ -98,6 +98,16 @@ class TrendPoint:
     parity: str | None
 
 
+def _per_image(point: TrendPoint, batch: int, row: str) -> float | None:
+    """ms/img from the point's median, batch and requests in flight, not the stored column: runs
+    recorded before ms/img divided by the requests in flight hold median / batch there. Python's
+    json, not SQLite's: rows may hold NaN, which SQLite's JSON functions reject before 3.42."""
+    requests = json.loads(row).get("requests_in_flight") or 1
+    if point.median_ms is None or not batch or requests == 1:
+        return point.ms_per_image
+    return point.median_ms / (batch * requests)
+
+
 def _digest(results: Results) -> str:
     return hashlib.sha256(json.dumps(results.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
 
@@ -308,20 +318,17 @@ class History:
         if last:
             where.append("r.id IN (SELECT id FROM runs ORDER BY created DESC, id DESC LIMIT ?)")
             params.append(last)
-        # ms/img from each row's median, batch and requests in flight, not the stored column: runs
-        # recorded before ms/img divided by the requests in flight hold median / batch there.
-        per_image = "c.median_ms / (c.batch * COALESCE(json_extract(c.row, '$.requests_in_flight'), 1))"
         query = (
-            f"SELECT c.key, r.id, r.created, c.status, c.median_ms, COALESCE({per_image}, c.ms_per_image), "
-            "c.throughput, "
-            "c.peak_rss_mb, c.parity FROM cells c JOIN runs r ON r.id = c.run_id "
+            "SELECT c.key, r.id, r.created, c.status, c.median_ms, c.ms_per_image, c.throughput, "
+            "c.peak_rss_mb, c.parity, c.batch, c.row FROM cells c JOIN runs r ON r.id = c.run_id "
             + (f"WHERE {' AND '.join(where)} " if where else "")
             + "ORDER BY c.key, r.created, r.id"
         )
         series: dict[str, list[TrendPoint]] = {}
         with self._connect() as conn:
-            for key, *values in conn.execute(query, params):
-                series.setdefault(key, []).append(TrendPoint(*values))
+            for key, *values, batch, row in conn.execute(query, params):
+                point = TrendPoint(*values)
+                series.setdefault(key, []).append(replace(point, ms_per_image=_per_image(point, batch, row)))
         return series
 
     def baseline(self, last: int, current: Results | None = None, force: bool = False) -> Results:

@@ -15,8 +15,8 @@ KERNEL_RSS = "kernel high-water mark (VmHWM, reset at the window's start)"
 NVML_DEVICE = "NVML per-process used memory, sampled"
 # Where NVML lists no process by this PID (a container without --pid=host sees host PIDs there).
 NVML_WHOLE_GPU = (
-    "NVML used memory of the whole GPU, sampled: this process's PID is not among NVML's (a container "
-    "without --pid=host?), so every process on the GPU counts"
+    "NVML used memory of every GPU NVML sees, sampled: this process's PID is not among NVML's (a "
+    "container without --pid=host?), so every process on them counts"
 )
 
 
@@ -95,7 +95,7 @@ class MemorySampler:
     ``rss="sampled"``), a background thread samples RSS instead. Device memory always comes
     from one source, NVML's per-process figure (it sees the CUDA context, TensorRT's and ONNX
     Runtime's own allocations and torch's cache alike), sampled by that thread; where NVML lists
-    no process by this PID, the whole GPU's, named so. The thread runs at the lowest scheduling
+    no process by this PID, every GPU's, named so. The thread runs at the lowest scheduling
     priority and only when it has something to sample, so on a CPU-only machine nothing shares
     the cores with the timed loop. ``gpu=False`` (a CPU cell) reads no device memory at all.
     """

@@ -195,7 +195,12 @@ class Row:
         row.stats = Stats.from_dict(data["stats"]) if data.get("stats") else None
         row.device_stats = Stats.from_dict(data["device_stats"]) if data.get("device_stats") else None
         row.own_stats = Stats.from_dict(data["own_stats"]) if data.get("own_stats") else None
-        if row.stats is not None and row.requests_in_flight > 1:
+        if (
+            row.stats is not None
+            and isinstance(row.requests_in_flight, int)
+            and row.requests_in_flight > 1
+            and row.batch
+        ):
             # Files written when ms/img was median / batch for overlapping requests too: one image's cost.
             row.ms_per_image = row.stats.median / (row.batch * row.requests_in_flight)
         row.memory = MemoryReport.from_dict(data["memory"]) if data.get("memory") else None

@@ -122,6 +122,8 @@ class OnnxRuntime(Runtime):
         self._placement_pending = self._profile_placement(session_options)
         if providers and providers[0][0] == PROVIDERS["tensorrt"]:
             pin_tensorrt_tf32(self.options.precision)
+        elif self.options.precision == "tf32":  # the override beats the CUDA provider's use_tf32 too
+            refuse_tf32_where_overridden("an ONNX Runtime CUDA tf32 session")
         try:
             self._session = ort.InferenceSession(str(artifact.file), session_options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types

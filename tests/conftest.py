@@ -33,7 +33,9 @@ def _isolated_cache_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 @pytest.fixture(autouse=True)
 def _tf32_override_per_test(monkeypatch: pytest.MonkeyPatch) -> None:
     """An ONNX Runtime TensorRT fp32 session sets NVIDIA_TF32_OVERRIDE=0 for its process, and a
-    later tf32 row there is refused (deploybench.tf32): each test starts as a fresh worker would."""
+    later tf32 row there is refused (deploybench.tf32). Each test starts with deploybench's record
+    of it cleared; a library that read the variable once keeps what it read, so the GPU tests
+    check TF32 flags and labels, not TF32 arithmetic."""
     from deploybench.runtimes import onnxruntime as ort_runtime
     from deploybench.tf32 import TF32_OVERRIDE
 
