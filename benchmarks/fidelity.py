@@ -318,7 +318,7 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
         "latency (`InferRequest.latency`), so where deploybench ran one request at a time the row's figure "
         "on that clock (its `own_stats`) is compared; the bare loop and deploybench's other rows time a call "
         "on the host. *host ms/img* is the row's `p50 ms` over the batch, host wall time of a call, which "
-        "on OpenVINO also holds the Python call and the hand-off to OpenVINO's thread.",
+        "on OpenVINO also holds the Python call around the request.",
         "",
         "| model | batch | runtime vs reference | reference ms/img | deploybench ms/img | host ms/img | ratio | "
         "best rounds | reference img/s | deploybench img/s | ratio | best rounds |",

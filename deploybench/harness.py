@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deploybench.runtimes.base import ConcurrentRuntime, Runtime
-from deploybench.stats import Stats, median_interval, percentile, relative_half_width
+from deploybench.stats import Stats, median_interval, per_image_ms, percentile, relative_half_width
 
 
 @dataclass(frozen=True)
@@ -119,10 +119,7 @@ class Measurement:
 
     @property
     def ms_per_image(self) -> float:
-        """What one image costs: a call's median latency over the images in flight at once
-        (``batch`` x ``requests_in_flight``). With N requests overlapping, median / batch would be
-        N times the cost that the window's img/s shows, and would rank the row N times too slow."""
-        return self.stats.median / (self.batch * self.requests_in_flight)
+        return per_image_ms(self.stats.median, self.batch, self.requests_in_flight)
 
     @property
     def throughput(self) -> float:

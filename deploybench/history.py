@@ -32,7 +32,7 @@ from deploybench.comparability import COMPARED_CONFIG, IncompatibleBaselineError
 from deploybench.errors import DeployBenchError
 from deploybench.regress import MAD_TO_SIGMA, robust_spread_ms
 from deploybench.results import Results, Row, Status
-from deploybench.stats import Stats
+from deploybench.stats import Stats, per_image_ms
 
 HISTORY_ENV = "DEPLOYBENCH_HISTORY"
 SCHEMA_VERSION = 1
@@ -105,7 +105,7 @@ def _per_image(point: TrendPoint, batch: int, row: str) -> float | None:
     requests = json.loads(row).get("requests_in_flight") or 1
     if point.median_ms is None or not batch or requests == 1:
         return point.ms_per_image
-    return point.median_ms / (batch * requests)
+    return per_image_ms(point.median_ms, batch, requests)
 
 
 def _digest(results: Results) -> str:
@@ -420,7 +420,8 @@ def _baseline_row(points: list[tuple[Row, float | None]]) -> Row:
     # Known across the runs: the centre and the spread; a single run's order statistics are not.
     row.stats = Stats.from_dict({"median": center, "std": spread, "cv": spread / center, "n": len(ok)})
     row.ms_per_image = median(
-        [r.ms_per_image for r, _ in ok if r.ms_per_image is not None] or [center / (row.batch * row.requests_in_flight)]
+        [r.ms_per_image for r, _ in ok if r.ms_per_image is not None]
+        or [per_image_ms(center, row.batch, row.requests_in_flight)]
     )
     throughputs = [r.throughput for r, _ in ok if r.throughput is not None]
     row.throughput = median(throughputs) if throughputs else None

@@ -225,7 +225,7 @@ def cell_delta(baseline: Row | None, current: Row | None, thresholds: Thresholds
             improved.append(f"faster by {format_percent(-delta.change)}")
 
     delta.memory_growth = _growth(baseline.peak_rss_mb, current.peak_rss_mb)
-    if _device_memory_kind(baseline) == _device_memory_kind(current):
+    if _whole_gpu_memory(baseline) == _whole_gpu_memory(current):
         delta.device_memory_growth = _growth(baseline.peak_device_mb, current.peak_device_mb)
     for label, growth in (("host", delta.memory_growth), ("device", delta.device_memory_growth)):
         if growth is not None and growth > thresholds.max_memory_growth:
@@ -241,7 +241,7 @@ def cell_delta(baseline: Row | None, current: Row | None, thresholds: Thresholds
     return delta
 
 
-def _device_memory_kind(row: Row) -> bool:
+def _whole_gpu_memory(row: Row) -> bool:
     """Whether the row's device memory is the whole GPU's (NVML could not see its process): such a
     figure holds every process on the GPU and cannot be set against one process's."""
     source = row.memory.device_source if row.memory else None

@@ -13,7 +13,7 @@ from deploybench.errors import ResultsError
 from deploybench.files import write_json_atomic
 from deploybench.memory import MemoryReport
 from deploybench.model_facts import ModelFacts
-from deploybench.stats import Stats
+from deploybench.stats import Stats, per_image_ms
 
 if TYPE_CHECKING:  # the comparator imports numpy; results stay light for the CLI's first lines
     from deploybench.parity import Parity
@@ -202,7 +202,7 @@ class Row:
             and row.batch
         ):
             # Files written when ms/img was median / batch for overlapping requests too: one image's cost.
-            row.ms_per_image = row.stats.median / (row.batch * row.requests_in_flight)
+            row.ms_per_image = per_image_ms(row.stats.median, row.batch, row.requests_in_flight)
         row.memory = MemoryReport.from_dict(data["memory"]) if data.get("memory") else None
         row.artifact = ArtifactRecord.from_dict(data["artifact"]) if data.get("artifact") else None
         row.parity = None

@@ -73,3 +73,9 @@ def median_interval(sorted_data: list[float], z: float = 1.96) -> tuple[float, f
 
 def relative_half_width(interval: tuple[float, float], median: float) -> float:
     return (interval[1] - interval[0]) / (2 * median) if median > 0 else 0.0
+
+
+def per_image_ms(median_ms: float, batch: int, requests_in_flight: int = 1) -> float:
+    """What one image costs: a call's median latency over the images in flight at once. With N
+    requests overlapping, median / batch would be N times the cost the window's img/s shows."""
+    return median_ms / (batch * requests_in_flight)
