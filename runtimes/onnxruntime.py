@@ -302,7 +302,7 @@ def pin_tensorrt_tf32(precision: str, environ: MutableMapping[str, str] = os.env
         )
     if tf32:
         refuse_tf32_where_overridden("an ONNX Runtime TensorRT tf32 session", environ)
-    if not tf32:
+    else:
         environ[TF32_OVERRIDE] = "0"
     _tensorrt_tf32 = tf32
 
