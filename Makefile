@@ -50,6 +50,7 @@ bench-main-job: $(VENV)/.installed
 	$(BIN)/python benchmarks/main_job.py --models $(MODELS) --readme
 
 bench-fidelity: $(VENV)/.installed
+	$(BIN)/python benchmarks/fidelity.py --readme README.md --block fidelity-control --pairs control --models mobilenetv4 --out benchmarks/results/fidelity-control-cpu.md --raw benchmarks/results/fidelity-control-cpu.json
 	$(BIN)/python benchmarks/fidelity.py --readme README.md --out benchmarks/results/fidelity-cpu.md --raw benchmarks/results/fidelity-cpu.json
 
 clean:

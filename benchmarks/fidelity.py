@@ -25,11 +25,17 @@ straddled a change. The best-round ratio instead needs both sides to reach the f
 at least once, and where that regime is rare (vit_s16 batch 1 on ONNX Runtime: 2 windows of
 40 in ``machine-regimes-vit-cpu.md``) it compares one side's lucky round with the other's
 ordinary ones. Where the two disagree, read both. With ``--readme`` the table replaces the
-text between the fidelity markers.
+text between the fidelity markers (``--block`` names other markers).
+
+How far a row's ratio can be trusted: beside it, the 95 % interval of the median over the
+rounds (distribution-free, from the order statistics), and the verdict line says which ratios
+this many rounds can place inside or outside the bar and which it cannot. ``--pairs control``
+runs the bare loop against itself in the same rounds (an A/A row): deploybench takes no part,
+so what that ratio strays from 1 is the machine and the method, not deploybench.
 
     python benchmarks/fidelity.py [--models mobilenetv4,resnet50,vit_s16] [--batches 1,8] [--threads 2]
-                                  [--rounds 21] [--seconds 4] [--out FILE.md] [--raw FILE.json]
-                                  [--readme README.md]
+                                  [--rounds 21] [--seconds 4] [--pairs openvino,onnxruntime,control]
+                                  [--out FILE.md] [--raw FILE.json] [--readme README.md] [--block fidelity]
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ from bare_ort import Timing
 from readme_block import README, publish
 
 BAR = (0.97, 1.03)  # issue 11: every ratio, latency and throughput, within this
+CONFIDENCE = 0.95  # of the interval shown beside each ratio
+PAIRS = ("openvino", "onnxruntime", "control")
+CONTROL_LABEL = "control (a second bare loop)"  # takes deploybench's place in its rounds
 
 
 @dataclass
@@ -249,19 +258,27 @@ def benchmark_app(path: Path, shape: list[int], seconds: float, mode: list[str])
 # -- rounds and the table ----------------------------------------------------------------
 
 
+def on_reference_clock(row: BenchRow) -> tuple[Timing, float]:
+    """A deploybench row as compared, and its host p50. Its latency is taken on the reference's
+    clock: benchmark_app's median is each request's own latency (``InferRequest.latency``), so
+    OpenVINO rows compare the row's figure on that clock; the host p50 is kept beside it."""
+    own = row.timing.median_ms if row.own_ms is None else row.own_ms
+    return Timing(own, row.timing.throughput), row.timing.median_ms
+
+
 def alternate(
-    rounds: int, reference: Callable[[], Timing], ours: Callable[[], BenchRow], comparison: Comparison
+    rounds: int,
+    reference: Callable[[], Timing],
+    ours: Callable[[], tuple[Timing, float]],
+    comparison: Comparison,
 ) -> None:
-    """``rounds`` rounds, the order flipping each round. deploybench's latency is compared on the
-    reference's clock: benchmark_app's median is each request's own latency (``InferRequest.latency``),
-    so OpenVINO rows compare the row's figure on that clock; the host p50 is kept beside it."""
+    """``rounds`` rounds, the order flipping each round. ``ours`` gives the figures compared
+    with the reference and the host p50 of a call."""
 
     def run_ours() -> None:
-        row = ours()
-        comparison.deploybench.append(
-            Timing(row.timing.median_ms if row.own_ms is None else row.own_ms, row.timing.throughput)
-        )
-        comparison.deploybench_host_ms.append(row.timing.median_ms)
+        compared, host_ms = ours()
+        comparison.deploybench.append(compared)
+        comparison.deploybench_host_ms.append(host_ms)
 
     for index in range(rounds):
         sides = [lambda: comparison.reference.append(reference()), run_ours]
@@ -269,27 +286,46 @@ def alternate(
             run()
 
 
-def compare_model(model: str, batch: int, args: argparse.Namespace) -> list[Comparison]:
+def openvino_reference(model: str, batch: int, args: argparse.Namespace) -> tuple[Comparison, Callable[[], Timing]]:
+    """benchmark_app set as deploybench ran: a first ``deploybench bench`` exports the IR (outside
+    every round) and tells the hint and request count it used."""
     from deploybench.models import resolve
 
-    shape = [batch, *resolve(model).input.shape]
-    ov = deploybench_bench(model, "openvino", batch, args.threads, args.seconds)  # exports, learns the request count
-    ort = deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds)
+    ov = deploybench_bench(model, "openvino", batch, args.threads, args.seconds)
     mode, label = benchmark_app_mode(ov, args.threads)
-    pairs = [
-        (
-            Comparison(model, batch, f"openvino vs benchmark_app ({label})"),
-            lambda: benchmark_app(ov.artifact, shape, args.seconds, mode),
-            lambda: deploybench_bench(model, "openvino", batch, args.threads, args.seconds),
-        ),
-        (
-            Comparison(model, batch, "onnxruntime vs bare session.run loop"),
-            lambda: bare_onnxruntime(ort.artifact, batch, args.threads, args.seconds),
-            lambda: deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds),
-        ),
-    ]
-    for comparison, reference, ours in pairs:
-        alternate(args.rounds, reference, ours, comparison)
+    shape = [batch, *resolve(model).input.shape]
+    return Comparison(model, batch, f"openvino vs benchmark_app ({label})"), lambda: benchmark_app(
+        ov.artifact, shape, args.seconds, mode
+    )
+
+
+def compare_model(model: str, batch: int, args: argparse.Namespace) -> list[Comparison]:
+    """The pairs ``args.pairs`` names for one (model, batch), each in ``args.rounds`` rounds."""
+
+    def ours(runtime: str) -> Callable[[], tuple[Timing, float]]:
+        return lambda: on_reference_clock(deploybench_bench(model, runtime, batch, args.threads, args.seconds))
+
+    # A first run of each exports the artifact (outside every round) and tells its path.
+    ort = deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds)
+
+    def bare() -> Timing:
+        return bare_onnxruntime(ort.artifact, batch, args.threads, args.seconds)
+
+    def bare_as_ours() -> tuple[Timing, float]:
+        timing = bare()
+        return timing, timing.median_ms
+
+    pairs: list[tuple[Comparison, Callable[[], Timing], Callable[[], tuple[Timing, float]]]] = []
+    for name in args.pairs:
+        if name == "openvino":
+            comparison, reference = openvino_reference(model, batch, args)
+            pairs.append((comparison, reference, ours("openvino")))
+        elif name == "onnxruntime":
+            pairs.append((Comparison(model, batch, "onnxruntime vs bare session.run loop"), bare, ours("onnxruntime")))
+        else:
+            pairs.append((Comparison(model, batch, f"{CONTROL_LABEL} vs bare session.run loop"), bare, bare_as_ours))
+    for comparison, reference, side in pairs:
+        alternate(args.rounds, reference, side, comparison)
         print(
             f"{model} b{batch} {comparison.label}: reference {comparison.reference} / deploybench "
             f"{comparison.deploybench}",
@@ -314,13 +350,20 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
         "latency of one call divided by the batch, img/s the images over the timed window; each side's "
         "figure is its median over its rounds. *ratio* is deploybench / reference within each round (the "
         "two runs are neighbours in time, so they mostly share the VM's speed regime): the median over the "
-        "rounds and, in brackets, their range. *best rounds* is the ratio of each side's best round (lowest "
+        f"rounds and, in brackets, the {CONFIDENCE:.0%} interval of that median (the order statistics that "
+        "bound it whatever the rounds' spread). *best rounds* is the ratio of each side's best round (lowest "
         "ms/image, highest img/s), a second opinion that a rare fast regime reached by one side only can "
         "sway. Latency is compared on the reference's clock: benchmark_app's median is each request's own "
         "latency (`InferRequest.latency`), so where deploybench ran one request at a time the row's figure "
         "on that clock (its `own_stats`) is compared; the bare loop and deploybench's other rows time a call "
         "on the host. *host ms/img* is the row's `p50 ms` over the batch, host wall time of a call, which "
-        "on OpenVINO also holds the Python call around the request.",
+        "on OpenVINO also holds the Python call around the request."
+        + (
+            f" The *{CONTROL_LABEL}* row puts a second bare loop where deploybench stands, in the same "
+            "rounds: its ratio and interval are what the machine and the method alone give."
+            if "control" in args.pairs
+            else ""
+        ),
         "",
         "| model | batch | runtime vs reference | reference ms/img | deploybench ms/img | host ms/img | ratio | "
         "best rounds | reference img/s | deploybench img/s | ratio | best rounds |",
@@ -342,23 +385,73 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
 
 
 def verdict(comparisons: list[Comparison]) -> str:
-    """The line under the table: how many row ratios (each row's median within-round ratio, of
-    ms/image and of img/s) are inside the bar, and which are not. Judged on the unrounded ratio,
-    so one printed as 0.970 can be outside; those are named with four decimals."""
+    """The lines under the table. First, how many row ratios (each row's median within-round
+    ratio, of ms/image and of img/s) are inside the bar, and which are not, judged on the
+    unrounded ratio (so one printed as 0.970 can be outside; those are named with four
+    decimals). Then what the rounds can tell: a ratio whose interval lies inside the bar is
+    inside it however the noise fell; one whose interval crosses an edge could be on either
+    side, and more rounds (or a quieter machine) would be needed to say which."""
     low, high = BAR
     ratios = [
-        (f"{c.model} batch {c.batch} {c.label.split(' vs ')[0]} {unit}", statistics.median(side))
+        (f"{c.model} batch {c.batch} {c.label.split(' vs ')[0]} {unit}", side)
         for c in comparisons
         for unit, side in zip(("ms/img", "img/s"), c.round_ratios())
     ]
-    outside = [f"{name} {ratio:.4f}" for name, ratio in ratios if not low <= ratio <= high]
+    outside = [
+        f"{name} {statistics.median(side):.4f}" for name, side in ratios if not low <= statistics.median(side) <= high
+    ]
     head = f"**{len(ratios) - len(outside)} of {len(ratios)} ratios within {low:.2f}-{high:.2f}**"
-    return f"{head}; outside: {'; '.join(outside)}." if outside else f"{head}."
+    point = f"{head}; outside: {'; '.join(outside)}." if outside else f"{head}."
+    placed: dict[str, list[str]] = {"inside": [], "outside": [], "either side": []}
+    for name, side in ratios:
+        interval = median_interval(side)
+        if interval is None:
+            placed["either side"].append(name)
+        else:
+            placed[placement(interval)].append(f"{name} {interval[0]:.3f}-{interval[1]:.3f}")
+    rounds = min(len(side) for _, side in ratios)
+    told = (
+        f"At {rounds} rounds, the {CONFIDENCE:.0%} interval of the median ratio lies inside the bar for "
+        f"{len(placed['inside'])}, wholly outside it for {len(placed['outside'])}"
+        + (f" ({'; '.join(placed['outside'])})" if placed["outside"] else "")
+        + f", and crosses an edge of it for {len(placed['either side'])}"
+        + (f": {'; '.join(placed['either side'])}." if placed["either side"] else ".")
+    )
+    return f"{point}\n\n{told}"
+
+
+def median_interval(ratios: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """A distribution-free interval for the median of ``ratios``: the k-th smallest and k-th
+    largest, with k the largest rank whose binomial tail, P(Binomial(n, 1/2) < k), stays within
+    (1 - confidence) / 2 (so it holds at least ``confidence``). None when there are too few
+    values for any (fewer than 6 at 95 %)."""
+    n = len(ratios)
+    tail = (1 - confidence) / 2
+    k, below = 0, 0.0
+    while k < n and below + math.comb(n, k) / 2**n <= tail:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    if k == 0:
+        return None
+    ordered = sorted(ratios)
+    return ordered[k - 1], ordered[n - k]
+
+
+def placement(interval: tuple[float, float]) -> str:
+    """Where an interval lies against the bar: inside, outside, or on either side of an edge."""
+    low, high = BAR
+    if low <= interval[0] and interval[1] <= high:
+        return "inside"
+    if interval[1] < low or interval[0] > high:
+        return "outside"
+    return "either side"
 
 
 def summary(ratios: list[float]) -> str:
-    """The median ratio and, in brackets, the rounds' range: ``1.004 (0.991-1.012)``."""
-    return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+    """The median ratio and, in brackets, the interval of that median: ``1.004 (0.991-1.012)``."""
+    interval = median_interval(ratios)
+    shown = "n/a" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
+    return f"{statistics.median(ratios):.3f} ({shown})"
 
 
 def main() -> int:
@@ -370,8 +463,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--out", type=Path, help="Also write the Markdown table here.")
     parser.add_argument("--raw", type=Path, help="Also write every round's figures here, as JSON.")
+    parser.add_argument(
+        "--pairs",
+        default="openvino,onnxruntime",
+        help=f"Which comparisons, of {', '.join(PAIRS)} (control: the bare loop against itself).",
+    )
     parser.add_argument("--readme", type=Path, help="Put the table between the fidelity markers of this file.")
+    parser.add_argument("--block", default="fidelity", help="The README markers' name (with --readme).")
     args = parser.parse_args()
+    args.pairs = [name.strip() for name in args.pairs.split(",")]
+    unknown = sorted(set(args.pairs) - set(PAIRS))
+    if unknown:
+        parser.error(f"unknown pair {', '.join(unknown)}; choose from {', '.join(PAIRS)}")
 
     comparisons = [
         c
@@ -383,7 +486,7 @@ def main() -> int:
         args.raw.parent.mkdir(parents=True, exist_ok=True)
         args.raw.write_text(json.dumps([asdict(c) for c in comparisons], indent=1) + "\n")
     text = render(comparisons, args)
-    publish(text, args.out, "fidelity" if args.readme else None, args.readme or README)
+    publish(text, args.out, args.block if args.readme else None, args.readme or README)
     return 0
 
 
