@@ -117,8 +117,8 @@ class OnnxRuntime(Runtime):
         self._output_names: list[str] = []
         self._on_device = False
         self._result: list[np.ndarray] = []
-        self._profile_pending = False
-        self._profile_dir: tempfile.TemporaryDirectory[str] | None = None  # the first run's profile, where one is read
+        self._first_run_reads: frozenset[str] = frozenset()  # what the first run's profile is read for
+        self._profile_dir: tempfile.TemporaryDirectory[str] | None = None  # where that profile is written
 
     def _load(self, artifact: Artifact) -> None:
         import onnxruntime as ort
@@ -127,7 +127,7 @@ class OnnxRuntime(Runtime):
         level = self.options.graph_optimization
         session_options = self._session_options(ort, artifact)
         providers = provider_config(self.options, ort.get_available_providers(), artifact)
-        self._profile_pending = self._profile_first_run(session_options, artifact)
+        self._first_run_reads = self._profile_first_run(session_options, artifact)
         if providers and providers[0][0] == PROVIDERS["tensorrt"]:
             pin_tensorrt_tf32(self.options.precision)
         elif self.options.precision == "tf32":  # the override beats the CUDA provider's use_tf32 too
@@ -187,34 +187,39 @@ class OnnxRuntime(Runtime):
             )
         self.info["cuda_graphs"] = self._graph is not None
 
-    def _profile_first_run(self, session_options: Any, artifact: Artifact) -> bool:
-        """Profile the first run where the row needs what it shows (``ort_profile``): on a GPU
-        provider, the nodes left on the CPU; for a graph below fp32, which nodes computed in it.
+    def _profile_first_run(self, session_options: Any, artifact: Artifact) -> frozenset[str]:
+        """Profile the first run where the row needs what it shows (``ort_profile``), and say for
+        what: ``placement`` on a GPU provider (the nodes left on the CPU), ``precision`` for a
+        graph below fp32 (which nodes computed in it).
 
         Not with CUDA graphs: ONNX Runtime refuses to capture a graph unless every node is on CUDA.
         """
-        provider = PROVIDERS.get(self.options.provider or self.options.device)
-        on_gpu = provider != "CPUExecutionProvider"
-        if self.options.cuda_graphs or not (on_gpu or artifact.precision != "fp32"):
-            return False
-        self._profile_dir = tempfile.TemporaryDirectory(prefix="deploybench-ort-profile-")
-        enable_first_run_profile(session_options, Path(self._profile_dir.name))
-        return True
+        if self.options.cuda_graphs:
+            return frozenset()
+        reads = set()
+        if PROVIDERS.get(self.options.provider or self.options.device) != "CPUExecutionProvider":
+            reads.add("placement")
+        if artifact.precision != "fp32" and self.options.precision != "tf32":
+            reads.add("precision")
+        if reads:
+            self._profile_dir = tempfile.TemporaryDirectory(prefix="deploybench-ort-profile-")
+            enable_first_run_profile(session_options, Path(self._profile_dir.name))
+        return frozenset(reads)
 
     def _read_first_run(self, feeds: Any) -> None:
         """Run the first prepared batch once, untimed, and record what its profile shows: where
         each node ran (GPU providers) and, below fp32, the precision the nodes really computed in."""
-        if not self._profile_pending:
+        reads, self._first_run_reads = self._first_run_reads, frozenset()
+        if not reads:
             return
-        self._profile_pending = False
         self.infer(feeds)
         self.synchronize()
         events = read_profile(self._session)
         if self._profile_dir is not None:
             self._profile_dir.cleanup()
-        if PROVIDERS.get(self.options.provider or self.options.device) != "CPUExecutionProvider":
+        if "placement" in reads:
             self.info["node_placement"] = node_placement(events).to_dict()
-        if self.info["precision_used"] not in ("fp32", "tf32"):
+        if "precision" in reads:
             counts = nodes_by_precision(events)
             self.info["nodes_by_precision"] = counts
             self.info["precision_used"] = computed_precision(str(self.info["precision_used"]), counts)

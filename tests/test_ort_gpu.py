@@ -143,7 +143,8 @@ def test_runtime_reports_placement_from_its_first_prepared_batch(artifacts) -> N
         options = ort.SessionOptions()
         enable_first_run_profile(options, Path(folder))
         runtime._session = ort.InferenceSession(str(runtime.artifact.file), options, providers=["CPUExecutionProvider"])
-        runtime._placement_pending, runtime._profile_dir = True, tempfile.TemporaryDirectory()
+        runtime._first_run_reads = frozenset({"placement"})
+        runtime._profile_dir = tempfile.TemporaryDirectory()
         batch = np.zeros((2, 3, 160, 160), np.float32)
         runtime.prepare(batch)
         assert runtime.info["node_placement"]["nodes_by_provider"]["CPUExecutionProvider"] > 10
