@@ -161,17 +161,13 @@ class OpenVinoRuntime(ConcurrentRuntime):
         rows = batch_size(batch)
         compiled, requests = self.compile(self.mode_for(rows), rows)
         tensors = [ov.Tensor(np.ascontiguousarray(part), shared_memory=True) for part in arrays(batch)]
+        self._request = compiled.create_infer_request()
+        targets = [self._request]
         self._queue = None
         if requests > 1:
             self._queue = ov.AsyncInferQueue(compiled, requests)
+            targets += [self._queue[index] for index in range(len(self._queue))]
             self._queue.set_callback(lambda request, done: done())
-            targets = [self._queue[index] for index in range(len(self._queue))]
-            # The first call and parity use the queue's first request: benchmark_app makes no
-            # other, and another request's buffers would count in the memory window.
-            self._request = targets[0]
-        else:
-            self._request = compiled.create_infer_request()
-            targets = [self._request]
         for request in targets:
             for index, tensor in enumerate(tensors):
                 request.set_input_tensor(index, tensor)
