@@ -18,8 +18,30 @@ from typing import Any
 KERNEL_SUFFIX = "_kernel_time"
 # Element type names in a profile's ``output_type_shape`` entries -> deploybench's precision names.
 PROFILE_FLOATS = {"float": "fp32", "MLFloat16": "fp16", "BFloat16": "bf16", "double": "fp64"}
-# Nodes that convert or move a tensor rather than compute with it.
-NOT_COMPUTE = frozenset({"Cast", "MemcpyToHost", "MemcpyFromHost"})
+# Nodes that convert, copy or rearrange a tensor rather than compute with it: their kernels take
+# any type, so an fp16 output says nothing of arithmetic.
+NOT_COMPUTE = frozenset(
+    {
+        "Cast",
+        "MemcpyToHost",
+        "MemcpyFromHost",
+        "Identity",
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Transpose",
+        "Concat",
+        "Split",
+        "Slice",
+        "Gather",
+        "Expand",
+        "Tile",
+        "Pad",
+        "DepthToSpace",
+        "SpaceToDepth",
+    }
+)
 # A TensorRT engine is one node whose outputs are the graph's boundary, whatever it computed inside.
 OPAQUE_PROVIDERS = frozenset({"TensorrtExecutionProvider"})
 
@@ -81,8 +103,9 @@ def node_placement(events: list[dict[str, Any]]) -> NodePlacement:
 def nodes_by_precision(events: list[dict[str, Any]]) -> dict[str, int]:
     """How many compute nodes produced each float type, judged by their first floating output.
 
-    Left out: Casts and copies (they convert, not compute), nodes with no floating output
-    (shape arithmetic, argmax), and TensorRT engines (see ``OPAQUE_PROVIDERS``).
+    Left out: ``NOT_COMPUTE`` (casts, copies, reshapes: they convert or move, not compute),
+    nodes with no floating output (shape arithmetic, argmax), and TensorRT engines (see
+    ``OPAQUE_PROVIDERS``).
     """
     counts: dict[str, int] = {}
     for args in kernel_nodes(events).values():

@@ -17,8 +17,8 @@ import numpy as np
 from deploybench.artifact import Artifact
 from deploybench.batch import Batch, single
 from deploybench.errors import DeployBenchError, RuntimeLoadError, UnsupportedError
-from deploybench.tf32 import refuse_tf32_where_overridden
 from deploybench.runtimes.base import Runtime, RuntimeOptions
+from deploybench.tf32 import refuse_tf32_where_overridden
 
 if TYPE_CHECKING:  # checked against tensorrt-stubs (make lint); imported at load time
     import tensorrt as trt
@@ -128,7 +128,7 @@ class TensorRTRuntime(Runtime):
         import torch
 
         if artifact.manifest.get("tf32_allowed") or "TF32" in (artifact.manifest.get("builder_flags") or ()):
-            # TF32 was fixed when the engine was built; the override would turn it off unseen.
+            # Built to use TF32: under the override some of its layers would run without it, unseen.
             refuse_tf32_where_overridden(f"the TensorRT tf32 engine {artifact.file.name}")
         import_tensorrt()
         import tensorrt as trt
