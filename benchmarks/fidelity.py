@@ -36,6 +36,7 @@ so what that ratio strays from 1 is the machine and the method, not deploybench.
     python benchmarks/fidelity.py [--models mobilenetv4,resnet50,vit_s16] [--batches 1,8] [--threads 2]
                                   [--rounds 21] [--seconds 4] [--pairs openvino,onnxruntime,control]
                                   [--out FILE.md] [--raw FILE.json] [--readme README.md] [--block fidelity]
+                                  [--from-raw FILE.json]
 """
 
 from __future__ import annotations
@@ -478,6 +479,25 @@ def summary(ratios: list[float]) -> str:
     return f"{statistics.median(ratios):.3f} ({shown})"
 
 
+def load_raw(path: Path) -> list[Comparison]:
+    """The comparisons a run kept with ``--raw``. Files written before rows carried ``control``
+    name it in the label."""
+    comparisons = []
+    for row in json.loads(path.read_text()):
+        comparisons.append(
+            Comparison(
+                row["model"],
+                row["batch"],
+                row["label"],
+                [Timing(**t) for t in row["reference"]],
+                [Timing(**t) for t in row["deploybench"]],
+                list(row["deploybench_host_ms"]),
+                bool(row.get("control", row["label"].startswith(CONTROL_LABEL))),
+            )
+        )
+    return comparisons
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mobilenetv4,resnet50,vit_s16")
@@ -494,19 +514,27 @@ def main() -> int:
     )
     parser.add_argument("--readme", type=Path, help="Put the table between the fidelity markers of this file.")
     parser.add_argument("--block", default="fidelity", help="The README markers' name (with --readme).")
+    parser.add_argument(
+        "--from-raw",
+        type=Path,
+        help="Measure nothing: write the table from the rounds a run kept (its --raw file), with the same options.",
+    )
     args = parser.parse_args()
     args.pairs = list(dict.fromkeys(name.strip() for name in args.pairs.split(",")))
     unknown = sorted(set(args.pairs) - set(PAIRS))
     if unknown:
         parser.error(f"unknown pair {', '.join(unknown)}; choose from {', '.join(PAIRS)}")
 
-    comparisons = [
-        c
-        for model in args.models.split(",")
-        for batch in (int(b) for b in args.batches.split(","))
-        for c in compare_model(model, batch, args)
-    ]
-    if args.raw is not None:
+    if args.from_raw is not None:
+        comparisons = load_raw(args.from_raw)
+    else:
+        comparisons = [
+            c
+            for model in args.models.split(",")
+            for batch in (int(b) for b in args.batches.split(","))
+            for c in compare_model(model, batch, args)
+        ]
+    if args.raw is not None and args.raw != args.from_raw:
         args.raw.parent.mkdir(parents=True, exist_ok=True)
         args.raw.write_text(json.dumps([asdict(c) for c in comparisons], indent=1) + "\n")
     text = render(comparisons, args)
