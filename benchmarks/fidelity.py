@@ -36,6 +36,7 @@ so what that ratio strays from 1 is the machine and the method, not deploybench.
     python benchmarks/fidelity.py [--models mobilenetv4,resnet50,vit_s16] [--batches 1,8] [--threads 2]
                                   [--rounds 21] [--seconds 4] [--pairs openvino,onnxruntime,control]
                                   [--out FILE.md] [--raw FILE.json] [--readme README.md] [--block fidelity]
+                                  [--from-raw FILE.json]
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Comparison:
     reference: list[Timing] = field(default_factory=list)
     deploybench: list[Timing] = field(default_factory=list)  # latency on the reference's clock (see BenchRow)
     deploybench_host_ms: list[float] = field(default_factory=list)  # the row's p50: host wall time of a call
+    control: bool = False  # an A/A row: a second bare loop stands where deploybench does
 
     @staticmethod
     def best(side: list[Timing]) -> Timing:
@@ -305,11 +307,12 @@ def compare_model(model: str, batch: int, args: argparse.Namespace) -> list[Comp
     def ours(runtime: str) -> Callable[[], tuple[Timing, float]]:
         return lambda: on_reference_clock(deploybench_bench(model, runtime, batch, args.threads, args.seconds))
 
-    # A first run of each exports the artifact (outside every round) and tells its path.
-    ort = deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds)
+    onnx_file = Path()
+    if {"onnxruntime", "control"} & set(args.pairs):  # the bare loop's file: a first run exports it, before any round
+        onnx_file = deploybench_bench(model, "onnxruntime", batch, args.threads, args.seconds).artifact
 
     def bare() -> Timing:
-        return bare_onnxruntime(ort.artifact, batch, args.threads, args.seconds)
+        return bare_onnxruntime(onnx_file, batch, args.threads, args.seconds)
 
     def bare_as_ours() -> tuple[Timing, float]:
         timing = bare()
@@ -323,7 +326,8 @@ def compare_model(model: str, batch: int, args: argparse.Namespace) -> list[Comp
         elif name == "onnxruntime":
             pairs.append((Comparison(model, batch, "onnxruntime vs bare session.run loop"), bare, ours("onnxruntime")))
         else:
-            pairs.append((Comparison(model, batch, f"{CONTROL_LABEL} vs bare session.run loop"), bare, bare_as_ours))
+            control = Comparison(model, batch, f"{CONTROL_LABEL} vs bare session.run loop", control=True)
+            pairs.append((control, bare, bare_as_ours))
     for comparison, reference, side in pairs:
         alternate(args.rounds, reference, side, comparison)
         print(
@@ -385,46 +389,67 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
 
 
 def verdict(comparisons: list[Comparison]) -> str:
-    """The lines under the table. First, how many row ratios (each row's median within-round
-    ratio, of ms/image and of img/s) are inside the bar, and which are not, judged on the
-    unrounded ratio (so one printed as 0.970 can be outside; those are named with four
-    decimals). Then what the rounds can tell: a ratio whose interval lies inside the bar is
-    inside it however the noise fell; one whose interval crosses an edge could be on either
-    side, and more rounds (or a quieter machine) would be needed to say which."""
-    low, high = BAR
-    ratios = [
+    """The lines under the table: for deploybench's rows, then apart for any A/A control rows
+    (they measure the method, not deploybench), how many ratios are inside the bar and what the
+    rounds can tell of each (``bar_line``, ``interval_line``)."""
+    groups = [
+        ([c for c in comparisons if not c.control], "ratios"),
+        ([c for c in comparisons if c.control], "control ratios (the bare loop against itself)"),
+    ]
+    return "\n\n".join(
+        line for group, noun in groups if group for line in (bar_line(group, noun), interval_line(group))
+    )
+
+
+def named_ratios(comparisons: list[Comparison]) -> list[tuple[str, list[float]]]:
+    """Each row's two ratios, latency and throughput, as (name, within-round ratios)."""
+    return [
         (f"{c.model} batch {c.batch} {c.label.split(' vs ')[0]} {unit}", side)
         for c in comparisons
         for unit, side in zip(("ms/img", "img/s"), c.round_ratios())
     ]
-    outside = [
-        f"{name} {statistics.median(side):.4f}" for name, side in ratios if not low <= statistics.median(side) <= high
-    ]
-    head = f"**{len(ratios) - len(outside)} of {len(ratios)} ratios within {low:.2f}-{high:.2f}**"
-    point = f"{head}; outside: {'; '.join(outside)}." if outside else f"{head}."
-    placed: dict[str, list[str]] = {"inside": [], "outside": [], "either side": []}
+
+
+def bar_line(comparisons: list[Comparison], noun: str) -> str:
+    """How many row ratios (each row's median within-round ratio) are inside the bar, and which
+    are not, judged on the unrounded ratio (so one printed as 0.970 can be outside; those are
+    named with four decimals)."""
+    low, high = BAR
+    ratios = named_ratios(comparisons)
+    medians = [(name, statistics.median(side)) for name, side in ratios]
+    outside = [f"{name} {ratio:.4f}" for name, ratio in medians if not low <= ratio <= high]
+    head = f"**{len(ratios) - len(outside)} of {len(ratios)} {noun} within {low:.2f}-{high:.2f}**"
+    return f"{head}; outside: {'; '.join(outside)}." if outside else f"{head}."
+
+
+def interval_line(comparisons: list[Comparison]) -> str:
+    """What the rounds can tell: a ratio whose interval lies inside the bar is inside it however
+    the noise fell, one wholly outside is outside; one whose interval crosses an edge could be on
+    either side, and more rounds (or a quieter machine) would be needed to say which."""
+    placed: dict[str, list[str]] = {"inside": [], "outside": [], "either side": [], "too few rounds": []}
+    ratios = named_ratios(comparisons)
     for name, side in ratios:
-        interval = median_interval(side)
+        interval = order_statistic_interval(side)
         if interval is None:
-            placed["either side"].append(name)
+            placed["too few rounds"].append(name)
         else:
             placed[placement(interval)].append(f"{name} {interval[0]:.3f}-{interval[1]:.3f}")
-    rounds = min(len(side) for _, side in ratios)
-    told = (
-        f"At {rounds} rounds, the {CONFIDENCE:.0%} interval of the median ratio lies inside the bar for "
-        f"{len(placed['inside'])}, wholly outside it for {len(placed['outside'])}"
-        + (f" ({'; '.join(placed['outside'])})" if placed["outside"] else "")
-        + f", and crosses an edge of it for {len(placed['either side'])}"
-        + (f": {'; '.join(placed['either side'])}." if placed["either side"] else ".")
-    )
-    return f"{point}\n\n{told}"
+    rounds = min((len(side) for _, side in ratios), default=0)
+    parts = [f"inside the bar for {len(placed['inside'])}"]
+    for where, text in (("outside", "wholly outside it"), ("either side", "across an edge of it")):
+        names = placed[where]
+        parts.append(f"{text} for {len(names)}" + (f" ({'; '.join(names)})" if names else ""))
+    if placed["too few rounds"]:
+        parts.append(f"not placed for {len(placed['too few rounds'])} (too few rounds for an interval)")
+    return f"At {rounds} rounds, the {CONFIDENCE:.0%} interval of the median ratio lies {', '.join(parts)}."
 
 
-def median_interval(ratios: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+def order_statistic_interval(ratios: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """A distribution-free interval for the median of ``ratios``: the k-th smallest and k-th
     largest, with k the largest rank whose binomial tail, P(Binomial(n, 1/2) < k), stays within
     (1 - confidence) / 2 (so it holds at least ``confidence``). None when there are too few
-    values for any (fewer than 6 at 95 %)."""
+    values for any (fewer than 6 at 95 %). Exact, unlike ``deploybench.stats.median_interval``'s
+    normal approximation, which suits thousands of samples, not 21 rounds."""
     n = len(ratios)
     tail = (1 - confidence) / 2
     k, below = 0, 0.0
@@ -449,9 +474,28 @@ def placement(interval: tuple[float, float]) -> str:
 
 def summary(ratios: list[float]) -> str:
     """The median ratio and, in brackets, the interval of that median: ``1.004 (0.991-1.012)``."""
-    interval = median_interval(ratios)
+    interval = order_statistic_interval(ratios)
     shown = "n/a" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
     return f"{statistics.median(ratios):.3f} ({shown})"
+
+
+def load_raw(path: Path) -> list[Comparison]:
+    """The comparisons a run kept with ``--raw``. Files written before rows carried ``control``
+    name it in the label."""
+    comparisons = []
+    for row in json.loads(path.read_text()):
+        comparisons.append(
+            Comparison(
+                row["model"],
+                row["batch"],
+                row["label"],
+                [Timing(**t) for t in row["reference"]],
+                [Timing(**t) for t in row["deploybench"]],
+                list(row["deploybench_host_ms"]),
+                bool(row.get("control", row["label"].startswith(CONTROL_LABEL))),
+            )
+        )
+    return comparisons
 
 
 def main() -> int:
@@ -470,19 +514,27 @@ def main() -> int:
     )
     parser.add_argument("--readme", type=Path, help="Put the table between the fidelity markers of this file.")
     parser.add_argument("--block", default="fidelity", help="The README markers' name (with --readme).")
+    parser.add_argument(
+        "--from-raw",
+        type=Path,
+        help="Measure nothing: write the table from the rounds a run kept (its --raw file), with the same options.",
+    )
     args = parser.parse_args()
-    args.pairs = [name.strip() for name in args.pairs.split(",")]
+    args.pairs = list(dict.fromkeys(name.strip() for name in args.pairs.split(",")))
     unknown = sorted(set(args.pairs) - set(PAIRS))
     if unknown:
         parser.error(f"unknown pair {', '.join(unknown)}; choose from {', '.join(PAIRS)}")
 
-    comparisons = [
-        c
-        for model in args.models.split(",")
-        for batch in (int(b) for b in args.batches.split(","))
-        for c in compare_model(model, batch, args)
-    ]
-    if args.raw is not None:
+    if args.from_raw is not None:
+        comparisons = load_raw(args.from_raw)
+    else:
+        comparisons = [
+            c
+            for model in args.models.split(",")
+            for batch in (int(b) for b in args.batches.split(","))
+            for c in compare_model(model, batch, args)
+        ]
+    if args.raw is not None and args.raw != args.from_raw:
         args.raw.parent.mkdir(parents=True, exist_ok=True)
         args.raw.write_text(json.dumps([asdict(c) for c in comparisons], indent=1) + "\n")
     text = render(comparisons, args)

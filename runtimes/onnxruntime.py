@@ -5,7 +5,9 @@ deploybench's own FP16 export keeps float32 I/O), converted when the batch is pr
 outside the timed region, as a deployment feeding that graph would. The CUDA provider is
 created with ``use_tf32`` set from the precision, so fp32 means IEEE fp32 on Ampere and
 later GPUs and ``tf32`` is a precision of its own; the TensorRT provider, which has no such
-option, gets ``NVIDIA_TF32_OVERRIDE=0`` (see ``pin_tensorrt_tf32``).
+option, gets ``NVIDIA_TF32_OVERRIDE=0`` (see ``pin_tensorrt_tf32``). An FP16 graph is labelled
+by what its nodes computed in its first run (``ort_profile``): ``fp16+fp32`` where the provider
+ran some of them in fp32, as the CPU provider does for ops it has no fp16 kernel for.
 
 The graph keeps its dynamic batch axis: fixing it at session creation
 (``add_free_dimension_override_by_name``) measured no faster on the CPU (see README), so
@@ -14,7 +16,6 @@ there is no static variant to choose.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import MutableMapping
@@ -29,6 +30,13 @@ from deploybench.batch import Batch, arrays
 from deploybench.errors import RuntimeLoadError, UnsupportedError, UsageError, first_line
 from deploybench.plugin_options import PluginOptions, one_of
 from deploybench.runtimes.base import Runtime, RuntimeOptions
+from deploybench.runtimes.ort_profile import (
+    computed_precision,
+    enable_first_run_profile,
+    node_placement,
+    nodes_by_precision,
+    read_profile,
+)
 from deploybench.tf32 import TF32_OVERRIDE, refuse_tf32_where_overridden
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -109,8 +117,8 @@ class OnnxRuntime(Runtime):
         self._output_names: list[str] = []
         self._on_device = False
         self._result: list[np.ndarray] = []
-        self._placement_pending = False
-        self._profile_dir: tempfile.TemporaryDirectory[str] | None = None  # the placement profile, GPU only
+        self._first_run_reads: frozenset[str] = frozenset()  # what the first run's profile is read for
+        self._profile_dir: tempfile.TemporaryDirectory[str] | None = None  # where that profile is written
 
     def _load(self, artifact: Artifact) -> None:
         import onnxruntime as ort
@@ -119,7 +127,7 @@ class OnnxRuntime(Runtime):
         level = self.options.graph_optimization
         session_options = self._session_options(ort, artifact)
         providers = provider_config(self.options, ort.get_available_providers(), artifact)
-        self._placement_pending = self._profile_placement(session_options)
+        self._first_run_reads = self._profile_first_run(session_options, artifact)
         if providers and providers[0][0] == PROVIDERS["tensorrt"]:
             pin_tensorrt_tf32(self.options.precision)
         elif self.options.precision == "tf32":  # the override beats the CUDA provider's use_tf32 too
@@ -179,29 +187,42 @@ class OnnxRuntime(Runtime):
             )
         self.info["cuda_graphs"] = self._graph is not None
 
-    def _profile_placement(self, session_options: Any) -> bool:
-        """On a GPU provider, profile the first run to report the nodes it left on the CPU.
+    def _profile_first_run(self, session_options: Any, artifact: Artifact) -> frozenset[str]:
+        """Profile the first run where the row needs what it shows (``ort_profile``), and say for
+        what: ``placement`` on a GPU provider (the nodes left on the CPU), ``precision`` for a
+        graph below fp32 (which nodes computed in it).
 
         Not with CUDA graphs: ONNX Runtime refuses to capture a graph unless every node is on CUDA.
         """
-        provider = PROVIDERS.get(self.options.provider or self.options.device)
-        if provider == "CPUExecutionProvider" or self.options.cuda_graphs:
-            return False
-        self._profile_dir = tempfile.TemporaryDirectory(prefix="deploybench-ort-profile-")
-        enable_placement_profile(session_options, Path(self._profile_dir.name))
-        return True
+        if self.options.cuda_graphs:
+            return frozenset()
+        reads = set()
+        if PROVIDERS.get(self.options.provider or self.options.device) != "CPUExecutionProvider":
+            reads.add("placement")
+        if artifact.precision != "fp32" and self.options.precision != "tf32":
+            reads.add("precision")
+        if reads:
+            self._profile_dir = tempfile.TemporaryDirectory(prefix="deploybench-ort-profile-")
+            enable_first_run_profile(session_options, Path(self._profile_dir.name))
+        return frozenset(reads)
 
-    def _report_placement(self, feeds: Any) -> None:
-        """Run the first prepared batch once, untimed, and record where each node ran."""
-        if not self._placement_pending:
+    def _read_first_run(self, feeds: Any) -> None:
+        """Run the first prepared batch once, untimed, and record what its profile shows: where
+        each node ran (GPU providers) and, below fp32, the precision the nodes really computed in."""
+        reads, self._first_run_reads = self._first_run_reads, frozenset()
+        if not reads:
             return
-        self._placement_pending = False
         self.infer(feeds)
         self.synchronize()
-        placement = read_placement(self._session)
-        self.info["node_placement"] = placement.to_dict()
+        events = read_profile(self._session)
         if self._profile_dir is not None:
             self._profile_dir.cleanup()
+        if "placement" in reads:
+            self.info["node_placement"] = node_placement(events).to_dict()
+        if "precision" in reads:
+            counts = nodes_by_precision(events)
+            self.info["nodes_by_precision"] = counts
+            self.info["precision_used"] = computed_precision(str(self.info["precision_used"]), counts)
 
     def _session_options(self, ort: Any, artifact: Artifact) -> Any:
         """Threads (intra-op; one inter-op) and the graph optimisation level."""
@@ -227,7 +248,7 @@ class OnnxRuntime(Runtime):
         host = [np.ascontiguousarray(part, dtype=dtype) for part, dtype in zip(parts, self._feed_dtypes)]
         if not self._on_device:
             feeds = dict(zip(self._inputs, host))
-            self._report_placement(feeds)
+            self._read_first_run(feeds)
             return feeds
         if self._graph is not None:
             return self._graph.feed(host[0])
@@ -238,7 +259,7 @@ class OnnxRuntime(Runtime):
             self._binding.bind_ortvalue_input(name, value)
         for name in self._output_names:
             self._binding.bind_output(name, "cuda", 0)
-        self._report_placement(values)
+        self._read_first_run(values)
         return values  # keep the device buffers alive while they are bound
 
     def infer(self, feeds: Any) -> None:
@@ -257,7 +278,7 @@ class OnnxRuntime(Runtime):
         return [np.asarray(o, dtype=np.float32) for o in self._result]
 
 
-# -- GPU providers: options, node placement, CUDA graph buffers ---------------------------------------
+# -- GPU providers: options, CUDA graph buffers ---------------------------------------
 
 # Engines the TensorRT execution provider builds, kept in deploybench's cache folder: one folder per
 # artifact (engines belong to one graph), and one timing cache shared by every build, as trtexec shares one.
@@ -351,52 +372,6 @@ def provider_chain(wanted: str, options: RuntimeOptions, artifact: Artifact | No
     if wanted == "CUDAExecutionProvider":
         return [cuda, "CPUExecutionProvider"]
     return [wanted]
-
-
-@dataclass(frozen=True)
-class NodePlacement:
-    """Which execution provider ran each node of one profiled run."""
-
-    nodes_by_provider: dict[str, int]
-    cpu_nodes: list[str]  # "OpType:node name" of the nodes that ran on the CPU
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"nodes_by_provider": self.nodes_by_provider, "cpu_nodes": self.cpu_nodes}
-
-
-def node_placement(events: list[dict[str, Any]]) -> NodePlacement:
-    """Parse ONNX Runtime's profile (Chrome trace JSON): each ``Node`` event's ``args.provider``.
-
-    Kernel events are named ``<node>_kernel_time``; the fence events of older releases carry no
-    provider and are skipped. A node seen twice (several runs) counts once.
-    """
-    placed: dict[str, tuple[str, str]] = {}
-    for event in events:
-        args = event.get("args") or {}
-        name = str(event.get("name", ""))
-        if event.get("cat") != "Node" or not args.get("provider") or not name.endswith("_kernel_time"):
-            continue
-        placed[name[: -len("_kernel_time")]] = (str(args.get("op_name", "?")), str(args["provider"]))
-    counts: dict[str, int] = {}
-    for _, provider in placed.values():
-        counts[provider] = counts.get(provider, 0) + 1
-    on_cpu = [f"{op}:{node}" for node, (op, provider) in placed.items() if provider == "CPUExecutionProvider"]
-    return NodePlacement(nodes_by_provider=counts, cpu_nodes=on_cpu)
-
-
-def enable_placement_profile(session_options: Any, folder: Path) -> None:
-    """Profile the session's first run, to read back which provider ran each node."""
-    session_options.enable_profiling = True
-    session_options.profile_file_prefix = str(folder / "ort-profile")
-
-
-def read_placement(session: Any) -> NodePlacement:
-    """End profiling (ONNX Runtime stops collecting there, so timed runs carry no profiling cost) and parse it."""
-    path = session.end_profiling()
-    try:
-        return node_placement(json.loads(Path(path).read_text()))
-    finally:
-        Path(path).unlink(missing_ok=True)
 
 
 # ONNX tensor type strings -> numpy dtypes, for output buffers allocated before the first run.

@@ -18,6 +18,7 @@ from deploybench.artifact import Artifact
 from deploybench.batch import Batch, single
 from deploybench.errors import DeployBenchError, RuntimeLoadError, UnsupportedError
 from deploybench.runtimes.base import Runtime, RuntimeOptions
+from deploybench.tf32 import refuse_tf32_where_overridden
 
 if TYPE_CHECKING:  # checked against tensorrt-stubs (make lint); imported at load time
     import tensorrt as trt
@@ -126,6 +127,9 @@ class TensorRTRuntime(Runtime):
     def _load(self, artifact: Artifact) -> None:
         import torch
 
+        if artifact.manifest.get("tf32_allowed") or "TF32" in (artifact.manifest.get("builder_flags") or ()):
+            # Built to use TF32: under the override some of its layers would run without it, unseen.
+            refuse_tf32_where_overridden(f"the TensorRT tf32 engine {artifact.file.name}")
         import_tensorrt()
         import tensorrt as trt
 

@@ -18,13 +18,11 @@ from deploybench.runtimes.onnxruntime import (
     ORT_TENSORRT_CACHE,
     GraphBuffers,
     OnnxRuntime,
-    enable_placement_profile,
     fixed_output_shape,
-    node_placement,
     provider_chain,
-    read_placement,
     tensorrt_cache_dir,
 )
+from deploybench.runtimes.ort_profile import enable_first_run_profile, node_placement, read_profile
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the onnx extra")
 DATA = Path(__file__).parent / "data"
@@ -128,11 +126,11 @@ def test_profiling_ends_after_one_run_and_is_parsed(artifacts) -> None:
     artifact = artifacts.get("onnx")
     with tempfile.TemporaryDirectory() as folder:
         options = ort.SessionOptions()
-        enable_placement_profile(options, Path(folder))
+        enable_first_run_profile(options, Path(folder))
         session = ort.InferenceSession(str(artifact.file), options, providers=["CPUExecutionProvider"])
         feeds = {session.get_inputs()[0].name: np.zeros((1, 3, 160, 160), np.float32)}
         session.run(None, feeds)
-        placement = read_placement(session)
+        placement = node_placement(read_profile(session))
         assert placement.nodes_by_provider["CPUExecutionProvider"] > 10 and list(Path(folder).iterdir()) == []
         session.run(None, feeds)
         assert session.end_profiling() == ""  # nothing was collected after the first read
@@ -143,9 +141,10 @@ def test_runtime_reports_placement_from_its_first_prepared_batch(artifacts) -> N
     runtime = OnnxRuntime(RuntimeOptions()).load(artifacts.get("onnx"))
     with tempfile.TemporaryDirectory() as folder:
         options = ort.SessionOptions()
-        enable_placement_profile(options, Path(folder))
+        enable_first_run_profile(options, Path(folder))
         runtime._session = ort.InferenceSession(str(runtime.artifact.file), options, providers=["CPUExecutionProvider"])
-        runtime._placement_pending, runtime._profile_dir = True, tempfile.TemporaryDirectory()
+        runtime._first_run_reads = frozenset({"placement"})
+        runtime._profile_dir = tempfile.TemporaryDirectory()
         batch = np.zeros((2, 3, 160, 160), np.float32)
         runtime.prepare(batch)
         assert runtime.info["node_placement"]["nodes_by_provider"]["CPUExecutionProvider"] > 10

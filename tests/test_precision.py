@@ -7,7 +7,7 @@ import pytest
 
 from deploybench import registry
 from deploybench.artifact import Artifact
-from deploybench.errors import UnsupportedError
+from deploybench.errors import RuntimeLoadError, UnsupportedError
 from deploybench.exporters.base import ExportOptions
 from deploybench.inputs import example_batch
 from deploybench.runtimes import onnxruntime as ort_runtime
@@ -35,6 +35,30 @@ def test_onnxruntime_tensorrt_provider_turns_tf32_off_for_the_process(
     pin_tensorrt_tf32("fp32", environ)  # the same setting again: fine
     with pytest.raises(UnsupportedError, match="already made a TensorRT-provider session with TF32 off"):
         pin_tensorrt_tf32("tf32", environ)
+
+
+@pytest.mark.parametrize(("precision", "seen"), [("fp32", "0"), ("fp16", "0"), ("tf32", None)])
+def test_onnxruntime_sets_the_tf32_switch_before_its_tensorrt_session_exists(
+    precision: str, seen: str | None, artifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider reads NVIDIA_TF32_OVERRIDE when it starts: it must be set before the session is made."""
+    import onnxruntime
+
+    made_with: list[str | None] = []
+
+    class Session:  # stands in for a TensorRT-provider session; records the switch as it is made
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            import os
+
+            made_with.append(os.environ.get(TF32_OVERRIDE))
+            raise RuntimeError("no TensorRT here")
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: GPU_PROVIDERS)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    options = RuntimeOptions(device="cuda", provider="tensorrt", precision=precision)
+    with pytest.raises(RuntimeLoadError, match="no TensorRT here"):
+        ort_runtime.OnnxRuntime(options)._load(artifacts.get("onnx"))
+    assert made_with == [seen]
 
 
 def test_onnxruntime_tensorrt_provider_tf32_keeps_tf32_or_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,7 +120,12 @@ def test_onnxruntime_fp16_exports_and_runs_on_the_cpu(cache, tiny) -> None:
         feeds = rt.prepare(batch)
         out = rt.run(batch)[0]
         # deploybench's FP16 graph keeps float32 inputs and outputs, with fp16 inside.
-        assert rt.info["input_dtype"] == "float32" and rt.info["precision_used"] == "fp16"
+        assert rt.info["input_dtype"] == "float32"
+        # The label is what the first run's nodes computed in: the CPU provider runs the ops it
+        # has no fp16 kernel for in fp32, between Casts, and then the row says fp16+fp32.
+        counts = rt.info["nodes_by_precision"]
+        assert set(counts) <= {"fp16", "fp32"} and sum(counts.values()) >= 10
+        assert rt.info["precision_used"] == ("fp16+fp32" if "fp32" in counts else "fp16")
     assert next(iter(feeds.values())).dtype == np.float32
     assert out.dtype == np.float32 and out.shape == (2, 1000)
     from deploybench.parity import compare

@@ -137,6 +137,22 @@ def test_only_the_tf32_precision_leaves_tf32_allowed(precision: str) -> None:
     assert config.flags - {"TF32"} == set(PRECISION_FLAGS[precision]) - {"TF32"}
 
 
+@pytest.mark.parametrize("manifest", [{"tf32_allowed": True, "builder_flags": ["TF32"]}, {"builder_flags": ["TF32"]}])
+def test_a_cached_tf32_engine_is_refused_where_the_override_turns_tf32_off(
+    manifest: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TF32 is fixed when an engine is built: one loaded under NVIDIA_TF32_OVERRIDE=0 would run
+    IEEE FP32 under a tf32 label. Refused before TensorRT is imported, so this runs anywhere."""
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    engine = Artifact("tensorrt", tmp_path, "model.plan", precision="tf32", device="cuda", manifest=manifest)
+    with pytest.raises(UnsupportedError, match="model.plan asks for TF32, and NVIDIA_TF32_OVERRIDE=0"):
+        TensorRTRuntime(RuntimeOptions(device="cuda", precision="tf32"))._load(engine)
+    fp32 = Artifact("tensorrt", tmp_path, "model.plan", device="cuda", manifest={"builder_flags": [], "tf32_allowed": False})
+    with pytest.raises(Exception) as raised:  # an fp32 engine goes on: to TensorRT, or to its absence here
+        TensorRTRuntime(RuntimeOptions(device="cuda"))._load(fp32)
+    assert "NVIDIA_TF32_OVERRIDE" not in str(raised.value)
+
+
 def test_engines_from_another_tensorrt_or_gpu_are_refused() -> None:
     here = {"tensorrt": "10.3.0", "compute_capability": "8.9"}
     assert foreign_engine_problem({"tensorrt": "10.3.0", "compute_capability": "8.9"}, here) is None
