@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 KERNEL_SUFFIX = "_kernel_time"
-# Element type names in a profile's ``output_type_shape`` entries -> deploybench's precision names.
-PROFILE_FLOATS = {"float": "fp32", "MLFloat16": "fp16", "BFloat16": "bf16", "double": "fp64"}
+# Element type names in a profile's ``output_type_shape`` entries (as ONNX Runtime 1.32 writes
+# them; tests/test_ort_profile.py reads them from a real profile) -> deploybench's precision names.
+PROFILE_FLOATS = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 # Nodes that convert, copy or rearrange a tensor rather than compute with it: their kernels take
 # any type, so an fp16 output says nothing of arithmetic.
 NOT_COMPUTE = frozenset(
@@ -40,6 +41,8 @@ NOT_COMPUTE = frozenset(
         "Pad",
         "DepthToSpace",
         "SpaceToDepth",
+        "ReorderInput",  # the CPU provider's NCHWc layout changes
+        "ReorderOutput",
     }
 )
 # A TensorRT engine is one node whose outputs are the graph's boundary, whatever it computed inside.

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import fidelity  # noqa: E402
-from bare_ort import Timing  # noqa: E402
+import fidelity
+from bare_ort import Timing
 
 
 def comparison(ratios: list[float], label: str = "onnxruntime vs bare session.run loop", control: bool = False):
@@ -60,6 +60,8 @@ def test_a_run_kept_with_raw_renders_again_from_it(tmp_path: Path) -> None:
     assert fidelity.load_raw(path) == rows
 
 
-@pytest.mark.parametrize(("interval", "where"), [((0.98, 1.02), "inside"), ((1.04, 1.2), "outside"), ((0.9, 1.0), "either side")])
+@pytest.mark.parametrize(
+    ("interval", "where"), [((0.98, 1.02), "inside"), ((1.04, 1.2), "outside"), ((0.9, 1.0), "either side")]
+)
 def test_placement_against_the_bar(interval: tuple[float, float], where: str) -> None:
     assert fidelity.placement(interval) == where

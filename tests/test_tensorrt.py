@@ -147,7 +147,9 @@ def test_a_cached_tf32_engine_is_refused_where_the_override_turns_tf32_off(
     engine = Artifact("tensorrt", tmp_path, "model.plan", precision="tf32", device="cuda", manifest=manifest)
     with pytest.raises(UnsupportedError, match="model.plan asks for TF32, and NVIDIA_TF32_OVERRIDE=0"):
         TensorRTRuntime(RuntimeOptions(device="cuda", precision="tf32"))._load(engine)
-    fp32 = Artifact("tensorrt", tmp_path, "model.plan", device="cuda", manifest={"builder_flags": [], "tf32_allowed": False})
+    fp32 = Artifact(
+        "tensorrt", tmp_path, "model.plan", device="cuda", manifest={"builder_flags": [], "tf32_allowed": False}
+    )
     with pytest.raises(Exception) as raised:  # an fp32 engine goes on: to TensorRT, or to its absence here
         TensorRTRuntime(RuntimeOptions(device="cuda"))._load(fp32)
     assert "NVIDIA_TF32_OVERRIDE" not in str(raised.value)
