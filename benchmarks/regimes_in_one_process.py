@@ -8,7 +8,7 @@ is the machine's, they step together, and a burst's ratio to its neighbour stays
 both move. The table lists every round; the line above it gives the correlation of the two
 sessions' medians and how far the ratio of neighbours strays.
 
-    python benchmarks/regimes_in_one_process.py [--model mobilenetv4] [--rounds 40] [--seconds 0.4]
+    python benchmarks/regimes_in_one_process.py [--model mobilenetv4] [--rounds 120] [--seconds 0.4]
                                                 [--threads 2] [--out FILE.md]
 """
 
@@ -40,7 +40,7 @@ def burst(session: Any, feeds: dict[str, Any], seconds: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mobilenetv4")
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=120)
     parser.add_argument("--seconds", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="Also write the Markdown table here.")
