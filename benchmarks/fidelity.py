@@ -12,7 +12,7 @@ process with the memory sampler on, against
 
 Each (model, batch) runs in alternating rounds (the order flips every round), and each row
 reports the ratio deploybench / reference *within* each round, where the two runs are
-neighbours in time: its median over the rounds (the row's *ratio*) and its range. Beside it,
+neighbours in time: its median over the rounds (the row's *ratio*) and that median's interval. Beside it,
 each side's median over its rounds and, as a second opinion, the ratio of each side's best
 round (lowest median latency, highest throughput). ``--raw FILE.json`` keeps every round's
 figures.
@@ -28,10 +28,14 @@ ordinary ones. Where the two disagree, read both. With ``--readme`` the table re
 text between the fidelity markers (``--block`` names other markers).
 
 How far a row's ratio can be trusted: beside it, the 95 % interval of the median over the
-rounds (distribution-free, from the order statistics), and the verdict line says which ratios
-this many rounds can place inside or outside the bar and which it cannot. ``--pairs control``
-runs the bare loop against itself in the same rounds (an A/A row): deploybench takes no part,
-so what that ratio strays from 1 is the machine and the method, not deploybench.
+rounds (from the order statistics: it holds whatever the ratios' distribution, for independent
+rounds; rounds that share a regime make it optimistic), and the second line under the table
+says which ratios this many rounds can place inside or outside the bar and which they cannot.
+``--pairs control`` runs the bare loop against itself in rounds of its own, alternating the
+same way (an A/A row): deploybench takes no part, so what that ratio strays from 1 is the
+machine and the method, not deploybench. ``--from-raw FILE`` writes the table again from a
+run's ``--raw`` file, measuring nothing; give it the run's ``--threads`` and ``--seconds``,
+which the header names.
 
     python benchmarks/fidelity.py [--models mobilenetv4,resnet50,vit_s16] [--batches 1,8] [--threads 2]
                                   [--rounds 21] [--seconds 4] [--pairs openvino,onnxruntime,control]
@@ -350,12 +354,13 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
     lines = [
         f"Written by `python benchmarks/fidelity.py {' '.join(sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}, "
         f"{cpu}, {len(os.sched_getaffinity(0))} usable cores, {args.threads} threads, FP32, "
-        f"{args.rounds} alternating rounds of at least {args.seconds:g} s per side. ms/image is the median "
+        f"{rounds_run(comparisons)} alternating rounds of at least {args.seconds:g} s per side. ms/image is the median "
         "latency of one call divided by the batch, img/s the images over the timed window; each side's "
         "figure is its median over its rounds. *ratio* is deploybench / reference within each round (the "
         "two runs are neighbours in time, so they mostly share the VM's speed regime): the median over the "
-        f"rounds and, in brackets, the {CONFIDENCE:.0%} interval of that median (the order statistics that "
-        "bound it whatever the rounds' spread). *best rounds* is the ratio of each side's best round (lowest "
+        f"rounds and, in brackets, the {CONFIDENCE:.0%} interval of that median (from the order statistics: "
+        "it holds whatever the ratios' distribution, for independent rounds; rounds that share a regime make "
+        "it optimistic; n/a under 6 rounds). *best rounds* is the ratio of each side's best round (lowest "
         "ms/image, highest img/s), a second opinion that a rare fast regime reached by one side only can "
         "sway. Latency is compared on the reference's clock: benchmark_app's median is each request's own "
         "latency (`InferRequest.latency`), so where deploybench ran one request at a time the row's figure "
@@ -363,9 +368,9 @@ def render(comparisons: list[Comparison], args: argparse.Namespace) -> str:
         "on the host. *host ms/img* is the row's `p50 ms` over the batch, host wall time of a call, which "
         "on OpenVINO also holds the Python call around the request."
         + (
-            f" The *{CONTROL_LABEL}* row puts a second bare loop where deploybench stands, in the same "
-            "rounds: its ratio and interval are what the machine and the method alone give."
-            if "control" in args.pairs
+            f" The *{CONTROL_LABEL}* rows put a second bare loop where deploybench stands, in rounds of "
+            "their own: their ratios and intervals are what the machine and the method alone give."
+            if any(c.control for c in comparisons)
             else ""
         ),
         "",
@@ -433,8 +438,8 @@ def interval_line(comparisons: list[Comparison]) -> str:
         if interval is None:
             placed["too few rounds"].append(name)
         else:
-            placed[placement(interval)].append(f"{name} {interval[0]:.3f}-{interval[1]:.3f}")
-    rounds = min((len(side) for _, side in ratios), default=0)
+            placed[placement(interval)].append(f"{name} {interval[0]:.4f}-{interval[1]:.4f}")
+    rounds = rounds_run(comparisons)
     parts = [f"inside the bar for {len(placed['inside'])}"]
     for where, text in (("outside", "wholly outside it"), ("either side", "across an edge of it")):
         names = placed[where]
@@ -442,6 +447,12 @@ def interval_line(comparisons: list[Comparison]) -> str:
     if placed["too few rounds"]:
         parts.append(f"not placed for {len(placed['too few rounds'])} (too few rounds for an interval)")
     return f"At {rounds} rounds, the {CONFIDENCE:.0%} interval of the median ratio lies {', '.join(parts)}."
+
+
+def rounds_run(comparisons: list[Comparison]) -> str:
+    """How many rounds the rows ran: ``21``, or ``11-21`` where rows differ."""
+    counts = sorted({len(c.reference) for c in comparisons}) or [0]
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
 
 def order_statistic_interval(ratios: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
@@ -520,6 +531,8 @@ def main() -> int:
         help="Measure nothing: write the table from the rounds a run kept (its --raw file), with the same options.",
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.pairs = list(dict.fromkeys(name.strip() for name in args.pairs.split(",")))
     unknown = sorted(set(args.pairs) - set(PAIRS))
     if unknown:

@@ -1,12 +1,13 @@
-"""Are the speed regimes a process's or the machine's? Two sessions of one file, in one process.
+"""Are the speed regimes a session's? Two sessions of one file, in one process.
 
 Makes two ONNX Runtime sessions of the same ONNX export in one process and times them in
 alternating bursts of ``--seconds`` (each a ``session.run`` loop under ``perf_counter``),
-``--rounds`` times, the order flipping each round. Where a regime belonged to a process (its
-memory placement, its threads' cores), the two sessions would keep their own speeds; where it
-is the machine's, they step together, and a burst's ratio to its neighbour stays near 1 while
-both move. The table lists every round; the line above it gives the correlation of the two
-sessions' medians and how far the ratio of neighbours strays.
+``--rounds`` times, the order flipping each round. Where a regime belonged to a session (its
+thread pool, its buffers), the two would keep their own speeds; where it is the process's or
+the machine's, they step together, and a burst's ratio to its neighbour stays near 1 while
+both move (``machine_regimes.py`` shows the steps inside one process and across processes).
+The table lists every round; the line above it gives the correlation of the two sessions'
+medians and how far the ratio of neighbours strays.
 
     python benchmarks/regimes_in_one_process.py [--model mobilenetv4] [--rounds 120] [--seconds 0.4]
                                                 [--threads 2] [--out FILE.md]

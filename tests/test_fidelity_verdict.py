@@ -26,7 +26,8 @@ def test_the_interval_is_the_order_statistics_that_bound_the_median() -> None:
     assert fidelity.order_statistic_interval(values[::-1]) == (5.0, 15.0)  # ranks 6 and 16: P(X <= 5) = 1.3 %
     assert fidelity.order_statistic_interval(values[:6]) == (0.0, 5.0)  # the fewest with an interval: 2/64 out
     assert fidelity.order_statistic_interval(values[:5]) is None
-    assert fidelity.order_statistic_interval(values, confidence=0.5)[0] > 5.0  # a lower confidence, a narrower one
+    narrower = fidelity.order_statistic_interval(values, confidence=0.5)  # a lower confidence, a narrower one
+    assert narrower is not None and narrower[0] > 5.0
 
 
 def test_the_verdict_places_each_ratio_by_its_interval() -> None:
@@ -35,7 +36,7 @@ def test_the_verdict_places_each_ratio_by_its_interval() -> None:
     text = fidelity.verdict([steady, noisy])
     assert text.startswith("**4 of 4 ratios within 0.97-1.03**.")
     assert "lies inside the bar for 2, wholly outside it for 0, across an edge of it for 2" in text
-    assert "m batch 1 onnxruntime ms/img 0.850-1.150" in text
+    assert "m batch 1 onnxruntime ms/img 0.8500-1.1500" in text
 
 
 def test_control_rows_are_counted_apart_from_deploybench() -> None:
@@ -51,7 +52,7 @@ def test_too_few_rounds_are_named_not_placed() -> None:
     assert "not placed for 2 (too few rounds for an interval)" in fidelity.verdict([comparison([1.0, 1.0])])
 
 
-def test_a_run_kept_with_raw_renders_again_from_it(tmp_path: Path) -> None:
+def test_a_kept_run_loads_back_as_it_was(tmp_path: Path) -> None:
     rows = [comparison([0.99, 1.01] * 4), comparison([1.2] * 8, label=f"{fidelity.CONTROL_LABEL} vs x", control=True)]
     path = tmp_path / "raw.json"
     kept = [asdict(c) for c in rows]
@@ -61,7 +62,29 @@ def test_a_run_kept_with_raw_renders_again_from_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("interval", "where"), [((0.98, 1.02), "inside"), ((1.04, 1.2), "outside"), ((0.9, 1.0), "either side")]
+    ("interval", "where"),
+    [
+        ((0.98, 1.02), "inside"),
+        ((0.97, 1.03), "inside"),  # the bar's edges belong to it
+        ((1.04, 1.2), "outside"),
+        ((0.9, 0.9699), "outside"),
+        ((0.9, 0.97), "either side"),
+        ((0.9, 1.0), "either side"),
+    ],
 )
 def test_placement_against_the_bar(interval: tuple[float, float], where: str) -> None:
     assert fidelity.placement(interval) == where
+
+
+def test_from_raw_writes_the_table_of_a_kept_run_measuring_nothing(tmp_path: Path, monkeypatch) -> None:
+    rows = [comparison([1.0 + 0.001 * i for i in range(7)]), comparison([1.0] * 7, label="x vs y", control=True)]
+    raw, out = tmp_path / "raw.json", tmp_path / "table.md"
+    raw.write_text(json.dumps([asdict(c) for c in rows]))
+    monkeypatch.setattr(fidelity, "compare_model", lambda *args: pytest.fail("--from-raw measured"))
+    monkeypatch.setattr(sys, "argv", ["fidelity.py", "--from-raw", str(raw), "--out", str(out), "--rounds", "99"])
+    assert fidelity.main() == 0
+    table = out.read_text()
+    assert "7 alternating rounds" in table  # the run's rounds, not the option's
+    assert "| m | 1 | onnxruntime vs bare session.run loop | 10.000 | 10.030 |" in table
+    assert "*control (a second bare loop)* rows put a second bare loop" in table
+    assert "**2 of 2 ratios within" in table and "**2 of 2 control ratios" in table
