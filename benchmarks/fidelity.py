@@ -61,12 +61,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bare_ort
 from bare_ort import Timing
 from readme_block import README, publish
+
+from deploybench.stats import median_interval
 
 BAR = (0.97, 1.03)  # issue 11: every ratio, latency and throughput, within this
 CONFIDENCE = 0.95  # of the interval shown beside each ratio
@@ -456,21 +459,14 @@ def rounds_run(comparisons: list[Comparison]) -> str:
 
 
 def order_statistic_interval(ratios: list[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
-    """A distribution-free interval for the median of ``ratios``: the k-th smallest and k-th
-    largest, with k the largest rank whose binomial tail, P(Binomial(n, 1/2) < k), stays within
-    (1 - confidence) / 2 (so it holds at least ``confidence``). None when there are too few
-    values for any (fewer than 6 at 95 %). Exact, unlike ``deploybench.stats.median_interval``'s
-    normal approximation, which suits thousands of samples, not 21 rounds."""
+    """The interval of the median of the rounds' ratios at ``confidence``: the order statistics of
+    ``deploybench.stats.median_interval``, which the harness's stop rule uses too. None where no
+    interval holds that much: even the whole range misses the median with probability 2 / 2**n
+    (fewer than 6 rounds at 95 %)."""
     n = len(ratios)
-    tail = (1 - confidence) / 2
-    k, below = 0, 0.0
-    while k < n and below + math.comb(n, k) / 2**n <= tail:
-        below += math.comb(n, k) / 2**n
-        k += 1
-    if k == 0:
+    if n == 0 or 2 / 2**n > 1 - confidence:
         return None
-    ordered = sorted(ratios)
-    return ordered[k - 1], ordered[n - k]
+    return median_interval(sorted(ratios), z=NormalDist().inv_cdf((1 + confidence) / 2))
 
 
 def placement(interval: tuple[float, float]) -> str:
@@ -491,21 +487,11 @@ def summary(ratios: list[float]) -> str:
 
 
 def load_raw(path: Path) -> list[Comparison]:
-    """The comparisons a run kept with ``--raw``. Files written before rows carried ``control``
-    name it in the label."""
+    """The comparisons a run kept with ``--raw``."""
     comparisons = []
     for row in json.loads(path.read_text()):
-        comparisons.append(
-            Comparison(
-                row["model"],
-                row["batch"],
-                row["label"],
-                [Timing(**t) for t in row["reference"]],
-                [Timing(**t) for t in row["deploybench"]],
-                list(row["deploybench_host_ms"]),
-                bool(row.get("control", row["label"].startswith(CONTROL_LABEL))),
-            )
-        )
+        sides = {side: [Timing(**t) for t in row[side]] for side in ("reference", "deploybench")}
+        comparisons.append(Comparison(**{**row, **sides}))
     return comparisons
 
 
@@ -547,7 +533,7 @@ def main() -> int:
             for batch in (int(b) for b in args.batches.split(","))
             for c in compare_model(model, batch, args)
         ]
-    if args.raw is not None and args.raw != args.from_raw:
+    if args.raw is not None:
         args.raw.parent.mkdir(parents=True, exist_ok=True)
         args.raw.write_text(json.dumps([asdict(c) for c in comparisons], indent=1) + "\n")
     text = render(comparisons, args)

@@ -67,9 +67,13 @@ def main() -> int:
     started = time.time()
     pairs = []
     for index in range(args.rounds):  # the order flips each round, so neither session always goes first
-        order = (first, second) if index % 2 == 0 else (second, first)
-        timed = {id(each): burst(each, feeds, args.seconds) for each in order}
-        pairs.append((timed[id(first)], timed[id(second)]))
+        if index % 2 == 0:
+            first_ms = burst(first, feeds, args.seconds)
+            second_ms = burst(second, feeds, args.seconds)
+        else:
+            second_ms = burst(second, feeds, args.seconds)
+            first_ms = burst(first, feeds, args.seconds)
+        pairs.append((first_ms, second_ms))
     a, b = [p[0] for p in pairs], [p[1] for p in pairs]
     ratios = [y / x for x, y in pairs]
     lines = [

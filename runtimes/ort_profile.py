@@ -4,8 +4,8 @@ float type each node computed.
 deploybench profiles a session's first run only (ONNX Runtime stops collecting at
 ``end_profiling``, so the timed runs carry no profiling cost), where a row needs it: on a GPU
 provider, to name the nodes left on the CPU; for a graph below fp32, to say what really ran
-in fp16 (ONNX Runtime's CPU provider has fp16 kernels for few ops and wraps the others in
-Casts to and from fp32).
+in fp16 (ONNX Runtime's CPU provider runs an op it has no fp16 kernel for in fp32, between
+Casts it inserts).
 """
 
 from __future__ import annotations
